@@ -70,3 +70,38 @@ export interface BlobWriter {
 export interface SignatureSource {
   fetch(image: ResolvedImage, options: { readonly signal?: AbortSignal; readonly credentials?: RegistryCredentials }): Promise<SignatureFetchReport>;
 }
+
+/** The content store as the pull use case sees it (src/store implements it). */
+export interface ContentStore {
+  has(digest: Digest): Promise<boolean>;
+  ingest(expected: Descriptor): BlobWriter | Promise<BlobWriter>;
+  /** Reads a whole blob, refusing anything over `maxBytes`. */
+  readAll(digest: Digest, maxBytes: number): Promise<Uint8Array>;
+}
+
+/** What the pull use case records for an image (src/store's index stores it). */
+export interface PulledImageRecord {
+  readonly id: Digest;
+  readonly repoTags: string[];
+  readonly repoDigests: string[];
+  readonly manifestDigest: Digest;
+  readonly manifestMediaType: string;
+  readonly topDigest: Digest;
+  readonly topMediaType: string;
+  readonly configDigest: Digest;
+  readonly layers: { digest: Digest; size: number; mediaType: string }[];
+  readonly size: number;
+  readonly user?: string;
+  readonly pulledAt: string;
+  readonly verification?: unknown;
+  readonly signatureBlobs?: Digest[];
+}
+
+export interface ImageRecorder {
+  put(record: PulledImageRecord): Promise<void>;
+}
+
+/** Keeps blobs a pull has committed but not yet recorded safe from garbage collection. */
+export interface BlobLeases {
+  withLease<T>(digests: readonly Digest[], work: () => Promise<T>): Promise<T>;
+}

@@ -1,0 +1,156 @@
+/**
+ * The CRI ImageService and RuntimeService.Version handlers. Each maps the request to one call on a
+ * use case and the result to the response; errors go through instrument.ts → status.ts.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { PullguardError } from '../domain/errors.js';
+import type { ImageCatalog } from '../images/image-catalog.js';
+import type { ImageRecord } from '../images/ports.js';
+import type { Logger } from '../log/logger.js';
+import type { PullService } from '../pull/pull-service.js';
+import { credentialsFromAuthConfig } from './auth-config.js';
+import type {
+  CriImage,
+  FilesystemUsage,
+  ImageStatusRequest,
+  ListImagesRequest,
+  PullImageRequest,
+  RemoveImageRequest,
+} from './cri-types.js';
+import { instrumentUnary, type RpcHandler } from './instrument.js';
+import { loadCriPackageDefinition } from './proto.js';
+import { warningsMetadata } from './status.js';
+
+export const CRI_API_VERSION = 'v1';
+
+export interface ImageServiceDeps {
+  readonly pulls: PullService;
+  readonly catalog: ImageCatalog;
+  readonly logger: Logger;
+  readonly version: string;
+  readonly clock: () => Date;
+  readonly shutdownSignal: AbortSignal;
+  /** Called after each successful pull with warnings (events, metrics). */
+  readonly onPullWarnings?: (info: { image: string; namespace?: string; pod?: { name: string; namespace: string; uid: string } ; warnings: readonly { code: string; message: string }[] }) => void;
+}
+
+function requireImageName(spec: { image?: string } | null | undefined): string {
+  const image = spec?.image ?? '';
+  if (image === '') throw new PullguardError('INVALID_ARGUMENT', 'image name is empty');
+  return image;
+}
+
+/** `User` from the image config → CRI uid/username, as containerd's getUserFromImage does. */
+export function userFields(user: string | undefined): Pick<CriImage, 'uid' | 'username'> {
+  if (user === undefined || user === '') return { uid: null, username: '' };
+  const name = user.split(':')[0] ?? '';
+  if (/^\d+$/.test(name)) return { uid: { value: String(BigInt(name)) }, username: '' };
+  return { uid: null, username: name };
+}
+
+export function toCriImage(record: ImageRecord): CriImage {
+  return {
+    id: record.id,
+    repo_tags: [...record.repoTags],
+    repo_digests: [...record.repoDigests],
+    size: String(record.size),
+    ...userFields(record.user),
+    spec: { image: record.id, annotations: {} },
+    pinned: false,
+  };
+}
+
+export function createImageServiceHandlers(deps: ImageServiceDeps): { image: grpc.UntypedServiceImplementation; runtime: grpc.UntypedServiceImplementation } {
+  const { pulls, catalog } = deps;
+
+  const pullImage: RpcHandler<PullImageRequest, { image_ref: string }> = async (request, { signal, log }) => {
+    const image = requireImageName(request.image);
+    const credentials = credentialsFromAuthConfig(request.auth);
+    const metadata = request.sandbox_config?.metadata ?? undefined;
+    const namespace = metadata?.namespace !== undefined && metadata.namespace !== '' ? metadata.namespace : undefined;
+    const result = await pulls.pull({ image, signal, ...(credentials !== undefined ? { credentials } : {}), ...(namespace !== undefined ? { namespace } : {}) });
+    const warnings = result.verdict.warnings;
+    for (const warning of warnings) {
+      log.warn(
+        { image, manifestDigest: result.manifestDigest, warningCode: warning.code, signatureIndex: warning.location?.index, url: warning.location?.url },
+        warning.message,
+      );
+    }
+    if (warnings.length > 0 && deps.onPullWarnings !== undefined) {
+      const pod = metadata?.name && metadata.namespace ? { name: metadata.name, namespace: metadata.namespace, uid: metadata.uid ?? '' } : undefined;
+      deps.onPullWarnings({ image, ...(namespace !== undefined ? { namespace } : {}), ...(pod !== undefined ? { pod } : {}), warnings });
+    }
+    const trailers = warningsMetadata(warnings);
+    return { response: { image_ref: result.imageId }, ...(trailers !== undefined ? { trailers } : {}) };
+  };
+
+  const imageStatus: RpcHandler<ImageStatusRequest, { image: CriImage | null; info: Record<string, string> }> = async (request) => {
+    const name = requireImageName(request.image);
+    const record = await catalog.find(name);
+    if (record === undefined) return { response: { image: null, info: {} } };
+    const info: Record<string, string> = {};
+    if (request.verbose) {
+      info.info = JSON.stringify({
+        manifestDigest: record.manifestDigest,
+        manifestMediaType: record.manifestMediaType,
+        topDigest: record.topDigest,
+        layers: record.layers,
+        pulledAt: record.pulledAt,
+      });
+      if (record.verification !== undefined) info.verification = JSON.stringify(record.verification);
+    }
+    return { response: { image: toCriImage(record), info } };
+  };
+
+  const listImages: RpcHandler<ListImagesRequest, { images: CriImage[] }> = async (request) => {
+    const filter = request.filter?.image?.image ?? '';
+    const records = await catalog.list(filter);
+    return { response: { images: records.map(toCriImage) } };
+  };
+
+  const removeImage: RpcHandler<RemoveImageRequest, Record<string, never>> = async (request) => {
+    await catalog.remove(requireImageName(request.image));
+    return { response: {} };
+  };
+
+  const imageFsInfo: RpcHandler<unknown, { image_filesystems: FilesystemUsage[]; container_filesystems: FilesystemUsage[] }> = async () => {
+    const fs = await catalog.fsInfo();
+    const timestamp = String(BigInt(deps.clock().getTime()) * 1_000_000n);
+    return {
+      response: {
+        image_filesystems: [
+          { timestamp, fs_id: { mountpoint: fs.mountpoint }, used_bytes: { value: String(fs.usedBytes) }, inodes_used: { value: String(fs.inodesUsed) } },
+        ],
+        container_filesystems: [],
+      },
+    };
+  };
+
+  const version: RpcHandler<unknown, { version: string; runtime_name: string; runtime_version: string; runtime_api_version: string }> = async () => ({
+    response: { version: '0.1.0', runtime_name: 'pullguard', runtime_version: deps.version, runtime_api_version: CRI_API_VERSION },
+  });
+
+  const common = { logger: deps.logger, shutdownSignal: deps.shutdownSignal };
+  const describeImage = (request: { image?: { image?: string } | null }): Record<string, unknown> => ({ image: request.image?.image ?? '' });
+  return {
+    image: {
+      PullImage: instrumentUnary('PullImage', pullImage, { ...common, describe: describeImage }),
+      ImageStatus: instrumentUnary('ImageStatus', imageStatus, { ...common, describe: describeImage }),
+      ListImages: instrumentUnary('ListImages', listImages, { ...common, describe: (r: ListImagesRequest) => ({ filter: r.filter?.image?.image ?? '' }) }),
+      RemoveImage: instrumentUnary('RemoveImage', removeImage, { ...common, describe: describeImage }),
+      ImageFsInfo: instrumentUnary('ImageFsInfo', imageFsInfo, common),
+      // StreamImages is left out on purpose: grpc-js answers UNIMPLEMENTED, and kubelet's cri-client
+      // then falls back to ListImages for good.
+    },
+    runtime: {
+      Version: instrumentUnary('Version', version, common),
+    },
+  };
+}
+
+export function criServiceDefinitions(): { image: grpc.ServiceDefinition; runtime: grpc.ServiceDefinition } {
+  const loaded = grpc.loadPackageDefinition(loadCriPackageDefinition()) as unknown as {
+    runtime: { v1: { ImageService: { service: grpc.ServiceDefinition }; RuntimeService: { service: grpc.ServiceDefinition } } };
+  };
+  return { image: loaded.runtime.v1.ImageService.service, runtime: loaded.runtime.v1.RuntimeService.service };
+}

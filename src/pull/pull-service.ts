@@ -1,0 +1,230 @@
+/**
+ * The pull use case: resolve → signature phase (policy decides) → only if allowed, fetch config and
+ * layers into the store → record the image with its verification record. Depends on ports only.
+ */
+import { createHash } from 'node:crypto';
+import type { Digest } from '../domain/digest.js';
+import { PullguardError } from '../domain/errors.js';
+import type { Descriptor } from '../domain/image.js';
+import { formatReference, parseReference, type ImageReference } from '../domain/reference.js';
+import type { UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
+import { SignatureDeniedError } from './pull-errors.js';
+import type {
+  BlobLeases,
+  ContentStore,
+  ImageRecorder,
+  ImageSource,
+  PulledImageRecord,
+  RegistryCredentials,
+  ResolvedImage,
+} from './ports.js';
+import { SingleFlight } from './single-flight.js';
+import { toVerificationRecord } from './verification-record.js';
+
+/** The signature phase as the pipeline sees it (src/pull/signature-phase.ts, wired in main). */
+export type SignaturePhase = (input: {
+  readonly namespace?: string;
+  readonly image: ResolvedImage;
+  readonly credentials?: RegistryCredentials;
+  readonly signal?: AbortSignal;
+}) => Promise<SignaturePhaseResult>;
+
+export interface SignaturePhaseResult {
+  readonly verdict: Verdict;
+  /** Every signature that parsed, in source and index order (kept as the forensic record). */
+  readonly signatures: readonly UntrustedSignatureBlob[];
+}
+
+export interface PullRequest {
+  readonly image: string;
+  readonly credentials?: RegistryCredentials;
+  /** Pod namespace, for per-namespace policies. */
+  readonly namespace?: string;
+  readonly signal?: AbortSignal;
+}
+
+export interface PullResult {
+  readonly imageId: Digest;
+  readonly reference: ImageReference;
+  readonly manifestDigest: Digest;
+  readonly verdict: Verdict;
+  /** True when this caller joined a pull already in flight. */
+  readonly record: PulledImageRecord;
+}
+
+export interface PullServiceOptions {
+  readonly source: ImageSource;
+  readonly signaturePhase: SignaturePhase;
+  readonly content: ContentStore;
+  readonly images: ImageRecorder;
+  readonly leases: BlobLeases;
+  readonly clock: () => Date;
+  readonly version: string;
+  /** Layers fetched at once per pull. */
+  readonly layerConcurrency?: number;
+  /** Progress and events for logs/CLI; never given credentials. */
+  readonly onEvent?: (event: PullEvent) => void;
+}
+
+export type PullEvent =
+  | { type: 'resolved'; image: string; manifestDigest: Digest; layers: number; bytes: number }
+  | { type: 'verdict'; image: string; verdict: Verdict }
+  | { type: 'blob-done'; image: string; digest: Digest; size: number; skipped: boolean };
+
+const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+const DEFAULT_LAYER_CONCURRENCY = 4;
+
+export class PullService {
+  readonly #options: PullServiceOptions;
+  readonly #pulls = new SingleFlight<PullResult>();
+  readonly #blobs = new SingleFlight<boolean>();
+
+  constructor(options: PullServiceOptions) {
+    this.#options = options;
+  }
+
+  /** Pulls (or joins an identical pull in flight: same image, credentials and namespace). */
+  pull(request: PullRequest): Promise<PullResult> {
+    const reference = parseReference(request.image);
+    const key = [formatReference(reference), credentialKey(request.credentials), request.namespace ?? ''].join('\0');
+    return this.#pulls.run(key, request.signal, (signal) => this.#pull(reference, request, signal));
+  }
+
+  async #pull(reference: ImageReference, request: PullRequest, signal: AbortSignal): Promise<PullResult> {
+    const { source, signaturePhase, clock } = this.#options;
+    const transport = { credentials: request.credentials, signal };
+    const image = await source.resolve(reference, transport);
+    const display = formatReference(reference);
+    this.#emit({
+      type: 'resolved',
+      image: display,
+      manifestDigest: image.manifestDigest,
+      layers: image.layers.length,
+      bytes: image.layers.reduce((sum, layer) => sum + layer.size, image.config.size),
+    });
+
+    // The policy decides BEFORE any other blob is read (c/image copy/single.go, containerd transfer).
+    const { verdict, signatures } = await signaturePhase({
+      image,
+      signal,
+      ...(request.namespace !== undefined ? { namespace: request.namespace } : {}),
+      ...(request.credentials !== undefined ? { credentials: request.credentials } : {}),
+    });
+    this.#emit({ type: 'verdict', image: display, verdict });
+    if (!verdict.allowed) throw new SignatureDeniedError(display, image.manifestDigest, verdict);
+
+    const signatureDigests = signatures.map((signature) => sha256Digest(signature.bytes));
+    const leased: Digest[] = [image.topDigest, image.manifestDigest, image.config.digest, ...image.layers.map((l) => l.digest), ...signatureDigests];
+    return this.#options.leases.withLease(leased, async () => {
+      await this.#storeBytes(image.manifestDigest, image.manifestMediaType, image.manifestBytes);
+      if (image.indexBytes !== undefined) await this.#storeBytes(image.topDigest, image.topMediaType, image.indexBytes);
+      for (const [i, signature] of signatures.entries()) {
+        await this.#storeBytes(signatureDigests[i]!, 'application/vnd.pullguard.signature', signature.bytes);
+      }
+      await this.#fetchBlobs(image, [image.config, ...image.layers], request.credentials, signal);
+
+      const config = await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES);
+      const record: PulledImageRecord = {
+        id: image.config.digest,
+        repoTags: reference.tag !== undefined ? [`${reference.name}:${reference.tag}`] : [],
+        repoDigests: [...new Set([`${reference.name}@${image.topDigest}`, `${reference.name}@${image.manifestDigest}`])],
+        manifestDigest: image.manifestDigest,
+        manifestMediaType: image.manifestMediaType,
+        topDigest: image.topDigest,
+        topMediaType: image.topMediaType,
+        configDigest: image.config.digest,
+        layers: image.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
+        size: image.config.size + image.manifestBytes.byteLength + image.layers.reduce((sum, l) => sum + l.size, 0),
+        ...optionalUser(configUser(config)),
+        pulledAt: clock().toISOString(),
+        verification: toVerificationRecord({
+          time: clock(),
+          version: this.#options.version,
+          image,
+          verdict,
+          signatures,
+          signatureDigests,
+        }),
+        signatureBlobs: signatureDigests,
+      };
+      await this.#options.images.put(record);
+      return { imageId: record.id, reference, manifestDigest: image.manifestDigest, verdict, record };
+    });
+  }
+
+  async #storeBytes(digest: Digest, mediaType: string, bytes: Uint8Array): Promise<void> {
+    const { content } = this.#options;
+    if (await content.has(digest)) return;
+    const writer = await content.ingest({ digest, size: bytes.byteLength, mediaType });
+    try {
+      await writer.write(bytes);
+      await writer.commit();
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+  }
+
+  /** Fetches blobs with bounded concurrency; a blob another pull is fetching is awaited, not re-fetched. */
+  async #fetchBlobs(image: ResolvedImage, blobs: readonly Descriptor[], credentials: RegistryCredentials | undefined, signal: AbortSignal): Promise<void> {
+    const queue = [...new Map(blobs.map((b) => [b.digest, b])).values()];
+    const concurrency = Math.max(1, this.#options.layerConcurrency ?? DEFAULT_LAYER_CONCURRENCY);
+    const worker = async (): Promise<void> => {
+      for (let blob = queue.shift(); blob !== undefined; blob = queue.shift()) {
+        const descriptor = blob;
+        const skipped = await this.#blobs.run(descriptor.digest, signal, async (sharedSignal) => {
+          if (await this.#options.content.has(descriptor.digest)) return true;
+          const writer = await this.#options.content.ingest(descriptor);
+          try {
+            await this.#options.source.fetchBlob(image, descriptor, writer, {
+              signal: sharedSignal,
+              ...(credentials !== undefined ? { credentials } : {}),
+            });
+            await writer.commit();
+          } catch (err) {
+            await writer.abort();
+            throw err;
+          }
+          return false;
+        });
+        this.#emit({ type: 'blob-done', image: formatReference(image.reference), digest: descriptor.digest, size: descriptor.size, skipped });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, queue.length) }, worker));
+  }
+
+  #emit(event: PullEvent): void {
+    this.#options.onEvent?.(event);
+  }
+}
+
+/** Pulls with different credentials must not share a result (one may be authorised, the other not). */
+function credentialKey(credentials: RegistryCredentials | undefined): string {
+  if (credentials === undefined) return 'anonymous';
+  const hash = createHash('sha256');
+  for (const part of [credentials.username, credentials.password, credentials.identityToken, credentials.registryToken]) {
+    hash.update(part ?? '');
+    hash.update('\0');
+  }
+  return hash.digest('hex');
+}
+
+function sha256Digest(bytes: Uint8Array): Digest {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
+}
+
+/** `config.User` of an image config, or undefined. Malformed configs are an error: the digest matched, so the image is broken. */
+function configUser(configBytes: Uint8Array): string | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(configBytes).toString('utf8'));
+  } catch (err) {
+    throw new PullguardError('MANIFEST_INVALID', 'image config is not valid JSON', { cause: err });
+  }
+  const user = (parsed as { config?: { User?: unknown } } | null)?.config?.User;
+  return typeof user === 'string' && user !== '' ? user : undefined;
+}
+
+function optionalUser(user: string | undefined): { user?: string } {
+  return user === undefined ? {} : { user };
+}

@@ -1,0 +1,84 @@
+/**
+ * The forensic record kept with every accepted image (the containers/image maintainers' suggestion):
+ * which policy and scope were used, which signature satisfied each requirement, every other signature
+ * that parsed, and every trouble. Signature bytes are stored as blobs; this record names them by digest.
+ */
+import type { Digest } from '../domain/digest.js';
+import type { SignatureLocation, UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
+import type { ResolvedImage } from './ports.js';
+
+export interface VerificationRecordV1 {
+  readonly schemaVersion: 1;
+  readonly time: string;
+  readonly pullguardVersion: string;
+  readonly image: string;
+  readonly topDigest: string;
+  readonly manifestDigest: string;
+  readonly policyFile: string;
+  readonly scope: string;
+  readonly requirements: readonly {
+    readonly type: string;
+    readonly description: string;
+    readonly satisfiedBy?: {
+      readonly location: SignatureLocation;
+      readonly signerKeyFingerprint: string;
+      readonly signerPrimaryKeyFingerprint: string;
+      readonly signedDockerReference: string;
+      readonly blob?: string;
+    };
+  }[];
+  readonly signatures: readonly { readonly location: SignatureLocation; readonly format: string; readonly blob: string }[];
+  readonly troubles: readonly { readonly location: SignatureLocation; readonly kind: string; readonly message: string }[];
+  readonly warnings: readonly { readonly code: string; readonly message: string }[];
+}
+
+function sameLocation(a: SignatureLocation, b: SignatureLocation): boolean {
+  return a.source === b.source && a.index === b.index;
+}
+
+export function toVerificationRecord(input: {
+  time: Date;
+  version: string;
+  image: ResolvedImage;
+  verdict: Verdict;
+  signatures: readonly UntrustedSignatureBlob[];
+  signatureDigests: readonly Digest[];
+}): VerificationRecordV1 {
+  const { image, verdict, signatures, signatureDigests } = input;
+  const blobFor = (location: SignatureLocation): string | undefined => {
+    const i = signatures.findIndex((s) => sameLocation(s.location, location));
+    return i === -1 ? undefined : signatureDigests[i];
+  };
+  return {
+    schemaVersion: 1,
+    time: input.time.toISOString(),
+    pullguardVersion: input.version,
+    image: `${image.reference.name}${image.reference.tag !== undefined ? `:${image.reference.tag}` : ''}${image.reference.digest !== undefined ? `@${image.reference.digest}` : ''}`,
+    topDigest: image.topDigest,
+    manifestDigest: image.manifestDigest,
+    policyFile: verdict.scope.policyFile,
+    scope: verdict.scope.scope,
+    requirements: verdict.requirements.map((r) => {
+      const by = r.satisfiedBy;
+      const blob = by === undefined ? undefined : blobFor(by.location);
+      return {
+        type: r.type,
+        description: r.description,
+        ...(by !== undefined
+          ? {
+              satisfiedBy: {
+                location: by.location,
+                signerKeyFingerprint: by.signer.keyFingerprint,
+                signerPrimaryKeyFingerprint: by.signer.primaryKeyFingerprint,
+                signedDockerReference: by.signedDockerReference,
+                ...(blob !== undefined ? { blob } : {}),
+              },
+            }
+          : {}),
+      };
+    }),
+    signatures: signatures.map((s, i) => ({ location: s.location, format: s.format, blob: signatureDigests[i]! })),
+    troubles: verdict.troubles.map((t) => ({ location: t.location, kind: t.kind, message: t.message })),
+    warnings: verdict.warnings.map((w) => ({ code: w.code, message: w.message })),
+  };
+}

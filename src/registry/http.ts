@@ -1,0 +1,116 @@
+/**
+ * One HTTP exchange on an injected undici Dispatcher: per-request header/idle-body timeouts, manual
+ * redirects (Authorization is dropped when the origin changes), and capped body reads.
+ */
+import type { Dispatcher } from 'undici';
+import { PullguardError } from '../domain/errors.js';
+
+export interface Timeouts {
+  /** TCP+TLS connect (set on the Agent the factory builds). */
+  readonly connectMs: number;
+  /** Until response headers arrive. */
+  readonly headersMs: number;
+  /** Longest gap between body chunks. */
+  readonly bodyIdleMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = Object.freeze({ connectMs: 10_000, headersMs: 30_000, bodyIdleMs: 30_000 });
+
+export interface HttpResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: Dispatcher.ResponseData['body'];
+  /** The URL that answered (after redirects). */
+  readonly url: URL;
+}
+
+export interface SendInit {
+  readonly method: 'GET' | 'HEAD' | 'POST';
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body?: string;
+  readonly signal?: AbortSignal;
+  /** How many redirects to follow (0: return the 3xx). */
+  readonly maxRedirects: number;
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+export function header(res: Pick<HttpResponse, 'headers'>, name: string): string | undefined {
+  const v = res.headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export async function send(
+  dispatcherFor: (url: URL) => Promise<Dispatcher>,
+  timeouts: Timeouts,
+  url: URL,
+  init: SendInit,
+): Promise<HttpResponse> {
+  let current = url;
+  let headers: Record<string, string> = { ...init.headers };
+  let method = init.method;
+  let body = init.body;
+  for (let hop = 0; ; hop++) {
+    const dispatcher = await dispatcherFor(current);
+    const res = await dispatcher.request({
+      origin: current.origin,
+      path: current.pathname + current.search,
+      method,
+      headers,
+      ...(body !== undefined ? { body } : {}),
+      ...(init.signal !== undefined ? { signal: init.signal } : {}),
+      headersTimeout: timeouts.headersMs,
+      bodyTimeout: timeouts.bodyIdleMs,
+    });
+    const location = res.headers.location;
+    const loc = Array.isArray(location) ? location[0] : location;
+    if (!REDIRECTS.has(res.statusCode) || loc === undefined || hop >= init.maxRedirects) {
+      return { status: res.statusCode, headers: res.headers, body: res.body, url: current };
+    }
+    await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+    const next = new URL(loc, current);
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+      throw new PullguardError('REGISTRY_PROTOCOL', `redirect from ${current.host} to an unsupported scheme ${next.protocol}`, { facts: { host: current.host } });
+    }
+    if (next.origin !== current.origin) {
+      // Blob storage on another host must never see the registry's credentials.
+      const { authorization: _dropped, ...rest } = headers;
+      void _dropped;
+      headers = rest;
+    }
+    if (res.statusCode === 303) {
+      method = 'GET';
+      body = undefined;
+    }
+    current = next;
+  }
+}
+
+/** Reads a whole body, failing with TOO_LARGE beyond `cap` bytes (and destroying the stream). */
+export async function readCapped(res: HttpResponse, cap: number, what: string): Promise<Uint8Array> {
+  const declared = Number(header(res, 'content-length'));
+  if (Number.isFinite(declared) && declared > cap) {
+    res.body.destroy();
+    throw new PullguardError('TOO_LARGE', `${what} is larger than the ${cap}-byte limit (Content-Length ${declared})`, { facts: { cap, declared } });
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > cap) {
+      res.body.destroy();
+      throw new PullguardError('TOO_LARGE', `${what} is larger than the ${cap}-byte limit`, { facts: { cap } });
+    }
+    chunks.push(chunk);
+  }
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+/** Drains a small error body (for the distribution error code) without failing. */
+export async function readErrorBody(res: HttpResponse): Promise<Uint8Array | undefined> {
+  try {
+    return await readCapped(res, 64 * 1024, 'error body');
+  } catch {
+    return undefined;
+  }
+}

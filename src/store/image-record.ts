@@ -1,0 +1,84 @@
+import { isDigest, type Digest } from '../domain/digest.js';
+import { ValidationError } from '../domain/errors.js';
+
+export interface LayerRecord {
+  readonly digest: Digest;
+  readonly size: number;
+  readonly mediaType: string;
+}
+
+/** One pulled image, keyed by its config digest (CRI Image.id). */
+export interface ImageRecord {
+  readonly id: Digest;
+  /** Normalised, e.g. `docker.io/library/nginx:latest`. */
+  readonly repoTags: readonly string[];
+  /** `name@<topDigest>` and `name@<instance manifestDigest>`, as CRI-O and containerd report them. */
+  readonly repoDigests: readonly string[];
+  readonly manifestDigest: Digest;
+  readonly manifestMediaType: string;
+  /** What the tag pointed to: an index, or the manifest itself. Stored as a blob too. */
+  readonly topDigest: Digest;
+  readonly topMediaType: string;
+  readonly configDigest: Digest;
+  readonly layers: readonly LayerRecord[];
+  /** config + manifest (+ index) + layers as stored. */
+  readonly size: number;
+  /** config.config.User */
+  readonly user?: string;
+  /** ISO time, given by the caller. */
+  readonly pulledAt: string;
+  /** The verification record (forensic), opaque to the store; must be JSON. */
+  readonly verification?: unknown;
+  /** Signature blobs kept in the blob store as part of the forensic record. */
+  readonly signatureBlobs?: readonly Digest[];
+}
+
+/** Every blob a record needs; garbage collection keeps exactly these. */
+export function referencedBlobs(record: ImageRecord): Digest[] {
+  return [...new Set([record.configDigest, record.manifestDigest, record.topDigest, ...record.layers.map((l) => l.digest), ...(record.signatureBlobs ?? [])])];
+}
+
+/** Checks a record's shape, reporting every problem at once (INVALID_ARGUMENT). */
+export function validateImageRecord(record: ImageRecord): void {
+  const problems: string[] = [];
+  const digestField = (name: string, value: unknown): void => {
+    if (typeof value !== 'string' || !isDigest(value)) problems.push(`${name} is not a valid digest: ${JSON.stringify(value)}`);
+  };
+  digestField('id', record.id);
+  digestField('configDigest', record.configDigest);
+  digestField('manifestDigest', record.manifestDigest);
+  digestField('topDigest', record.topDigest);
+  if (record.id !== record.configDigest) problems.push(`id ${record.id} must equal configDigest ${record.configDigest}`);
+  for (const [name, list] of [
+    ['repoTags', record.repoTags],
+    ['repoDigests', record.repoDigests],
+  ] as const) {
+    if (!Array.isArray(list) || list.some((v) => typeof v !== 'string' || v.length === 0)) problems.push(`${name} must be a list of non-empty strings`);
+  }
+  if (Array.isArray(record.repoDigests)) {
+    for (const ref of record.repoDigests) {
+      const at = typeof ref === 'string' ? ref.indexOf('@') : -1;
+      if (at <= 0 || !isDigest(ref.slice(at + 1))) problems.push(`repoDigest ${JSON.stringify(ref)} is not name@digest`);
+    }
+  }
+  if (Array.isArray(record.repoTags)) {
+    for (const tag of record.repoTags) {
+      if (typeof tag === 'string' && (tag.includes('@') || tag.lastIndexOf(':') <= tag.lastIndexOf('/'))) problems.push(`repoTag ${JSON.stringify(tag)} is not name:tag`);
+    }
+  }
+  if (!Array.isArray(record.layers)) {
+    problems.push('layers must be a list');
+  } else {
+    record.layers.forEach((layer, i) => {
+      digestField(`layers[${i}].digest`, layer?.digest);
+      if (!Number.isSafeInteger(layer?.size) || layer.size < 0) problems.push(`layers[${i}].size is not a size`);
+      if (typeof layer?.mediaType !== 'string') problems.push(`layers[${i}].mediaType is missing`);
+    });
+  }
+  (record.signatureBlobs ?? []).forEach((d, i) => digestField(`signatureBlobs[${i}]`, d));
+  if (!Number.isSafeInteger(record.size) || record.size < 0) problems.push('size is not a size');
+  if (typeof record.pulledAt !== 'string' || Number.isNaN(Date.parse(record.pulledAt))) problems.push('pulledAt is not an ISO time');
+  if (typeof record.manifestMediaType !== 'string' || typeof record.topMediaType !== 'string') problems.push('media types are missing');
+  if (record.user !== undefined && typeof record.user !== 'string') problems.push('user must be a string');
+  if (problems.length > 0) throw new ValidationError('INVALID_ARGUMENT', `image record ${String(record.id)}`, problems);
+}
