@@ -174,7 +174,8 @@ export function parseRegistriesD(files: readonly RegistriesDFile[], options: Reg
       // yaml.v3 (upstream) also rejects duplicate keys within one mapping; `uniqueKeys` is the default.
       doc = parseYaml(text);
     } catch (err) {
-      problems.push(`parsing ${path}: ${(err as Error).message}`);
+      // The first line carries the position; the code frame that follows does not fit a log line.
+      problems.push(`parsing ${path}: ${(err as Error).message.split('\n')[0] ?? ''}`);
       continue;
     }
     if (doc === null || doc === undefined) continue; // an empty file is an empty config

@@ -55,8 +55,9 @@ function splitDomain(remote: string): { domain: string; path: string } {
  */
 export function parseReference(input: string, options: { defaultTag?: boolean } = {}): ImageReference {
   if (typeof input !== 'string' || input.length === 0) throw invalid(String(input), 'empty');
-  if (/[\0-\x1f\x7f\s]/.test(input)) throw invalid(input, 'contains whitespace or control characters');
+  // Length first: the other messages quote the input, which must stay bounded.
   if (input.length > 4096) throw invalid(input.slice(0, 64) + '…', 'too long');
+  if (/[\0-\x1f\x7f\s]/.test(input)) throw invalid(input, 'contains whitespace or control characters');
 
   let rest = input;
   let digest: Digest | undefined;

@@ -82,23 +82,23 @@ export interface ContentStore {
 /** What the pull use case records for an image (src/store's index stores it). */
 export interface PulledImageRecord {
   readonly id: Digest;
-  readonly repoTags: string[];
-  readonly repoDigests: string[];
+  readonly repoTags: readonly string[];
+  readonly repoDigests: readonly string[];
   readonly manifestDigest: Digest;
   readonly manifestMediaType: string;
   readonly topDigest: Digest;
   readonly topMediaType: string;
   readonly configDigest: Digest;
-  readonly layers: { digest: Digest; size: number; mediaType: string }[];
+  readonly layers: readonly { readonly digest: Digest; readonly size: number; readonly mediaType: string }[];
   readonly size: number;
   readonly user?: string;
   readonly pulledAt: string;
   readonly verification?: unknown;
-  readonly signatureBlobs?: Digest[];
+  readonly signatureBlobs?: readonly Digest[];
 }
 
 export interface ImageRecorder {
-  put(record: PulledImageRecord): Promise<void>;
+  put(record: PulledImageRecord): Promise<unknown>;
 }
 
 /** Keeps blobs a pull has committed but not yet recorded safe from garbage collection. */

@@ -5,7 +5,8 @@
  * via node:http on 127.0.0.1:0.
  *
  *   const server = useLookasideServer();               // at file/describe top level: starts in
- *                                                      // beforeAll, resets faults+requests in
+ *                                                      // beforeAll, resets faults, requests and
+ *                                                      // the directory in
  *                                                      // beforeEach, stops in afterAll
  *   // or: const server = await startLookasideServer(); … await server.stop();
  *   server.url                                          // 'http://127.0.0.1:PORT'
@@ -72,8 +73,8 @@ export interface LookasideServer {
   requestsFor(index: number): RecordedRequest[];
   writeSignature(repoPath: string, digest: string, index: number, bytes: Uint8Array): Promise<string>;
   fault(index: number, fault: LookasideFault): void;
-  /** Clears faults, per-index counters and recorded requests. */
-  reset(): void;
+  /** Clears faults, per-index counters, recorded requests and the served directory. */
+  reset(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -244,10 +245,12 @@ export async function startLookasideServer(): Promise<LookasideServer> {
       return file;
     },
     fault: (index, fault) => void faults.set(index, fault),
-    reset() {
+    async reset() {
       faults.clear();
       served.clear();
       requests.length = 0;
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
     },
     async stop() {
       if (stopped) return;

@@ -1,0 +1,263 @@
+#!/usr/bin/env node
+/**
+ * The composition root: the only module that reads the environment and wires adapters to use cases.
+ * `pullguard serve` builds config → logger → store → registry client → lookaside → policy →
+ * pull service → CRI server; the other commands are clients of a running server (or, for fsck,
+ * of the store on disk).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent } from 'undici';
+import { runClientCommand, CLIENT_HELP } from './cli/commands.js';
+import { acceptLocalAuthority } from './cri/authority.js';
+import { createImageServiceHandlers, criServiceDefinitions } from './cri/image-service.js';
+import { startCriServer } from './cri/server.js';
+import { loadDaemonConfig, processEnvironment, SERVE_FLAGS, type DaemonConfig } from './config/daemon-config.js';
+import { describeEmbeddedDefault, PolicySelector } from './config/policy-loader.js';
+import { loadRegistriesD, UPSTREAM_DEFAULT_LOOKASIDE, type RegistriesD } from './config/registries-d.js';
+import { isPullguardError, ValidationError } from './domain/errors.js';
+import { ImageCatalog } from './images/image-catalog.js';
+import { createLookasideSource } from './lookaside/lookaside-source.js';
+import { createLogger, type Logger } from './log/logger.js';
+import { PullService } from './pull/pull-service.js';
+import type { RegistryCredentials, SignatureSource } from './pull/ports.js';
+import { runSignaturePhaseWithSignatures } from './pull/signature-phase.js';
+import { loadAuthFile, lookupCredentials } from './registry/auth-file.js';
+import { createRegistryClient } from './registry/client.js';
+import { EMPTY_REGISTRIES_CONFIG, parseRegistriesConf } from './registry/registries-conf.js';
+import { fsck } from './store/fsck.js';
+import { openStore } from './store/open-store.js';
+import { packageRoot } from './util/package-root.js';
+
+const VERSION = (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+
+const HELP = `pullguard ${VERSION} — a CRI ImageService that verifies image signatures before pulling
+
+Usage: pullguard <command> [options]
+
+Commands:
+  serve      run the CRI ImageService on a unix socket
+  pull       pull an image through the running server
+  images     list images
+  inspect    show an image (--signatures: its verification record)
+  rmi        remove images
+  fsck       check (and with --repair fix) the store on disk
+  version    print the version
+
+Run 'pullguard <command> --help' for a command's options.`;
+
+const SERVE_HELP = `Usage: pullguard serve [options]
+
+Runs the CRI ImageService (kubelet imageServiceEndpoint / crictl --image-endpoint).
+${Object.keys(SERVE_FLAGS)
+  .map((flag) => `  --${flag}`)
+  .join('\n')}
+See README.md "Configuration" for each option and its default.`;
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const environment = processEnvironment();
+  const defaultSocket = environment.env['PULLGUARD_SOCKET'] ?? join(environment.cwd, '.pullguard', 'pullguard.sock');
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${HELP}\n`);
+      return command === undefined ? 2 : 0;
+    case 'version':
+    case '--version':
+      process.stdout.write(`pullguard ${VERSION}\n`);
+      return 0;
+    case 'serve':
+      if (rest.includes('--help') || rest.includes('-h')) {
+        process.stdout.write(`${SERVE_HELP}\n`);
+        return 0;
+      }
+      return serve(rest);
+    case 'fsck':
+      return runFsck(rest);
+    default:
+      if (command in CLIENT_HELP) return runClientCommand(command, rest, { stdout: process.stdout, stderr: process.stderr, defaultSocket });
+      process.stderr.write(`pullguard: unknown command ${JSON.stringify(command)}\n\n${HELP}\n`);
+      return 2;
+  }
+}
+
+/** Everything SIGHUP may replace. Swapped whole, and only once the new set loaded cleanly. */
+interface ReloadableConfig {
+  readonly policies: PolicySelector;
+  readonly registriesD: RegistriesD;
+  readonly lookaside: SignatureSource;
+}
+
+async function loadReloadable(config: DaemonConfig, lookasideDispatcher: Agent, logger: Logger): Promise<ReloadableConfig> {
+  const policies = new PolicySelector({
+    globalPath: config.signaturePolicy ?? '/etc/containers/policy.json',
+    ...(config.signaturePolicyDir !== undefined ? { namespaceDir: config.signaturePolicyDir } : {}),
+    allowEmbeddedDefault: config.signaturePolicy === undefined,
+  });
+  // Load the global policy and its keys now: an invalid policy or a missing key file fails here,
+  // at start-up or reload, not at the first pull.
+  const global = await policies.policyForNamespace(undefined);
+  if (global.embedded) logger.warn({ policy: '<embedded>' }, describeEmbeddedDefault());
+  const registriesD = await loadRegistriesD(config.registriesD ?? '/nonexistent/registries.d', {
+    // Embedded defaults keep everything under the state dir; with real configuration the upstream
+    // built-in default applies, as in containers/image.
+    defaultLookaside: config.registriesD !== undefined ? UPSTREAM_DEFAULT_LOOKASIDE : `file://${join(config.stateDir, 'sigstore')}`,
+  });
+  const lookaside = createLookasideSource({
+    registriesD,
+    dispatcher: lookasideDispatcher,
+    requestTimeoutMs: config.lookaside.requestTimeoutMs,
+    budgetMs: config.lookaside.budgetMs,
+    userAgent: `pullguard/${VERSION}`,
+    onEvent: (event) => {
+      if (event.type === 'retry') logger.info({ lookaside: event }, 'retrying signature request');
+      else logger.debug({ lookaside: event }, 'lookaside');
+    },
+  });
+  return { policies, registriesD, lookaside };
+}
+
+async function serve(argv: readonly string[]): Promise<number> {
+  const config = loadDaemonConfig(argv);
+  const logger = createLogger({ level: config.logLevel });
+  logger.info({ version: VERSION, stateDir: config.stateDir, policy: config.signaturePolicy ?? '<embedded>', registriesD: config.registriesD ?? '<none>' }, 'starting pullguard');
+
+  const store = await openStore(config.storeDir);
+  const registries = config.registriesConf !== undefined ? parseRegistriesConf(readFileSync(config.registriesConf, 'utf8'), config.registriesConf) : EMPTY_REGISTRIES_CONFIG;
+  const authFile = config.authFile !== undefined ? await loadAuthFile(config.authFile) : undefined;
+  const registry = createRegistryClient({
+    platform: config.platform,
+    registries,
+    insecureRegistries: config.insecureRegistries,
+    ...(authFile !== undefined ? { credentialsFor: (host: string, repository: string): RegistryCredentials | undefined => lookupCredentials(authFile, host, repository) } : {}),
+    timeouts: { connectMs: config.registry.connectTimeoutMs },
+    userAgent: `pullguard/${VERSION}`,
+    onEvent: (event) => logger.info({ registry: event }, `registry ${event.type}`),
+  });
+  // Lookaside servers get their own connection pool: they never see registry credentials.
+  const lookasideDispatcher = new Agent({ connect: { timeout: config.lookaside.requestTimeoutMs } });
+  let reloadable = await loadReloadable(config, lookasideDispatcher, logger);
+
+  const shutdown = new AbortController();
+  const pulls = new PullService({
+    source: registry,
+    signaturePhase: async ({ namespace, image, credentials, signal }) => {
+      const current = reloadable;
+      const policy = await current.policies.policyForNamespace(namespace);
+      return runSignaturePhaseWithSignatures({
+        policy,
+        image,
+        sources: [current.lookaside],
+        ...(signal !== undefined ? { signal } : {}),
+        ...(credentials !== undefined ? { credentials } : {}),
+      });
+    },
+    content: store.blobs,
+    images: store.images,
+    leases: store.blobs,
+    clock: () => new Date(),
+    version: VERSION,
+    layerConcurrency: config.registry.layerConcurrency,
+    onEvent: (event) => {
+      if (event.type === 'verdict') {
+        logger.info({ image: event.image, allowed: event.verdict.allowed, policyFile: event.verdict.scope.policyFile, scope: event.verdict.scope.scope, troubles: event.verdict.troubles.length }, 'signature verdict');
+      } else logger.debug({ pull: event }, `pull ${event.type}`);
+    },
+  });
+  const catalog = new ImageCatalog(store.images, {
+    collectGarbage: () => store.images.collectGarbage(),
+    fsInfo: async () => store.blobs.fsInfo(),
+  });
+  const handlers = createImageServiceHandlers({ pulls, catalog, logger, version: VERSION, clock: () => new Date(), shutdownSignal: shutdown.signal });
+  const definitions = criServiceDefinitions();
+  const server = await startCriServer({
+    socketPath: config.socket,
+    logger,
+    services: [
+      { definition: definitions.image, implementation: handlers.image },
+      { definition: definitions.runtime, implementation: handlers.runtime },
+    ],
+    wrapConnection: (socket) => acceptLocalAuthority(socket, { onError: (err) => logger.warn({ err: err.message }, 'closed a malformed HTTP/2 connection') }),
+  });
+
+  process.on('SIGHUP', () => {
+    loadReloadable(config, lookasideDispatcher, logger).then(
+      (next) => {
+        reloadable = next;
+        logger.info('configuration reloaded');
+      },
+      (err: unknown) => logger.error({ err: describe(err) }, 'configuration reload failed; keeping the previous configuration'),
+    );
+  });
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: no new calls; in-flight calls get the grace period');
+      // After the grace period, cancel what is still running; ingests abort and leave no partial blob.
+      const cancelTimer = setTimeout(() => shutdown.abort(new Error('server shutting down')), config.shutdownGraceMs);
+      server
+        .close(config.shutdownGraceMs + 1000)
+        .then(async () => {
+          clearTimeout(cancelTimer);
+          shutdown.abort(new Error('server shut down'));
+          await registry.close();
+          await lookasideDispatcher.close();
+          await store.images.close();
+          logger.info('stopped');
+          logger.flush();
+          resolve(0);
+        })
+        .catch((err: unknown) => {
+          logger.error({ err: describe(err) }, 'shutdown failed');
+          resolve(1);
+        });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+async function runFsck(argv: readonly string[]): Promise<number> {
+  const { parseArgs } = await import('node:util');
+  const { values } = parseArgs({ args: [...argv], options: { 'state-dir': { type: 'string' }, repair: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    process.stdout.write('Usage: pullguard fsck [--state-dir DIR] [--repair] [--json]\n\nChecks every blob digest and size, the image index against the blobs, and stale temp files.\nRun it while the server is stopped; --repair removes only what is corrupt or unreachable.\n');
+    return 0;
+  }
+  const stateDir = values['state-dir'] ?? join(process.cwd(), '.pullguard');
+  const store = await openStore(join(stateDir, 'store'));
+  try {
+    const report = await fsck(store.blobs, store.images, { repair: values.repair === true });
+    if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    else {
+      process.stdout.write(
+        `blobs checked: ${report.blobsChecked}\nimages checked: ${report.recordsChecked}\ncorrupt blobs: ${report.corruptBlobs.length}\nbroken images: ${report.brokenRecords.length}\nstale temp files: ${report.staleIngests.length}\nunreachable blobs: ${report.unreachableBlobs.length}\n${report.ok ? 'store is consistent' : values.repair ? 'problems repaired' : 'problems found (run with --repair to fix)'}\n`,
+      );
+    }
+    return report.ok || values.repair === true ? 0 : 1;
+  } finally {
+    await store.images.close();
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof ValidationError) return `${err.message}`;
+  if (isPullguardError(err)) return err.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`pullguard: ${describe(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,132 @@
+/**
+ * The signature phase of a pull: after the manifest is resolved, before any layer is fetched.
+ * requirements for the logical reference → fetch signatures only if a requirement can use them →
+ * verify each (requirement × simple-signing blob) → decide. A fetch failure is always a trouble or
+ * an error, never an acceptance.
+ */
+import { PullguardError, isPullguardError } from '../domain/errors.js';
+import type { SignatureCheck, SignatureLocation, SignatureTrouble, UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
+import type { LoadedPolicy } from '../config/policy-loader.js';
+import { decide, type RequirementChecks } from '../policy/decide.js';
+import { matchesSignedIdentity } from '../policy/identity.js';
+import { requirementsFor } from '../policy/scope.js';
+import type { PolicyRequirement, SignedByRequirement } from '../policy/types.js';
+import { verifySimpleSigning } from '../signature/simple-signing.js';
+import type { RegistryCredentials, ResolvedImage, SignatureSource } from './ports.js';
+
+export interface SignaturePhaseInput {
+  readonly policy: LoadedPolicy;
+  readonly image: ResolvedImage;
+  readonly sources: readonly SignatureSource[];
+  readonly signal?: AbortSignal;
+  readonly credentials?: RegistryCredentials;
+  /** Verification time (injected clock); defaults to now. */
+  readonly now?: Date;
+}
+
+const verifiesGpgSignatures = (r: PolicyRequirement): r is SignedByRequirement => r.type === 'signedBy' && r.keyType === 'GPGKeys';
+
+/** Requirements that deny whatever the signatures say: no point fetching anything. */
+const alwaysDenies = (r: PolicyRequirement): boolean =>
+  r.type === 'reject' || r.type === 'signedBaseLayer' || r.type === 'sigstoreSigned' || (r.type === 'signedBy' && r.keyType !== 'GPGKeys');
+
+interface Collected {
+  readonly blobs: UntrustedSignatureBlob[];
+  readonly troubles: SignatureTrouble[];
+  readonly notices: string[];
+  readonly retried: SignatureLocation[];
+}
+
+async function fetchAll(input: SignaturePhaseInput): Promise<Collected> {
+  const out: Collected = { blobs: [], troubles: [], notices: [], retried: [] };
+  for (const [i, source] of input.sources.entries()) {
+    let report;
+    try {
+      report = await source.fetch(input.image, {
+        ...(input.signal !== undefined ? { signal: input.signal } : {}),
+        ...(input.credentials !== undefined ? { credentials: input.credentials } : {}),
+      });
+    } catch (err) {
+      if (input.signal?.aborted === true) throw new PullguardError('CANCELLED', 'signature phase cancelled', { cause: err });
+      // The port promises per-index reports; a throw means this source read nothing. Record it as a
+      // trouble (index 0 = the source as a whole) so it shows up in denials and warnings.
+      out.troubles.push({
+        location: { source: 'lookaside', index: 0, url: `signature source ${i + 1}` },
+        kind: 'io',
+        message: `reading signatures: ${isPullguardError(err) ? err.message : String((err as Error)?.message ?? err)}`,
+        attempts: 1,
+      });
+      continue;
+    }
+    out.blobs.push(...report.signatures);
+    out.troubles.push(...report.troubles);
+    out.notices.push(...report.notices);
+    for (const index of report.retriedIndices) {
+      const known = [...report.signatures, ...report.troubles].find((s) => s.location.index === index)?.location;
+      out.retried.push(known ?? { source: 'lookaside', index, url: '' });
+    }
+  }
+  return out;
+}
+
+async function checkOne(
+  input: SignaturePhaseInput,
+  requirement: SignedByRequirement,
+  blob: UntrustedSignatureBlob,
+): Promise<SignatureCheck> {
+  const keys = input.policy.gpgKeys.get(requirement);
+  if (keys === undefined) {
+    throw new PullguardError('POLICY_EVALUATION_FAILED', 'signedBy requirement has no loaded keys (policy was not loaded through the policy loader)');
+  }
+  try {
+    return await verifySimpleSigning(blob, keys, {
+      manifestDigest: input.image.manifestDigest,
+      manifestBytes: input.image.manifestBytes,
+      matchesIdentity: (untrustedRef) => matchesSignedIdentity(requirement.signedIdentity, input.image.reference, untrustedRef),
+      ...(input.now !== undefined ? { now: input.now } : {}),
+    });
+  } catch (err) {
+    // verifySimpleSigning reports bad signatures as data; anything thrown is still never an acceptance.
+    return { verdict: 'rejected', location: blob.location, kind: 'invalid-signature', reason: `verifying signature: ${(err as Error).message}` };
+  }
+}
+
+/** The verdict plus every parsed signature (source and index order), for the forensic record. */
+export interface SignaturePhaseOutcome {
+  readonly verdict: Verdict;
+  readonly signatures: readonly UntrustedSignatureBlob[];
+}
+
+export async function runSignaturePhase(input: SignaturePhaseInput): Promise<Verdict> {
+  return (await runSignaturePhaseWithSignatures(input)).verdict;
+}
+
+/** As runSignaturePhase, also returning the signatures that were read (matches pull-service's SignaturePhaseResult). */
+export async function runSignaturePhaseWithSignatures(input: SignaturePhaseInput): Promise<SignaturePhaseOutcome> {
+  const { scope, requirements } = requirementsFor(input.policy.policy, input.image.reference);
+  const needsSignatures = requirements.some(verifiesGpgSignatures) && !requirements.some(alwaysDenies);
+  const collected: Collected = needsSignatures ? await fetchAll(input) : { blobs: [], troubles: [], notices: [], retried: [] };
+  if (input.signal?.aborted === true) throw new PullguardError('CANCELLED', 'signature phase cancelled');
+
+  // signedBy reads simple-signing signatures only (sigstore ones are filtered out, as upstream).
+  const simple = collected.blobs
+    .filter((b) => b.format === 'simple-signing')
+    .sort((a, b) => (a.location.source === b.location.source ? a.location.index - b.location.index : a.location.source === 'lookaside' ? -1 : 1));
+  const perRequirement: RequirementChecks[] = [];
+  for (const requirement of requirements) {
+    const checks: SignatureCheck[] = [];
+    if (needsSignatures && verifiesGpgSignatures(requirement)) {
+      for (const blob of simple) checks.push(await checkOne(input, requirement, blob));
+    }
+    perRequirement.push({ requirement, checks });
+  }
+  const verdict = decide({
+    scope,
+    reference: input.image.reference,
+    requirements: perRequirement,
+    troubles: collected.troubles,
+    notices: collected.notices,
+    retried: collected.retried,
+  });
+  return { verdict, signatures: Object.freeze([...collected.blobs]) };
+}

@@ -1,0 +1,597 @@
+/**
+ * The OCI distribution client: `createRegistryClient(options)` returns an ImageSource that resolves
+ * references (mirrors first, then the source), verifies every manifest against its digest, picks
+ * the platform instance of an index, and streams blobs into a BlobWriter with retries and Range
+ * resumes. All I/O goes through an injected undici Dispatcher; time, sleep and jitter are injectable.
+ */
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { rootCertificates } from 'node:tls';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Agent, type Dispatcher } from 'undici';
+import { digestAlgorithm, type Digest } from '../domain/digest.js';
+import { isPullguardError, PullguardError, type ErrorCode } from '../domain/errors.js';
+import type { Descriptor, Platform } from '../domain/image.js';
+import { formatReference, type ImageReference } from '../domain/reference.js';
+import type { BlobWriter, ImageSource, RegistryCredentials, ResolvedImage, ResolveOptions } from '../pull/ports.js';
+import { basicAuthorization, credentialIdentity, parseTokenResponse, parseWwwAuthenticate, TokenCache, tokenRequest, type Challenge } from './bearer-auth.js';
+import { DEFAULT_TIMEOUTS, header, readCapped, readErrorBody, send, type HttpResponse, type Timeouts } from './http.js';
+import { MANIFEST_ACCEPT, parseManifest } from './manifest.js';
+import { formatPlatform, selectInstance } from './platform.js';
+import { EMPTY_REGISTRIES_CONFIG, isInsecureHost, pullSources, type PullSource, type RegistriesConfig } from './registries-conf.js';
+import { cancelledError, classifyTransportError, isRetryableTransport, statusError, transportError, type RequestSubject } from './registry-errors.js';
+
+export interface RetryPolicy {
+  /** Attempts per request, including the first. */
+  readonly maxAttempts: number;
+  readonly baseDelayMs: number;
+  readonly maxDelayMs: number;
+  /** Longest Retry-After honoured; longer values are clamped to this. */
+  readonly maxRetryAfterMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ maxAttempts: 4, baseDelayMs: 250, maxDelayMs: 8_000, maxRetryAfterMs: 30_000 });
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const MAX_TOKEN_BYTES = 1024 * 1024;
+
+/** Credential-free notes for logs. */
+export type RegistryEvent =
+  | { readonly type: 'retry'; readonly host: string; readonly repository?: string; readonly kind: RequestSubject['kind']; readonly attempt: number; readonly delayMs: number; readonly reason: string }
+  | { readonly type: 'resume'; readonly host: string; readonly repository: string; readonly digest: string; readonly offset: number; readonly status: number }
+  | { readonly type: 'source-failed'; readonly host: string; readonly repository: string; readonly mirror: boolean; readonly code: ErrorCode }
+  | { readonly type: 'redirect'; readonly host: string; readonly toHost: string }
+  | { readonly type: 'digest-hint-mismatch'; readonly host: string; readonly repository: string; readonly header: string; readonly computed: string };
+
+export interface RegistryClientOptions {
+  /** The node's platform; main passes `platformForNodeArch(process.arch)`. */
+  readonly platform: Platform;
+  /** Used for every host without a custom CA. Default: an Agent with the connect timeout. */
+  readonly dispatcher?: Dispatcher;
+  readonly registries?: RegistriesConfig;
+  /** `host[:port]` spoken to over plain HTTP (`--insecure-registry`). */
+  readonly insecureRegistries?: readonly string[];
+  /** Extra CA certificates: certs.d-style `<certsDir>/<host>/*.crt`, and/or an explicit host → PEM files map. */
+  readonly tls?: { readonly certsDir?: string; readonly caFiles?: Readonly<Record<string, readonly string[]>> };
+  /** Credentials from an auth file, when the request carries none. */
+  readonly credentialsFor?: (host: string, repository: string) => RegistryCredentials | undefined;
+  readonly timeouts?: Partial<Timeouts>;
+  readonly retry?: Partial<RetryPolicy>;
+  readonly onEvent?: (event: RegistryEvent) => void;
+  /** Milliseconds since the epoch (token expiry). */
+  readonly clock?: () => number;
+  readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** [0, 1) for backoff jitter. */
+  readonly random?: () => number;
+  readonly maxManifestBytes?: number;
+  readonly userAgent?: string;
+}
+
+export interface RegistryImageSource extends ImageSource {
+  /** Closes the Agents this client created (not an injected dispatcher). */
+  close(): Promise<void>;
+}
+
+interface Endpoint {
+  readonly host: string;
+  /** `https://host` or `http://host` (docker.io → registry-1.docker.io). */
+  readonly base: string;
+}
+
+/** Where a resolved image's blobs come from. */
+const endpointOf = new WeakMap<ResolvedImage, Endpoint>();
+
+function apiHost(domain: string): string {
+  return domain === 'docker.io' ? 'registry-1.docker.io' : domain;
+}
+
+function endpointFor(domain: string, insecure: boolean): Endpoint {
+  return { host: domain, base: `${insecure ? 'http' : 'https'}://${apiHost(domain)}` };
+}
+
+function computeDigest(bytes: Uint8Array, algorithm: 'sha256' | 'sha512'): Digest {
+  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}` as Digest;
+}
+
+const FALL_THROUGH = new Set<ErrorCode>(['REGISTRY_NOT_FOUND', 'REGISTRY_UNAVAILABLE', 'REGISTRY_UNAUTHORIZED', 'REGISTRY_DENIED', 'REGISTRY_TOO_MANY_REQUESTS', 'REGISTRY_PROTOCOL']);
+const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
+
+export function createRegistryClient(options: RegistryClientOptions): RegistryImageSource {
+  return new RegistryClient(options);
+}
+
+class RegistryClient implements RegistryImageSource {
+  private readonly timeouts: Timeouts;
+  private readonly retry: RetryPolicy;
+  private readonly registries: RegistriesConfig;
+  private readonly insecure: ReadonlySet<string>;
+  private readonly base: Dispatcher;
+  private readonly owned: Dispatcher[] = [];
+  private readonly caAgents = new Map<string, Promise<Dispatcher>>();
+  private readonly challenges = new Map<string, Promise<Challenge | undefined>>();
+  private readonly tokens: TokenCache;
+  private readonly now: () => number;
+  private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  private readonly random: () => number;
+  private readonly maxManifestBytes: number;
+  private readonly userAgent: string;
+
+  constructor(private readonly options: RegistryClientOptions) {
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.registries = options.registries ?? EMPTY_REGISTRIES_CONFIG;
+    this.insecure = new Set(options.insecureRegistries ?? []);
+    if (options.dispatcher !== undefined) this.base = options.dispatcher;
+    else {
+      this.base = new Agent({ connect: { timeout: this.timeouts.connectMs } });
+      this.owned.push(this.base);
+    }
+    this.now = options.clock ?? Date.now;
+    this.tokens = new TokenCache(this.now);
+    this.sleep = options.sleep ?? ((ms, signal) => delay(ms, undefined, signal === undefined ? undefined : { signal }));
+    this.random = options.random ?? Math.random;
+    this.maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
+    this.userAgent = options.userAgent ?? 'pullguard';
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.owned.map((d) => d.close().catch(() => undefined)));
+  }
+
+  // ---- dispatchers and TLS ---------------------------------------------------------------------
+
+  private dispatcherFor = (url: URL): Promise<Dispatcher> => {
+    if (url.protocol !== 'https:' || this.options.tls === undefined) return Promise.resolve(this.base);
+    let agent = this.caAgents.get(url.host);
+    if (agent === undefined) {
+      agent = this.loadCaAgent(url.host);
+      this.caAgents.set(url.host, agent);
+    }
+    return agent;
+  };
+
+  private async loadCaAgent(host: string): Promise<Dispatcher> {
+    const files = [...(this.options.tls?.caFiles?.[host] ?? [])];
+    const certsDir = this.options.tls?.certsDir;
+    if (certsDir !== undefined) {
+      try {
+        const dir = join(certsDir, host);
+        for (const name of (await readdir(dir)).sort()) if (name.endsWith('.crt')) files.push(join(dir, name));
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== 'ENOENT') throw new PullguardError('INVALID_CONFIG', `cannot read CA directory for ${host}`, { cause: err });
+      }
+    }
+    if (files.length === 0) return this.base;
+    const pems: string[] = [];
+    for (const file of files) {
+      try {
+        pems.push(await readFile(file, 'utf8'));
+      } catch (err) {
+        throw new PullguardError('INVALID_CONFIG', `cannot read CA file ${file} for ${host}`, { cause: err });
+      }
+    }
+    const agent = new Agent({ connect: { timeout: this.timeouts.connectMs, ca: [...rootCertificates, ...pems] } });
+    this.owned.push(agent);
+    return agent;
+  }
+
+  // ---- auth ------------------------------------------------------------------------------------
+
+  private credentials(endpoint: Endpoint, repository: string, explicit: RegistryCredentials | undefined): RegistryCredentials | undefined {
+    return explicit ?? this.options.credentialsFor?.(endpoint.host, repository);
+  }
+
+  /** `/v2/` once per endpoint: proves it is a registry and learns its auth challenge. */
+  private ping(endpoint: Endpoint, signal: AbortSignal | undefined): Promise<Challenge | undefined> {
+    let pending = this.challenges.get(endpoint.base);
+    if (pending === undefined) {
+      pending = this.doPing(endpoint, signal);
+      this.challenges.set(endpoint.base, pending);
+      pending.catch(() => this.challenges.delete(endpoint.base));
+    }
+    return pending;
+  }
+
+  private async doPing(endpoint: Endpoint, signal: AbortSignal | undefined): Promise<Challenge | undefined> {
+    const subject: RequestSubject = { host: endpoint.host, kind: 'ping', display: `${endpoint.host}/v2/` };
+    const res = await this.withRetries(subject, signal, async () => this.sendOnce(new URL(`${endpoint.base}/v2/`), { method: 'GET', headers: {}, signal, maxRedirects: 3 }, subject));
+    const body = await readErrorBody(res);
+    if (res.status === 200) return undefined;
+    if (res.status === 401) return this.pickChallenge(res);
+    throw statusError(subject, res.status, body);
+  }
+
+  private pickChallenge(res: HttpResponse): Challenge | undefined {
+    const raw = header(res, 'www-authenticate');
+    const all = raw === undefined ? [] : parseWwwAuthenticate(raw);
+    return all.find((c) => c.scheme === 'bearer') ?? all.find((c) => c.scheme === 'basic');
+  }
+
+  private async authorization(
+    endpoint: Endpoint,
+    challenge: Challenge | undefined,
+    scope: string,
+    creds: RegistryCredentials | undefined,
+    subject: RequestSubject,
+    signal: AbortSignal | undefined,
+  ): Promise<string | undefined> {
+    if (challenge === undefined) return undefined;
+    if (challenge.scheme === 'basic') return basicAuthorization(creds);
+    if (challenge.scheme !== 'bearer') return undefined;
+    if (creds?.registryToken !== undefined) return `Bearer ${creds.registryToken}`;
+    const key = TokenCache.key(endpoint.host, scope, credentialIdentity(creds));
+    const cached = this.tokens.get(key);
+    if (cached !== undefined) return `Bearer ${cached}`;
+    const req = tokenRequest(challenge, scope, creds, this.userAgent);
+    const tokenSubject: RequestSubject = { host: endpoint.host, repository: subject.repository, kind: 'token', display: `${subject.display} (token from ${req.url.host})` };
+    const res = await this.withRetries(tokenSubject, signal, () =>
+      this.sendOnce(req.url, { method: req.method, headers: req.headers, ...(req.body !== undefined ? { body: req.body } : {}), signal, maxRedirects: 3 }, tokenSubject),
+    );
+    if (res.status !== 200) {
+      const body = await readErrorBody(res);
+      if (res.status === 401 || res.status === 403) {
+        throw new PullguardError(
+          'REGISTRY_UNAUTHORIZED',
+          `unauthorized: token server ${req.url.host} refused ${creds === undefined ? 'anonymous access' : 'the credentials'} for ${subject.repository ?? endpoint.host} on ${endpoint.host}`,
+          { facts: { host: endpoint.host, repository: subject.repository, status: res.status, tokenHost: req.url.host, credentials: creds === undefined ? 'none' : 'provided' } },
+        );
+      }
+      throw statusError(tokenSubject, res.status, body);
+    }
+    const { token, expiresIn } = parseTokenResponse(await readCapped(res, MAX_TOKEN_BYTES, `token response from ${req.url.host}`), req.url.host);
+    this.tokens.set(key, token, expiresIn);
+    return `Bearer ${token}`;
+  }
+
+  // ---- requests with retries ---------------------------------------------------------------------
+
+  private async sendOnce(url: URL, init: Parameters<typeof send>[3], subject: RequestSubject): Promise<HttpResponse> {
+    try {
+      const res = await send(this.dispatcherFor, this.timeouts, url, { ...init, headers: { 'user-agent': this.userAgent, ...init.headers } });
+      if (res.url.host !== url.host) this.options.onEvent?.({ type: 'redirect', host: subject.host, toHost: res.url.host });
+      return res;
+    } catch (err) {
+      if (isPullguardError(err)) throw err;
+      throw new TransportFailure(err);
+    }
+  }
+
+  private backoff(attempt: number): number {
+    const exp = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
+    return Math.round(exp * (0.5 + this.random() * 0.5));
+  }
+
+  private retryAfterMs(res: HttpResponse): number | undefined {
+    const raw = header(res, 'retry-after');
+    if (raw === undefined) return undefined;
+    const secs = Number(raw);
+    const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(raw) - this.now();
+    if (!Number.isFinite(ms)) return undefined;
+    return Math.max(0, Math.min(this.retry.maxRetryAfterMs, ms));
+  }
+
+  private async pause(ms: number, signal: AbortSignal | undefined, subject: RequestSubject): Promise<void> {
+    try {
+      await this.sleep(ms, signal);
+    } catch (err) {
+      throw cancelledError(subject, err);
+    }
+  }
+
+  /** Runs `attempt` until a non-retryable answer: retries 429/5xx (Retry-After honoured) and dropped links. */
+  private async withRetries(subject: RequestSubject, signal: AbortSignal | undefined, attempt: () => Promise<HttpResponse>): Promise<HttpResponse> {
+    for (let n = 1; ; n++) {
+      let res: HttpResponse;
+      try {
+        res = await attempt();
+      } catch (err) {
+        if (!(err instanceof TransportFailure)) throw err;
+        const kind = classifyTransportError(err.cause);
+        if (kind === 'aborted' || signal?.aborted === true) throw cancelledError(subject, err.cause);
+        if (!isRetryableTransport(kind) || n >= this.retry.maxAttempts) throw transportError(subject, kind, err.cause, n);
+        const ms = this.backoff(n);
+        this.options.onEvent?.({ type: 'retry', host: subject.host, repository: subject.repository, kind: subject.kind, attempt: n, delayMs: ms, reason: kind });
+        await this.pause(ms, signal, subject);
+        continue;
+      }
+      if (!RETRY_STATUS.has(res.status) || n >= this.retry.maxAttempts) {
+        if (RETRY_STATUS.has(res.status)) throw statusError(subject, res.status, await readErrorBody(res), n);
+        return res;
+      }
+      const body = await readErrorBody(res);
+      void body;
+      const ms = (res.status === 429 || res.status === 503 ? this.retryAfterMs(res) : undefined) ?? this.backoff(n);
+      this.options.onEvent?.({ type: 'retry', host: subject.host, repository: subject.repository, kind: subject.kind, attempt: n, delayMs: ms, reason: `HTTP ${res.status}` });
+      await this.pause(ms, signal, subject);
+    }
+  }
+
+  /**
+   * An authenticated request for `repository`; answers with a 2xx response (or 206), throwing
+   * coded errors for everything else. One re-authentication on 401.
+   */
+  private async repoRequest(
+    endpoint: Endpoint,
+    repository: string,
+    path: string,
+    headers: Record<string, string>,
+    subject: RequestSubject,
+    opts: ResolveOptions,
+  ): Promise<HttpResponse> {
+    const creds = this.credentials(endpoint, repository, opts.credentials);
+    let challenge = await this.ping(endpoint, opts.signal);
+    const scope = `repository:${repository}:pull`;
+    for (let reauth = 0; ; reauth++) {
+      const authz = await this.authorization(endpoint, challenge, scope, creds, subject, opts.signal);
+      const res = await this.withRetries(subject, opts.signal, () =>
+        this.sendOnce(new URL(`${endpoint.base}${path}`), { method: 'GET', headers: { ...headers, ...(authz !== undefined ? { authorization: authz } : {}) }, signal: opts.signal, maxRedirects: 5 }, subject),
+      );
+      if (res.status >= 200 && res.status < 300) return res;
+      const body = await readErrorBody(res);
+      if (res.status === 401 && reauth === 0) {
+        // The token may have expired or the scope changed: drop it and take the fresh challenge.
+        this.tokens.delete(TokenCache.key(endpoint.host, scope, credentialIdentity(creds)));
+        challenge = this.pickChallenge(res) ?? challenge;
+        if (challenge !== undefined && (challenge.scheme === 'bearer' || creds !== undefined)) continue;
+      }
+      if (res.status === 401) {
+        throw new PullguardError(
+          'REGISTRY_UNAUTHORIZED',
+          creds === undefined
+            ? `unauthorized: authentication required for ${endpoint.host}/${repository} and no credentials were given`
+            : `unauthorized: ${endpoint.host} rejected the credentials for ${endpoint.host}/${repository}`,
+          { facts: { host: endpoint.host, repository, status: 401, credentials: creds === undefined ? 'none' : 'provided', kind: subject.kind } },
+        );
+      }
+      throw statusError(subject, res.status, body);
+    }
+  }
+
+  // ---- manifests -----------------------------------------------------------------------------
+
+  private async fetchManifest(
+    endpoint: Endpoint,
+    physical: ImageReference,
+    ref: string,
+    opts: ResolveOptions,
+  ): Promise<{ bytes: Uint8Array; contentType: string | undefined; dcd: string | undefined }> {
+    const display = ref.includes(':') ? `${physical.name}@${ref}` : `${physical.name}:${ref}`;
+    const subject: RequestSubject = { host: endpoint.host, repository: physical.path, kind: 'manifest', display };
+    const res = await this.repoRequest(endpoint, physical.path, `/v2/${physical.path}/manifests/${ref}`, { accept: MANIFEST_ACCEPT }, subject, opts);
+    const bytes = await readCapped(res, this.maxManifestBytes, `manifest ${display}`).catch((err: unknown) => {
+      if (isPullguardError(err)) throw err;
+      throw transportError(subject, classifyTransportError(err), err);
+    });
+    return { bytes, contentType: header(res, 'content-type'), dcd: header(res, 'docker-content-digest') };
+  }
+
+  async resolve(reference: ImageReference, opts: ResolveOptions): Promise<ResolvedImage> {
+    const sources = pullSources(this.registries, reference, this.insecure);
+    const failures: string[] = [];
+    for (const [i, source] of sources.entries()) {
+      try {
+        return await this.resolveFrom(reference, source, opts);
+      } catch (err) {
+        const last = i === sources.length - 1;
+        if (!isPullguardError(err) || !FALL_THROUGH.has(err.code) || opts.signal?.aborted === true) throw err;
+        this.options.onEvent?.({ type: 'source-failed', host: source.reference.domain, repository: source.reference.path, mirror: source.mirror, code: err.code });
+        if (!last) {
+          failures.push(`${source.reference.domain}/${source.reference.path}: ${err.message}`);
+          continue;
+        }
+        if (failures.length === 0) throw err;
+        throw new PullguardError(err.code, `${err.message} (mirrors tried first: ${failures.join('; ')})`, {
+          cause: err,
+          facts: { ...err.facts, mirrorsTried: failures.length },
+        });
+      }
+    }
+    throw new PullguardError('INTERNAL', `no pull source for ${formatReference(reference)}`);
+  }
+
+  private async resolveFrom(reference: ImageReference, source: PullSource, opts: ResolveOptions): Promise<ResolvedImage> {
+    const physical = source.reference;
+    const endpoint = endpointFor(physical.domain, source.insecure);
+    const top = await this.fetchManifest(endpoint, physical, physical.digest ?? physical.tag ?? 'latest', opts);
+    const display = formatReference(physical);
+    let topDigest: Digest;
+    if (physical.digest !== undefined) {
+      topDigest = computeDigest(top.bytes, digestAlgorithm(physical.digest));
+      if (topDigest !== physical.digest) {
+        throw new PullguardError('DIGEST_MISMATCH', `manifest for ${display} has digest ${topDigest}, not the requested ${physical.digest}`, {
+          facts: { host: endpoint.host, repository: physical.path, expected: physical.digest, actual: topDigest },
+        });
+      }
+    } else {
+      topDigest = computeDigest(top.bytes, 'sha256');
+      if (top.dcd !== undefined && top.dcd.startsWith('sha256:') && top.dcd !== topDigest) {
+        this.options.onEvent?.({ type: 'digest-hint-mismatch', host: endpoint.host, repository: physical.path, header: top.dcd, computed: topDigest });
+      }
+    }
+    const parsedTop = parseManifest(top.bytes, top.contentType, display);
+    let manifestBytes = top.bytes;
+    let manifestDigest = topDigest;
+    let manifest = parsedTop;
+    let platform: Platform | undefined;
+    if (parsedTop.kind === 'index') {
+      const wanted = this.options.platform;
+      const instance = selectInstance(parsedTop.manifests, wanted);
+      if (instance === undefined) {
+        const available = parsedTop.manifests.flatMap((d) => (d.platform !== undefined ? [formatPlatform(d.platform)] : []));
+        throw new PullguardError('PLATFORM_NOT_FOUND', `no image for platform ${formatPlatform(wanted)} in ${display} (available: ${available.join(', ') || 'none'})`, {
+          facts: { host: endpoint.host, repository: physical.path, platform: formatPlatform(wanted) },
+        });
+      }
+      const child = await this.fetchManifest(endpoint, physical, instance.digest, opts);
+      const childDigest = computeDigest(child.bytes, digestAlgorithm(instance.digest));
+      if (childDigest !== instance.digest || child.bytes.length !== instance.size) {
+        throw new PullguardError(
+          childDigest !== instance.digest ? 'DIGEST_MISMATCH' : 'SIZE_MISMATCH',
+          `platform manifest ${instance.digest} of ${display} does not match its index entry (got ${childDigest}, ${child.bytes.length} bytes; expected ${instance.size} bytes)`,
+          { facts: { host: endpoint.host, repository: physical.path, expected: instance.digest, actual: childDigest } },
+        );
+      }
+      manifest = parseManifest(child.bytes, child.contentType ?? instance.mediaType, `${physical.name}@${instance.digest}`);
+      if (manifest.kind !== 'manifest') {
+        throw new PullguardError('MANIFEST_UNSUPPORTED', `nested index ${instance.digest} in ${display} is not supported`, { facts: { host: endpoint.host, repository: physical.path } });
+      }
+      manifestBytes = child.bytes;
+      manifestDigest = childDigest;
+      platform = instance.platform;
+    }
+    if (manifest.kind !== 'manifest') throw new PullguardError('INTERNAL', 'unreachable: manifest kind');
+    const resolved: ResolvedImage = Object.freeze({
+      reference,
+      topDigest,
+      topMediaType: parsedTop.mediaType,
+      manifestDigest,
+      manifestMediaType: manifest.mediaType,
+      manifestBytes,
+      ...(parsedTop.kind === 'index' ? { indexBytes: top.bytes } : {}),
+      config: manifest.config,
+      layers: manifest.layers,
+      ...(platform !== undefined ? { platform } : {}),
+      physicalReference: physical,
+    });
+    endpointOf.set(resolved, endpoint);
+    return resolved;
+  }
+
+  // ---- blobs -----------------------------------------------------------------------------------
+
+  async fetchBlob(image: ResolvedImage, blob: Descriptor, writer: BlobWriter, opts: ResolveOptions): Promise<void> {
+    try {
+      await this.streamBlob(image, blob, writer, opts);
+      await writer.commit();
+    } catch (err) {
+      await writer.abort().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async streamBlob(image: ResolvedImage, blob: Descriptor, writer: BlobWriter, opts: ResolveOptions): Promise<void> {
+    const physical = image.physicalReference;
+    const endpoint = endpointOf.get(image) ?? endpointFor(physical.domain, isInsecureHost(this.registries, physical.domain, this.insecure));
+    const subject: RequestSubject = { host: endpoint.host, repository: physical.path, kind: 'blob', display: `${physical.name}@${blob.digest}` };
+    for (let attempt = 1; ; attempt++) {
+      const offset = writer.offset;
+      if (offset >= blob.size && offset > 0) return;
+      const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
+      const res = await this.repoRequest(endpoint, physical.path, `/v2/${physical.path}/blobs/${blob.digest}`, headers, subject, opts);
+      let skip = 0;
+      if (offset > 0) {
+        if (res.status === 206) {
+          const start = /^bytes (\d+)-/.exec(header(res, 'content-range') ?? '')?.[1];
+          if (start === undefined || Number(start) !== offset) {
+            res.body.destroy();
+            throw new PullguardError('REGISTRY_PROTOCOL', `${endpoint.host} answered a resume of ${subject.display} at ${offset} with the wrong range`, {
+              facts: { host: endpoint.host, repository: physical.path, offset },
+            });
+          }
+        } else {
+          skip = offset; // The server ignored Range: drop what the writer already holds.
+        }
+        this.options.onEvent?.({ type: 'resume', host: endpoint.host, repository: physical.path, digest: blob.digest, offset, status: res.status });
+      }
+      try {
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          let data: Uint8Array = chunk;
+          if (skip > 0) {
+            const n = Math.min(skip, data.length);
+            skip -= n;
+            data = data.subarray(n);
+            if (data.length === 0) continue;
+          }
+          if (writer.offset + data.length > blob.size) {
+            res.body.destroy();
+            throw new PullguardError('SIZE_MISMATCH', `blob ${subject.display} from ${endpoint.host} is larger than its descriptor's ${blob.size} bytes`, {
+              facts: { host: endpoint.host, repository: physical.path, digest: blob.digest, expectedSize: blob.size },
+            });
+          }
+          await writer.write(data);
+        }
+        return;
+      } catch (err) {
+        if (isPullguardError(err)) throw err;
+        const kind = classifyTransportError(err);
+        if (kind === 'aborted' || opts.signal?.aborted === true) throw cancelledError(subject, err);
+        if (!isRetryableTransport(kind) || attempt >= this.retry.maxAttempts) throw transportError(subject, kind, err, attempt);
+        const ms = this.backoff(attempt);
+        this.options.onEvent?.({ type: 'retry', host: endpoint.host, repository: physical.path, kind: 'blob', attempt, delayMs: ms, reason: kind });
+        await this.pause(ms, opts.signal, subject);
+      }
+    }
+  }
+}
+
+/** Marks a failure from the transport (as opposed to a coded error) inside the retry loop. */
+class TransportFailure extends Error {
+  constructor(override readonly cause: unknown) {
+    super('transport failure');
+  }
+}
+
+/**
+ * Fetches the config blob bytes (capped, digest-verified) — the store records `config.User`.
+ * Works with any ImageSource.
+ */
+export async function fetchConfigBlob(source: ImageSource, image: ResolvedImage, opts: ResolveOptions, maxBytes = MAX_MANIFEST_BYTES): Promise<Uint8Array> {
+  const config = image.config;
+  if (config.size > maxBytes) {
+    throw new PullguardError('TOO_LARGE', `config blob ${config.digest} of ${formatReference(image.reference)} is ${config.size} bytes (limit ${maxBytes})`, {
+      facts: { digest: config.digest, size: config.size, cap: maxBytes },
+    });
+  }
+  const writer = new VerifyingBufferWriter(config);
+  await source.fetchBlob(image, config, writer, opts);
+  return writer.bytes();
+}
+
+/** A small in-memory BlobWriter that checks size and digest on commit. */
+export class VerifyingBufferWriter implements BlobWriter {
+  private chunks: Buffer[] = [];
+  private length = 0;
+  private done = false;
+
+  constructor(private readonly expected: Pick<Descriptor, 'digest' | 'size'>) {}
+
+  get offset(): number {
+    return this.length;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.length + chunk.length > this.expected.size) {
+      throw new PullguardError('SIZE_MISMATCH', `blob ${this.expected.digest} is larger than ${this.expected.size} bytes`, { facts: { digest: this.expected.digest } });
+    }
+    this.chunks.push(Buffer.from(chunk));
+    this.length += chunk.length;
+  }
+
+  async commit(): Promise<void> {
+    const bytes = Buffer.concat(this.chunks);
+    if (bytes.length !== this.expected.size) {
+      this.chunks = [];
+      this.length = 0;
+      throw new PullguardError('SIZE_MISMATCH', `blob ${this.expected.digest}: expected ${this.expected.size} bytes, got ${bytes.length}`, { facts: { digest: this.expected.digest } });
+    }
+    const actual = computeDigest(bytes, digestAlgorithm(this.expected.digest));
+    if (actual !== this.expected.digest) {
+      this.chunks = [];
+      this.length = 0;
+      throw new PullguardError('DIGEST_MISMATCH', `blob ${this.expected.digest} has digest ${actual}`, { facts: { digest: this.expected.digest, actual } });
+    }
+    this.done = true;
+  }
+
+  async abort(): Promise<void> {
+    if (!this.done) {
+      this.chunks = [];
+      this.length = 0;
+    }
+  }
+
+  bytes(): Uint8Array {
+    if (!this.done) throw new PullguardError('INTERNAL', 'blob not committed');
+    return new Uint8Array(Buffer.concat(this.chunks));
+  }
+}

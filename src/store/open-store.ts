@@ -1,0 +1,20 @@
+import { FsBlobStore } from './fs-blob-store.js';
+import { FsImageIndex } from './fs-image-index.js';
+import type { StoreFs } from './fs-facade.js';
+
+export interface OpenedStore {
+  readonly blobs: FsBlobStore;
+  readonly images: FsImageIndex;
+}
+
+/** Opens blobs then index under one root (stale temp files are cleaned by the blob store's open). */
+export async function openStore(root: string, options: { fs?: StoreFs; compactAfter?: number } = {}): Promise<OpenedStore> {
+  const blobs = await FsBlobStore.open({ root, ...(options.fs !== undefined ? { fs: options.fs } : {}) });
+  const images = await FsImageIndex.open({
+    root,
+    blobs,
+    ...(options.fs !== undefined ? { fs: options.fs } : {}),
+    ...(options.compactAfter !== undefined ? { compactAfter: options.compactAfter } : {}),
+  });
+  return { blobs, images };
+}

@@ -1,0 +1,228 @@
+import { describe, expect, test } from 'vitest';
+import type { Digest } from '../../../src/domain/digest.js';
+import { parseReference } from '../../../src/domain/reference.js';
+import type { SignatureCheck, SignatureLocation, SignatureTrouble } from '../../../src/domain/signature.js';
+import { decide, type RequirementChecks } from '../../../src/policy/decide.js';
+import { parsePolicy } from '../../../src/policy/parse-policy.js';
+import type { PolicyRequirement } from '../../../src/policy/types.js';
+
+const DIGEST = `sha256:${'a'.repeat(64)}` as Digest;
+const OTHER = `sha256:${'b'.repeat(64)}` as Digest;
+const FPR = 'C410DBD12BFE86658A3D684094F969598CC10D95';
+const REF = parseReference('registry.example/app:v1');
+const SCOPE = { policyFile: '/etc/containers/policy.json', scope: 'registry.example' };
+const BASE = 'http://127.0.0.1:5555/sigs/app@sha256=' + 'a'.repeat(64);
+
+const loc = (index: number): SignatureLocation => ({ source: 'lookaside', index, url: `${BASE}/signature-${index}` });
+const accepted = (index: number): SignatureCheck => ({
+  verdict: 'accepted',
+  location: loc(index),
+  signer: { keyFingerprint: FPR, primaryKeyFingerprint: FPR },
+  signedDockerReference: 'registry.example/app:v1',
+  signedManifestDigest: DIGEST,
+});
+const rejected = (index: number, kind: Extract<SignatureCheck, { verdict: 'rejected' }>['kind'], reason: string): SignatureCheck => ({
+  verdict: 'rejected',
+  location: loc(index),
+  kind,
+  reason,
+});
+const untrustedKey = (i: number) => rejected(i, 'untrusted-key', 'signature by key C5C04D52E93DEDE7F9218B2AC89C165589390E8A is not accepted');
+const tampered = (i: number) => rejected(i, 'invalid-signature', 'signature error: Signed digest did not match');
+const wrongIdentity = (i: number) => rejected(i, 'identity-mismatch', 'Signature for identity "registry.example/other:v1" is not accepted');
+const wrongDigest = (i: number) => rejected(i, 'digest-mismatch', `Signature for digest ${OTHER} does not match`);
+const asciiArmored = (i: number): SignatureTrouble => trouble(i, 'unrecognized-format', 'unrecognized signature format, starting with binary 0x2d', { httpStatus: 200, firstByte: 0x2d });
+
+function trouble(index: number, kind: SignatureTrouble['kind'], message: string, extra: Partial<SignatureTrouble> = {}): SignatureTrouble {
+  return { location: loc(index), kind, message, attempts: 1, ...extra };
+}
+
+const html = (i: number) =>
+  trouble(i, 'unrecognized-format', 'unrecognized signature format, starting with binary 0x3c', { httpStatus: 200, contentType: 'text/html', firstByte: 0x3c });
+const status = (i: number, code: number, text: string) =>
+  trouble(i, 'http-status', `reading signature from ${BASE}/signature-${i}: received unexpected HTTP status: ${code} ${text}`, { httpStatus: code, attempts: 3 });
+const reset = (i: number) => trouble(i, 'transport', 'read ECONNRESET');
+const empty = (i: number) => trouble(i, 'empty', 'empty signature blob', { httpStatus: 200 });
+const huge = (i: number) => trouble(i, 'too-large', 'exceeded maximum allowed size of 4194304 bytes', { httpStatus: 200, bytesRead: 4194305 });
+const stall = (i: number) => trouble(i, 'timeout', 'reading signature timed out after 10000 ms');
+
+const SIGNED_BY: PolicyRequirement = {
+  type: 'signedBy',
+  keyType: 'GPGKeys',
+  keys: { kind: 'path', path: '/etc/pki/key.gpg' },
+  signedIdentity: { type: 'matchRepoDigestOrExact' },
+};
+
+function run(requirements: readonly RequirementChecks[], troubles: readonly SignatureTrouble[] = []) {
+  return decide({ scope: SCOPE, reference: REF, requirements, troubles });
+}
+const signedBy = (...checks: SignatureCheck[]): RequirementChecks => ({ requirement: SIGNED_BY, checks });
+
+describe('decide: valid signature plus a trouble or a bad signature is allowed, with warnings', () => {
+  const cases: { name: string; checks: SignatureCheck[]; troubles: SignatureTrouble[]; codes: string[] }[] = [
+    { name: 'valid + HTML page', checks: [accepted(1)], troubles: [html(2)], codes: ['PGW001'] },
+    { name: 'valid + 500', checks: [accepted(1)], troubles: [status(2, 500, 'Internal Server Error')], codes: ['PGW001'] },
+    { name: 'valid + 403', checks: [accepted(1)], troubles: [status(2, 403, 'Forbidden')], codes: ['PGW001'] },
+    { name: 'valid + 503', checks: [accepted(1)], troubles: [status(2, 503, 'Service Unavailable')], codes: ['PGW001'] },
+    { name: 'valid + connection reset', checks: [accepted(1)], troubles: [reset(2)], codes: ['PGW001'] },
+    { name: 'valid + empty body', checks: [accepted(1)], troubles: [empty(2)], codes: ['PGW001'] },
+    { name: 'valid + 5 MiB body', checks: [accepted(1)], troubles: [huge(2)], codes: ['PGW001'] },
+    { name: 'valid + ASCII-armoured copy', checks: [accepted(1)], troubles: [asciiArmored(2)], codes: ['PGW001'] },
+    { name: 'valid + stall', checks: [accepted(1)], troubles: [stall(2)], codes: ['PGW001'] },
+    { name: 'HTML + valid (trouble first)', checks: [accepted(2)], troubles: [html(1)], codes: ['PGW001'] },
+    { name: 'untrusted key + valid', checks: [untrustedKey(1), accepted(2)], troubles: [], codes: ['PGW002'] },
+    { name: 'tampered + valid', checks: [tampered(1), accepted(2)], troubles: [], codes: ['PGW002'] },
+    { name: 'wrong identity + valid', checks: [wrongIdentity(1), accepted(2)], troubles: [], codes: ['PGW002'] },
+    { name: 'wrong digest + valid', checks: [wrongDigest(1), accepted(2)], troubles: [], codes: ['PGW002'] },
+  ];
+  test.each(cases)('$name', ({ checks, troubles, codes }) => {
+    const verdict = run([signedBy(...checks)], troubles);
+    expect(verdict.allowed).toBe(true);
+    expect(verdict.denial).toBeUndefined();
+    expect(verdict.warnings.map((w) => w.code)).toEqual(codes);
+    expect(verdict.requirements[0]?.satisfiedBy?.verdict).toBe('accepted');
+    expect(verdict.troubles).toEqual(troubles);
+    for (const w of verdict.warnings) expect(w.message).toContain('satisfied by other signatures');
+  });
+
+  test('the trouble warning names index, URL, status and Content-Type', () => {
+    const verdict = run([signedBy(accepted(1))], [html(2)]);
+    expect(verdict.warnings[0]).toMatchObject({ code: 'PGW001', location: loc(2) });
+    expect(verdict.warnings[0]?.message).toContain(
+      `signature-2 (${BASE}/signature-2): unrecognized signature format, starting with binary 0x3c (HTTP 200, Content-Type text/html)`,
+    );
+  });
+});
+
+describe('decide: the same troubles without a valid signature are denied with both parts', () => {
+  const troubleCases = [
+    { name: 'HTML page', t: html(2), text: 'starting with binary 0x3c (HTTP 200, Content-Type text/html)' },
+    { name: '500', t: status(2, 500, 'Internal Server Error'), text: '500 Internal Server Error (HTTP 500, 3 attempts)' },
+    { name: '403', t: status(2, 403, 'Forbidden'), text: '403 Forbidden' },
+    { name: '503', t: status(2, 503, 'Service Unavailable'), text: '503 Service Unavailable' },
+    { name: 'reset', t: reset(2), text: 'read ECONNRESET' },
+    { name: 'empty body', t: empty(2), text: 'empty signature blob' },
+    { name: '5 MiB body', t: huge(2), text: 'exceeded maximum allowed size of 4194304 bytes' },
+    { name: 'ASCII-armoured', t: asciiArmored(2), text: 'starting with binary 0x2d' },
+    { name: 'stall', t: stall(2), text: 'timed out' },
+  ];
+  test.each(troubleCases)('untrusted key + $name', ({ t, text }) => {
+    const verdict = run([signedBy(untrustedKey(1))], [t]);
+    expect(verdict.allowed).toBe(false);
+    expect(verdict.warnings).toEqual([]);
+    expect(verdict.denial).toBe(
+      `signature by key C5C04D52E93DEDE7F9218B2AC89C165589390E8A is not accepted; additionally 1 signature could not be read: ${'signature-2'} (${BASE}/signature-2): ${t.message}${verdict.denial!.slice(verdict.denial!.indexOf(t.message) + t.message.length)}`,
+    );
+    expect(verdict.denial).toContain(text);
+  });
+
+  test('no readable signature at all: upstream first clause plus the trouble', () => {
+    const verdict = run([signedBy()], [html(1)]);
+    expect(verdict.denial).toBe(
+      `A signature was required, but no signature exists; additionally 1 signature could not be read: signature-1 (${BASE}/signature-1): unrecognized signature format, starting with binary 0x3c (HTTP 200, Content-Type text/html)`,
+    );
+  });
+
+  test('two rejections and two troubles: None of the signatures were accepted + plural appendix', () => {
+    const verdict = run([signedBy(tampered(1), wrongIdentity(3))], [html(2), reset(4)]);
+    expect(verdict.denial).toBe(
+      'None of the signatures were accepted, reasons: signature error: Signed digest did not match; Signature for identity "registry.example/other:v1" is not accepted' +
+        `; additionally 2 signatures could not be read: signature-2 (${BASE}/signature-2): unrecognized signature format, starting with binary 0x3c (HTTP 200, Content-Type text/html); signature-4 (${BASE}/signature-4): read ECONNRESET`,
+    );
+  });
+
+  test.each([
+    ['untrusted key', untrustedKey(1)],
+    ['tampered', tampered(1)],
+    ['wrong identity', wrongIdentity(1)],
+    ['wrong digest', wrongDigest(1)],
+  ] as const)('a single %s rejection passes its text through', (_name, check) => {
+    const verdict = run([signedBy(check)]);
+    expect(verdict.allowed).toBe(false);
+    expect(verdict.denial).toBe((check as Extract<SignatureCheck, { verdict: 'rejected' }>).reason);
+  });
+
+  test('a gap (404 at 1, valid at 2 never fetched) is "no signature exists"', () => {
+    const verdict = run([signedBy()]);
+    expect(verdict).toMatchObject({ allowed: false, denial: 'A signature was required, but no signature exists', warnings: [] });
+  });
+
+  test('many troubles stay bounded (~1 KiB) and are counted', () => {
+    const troubles = Array.from({ length: 128 }, (_, i) => html(i + 1));
+    const checks = Array.from({ length: 128 }, (_, i) => tampered(i + 200));
+    const verdict = run([signedBy(...checks)], troubles);
+    expect(verdict.denial!.length).toBeLessThan(1500);
+    expect(verdict.denial).toContain('; and 124 more');
+    expect(verdict.denial).toContain('additionally 128 signatures could not be read');
+    expect(verdict.denial).toContain('; and 125 more');
+    expect(verdict.troubles).toHaveLength(128);
+  });
+});
+
+describe('decide: requirement types', () => {
+  const policy = parsePolicy(
+    JSON.stringify({
+      default: [{ type: 'reject' }],
+      transports: {
+        docker: {
+          a: [{ type: 'insecureAcceptAnything' }],
+          b: [{ type: 'signedBaseLayer', baseLayerIdentity: { type: 'matchRepository' } }],
+          c: [{ type: 'signedBy', keyType: 'X509Certificates', keyPath: '/k' }],
+          d: [{ type: 'sigstoreSigned', keyPath: '/k' }],
+        },
+      },
+    }),
+    { source: 'p.json' },
+  );
+  const req = (scope: string) => policy.transports.get('docker')!.get(scope)![0]!;
+
+  test('insecureAcceptAnything allows without signatures, even with troubles (no warnings about troubles it never needed)', () => {
+    const verdict = run([{ requirement: req('a'), checks: [] }]);
+    expect(verdict).toMatchObject({ allowed: true, warnings: [] });
+  });
+  test('reject names the image', () => {
+    const verdict = run([{ requirement: policy.default[0]!, checks: [] }]);
+    expect(verdict.denial).toBe('Running image docker://registry.example/app:v1 is rejected by policy.');
+  });
+  test('signedBaseLayer always denies', () => {
+    expect(run([{ requirement: req('b'), checks: [] }]).denial).toBe('signedBaseLayer not implemented yet!');
+  });
+  test('other signedBy keyTypes are unimplemented', () => {
+    expect(run([{ requirement: req('c'), checks: [accepted(1)] }]).denial).toBe('Unimplemented "keyType" value "X509Certificates"');
+  });
+  test('sigstoreSigned never accepts, even given an accepted check', () => {
+    const verdict = run([{ requirement: req('d'), checks: [accepted(1)] }]);
+    expect(verdict.allowed).toBe(false);
+    expect(verdict.denial).toContain('sigstoreSigned is not supported yet');
+  });
+  test('requirements are ANDed; the first denial is reported', () => {
+    const verdict = run([signedBy(accepted(1)), { requirement: policy.default[0]!, checks: [] }]);
+    expect(verdict.allowed).toBe(false);
+    expect(verdict.requirements.map((r) => r.satisfied)).toEqual([true, false]);
+    expect(verdict.denial).toBe('Running image docker://registry.example/app:v1 is rejected by policy.');
+  });
+  test('two signedBy requirements each satisfied by a different signature: no PGW002 for the cross rejections', () => {
+    const other: PolicyRequirement = { ...SIGNED_BY, keys: { kind: 'path', path: '/other.gpg' } } as PolicyRequirement;
+    const verdict = run([signedBy(accepted(1), untrustedKey(2)), { requirement: other, checks: [untrustedKey(1), accepted(2)] }]);
+    expect(verdict).toMatchObject({ allowed: true, warnings: [] });
+  });
+  test('an empty requirement list denies', () => {
+    expect(run([]).denial).toBe('List of verification policy requirements must not be empty');
+  });
+  test('retries and notices become PGW003 / PGW004 on allowed verdicts', () => {
+    const verdict = decide({
+      scope: SCOPE,
+      reference: REF,
+      requirements: [signedBy(accepted(1))],
+      troubles: [],
+      retried: [loc(1)],
+      notices: ['signature-1 was served as text/html but parsed'],
+    });
+    expect(verdict.warnings.map((w) => w.code)).toEqual(['PGW003', 'PGW004']);
+  });
+  test('deterministic and frozen', () => {
+    const input = [signedBy(tampered(1), accepted(2))];
+    expect(run(input, [html(3)])).toEqual(run(input, [html(3)]));
+    expect(Object.isFrozen(run(input))).toBe(true);
+  });
+});
