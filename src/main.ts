@@ -21,6 +21,7 @@ import { createLookasideSource } from './lookaside/lookaside-source.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { PullService } from './pull/pull-service.js';
 import type { RegistryCredentials, SignatureSource } from './pull/ports.js';
+import { reverifyStoredImage } from './pull/reverify.js';
 import { runSignaturePhaseWithSignatures } from './pull/signature-phase.js';
 import { loadAuthFile, lookupCredentials } from './registry/auth-file.js';
 import { createRegistryClient } from './registry/client.js';
@@ -42,6 +43,7 @@ Commands:
   inspect    show an image (--signatures: its verification record)
   rmi        remove images
   fsck       check (and with --repair fix) the store on disk
+  verify     re-check a stored image's signatures against the current policy, offline
   version    print the version
 
 Run 'pullguard <command> --help' for a command's options.`;
@@ -77,6 +79,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return serve(rest);
     case 'fsck':
       return runFsck(rest);
+    case 'verify':
+      return runVerify(rest);
     default:
       if (command in CLIENT_HELP) return runClientCommand(command, rest, { stdout: process.stdout, stderr: process.stderr, defaultSocket });
       process.stderr.write(`pullguard: unknown command ${JSON.stringify(command)}\n\n${HELP}\n`);
@@ -241,6 +245,50 @@ async function runFsck(argv: readonly string[]): Promise<number> {
       );
     }
     return report.ok || values.repair === true ? 0 : 1;
+  } finally {
+    await store.images.close();
+  }
+}
+
+async function runVerify(argv: readonly string[]): Promise<number> {
+  const { parseArgs } = await import('node:util');
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: { 'state-dir': { type: 'string' }, 'signature-policy': { type: 'string' }, 'signature-policy-dir': { type: 'string' }, namespace: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help || positionals.length !== 1) {
+    (values.help ? process.stdout : process.stderr).write(
+      'Usage: pullguard verify IMAGE [--state-dir DIR] [--signature-policy FILE] [--signature-policy-dir DIR --namespace NS]\n\n' +
+        'Re-evaluates the policy against the signatures stored with IMAGE alone (no network), as CRI-O\n' +
+        're-checks at container creation. Exit 0: still satisfied; 1: not satisfied or not found.\n',
+    );
+    return values.help ? 0 : 2;
+  }
+  const stateDir = values['state-dir'] ?? join(process.cwd(), '.pullguard');
+  const policyPath = values['signature-policy'] ?? '/etc/containers/policy.json';
+  const policies = new PolicySelector({
+    globalPath: policyPath,
+    ...(values['signature-policy-dir'] !== undefined ? { namespaceDir: values['signature-policy-dir'] } : {}),
+    allowEmbeddedDefault: values['signature-policy'] === undefined,
+  });
+  const store = await openStore(join(stateDir, 'store'));
+  try {
+    const name = positionals[0]!;
+    const catalog = new ImageCatalog(store.images, { collectGarbage: async () => undefined, fsInfo: async () => store.blobs.fsInfo() });
+    const record = await catalog.find(name);
+    if (record === undefined) {
+      process.stderr.write(`pullguard verify: no such image: ${name}\n`);
+      return 1;
+    }
+    const verdict = await reverifyStoredImage({ record, name, content: store.blobs, policy: await policies.policyForNamespace(values.namespace) });
+    if (verdict.allowed) {
+      const by = verdict.requirements.flatMap((r) => (r.satisfiedBy ? [`${r.type}: signature-${r.satisfiedBy.location.index} by ${r.satisfiedBy.signer.primaryKeyFingerprint}`] : [`${r.type}: satisfied`]));
+      process.stdout.write(`OK: ${name} (${record.id}) still satisfies ${verdict.scope.policyFile} [${verdict.scope.scope}]\n${by.map((l) => `  ${l}\n`).join('')}`);
+      return 0;
+    }
+    process.stdout.write(`NOT SATISFIED: ${name} (${record.id}) under ${verdict.scope.policyFile} [${verdict.scope.scope}]: ${verdict.denial ?? 'denied'}\n`);
+    return 1;
   } finally {
     await store.images.close();
   }

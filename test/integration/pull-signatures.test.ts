@@ -4,6 +4,7 @@
  * over the unix socket with a grpc-js client. Covers partial sufficiency (allowed with warnings),
  * denials that report both rejections and troubles, and "nothing stored before the verdict".
  */
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,10 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadRpcRoot } from '../../src/cri/proto.js';
 import { useLookasideServer, type LookasideFault } from '../helpers/lookaside-server.js';
 import { buildOciImage, type BuiltImage } from '../helpers/oci-image.js';
-import { startPullguard, type RunningPullguard } from '../helpers/pullguard-server.js';
+import { promisify } from 'node:util';
+import { MAIN, startPullguard, type RunningPullguard } from '../helpers/pullguard-server.js';
 import { pushImage, startRegistry, type StartedRegistry } from '../helpers/registry.js';
 import { createGpgSigner, pushSignedImage, type GpgSigner, type SignedPush } from '../helpers/signed-images.js';
 
+const execFileAsync = promisify(execFile);
 const lookaside = useLookasideServer();
 const LOOKASIDE_TIMEOUT_MS = 1000;
 const BUDGET_MS = 6000;
@@ -210,9 +213,44 @@ describe('PullImage with lookaside signatures (real skopeo signatures, real regi
   it('logs each warning as a structured warn line', async () => {
     await serve(app, 1, app.signatures[0]!);
     lookaside.fault(2, { html: true });
+    const before = pullguard.logRecords().length;
     await pull(`${registry.host}/app:v1`);
-    const warnLines = pullguard.logRecords().filter((r) => r['level'] === 40 && r['warningCode'] === 'PGW001');
-    expect(warnLines.length).toBeGreaterThan(0);
-    expect(warnLines.at(-1)).toMatchObject({ image: `${registry.host}/app:v1`, signatureIndex: 2 });
+    // pino writes asynchronously: wait for this pull's lines.
+    const deadline = Date.now() + 5000;
+    let warnLines: Record<string, unknown>[] = [];
+    while (warnLines.length === 0 && Date.now() < deadline) {
+      warnLines = pullguard.logRecords().slice(before).filter((r) => r['level'] === 40 && r['warningCode'] === 'PGW001');
+      if (warnLines.length === 0) await new Promise((r) => setTimeout(r, 25));
+    }
+    expect(warnLines[0]).toMatchObject({ image: `${registry.host}/app:v1`, signatureIndex: 2, rpc: 'PullImage' });
+    expect(String(warnLines[0]!['url'])).toMatch(/signature-2$/);
+  });
+
+  it('inspect --signatures shows the forensic record; verify re-checks it offline and fails once the key is no longer trusted', async () => {
+    await serve(app, 1, app.signatures[0]!);
+    lookaside.fault(2, { html: true });
+    expect((await pull(`${registry.host}/app:v1`)).imageRef).toMatch(/^sha256:/);
+    const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+      execFileAsync(process.execPath, [MAIN, ...args]).then(
+        (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+        (e: { code: number; stdout: string; stderr: string }) => e,
+      );
+    const inspect = await cli(['inspect', `${registry.host}/app:v1`, '--signatures', '--socket', pullguard.socket]);
+    expect(inspect.code).toBe(0);
+    const record = JSON.parse(inspect.stdout) as { requirements: { satisfiedBy: { location: { index: number } } }[]; troubles: { location: { index: number }; kind: string }[]; signatures: { blob: string }[] };
+    expect(record.requirements[0]!.satisfiedBy.location.index).toBe(1);
+    expect(record.troubles).toMatchObject([{ location: { index: 2 }, kind: 'unrecognized-format' }]);
+    expect(record.signatures).toHaveLength(1);
+
+    await pullguard.stop({ keepState: true });
+    const policyPath = join(work, 'policy.json');
+    const ok = await cli(['verify', `${registry.host}/app:v1`, '--state-dir', pullguard.stateDir, '--signature-policy', policyPath]);
+    expect(ok.stdout).toMatch(/^OK: /);
+    expect(ok.code).toBe(0);
+    const otherKeyPolicy = join(work, 'policy-other-key.json');
+    await writeFile(otherKeyPolicy, JSON.stringify({ default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: untrusted.publicKeyPath }] }));
+    const denied = await cli(['verify', `${registry.host}/app:v1`, '--state-dir', pullguard.stateDir, '--signature-policy', otherKeyPolicy]);
+    expect(denied.code).toBe(1);
+    expect(denied.stdout).toMatch(/^NOT SATISFIED: .*is not accepted/);
   });
 });
