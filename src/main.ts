@@ -100,10 +100,11 @@ async function loadReloadable(config: DaemonConfig, lookasideDispatcher: Agent, 
     globalPath: config.signaturePolicy ?? '/etc/containers/policy.json',
     ...(config.signaturePolicyDir !== undefined ? { namespaceDir: config.signaturePolicyDir } : {}),
     allowEmbeddedDefault: config.signaturePolicy === undefined,
+    reload: 'explicit',
   });
-  // Load the global policy and its keys now: an invalid policy or a missing key file fails here,
-  // at start-up or reload, not at the first pull.
-  const global = await policies.policyForNamespace(undefined);
+  // Load every policy and its keys now: an invalid policy or a missing key file fails here, at
+  // start-up or at a SIGHUP reload (which then keeps the previous configuration), not at a pull.
+  const global = await policies.preload();
   if (global.embedded) logger.warn({ policy: '<embedded>' }, describeEmbeddedDefault());
   const registriesD = await loadRegistriesD(config.registriesD ?? '/nonexistent/registries.d', {
     // Embedded defaults keep everything under the state dir; with real configuration the upstream

@@ -8,12 +8,13 @@
  * - An invalid policy never degrades to accepting: it throws INVALID_POLICY / KEY_LOAD_FAILED.
  * - Only when *no* policy file exists at all is the embedded default used (describeEmbeddedDefault).
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PullguardError, isPullguardError } from '../domain/errors.js';
 import { parsePolicy } from '../policy/parse-policy.js';
-import type { Policy, PolicyRequirement, SignedByRequirement } from '../policy/types.js';
+import type { KeySource, Policy, PolicyRequirement, SignedByRequirement, SigstoreSignedRequirement } from '../policy/types.js';
 import { loadGpgKeys, type GpgKeySet } from '../signature/gpg-keys.js';
+import { parseSigstorePublicKey, type SigstoreKeySet, type SigstorePublicKey } from '../sigstore/public-keys.js';
 
 export const EMBEDDED_POLICY_SOURCE = '<embedded>';
 
@@ -21,6 +22,12 @@ export interface LoadedPolicy {
   readonly policy: Policy;
   /** Keys for each GPGKeys `signedBy` requirement (keyed by the requirement object). */
   readonly gpgKeys: ReadonlyMap<SignedByRequirement, GpgKeySet>;
+  /**
+   * Public (and Rekor) keys for each key-based `sigstoreSigned` requirement, parsed once per load.
+   * Optional so hand-built LoadedPolicy values keep compiling; the signature phase fails (never
+   * accepts) when a requirement has no entry.
+   */
+  readonly sigstoreKeys?: ReadonlyMap<SigstoreSignedRequirement, SigstoreKeySet>;
   /** True for the built-in fallback used when no policy file exists. */
   readonly embedded: boolean;
 }
@@ -45,10 +52,45 @@ function isNotFound(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOENT';
 }
 
-function signedByRequirements(policy: Policy): SignedByRequirement[] {
+function allRequirements(policy: Policy): PolicyRequirement[] {
   const all: PolicyRequirement[] = [...policy.default];
   for (const scopes of policy.transports.values()) for (const reqs of scopes.values()) all.push(...reqs);
-  return all.filter((r): r is SignedByRequirement => r.type === 'signedBy' && r.keyType === 'GPGKeys');
+  return all;
+}
+
+function signedByRequirements(policy: Policy): SignedByRequirement[] {
+  return allRequirements(policy).filter((r): r is SignedByRequirement => r.type === 'signedBy' && r.keyType === 'GPGKeys');
+}
+
+export const SIGSTORE_FULCIO_PKI_UNSUPPORTED = 'sigstoreSigned with fulcio/pki is not supported yet';
+
+/** Loads every key a sigstoreSigned requirement names (one PEM public key per path or data item). */
+async function loadSigstoreKeys(
+  requirement: SigstoreSignedRequirement,
+  read: (path: string) => Promise<Uint8Array>,
+): Promise<SigstoreKeySet> {
+  if (requirement.trust.kind !== 'keys') {
+    throw new PullguardError('KEY_LOAD_FAILED', `${SIGSTORE_FULCIO_PKI_UNSUPPORTED} (requirement uses ${requirement.trust.kind})`);
+  }
+  const load = async (source: KeySource, what: string, ecdsaOnly: boolean): Promise<SigstorePublicKey[]> => {
+    const items: { bytes: Promise<Uint8Array>; where: string }[] =
+      source.kind === 'data'
+        ? [{ bytes: Promise.resolve(source.data), where: `${what}Data` }]
+        : source.kind === 'datas'
+          ? source.datas.map((data, i) => ({ bytes: Promise.resolve(data), where: `${what}Datas[${i}]` }))
+          : (source.kind === 'path' ? [source.path] : source.paths).map((path) => ({
+              bytes: read(path).catch((err: unknown) => {
+                throw new PullguardError('KEY_LOAD_FAILED', `reading key file ${JSON.stringify(path)}: ${(err as Error).message}`, { cause: err });
+              }),
+              where: `key file ${JSON.stringify(path)}`,
+            }));
+    const keys: SigstorePublicKey[] = [];
+    for (const item of items) keys.push(parseSigstorePublicKey(await item.bytes, item.where, { ecdsaOnly }));
+    return keys;
+  };
+  const publicKeys = await load(requirement.trust.keys, 'key', false);
+  const rekorKeys = requirement.rekorPublicKeys !== undefined ? await load(requirement.rekorPublicKeys, 'rekorPublicKey', true) : undefined;
+  return Object.freeze({ publicKeys: Object.freeze(publicKeys), ...(rekorKeys !== undefined ? { rekorKeys: Object.freeze(rekorKeys) } : {}) });
 }
 
 /** Parses policy text (already read) and loads every key it names. */
@@ -88,11 +130,21 @@ export async function loadPolicyFromText(
       problems.push(err.message);
     }
   }
+  const sigstoreKeys = new Map<SigstoreSignedRequirement, SigstoreKeySet>();
+  for (const requirement of allRequirements(policy)) {
+    if (requirement.type !== 'sigstoreSigned') continue;
+    try {
+      sigstoreKeys.set(requirement, await loadSigstoreKeys(requirement, read));
+    } catch (err) {
+      if (!isPullguardError(err)) throw err;
+      problems.push(err.message);
+    }
+  }
   if (problems.length > 0) {
     const unique = [...new Set(problems)];
     throw new PullguardError('KEY_LOAD_FAILED', `invalid policy in ${JSON.stringify(source)}: ${unique.join('; ')}`);
   }
-  return Object.freeze({ policy, gpgKeys, embedded: false });
+  return Object.freeze({ policy, gpgKeys, sigstoreKeys, embedded: false });
 }
 
 /** The embedded fallback; see describeEmbeddedDefault. */
@@ -100,6 +152,7 @@ export function embeddedDefaultPolicy(): LoadedPolicy {
   return Object.freeze({
     policy: parsePolicy(EMBEDDED_POLICY_TEXT, { source: EMBEDDED_POLICY_SOURCE }),
     gpgKeys: new Map(),
+    sigstoreKeys: new Map(),
     embedded: true,
   });
 }
@@ -129,6 +182,12 @@ export interface PolicySelectorOptions {
   readonly namespaceDir?: string;
   /** Use the embedded default when the global file does not exist. */
   readonly allowEmbeddedDefault?: boolean;
+  /**
+   * `onChange` (default): a file edited on disk is reloaded at the next pull, as CRI-O re-reads it.
+   * `explicit`: a file, once loaded, stays in force until a new selector replaces this one (the
+   * daemon's SIGHUP), so an invalid edit never takes effect: the old policy keeps working.
+   */
+  readonly reload?: 'onChange' | 'explicit';
 }
 
 /**
@@ -140,6 +199,27 @@ export class PolicySelector {
   private readonly cache = new Map<string, { stamp: string; loaded: Promise<LoadedPolicy> }>();
 
   constructor(private readonly options: PolicySelectorOptions) {}
+
+  /**
+   * Loads the global policy and every `<namespaceDir>/*.json` now, so that an invalid file or a
+   * missing key fails start-up (or a reload) instead of a later pull.
+   */
+  async preload(): Promise<LoadedPolicy> {
+    const global = await this.policyForNamespace(undefined);
+    if (this.options.namespaceDir !== undefined) {
+      let names: string[] = [];
+      try {
+        names = await readdir(this.options.namespaceDir);
+      } catch (err) {
+        if (!isNotFound(err)) throw new PullguardError('INVALID_POLICY', `reading policy directory ${JSON.stringify(this.options.namespaceDir)}: ${(err as Error).message}`, { cause: err });
+      }
+      for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
+        const namespace = name.slice(0, -'.json'.length);
+        if (DNS_LABEL.test(namespace)) await this.policyForNamespace(namespace);
+      }
+    }
+    return global;
+  }
 
   async policyForNamespace(namespace: string | undefined): Promise<LoadedPolicy> {
     if (namespace !== undefined && namespace !== '' && this.options.namespaceDir !== undefined) {
@@ -172,7 +252,7 @@ export class PolicySelector {
       return allowEmbeddedDefault ? embeddedDefaultPolicy() : undefined;
     }
     const hit = this.cache.get(path);
-    if (hit !== undefined && hit.stamp === stamp) return hit.loaded;
+    if (hit !== undefined && (hit.stamp === stamp || this.options.reload === 'explicit')) return hit.loaded;
     const loaded = loadPolicyFile(path);
     this.cache.set(path, { stamp, loaded });
     // A failed load must not stay cached: the operator will fix the file and try again.
