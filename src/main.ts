@@ -10,21 +10,29 @@ import { join } from 'node:path';
 import { Agent } from 'undici';
 import { runClientCommand, CLIENT_HELP } from './cli/commands.js';
 import { acceptLocalAuthority } from './cri/authority.js';
-import { createImageServiceHandlers, criServiceDefinitions } from './cri/image-service.js';
+import { createBackendHandlers, backendServiceDefinitions } from './cri/backend-handlers.js';
+import { createImageServiceHandlers, criServiceDefinitions, type ImageServiceDeps } from './cri/image-service.js';
+import { createCriBackend } from './backend/cri-backend.js';
+import { describePullWarnings } from './events/event-object.js';
+import { createEventRecorder } from './events/event-recorder.js';
+import { startMetricsServer } from './metrics/metrics-server.js';
+import { createPullguardMetrics, observeLookasideEvents, observePullEvents, pullOutcomeOf } from './metrics/pullguard-metrics.js';
+import { startMirror } from './mirror/mirror-server.js';
 import { startCriServer } from './cri/server.js';
 import { loadDaemonConfig, processEnvironment, SERVE_FLAGS, type DaemonConfig } from './config/daemon-config.js';
 import { describeEmbeddedDefault, PolicySelector } from './config/policy-loader.js';
 import { loadRegistriesD, UPSTREAM_DEFAULT_LOOKASIDE, type RegistriesD } from './config/registries-d.js';
 import { isPullguardError, ValidationError } from './domain/errors.js';
 import { ImageCatalog } from './images/image-catalog.js';
-import { createLookasideSource } from './lookaside/lookaside-source.js';
+import { createLookasideSource, type LookasideEvent } from './lookaside/lookaside-source.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { PullService } from './pull/pull-service.js';
 import type { RegistryCredentials, SignatureSource } from './pull/ports.js';
 import { reverifyStoredImage } from './pull/reverify.js';
 import { runSignaturePhaseWithSignatures } from './pull/signature-phase.js';
 import { loadAuthFile, lookupCredentials } from './registry/auth-file.js';
-import { createRegistryClient } from './registry/client.js';
+import { createRegistryClient, type ImageArtifactReader } from './registry/client.js';
+import { createSigstoreAttachmentSource } from './sigstore/attachment-source.js';
 import { EMPTY_REGISTRIES_CONFIG, parseRegistriesConf } from './registry/registries-conf.js';
 import { fsck } from './store/fsck.js';
 import { openStore } from './store/open-store.js';
@@ -92,10 +100,17 @@ async function main(argv: readonly string[]): Promise<number> {
 interface ReloadableConfig {
   readonly policies: PolicySelector;
   readonly registriesD: RegistriesD;
-  readonly lookaside: SignatureSource;
+  /** Lookaside first, then sigstore attachments: simple signing before sigstore, as containers/image. */
+  readonly signatureSources: readonly SignatureSource[];
 }
 
-async function loadReloadable(config: DaemonConfig, lookasideDispatcher: Agent, logger: Logger): Promise<ReloadableConfig> {
+async function loadReloadable(
+  config: DaemonConfig,
+  registry: ImageArtifactReader,
+  lookasideDispatcher: Agent,
+  logger: Logger,
+  observeLookaside?: (event: LookasideEvent) => void,
+): Promise<ReloadableConfig> {
   const policies = new PolicySelector({
     globalPath: config.signaturePolicy ?? '/etc/containers/policy.json',
     ...(config.signaturePolicyDir !== undefined ? { namespaceDir: config.signaturePolicyDir } : {}),
@@ -118,11 +133,13 @@ async function loadReloadable(config: DaemonConfig, lookasideDispatcher: Agent, 
     budgetMs: config.lookaside.budgetMs,
     userAgent: `pullguard/${VERSION}`,
     onEvent: (event) => {
+      observeLookaside?.(event);
       if (event.type === 'retry') logger.info({ lookaside: event }, 'retrying signature request');
       else logger.debug({ lookaside: event }, 'lookaside');
     },
   });
-  return { policies, registriesD, lookaside };
+  const attachments = createSigstoreAttachmentSource({ registriesD, registry, budgetMs: config.lookaside.budgetMs });
+  return { policies, registriesD, signatureSources: [lookaside, attachments] };
 }
 
 async function serve(argv: readonly string[]): Promise<number> {
@@ -144,9 +161,12 @@ async function serve(argv: readonly string[]): Promise<number> {
   });
   // Lookaside servers get their own connection pool: they never see registry credentials.
   const lookasideDispatcher = new Agent({ connect: { timeout: config.lookaside.requestTimeoutMs } });
-  let reloadable = await loadReloadable(config, lookasideDispatcher, logger);
+  const metrics = createPullguardMetrics();
+  const observeLookaside = observeLookasideEvents(metrics);
+  let reloadable = await loadReloadable(config, registry, lookasideDispatcher, logger, observeLookaside);
 
   const shutdown = new AbortController();
+  const observePull = observePullEvents(metrics);
   const pulls = new PullService({
     source: registry,
     signaturePhase: async ({ namespace, image, credentials, signal }) => {
@@ -155,7 +175,7 @@ async function serve(argv: readonly string[]): Promise<number> {
       return runSignaturePhaseWithSignatures({
         policy,
         image,
-        sources: [current.lookaside],
+        sources: current.signatureSources,
         ...(signal !== undefined ? { signal } : {}),
         ...(credentials !== undefined ? { credentials } : {}),
       });
@@ -167,6 +187,7 @@ async function serve(argv: readonly string[]): Promise<number> {
     version: VERSION,
     layerConcurrency: config.registry.layerConcurrency,
     onEvent: (event) => {
+      observePull(event);
       if (event.type === 'verdict') {
         logger.info({ image: event.image, allowed: event.verdict.allowed, policyFile: event.verdict.scope.policyFile, scope: event.verdict.scope.scope, troubles: event.verdict.troubles.length }, 'signature verdict');
       } else logger.debug({ pull: event }, `pull ${event.type}`);
@@ -176,8 +197,38 @@ async function serve(argv: readonly string[]): Promise<number> {
     collectGarbage: () => store.images.collectGarbage(),
     fsInfo: async () => store.blobs.fsInfo(),
   });
-  const handlers = createImageServiceHandlers({ pulls, catalog, logger, version: VERSION, clock: () => new Date(), shutdownSignal: shutdown.signal });
-  const definitions = criServiceDefinitions();
+  const events = await createEventRecorder({
+    logger,
+    nodeName: config.nodeName,
+    ...(config.kubeconfig !== undefined ? { kubeconfigPath: config.kubeconfig } : {}),
+    inCluster: config.inCluster,
+    onOutcome: (outcome) => metrics.recordEvent(outcome),
+  });
+  const onPullWarnings: ImageServiceDeps['onPullWarnings'] = ({ image, pod, warnings }) => {
+    if (pod !== undefined) events.warn(pod, { reason: 'SignatureRetrievalDegraded', message: describePullWarnings(warnings), image });
+  };
+  const metricsServer = config.metricsAddress !== undefined ? await startMetricsServer({ address: config.metricsAddress, metrics, logger }) : undefined;
+  if (metricsServer !== undefined) logger.info({ url: metricsServer.url }, 'metrics listening');
+
+  // Backend mode: verified pulls are handed to the runtime pinned by digest; it fetches the
+  // verified bytes from the loopback mirror (containerd hosts.toml / CRI-O registries.conf).
+  const backend = config.backend !== undefined ? createCriBackend({ endpoint: config.backend }) : undefined;
+  const mirror = backend !== undefined ? await startMirror({ address: config.mirrorAddress, blobs: store.blobs, index: store.images, logger }) : undefined;
+  if (mirror !== undefined) logger.info({ backend: config.backend, mirror: mirror.url }, 'backend mode: serving verified content to the runtime');
+  const handlers =
+    backend !== undefined
+      ? createBackendHandlers({ pulls, backend, index: store.images, collectGarbage: () => store.images.collectGarbage(), logger, shutdownSignal: shutdown.signal, version: VERSION, onPullWarnings })
+      : createImageServiceHandlers({
+          pulls,
+          catalog,
+          logger,
+          version: VERSION,
+          clock: () => new Date(),
+          shutdownSignal: shutdown.signal,
+          onPullWarnings,
+          observer: { rpc: (rpc, code) => metrics.recordRpc(rpc, code), pull: (result, seconds) => metrics.recordPull(pullOutcomeOf(result), seconds) },
+        });
+  const definitions = backend !== undefined ? backendServiceDefinitions() : criServiceDefinitions();
   const server = await startCriServer({
     socketPath: config.socket,
     logger,
@@ -189,7 +240,7 @@ async function serve(argv: readonly string[]): Promise<number> {
   });
 
   process.on('SIGHUP', () => {
-    loadReloadable(config, lookasideDispatcher, logger).then(
+    loadReloadable(config, registry, lookasideDispatcher, logger, observeLookaside).then(
       (next) => {
         reloadable = next;
         logger.info('configuration reloaded');
@@ -211,6 +262,10 @@ async function serve(argv: readonly string[]): Promise<number> {
         .then(async () => {
           clearTimeout(cancelTimer);
           shutdown.abort(new Error('server shut down'));
+          await events.close();
+          await metricsServer?.close();
+          await mirror?.close();
+          backend?.close();
           await registry.close();
           await lookasideDispatcher.close();
           await store.images.close();

@@ -4,7 +4,7 @@
  * the environment.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { arch } from 'node:os';
+import { arch, hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ValidationError } from '../domain/errors.js';
@@ -26,6 +26,14 @@ export interface DaemonConfig {
   readonly registry: { readonly connectTimeoutMs: number; readonly requestTimeoutMs: number; readonly layerConcurrency: number };
   readonly shutdownGraceMs: number;
   readonly metricsAddress: string | undefined;
+  /** Pod Events: a kubeconfig file, or the in-cluster service account; neither = no Events. */
+  readonly kubeconfig: string | undefined;
+  readonly inCluster: boolean;
+  readonly nodeName: string;
+  /** Backend mode: the runtime's CRI socket (`unix:///run/containerd/containerd.sock`). */
+  readonly backend: string | undefined;
+  /** Backend mode: where the read-only verified-content mirror listens (loopback only). */
+  readonly mirrorAddress: string;
 }
 
 /** Flags understood by `pullguard serve` (each also a key of the config file, in camelCase). */
@@ -46,10 +54,15 @@ export const SERVE_FLAGS = {
   'layer-concurrency': { type: 'string' },
   'shutdown-grace': { type: 'string' },
   'metrics-address': { type: 'string' },
+  kubeconfig: { type: 'string' },
+  'in-cluster': { type: 'boolean' },
+  'node-name': { type: 'string' },
+  backend: { type: 'string' },
+  'mirror-address': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-const CONFIG_FILE_KEYS: Record<string, 'string' | 'string[]' | 'number'> = {
+const CONFIG_FILE_KEYS: Record<string, 'string' | 'string[]' | 'number' | 'boolean'> = {
   stateDir: 'string',
   socket: 'string',
   logLevel: 'string',
@@ -65,6 +78,11 @@ const CONFIG_FILE_KEYS: Record<string, 'string' | 'string[]' | 'number'> = {
   layerConcurrency: 'number',
   shutdownGraceMs: 'number',
   metricsAddress: 'string',
+  kubeconfig: 'string',
+  inCluster: 'boolean',
+  nodeName: 'string',
+  backend: 'string',
+  mirrorAddress: 'string',
 };
 
 const GO_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
@@ -75,10 +93,11 @@ export interface Environment {
   readonly exists: (path: string) => boolean;
   readonly readFile: (path: string) => string;
   readonly hostArch: string;
+  readonly hostname: string;
 }
 
 export function processEnvironment(): Environment {
-  return { cwd: process.cwd(), env: process.env, exists: existsSync, readFile: (p) => readFileSync(p, 'utf8'), hostArch: arch() };
+  return { cwd: process.cwd(), env: process.env, exists: existsSync, readFile: (p) => readFileSync(p, 'utf8'), hostArch: arch(), hostname: hostname() };
 }
 
 /** Parses `pullguard serve` arguments into a frozen DaemonConfig, or throws listing every problem. */
@@ -149,7 +168,16 @@ export function loadDaemonConfig(argv: readonly string[], environment: Environme
     registry: { connectTimeoutMs: 10_000, requestTimeoutMs: 30_000, layerConcurrency: count(values['layer-concurrency'], 'layerConcurrency', 4, '--layer-concurrency') },
     shutdownGraceMs: duration(values['shutdown-grace'], 'shutdownGraceMs', 10_000, '--shutdown-grace'),
     metricsAddress: pick(values['metrics-address'], 'metricsAddress'),
+    kubeconfig: abs(pick(values.kubeconfig, 'kubeconfig')),
+    inCluster: pick(values['in-cluster'], 'inCluster') === true,
+    // kubelet registers the node under its lower-cased hostname unless told otherwise.
+    nodeName: pick(values['node-name'], 'nodeName') ?? environment.env['NODE_NAME'] ?? environment.hostname.toLowerCase(),
+    backend: pick(values.backend, 'backend'),
+    mirrorAddress: pick(values['mirror-address'], 'mirrorAddress') ?? '127.0.0.1:5050',
   };
+  if (config.backend !== undefined && !/^unix:\/\/\/./.test(config.backend)) problems.push(`--backend ${JSON.stringify(config.backend)} is not unix:///PATH`);
+  if (config.kubeconfig !== undefined && config.inCluster) problems.push('--kubeconfig and --in-cluster are mutually exclusive');
+  if (config.kubeconfig !== undefined && !environment.exists(config.kubeconfig)) problems.push(`kubeconfig ${config.kubeconfig} does not exist`);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(config.logLevel)) problems.push(`--log-level ${JSON.stringify(config.logLevel)} is not one of fatal, error, warn, info, debug, trace, silent`);
   if (problems.length > 0) throw new ValidationError('INVALID_CONFIG', 'invalid configuration', problems);
   return deepFreeze(config);

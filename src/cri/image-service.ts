@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { PullguardError } from '../domain/errors.js';
 import type { ImageCatalog } from '../images/image-catalog.js';
+import type { Verdict } from '../domain/signature.js';
 import type { ImageRecord } from '../images/ports.js';
 import type { Logger } from '../log/logger.js';
 import type { PullService } from '../pull/pull-service.js';
@@ -19,6 +20,7 @@ import type {
 } from './cri-types.js';
 import { instrumentUnary, type RpcHandler } from './instrument.js';
 import { loadCriPackageDefinition } from './proto.js';
+import { isSignatureDeniedError } from '../pull/pull-errors.js';
 import { warningsMetadata } from './status.js';
 
 export const CRI_API_VERSION = 'v1';
@@ -30,6 +32,11 @@ export interface ImageServiceDeps {
   readonly version: string;
   readonly clock: () => Date;
   readonly shutdownSignal: AbortSignal;
+  /** Metrics hooks: every RPC's code, and every pull's outcome. */
+  readonly observer?: {
+    readonly rpc?: (rpc: string, code: grpc.status) => void;
+    readonly pull?: (result: { readonly verdict?: Verdict; readonly error?: unknown }, seconds: number) => void;
+  };
   /** Called after each successful pull with warnings (events, metrics). */
   readonly onPullWarnings?: (info: { image: string; namespace?: string; pod?: { name: string; namespace: string; uid: string } ; warnings: readonly { code: string; message: string }[] }) => void;
 }
@@ -68,7 +75,16 @@ export function createImageServiceHandlers(deps: ImageServiceDeps): { image: grp
     const credentials = credentialsFromAuthConfig(request.auth);
     const metadata = request.sandbox_config?.metadata ?? undefined;
     const namespace = metadata?.namespace !== undefined && metadata.namespace !== '' ? metadata.namespace : undefined;
-    const result = await pulls.pull({ image, signal, ...(credentials !== undefined ? { credentials } : {}), ...(namespace !== undefined ? { namespace } : {}) });
+    const started = performance.now();
+    const seconds = (): number => (performance.now() - started) / 1000;
+    let result: Awaited<ReturnType<PullService['pull']>>;
+    try {
+      result = await pulls.pull({ image, signal, ...(credentials !== undefined ? { credentials } : {}), ...(namespace !== undefined ? { namespace } : {}) });
+    } catch (err) {
+      deps.observer?.pull?.({ error: err, ...(isSignatureDeniedError(err) ? { verdict: err.verdict } : {}) }, seconds());
+      throw err;
+    }
+    deps.observer?.pull?.({ verdict: result.verdict }, seconds());
     const warnings = result.verdict.warnings;
     for (const warning of warnings) {
       log.warn(
@@ -130,7 +146,7 @@ export function createImageServiceHandlers(deps: ImageServiceDeps): { image: grp
     response: { version: '0.1.0', runtime_name: 'pullguard', runtime_version: deps.version, runtime_api_version: CRI_API_VERSION },
   });
 
-  const common = { logger: deps.logger, shutdownSignal: deps.shutdownSignal };
+  const common = { logger: deps.logger, shutdownSignal: deps.shutdownSignal, ...(deps.observer?.rpc !== undefined ? { onCompleted: deps.observer.rpc } : {}) };
   const describeImage = (request: { image?: { image?: string } | null }): Record<string, unknown> => ({ image: request.image?.image ?? '' });
   return {
     image: {

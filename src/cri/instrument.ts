@@ -2,7 +2,7 @@
  * The per-RPC decorator: one log line per call with duration and outcome, cancellation turned into an
  * AbortSignal, and every failure translated by src/cri/status.ts. Handlers stay plain async functions.
  */
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log/logger.js';
 import { describeFailure, toServiceError } from './status.js';
 
@@ -23,7 +23,13 @@ let nextRequestId = 1;
 export function instrumentUnary<Req, Res>(
   rpc: string,
   handler: RpcHandler<Req, Res>,
-  options: { logger: Logger; describe?: (request: Req) => Record<string, unknown>; shutdownSignal: AbortSignal },
+  options: {
+    logger: Logger;
+    describe?: (request: Req) => Record<string, unknown>;
+    shutdownSignal: AbortSignal;
+    /** Told the gRPC code of every completed call (metrics). */
+    onCompleted?: (rpc: string, code: grpc.status) => void;
+  },
 ): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
@@ -39,6 +45,7 @@ export function instrumentUnary<Req, Res>(
       (reply) => {
         options.shutdownSignal.removeEventListener('abort', onShutdown);
         log.info({ outcome: 'ok', durationMs: round(ms()) }, `${rpc} ok`);
+        options.onCompleted?.(rpc, grpc.status.OK);
         if (reply.trailers !== undefined) callback(null, reply.response, reply.trailers);
         else callback(null, reply.response);
       },
@@ -47,6 +54,7 @@ export function instrumentUnary<Req, Res>(
         const image = typeof fields['image'] === 'string' ? fields['image'] : undefined;
         const failure = describeFailure(err, image !== undefined ? { image } : {});
         log.warn({ outcome: 'error', durationMs: round(ms()), grpcCode: failure.code, reason: failure.reason, error: failure.message }, `${rpc} failed`);
+        options.onCompleted?.(rpc, failure.code);
         callback(toServiceError(err, image !== undefined ? { image } : {}));
       },
     );

@@ -40,7 +40,9 @@ const INVALID_ARGUMENT_CODES: ReadonlySet<ErrorCode> = new Set(['INVALID_REFEREN
 
 /** Decides code, message, ErrorInfo reason and violations for any thrown value. */
 export function describeFailure(err: unknown, context: { image?: string } = {}): GrpcFailure {
-  const image = context.image ?? '';
+  // The image name is request data of any length: bounded like every other metadata value, or a
+  // 64 KiB name makes the trailer exceed the client's metadata limit and the call never completes.
+  const image = truncate(context.image ?? '', MAX_DESCRIPTION_LENGTH);
   if (isSignatureDeniedError(err)) {
     const verdict = err.verdict;
     return {
@@ -48,7 +50,7 @@ export function describeFailure(err: unknown, context: { image?: string } = {}):
       message: oneLine(`${SIGNATURE_VALIDATION_FAILED}: ${err.message}`),
       reason: 'SIGNATURE_VALIDATION_FAILED',
       metadata: {
-        image: err.image,
+        image: truncate(err.image, MAX_DESCRIPTION_LENGTH),
         manifestDigest: err.manifestDigest,
         policyFile: verdict.scope.policyFile,
         scope: verdict.scope.scope,

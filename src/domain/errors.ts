@@ -38,6 +38,7 @@ export const ERROR_CODES = [
   'SHUTTING_DOWN',
   'CANCELLED',
   'BACKEND_UNAVAILABLE',
+  'BACKEND_ERROR', // the container runtime (pullguard's CRI backend) answered with an error; its message is kept
   'INTERNAL',
 ] as const;
 

@@ -27,6 +27,11 @@ export interface RequirementChecks {
   readonly requirement: PolicyRequirement;
   /** This requirement's judgement of each signature it handles, in signature index order. */
   readonly checks: readonly SignatureCheck[];
+  /**
+   * sigstoreSigned only: signatures it read but does not evaluate (simple-signing ones, and sigstore
+   * attachment layers that are not cosign signatures), for upstream's "no signature exists" text.
+   */
+  readonly skipped?: { readonly nonSigstore: number; readonly nonSignatureAttachments: number };
 }
 
 export interface DecideInput {
@@ -49,7 +54,8 @@ const MAX_ITEM_CHARS = 200;
 
 export const EMPTY_REQUIREMENTS_TEXT = 'List of verification policy requirements must not be empty';
 export const NO_SIGNATURE_TEXT = 'A signature was required, but no signature exists';
-export const SIGSTORE_UNSUPPORTED_TEXT = 'sigstoreSigned is not supported yet: this requirement never accepts an image';
+/** sigstoreSigned trusting fulcio or pki: the loader refuses such policies; decide still never accepts. */
+export const SIGSTORE_UNSUPPORTED_TEXT = 'sigstoreSigned with fulcio/pki is not supported yet: this requirement never accepts an image';
 
 function clip(text: string): string {
   return text.length <= MAX_ITEM_CHARS ? text : `${text.slice(0, MAX_ITEM_CHARS - 1)}…`;
@@ -112,9 +118,22 @@ function evaluate(reference: ImageReference, item: RequirementChecks): Requireme
       return { ...base, satisfied: false, reason: `Running image docker://${formatReference(reference)} is rejected by policy.` };
     case 'signedBaseLayer':
       return { ...base, satisfied: false, reason: 'signedBaseLayer not implemented yet!' };
-    case 'sigstoreSigned':
-      // Fail closed until sigstore verification exists; whatever checks were passed in are ignored.
-      return { ...base, satisfied: false, reason: SIGSTORE_UNSUPPORTED_TEXT };
+    case 'sigstoreSigned': {
+      // Fail closed for trust roots that are not verified yet; whatever checks were passed in are ignored.
+      if (requirement.trust.kind !== 'keys') return { ...base, satisfied: false, reason: SIGSTORE_UNSUPPORTED_TEXT };
+      const accepted = item.checks.find((c): c is AcceptedCheck => c.verdict === 'accepted');
+      if (accepted !== undefined) return { ...base, satisfied: true, satisfiedBy: accepted };
+      const skipped = item.skipped ?? { nonSigstore: 0, nonSignatureAttachments: 0 };
+      if (rejections.length === 0 && skipped.nonSigstore + skipped.nonSignatureAttachments > 0) {
+        // policy_eval_sigstore.go: say what was there but could not be used.
+        return {
+          ...base,
+          satisfied: false,
+          reason: `${NO_SIGNATURE_TEXT} (${skipped.nonSigstore} non-sigstore signatures, ${skipped.nonSignatureAttachments} sigstore non-signature attachments)`,
+        };
+      }
+      return { ...base, satisfied: false, reason: summarizeRejections(rejections) };
+    }
     case 'signedBy': {
       if (requirement.keyType !== 'GPGKeys') {
         return { ...base, satisfied: false, reason: `Unimplemented "keyType" value "${requirement.keyType}"` };
@@ -160,7 +179,9 @@ function allowedWarnings(input: DecideInput, outcomes: readonly RequirementOutco
       reasonsByLocation.set(key, entry);
     }
   }
-  const rejected = [...reasonsByLocation.values()].sort((a, b) => a.location.index - b.location.index);
+  const rejected = [...reasonsByLocation.values()].sort((a, b) =>
+    a.location.source === b.location.source ? a.location.index - b.location.index : a.location.source === 'lookaside' ? -1 : 1,
+  );
   for (const { location, reasons } of rejected) {
     warnings.push({
       code: 'PGW002',

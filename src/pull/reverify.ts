@@ -30,7 +30,13 @@ export async function reverifyStoredImage(input: {
   const signatures: UntrustedSignatureBlob[] = [];
   for (const stored of verification?.signatures ?? []) {
     const bytes = await content.readAll(stored.blob as never, MAX_STORED_BYTES);
-    signatures.push({ location: stored.location, format: stored.format === 'sigstore' ? 'sigstore' : 'simple-signing', bytes });
+    signatures.push({
+      location: stored.location,
+      format: stored.format === 'sigstore' ? 'sigstore' : 'simple-signing',
+      bytes,
+      ...(stored.mimeType !== undefined ? { untrustedMimeType: stored.mimeType } : {}),
+      ...(stored.annotations !== undefined ? { untrustedAnnotations: stored.annotations } : {}),
+    });
   }
   const storedSource: SignatureSource = {
     fetch: async (): Promise<SignatureFetchReport> => ({ signatures, troubles: [], end: 'not-found', notices: [], retriedIndices: [] }),

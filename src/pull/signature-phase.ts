@@ -1,7 +1,8 @@
 /**
  * The signature phase of a pull: after the manifest is resolved, before any layer is fetched.
- * requirements for the logical reference → fetch signatures only if a requirement can use them →
- * verify each (requirement × simple-signing blob) → decide. A fetch failure is always a trouble or
+ * requirements for the logical reference → fetch signatures only if a requirement can use them
+ * (sigstore attachments only for sigstoreSigned) → verify each (signedBy × simple-signing blob,
+ * sigstoreSigned × cosign signature layer) → decide. A fetch failure is always a trouble or
  * an error, never an acceptance.
  */
 import { PullguardError, isPullguardError } from '../domain/errors.js';
@@ -10,8 +11,11 @@ import type { LoadedPolicy } from '../config/policy-loader.js';
 import { decide, type RequirementChecks } from '../policy/decide.js';
 import { matchesSignedIdentity } from '../policy/identity.js';
 import { requirementsFor } from '../policy/scope.js';
-import type { PolicyRequirement, SignedByRequirement } from '../policy/types.js';
+import type { PolicyRequirement, SignedByRequirement, SigstoreSignedRequirement } from '../policy/types.js';
 import { verifySimpleSigning } from '../signature/simple-signing.js';
+import { yieldsOnlySigstore } from '../sigstore/attachment-source.js';
+import { SIGSTORE_SIGNATURE_MIME_TYPE } from '../sigstore/constants.js';
+import { verifySigstoreSignature } from '../sigstore/verify.js';
 import type { RegistryCredentials, ResolvedImage, SignatureSource } from './ports.js';
 
 export interface SignaturePhaseInput {
@@ -26,9 +30,18 @@ export interface SignaturePhaseInput {
 
 const verifiesGpgSignatures = (r: PolicyRequirement): r is SignedByRequirement => r.type === 'signedBy' && r.keyType === 'GPGKeys';
 
+const verifiesSigstoreSignatures = (r: PolicyRequirement): r is SigstoreSignedRequirement => r.type === 'sigstoreSigned' && r.trust.kind === 'keys';
+
 /** Requirements that deny whatever the signatures say: no point fetching anything. */
 const alwaysDenies = (r: PolicyRequirement): boolean =>
-  r.type === 'reject' || r.type === 'signedBaseLayer' || r.type === 'sigstoreSigned' || (r.type === 'signedBy' && r.keyType !== 'GPGKeys');
+  r.type === 'reject' ||
+  r.type === 'signedBaseLayer' ||
+  (r.type === 'sigstoreSigned' && r.trust.kind !== 'keys') ||
+  (r.type === 'signedBy' && r.keyType !== 'GPGKeys');
+
+/** Lookaside (simple signing) first, then sigstore attachments, each in index order (c/image §1.6). */
+const bySourceAndIndex = (a: UntrustedSignatureBlob, b: UntrustedSignatureBlob): number =>
+  a.location.source === b.location.source ? a.location.index - b.location.index : a.location.source === 'lookaside' ? -1 : 1;
 
 interface Collected {
   readonly blobs: UntrustedSignatureBlob[];
@@ -37,9 +50,13 @@ interface Collected {
   readonly retried: SignatureLocation[];
 }
 
-async function fetchAll(input: SignaturePhaseInput): Promise<Collected> {
+async function fetchAll(input: SignaturePhaseInput, wantSigstore: boolean): Promise<Collected> {
   const out: Collected = { blobs: [], troubles: [], notices: [], retried: [] };
   for (const [i, source] of input.sources.entries()) {
+    // Attachments cost registry requests; read them only when a requirement can use them.
+    const sigstoreOnly = yieldsOnlySigstore(source);
+    if (sigstoreOnly && !wantSigstore) continue;
+    const sourceKind: SignatureLocation['source'] = sigstoreOnly ? 'sigstore-attachment' : 'lookaside';
     let report;
     try {
       report = await source.fetch(input.image, {
@@ -51,7 +68,7 @@ async function fetchAll(input: SignaturePhaseInput): Promise<Collected> {
       // The port promises per-index reports; a throw means this source read nothing. Record it as a
       // trouble (index 0 = the source as a whole) so it shows up in denials and warnings.
       out.troubles.push({
-        location: { source: 'lookaside', index: 0, url: `signature source ${i + 1}` },
+        location: { source: sourceKind, index: 0, url: `signature source ${i + 1}` },
         kind: 'io',
         message: `reading signatures: ${isPullguardError(err) ? err.message : String((err as Error)?.message ?? err)}`,
         attempts: 1,
@@ -63,7 +80,7 @@ async function fetchAll(input: SignaturePhaseInput): Promise<Collected> {
     out.notices.push(...report.notices);
     for (const index of report.retriedIndices) {
       const known = [...report.signatures, ...report.troubles].find((s) => s.location.index === index)?.location;
-      out.retried.push(known ?? { source: 'lookaside', index, url: '' });
+      out.retried.push(known ?? { source: sourceKind, index, url: '' });
     }
   }
   return out;
@@ -91,6 +108,35 @@ async function checkOne(
   }
 }
 
+function checkSigstore(input: SignaturePhaseInput, requirement: SigstoreSignedRequirement, blob: UntrustedSignatureBlob): SignatureCheck {
+  const keys = input.policy.sigstoreKeys?.get(requirement);
+  if (keys === undefined) {
+    throw new PullguardError('POLICY_EVALUATION_FAILED', 'sigstoreSigned requirement has no loaded keys (policy was not loaded through the policy loader)');
+  }
+  try {
+    return verifySigstoreSignature(blob, keys, {
+      manifestDigest: input.image.manifestDigest,
+      manifestBytes: input.image.manifestBytes,
+      matchesIdentity: (untrustedRef) => matchesSignedIdentity(requirement.signedIdentity, input.image.reference, untrustedRef),
+    });
+  } catch (err) {
+    return { verdict: 'rejected', location: blob.location, kind: 'invalid-signature', reason: `verifying signature: ${(err as Error).message}` };
+  }
+}
+
+/** sigstoreSigned over every signature read (policy_eval_sigstore.go): skips what it cannot use, counting it. */
+function sigstoreChecks(input: SignaturePhaseInput, requirement: SigstoreSignedRequirement, ordered: readonly UntrustedSignatureBlob[]): RequirementChecks {
+  const checks: SignatureCheck[] = [];
+  let nonSigstore = 0;
+  let nonSignatureAttachments = 0;
+  for (const blob of ordered) {
+    if (blob.format !== 'sigstore') nonSigstore++;
+    else if (blob.untrustedMimeType !== SIGSTORE_SIGNATURE_MIME_TYPE) nonSignatureAttachments++;
+    else checks.push(checkSigstore(input, requirement, blob));
+  }
+  return { requirement, checks, skipped: { nonSigstore, nonSignatureAttachments } };
+}
+
 /** The verdict plus every parsed signature (source and index order), for the forensic record. */
 export interface SignaturePhaseOutcome {
   readonly verdict: Verdict;
@@ -104,16 +150,20 @@ export async function runSignaturePhase(input: SignaturePhaseInput): Promise<Ver
 /** As runSignaturePhase, also returning the signatures that were read (matches pull-service's SignaturePhaseResult). */
 export async function runSignaturePhaseWithSignatures(input: SignaturePhaseInput): Promise<SignaturePhaseOutcome> {
   const { scope, requirements } = requirementsFor(input.policy.policy, input.image.reference);
-  const needsSignatures = requirements.some(verifiesGpgSignatures) && !requirements.some(alwaysDenies);
-  const collected: Collected = needsSignatures ? await fetchAll(input) : { blobs: [], troubles: [], notices: [], retried: [] };
+  const wantSigstore = requirements.some(verifiesSigstoreSignatures);
+  const needsSignatures = (wantSigstore || requirements.some(verifiesGpgSignatures)) && !requirements.some(alwaysDenies);
+  const collected: Collected = needsSignatures ? await fetchAll(input, wantSigstore) : { blobs: [], troubles: [], notices: [], retried: [] };
   if (input.signal?.aborted === true) throw new PullguardError('CANCELLED', 'signature phase cancelled');
 
   // signedBy reads simple-signing signatures only (sigstore ones are filtered out, as upstream).
-  const simple = collected.blobs
-    .filter((b) => b.format === 'simple-signing')
-    .sort((a, b) => (a.location.source === b.location.source ? a.location.index - b.location.index : a.location.source === 'lookaside' ? -1 : 1));
+  const ordered = [...collected.blobs].sort(bySourceAndIndex);
+  const simple = ordered.filter((b) => b.format === 'simple-signing');
   const perRequirement: RequirementChecks[] = [];
   for (const requirement of requirements) {
+    if (needsSignatures && verifiesSigstoreSignatures(requirement)) {
+      perRequirement.push(sigstoreChecks(input, requirement, ordered));
+      continue;
+    }
     const checks: SignatureCheck[] = [];
     if (needsSignatures && verifiesGpgSignatures(requirement)) {
       for (const blob of simple) checks.push(await checkOne(input, requirement, blob));

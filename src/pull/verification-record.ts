@@ -27,7 +27,14 @@ export interface VerificationRecordV1 {
       readonly blob?: string;
     };
   }[];
-  readonly signatures: readonly { readonly location: SignatureLocation; readonly format: string; readonly blob: string }[];
+  readonly signatures: readonly {
+    readonly location: SignatureLocation;
+    readonly format: string;
+    readonly blob: string;
+    /** sigstore only: what re-verification needs besides the payload bytes. */
+    readonly mimeType?: string;
+    readonly annotations?: Readonly<Record<string, string>>;
+  }[];
   readonly troubles: readonly { readonly location: SignatureLocation; readonly kind: string; readonly message: string }[];
   readonly warnings: readonly { readonly code: string; readonly message: string }[];
 }
@@ -77,7 +84,13 @@ export function toVerificationRecord(input: {
           : {}),
       };
     }),
-    signatures: signatures.map((s, i) => ({ location: s.location, format: s.format, blob: signatureDigests[i]! })),
+    signatures: signatures.map((s, i) => ({
+      location: s.location,
+      format: s.format,
+      blob: signatureDigests[i]!,
+      ...(s.untrustedMimeType !== undefined ? { mimeType: s.untrustedMimeType } : {}),
+      ...(s.untrustedAnnotations !== undefined ? { annotations: s.untrustedAnnotations } : {}),
+    })),
     troubles: verdict.troubles.map((t) => ({ location: t.location, kind: t.kind, message: t.message })),
     warnings: verdict.warnings.map((w) => ({ code: w.code, message: w.message })),
   };

@@ -67,9 +67,31 @@ export interface RegistryClientOptions {
   readonly userAgent?: string;
 }
 
-export interface RegistryImageSource extends ImageSource {
+export interface RegistryImageSource extends ImageSource, ImageArtifactReader {
   /** Closes the Agents this client created (not an injected dispatcher). */
   close(): Promise<void>;
+}
+
+/**
+ * A manifest fetched by tag from a resolved image's repository. A 4xx answer other than 401 is
+ * returned as data (status and the capped error body) so callers can apply their own "not found"
+ * dialects (sigstore attachments); everything else throws as for `resolve`.
+ */
+export type TaggedManifest =
+  | { readonly kind: 'manifest'; readonly bytes: Uint8Array; readonly contentType: string | undefined }
+  | { readonly kind: 'client-error'; readonly status: number; readonly body: Uint8Array | undefined };
+
+/** Reads extra artifacts (signature attachments) stored beside a resolved image, with the image's auth and transport. */
+export interface ImageArtifactReader {
+  /** Not digest-verified (a tag has no digest to check); capped at the client's manifest limit. */
+  fetchManifestByTag(image: ResolvedImage, tag: string, opts: ResolveOptions): Promise<TaggedManifest>;
+  /** A whole blob into memory: refused above `maxBytes` (TOO_LARGE), size and digest checked (SIZE_MISMATCH / DIGEST_MISMATCH). */
+  fetchBlobBytes(image: ResolvedImage, blob: Pick<Descriptor, 'digest' | 'size' | 'mediaType'>, opts: ResolveOptions, maxBytes: number): Promise<Uint8Array>;
+}
+
+/** Internal: a client error passed through repoRequest to fetchManifestByTag. */
+class ClientErrorAnswer {
+  constructor(readonly status: number, readonly body: Uint8Array | undefined) {}
 }
 
 interface Endpoint {
@@ -317,6 +339,7 @@ class RegistryClient implements RegistryImageSource {
     headers: Record<string, string>,
     subject: RequestSubject,
     opts: ResolveOptions,
+    passClientErrors = false,
   ): Promise<HttpResponse> {
     const creds = this.credentials(endpoint, repository, opts.credentials);
     let challenge = await this.ping(endpoint, opts.signal);
@@ -334,6 +357,7 @@ class RegistryClient implements RegistryImageSource {
         challenge = this.pickChallenge(res) ?? challenge;
         if (challenge !== undefined && (challenge.scheme === 'bearer' || creds !== undefined)) continue;
       }
+      if (passClientErrors && res.status >= 400 && res.status < 500 && res.status !== 401) throw new ClientErrorAnswer(res.status, body);
       if (res.status === 401) {
         throw new PullguardError(
           'REGISTRY_UNAUTHORIZED',
@@ -455,6 +479,43 @@ class RegistryClient implements RegistryImageSource {
     });
     endpointOf.set(resolved, endpoint);
     return resolved;
+  }
+
+  // ---- artifacts beside an image (sigstore attachments) -----------------------------------------
+
+  private endpointForImage(image: ResolvedImage): Endpoint {
+    const physical = image.physicalReference;
+    return endpointOf.get(image) ?? endpointFor(physical.domain, isInsecureHost(this.registries, physical.domain, this.insecure));
+  }
+
+  async fetchManifestByTag(image: ResolvedImage, tag: string, opts: ResolveOptions): Promise<TaggedManifest> {
+    const physical = image.physicalReference;
+    const endpoint = this.endpointForImage(image);
+    const display = `${physical.name}:${tag}`;
+    const subject: RequestSubject = { host: endpoint.host, repository: physical.path, kind: 'manifest', display };
+    let res: HttpResponse;
+    try {
+      res = await this.repoRequest(endpoint, physical.path, `/v2/${physical.path}/manifests/${encodeURIComponent(tag)}`, { accept: MANIFEST_ACCEPT }, subject, opts, true);
+    } catch (err) {
+      if (err instanceof ClientErrorAnswer) return { kind: 'client-error', status: err.status, body: err.body };
+      throw err;
+    }
+    const bytes = await readCapped(res, this.maxManifestBytes, `manifest ${display}`).catch((err: unknown) => {
+      if (isPullguardError(err)) throw err;
+      throw transportError(subject, classifyTransportError(err), err);
+    });
+    return { kind: 'manifest', bytes, contentType: header(res, 'content-type') };
+  }
+
+  async fetchBlobBytes(image: ResolvedImage, blob: Pick<Descriptor, 'digest' | 'size' | 'mediaType'>, opts: ResolveOptions, maxBytes: number): Promise<Uint8Array> {
+    if (blob.size > maxBytes) {
+      throw new PullguardError('TOO_LARGE', `blob ${blob.digest} of ${image.physicalReference.name} is ${blob.size} bytes (limit ${maxBytes})`, {
+        facts: { digest: blob.digest, size: blob.size, cap: maxBytes },
+      });
+    }
+    const writer = new VerifyingBufferWriter(blob);
+    await this.fetchBlob(image, blob, writer, opts);
+    return writer.bytes();
   }
 
   // ---- blobs -----------------------------------------------------------------------------------

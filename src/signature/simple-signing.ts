@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { readMessage, verify, type KeyID, type PublicKey } from 'openpgp';
 import { digestAlgorithm, parseDigest, type Digest } from '../domain/digest.js';
+import { PullguardError } from '../domain/errors.js';
 import type { RejectionKind, SignatureCheck, SignerIdentity, UntrustedSignatureBlob } from '../domain/signature.js';
 import {
   JsonNumber,
@@ -33,7 +34,12 @@ export interface SimpleSigningExpectations {
   readonly now?: Date;
 }
 
-class PayloadError extends Error {}
+/** A malformed payload: coded like every parser error; verifySimpleSigning turns it into a rejection. */
+class PayloadError extends PullguardError<'INVALID_ARGUMENT'> {
+  constructor(message: string | undefined) {
+    super('INVALID_ARGUMENT', message ?? 'invalid signature payload');
+  }
+}
 
 interface UntrustedPayload {
   readonly untrustedDockerManifestDigest: Digest;

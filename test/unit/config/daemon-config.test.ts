@@ -3,7 +3,7 @@ import { loadDaemonConfig, parseDuration, type Environment } from '../../../src/
 import { ValidationError } from '../../../src/domain/errors.js';
 
 function env(files: Record<string, string> = {}, extra: Partial<Environment> = {}): Environment {
-  return { cwd: '/srv', env: {}, exists: (p) => p in files, readFile: (p) => files[p] ?? '', hostArch: 'x64', ...extra };
+  return { cwd: '/srv', env: {}, exists: (p) => p in files, readFile: (p) => files[p] ?? '', hostArch: 'x64', hostname: 'Node-1', ...extra };
 }
 
 function problems(argv: string[], environment: Environment): readonly string[] {

@@ -190,10 +190,10 @@ describe('decide: requirement types', () => {
   test('other signedBy keyTypes are unimplemented', () => {
     expect(run([{ requirement: req('c'), checks: [accepted(1)] }]).denial).toBe('Unimplemented "keyType" value "X509Certificates"');
   });
-  test('sigstoreSigned never accepts, even given an accepted check', () => {
-    const verdict = run([{ requirement: req('d'), checks: [accepted(1)] }]);
-    expect(verdict.allowed).toBe(false);
-    expect(verdict.denial).toContain('sigstoreSigned is not supported yet');
+  test('sigstoreSigned (keys) is satisfied by an accepted check; with nothing evaluated it names what was skipped', () => {
+    expect(run([{ requirement: req('d'), checks: [accepted(1)] }]).allowed).toBe(true);
+    const verdict = run([{ requirement: req('d'), checks: [], skipped: { nonSigstore: 2, nonSignatureAttachments: 1 } }]);
+    expect(verdict.denial).toBe('A signature was required, but no signature exists (2 non-sigstore signatures, 1 sigstore non-signature attachments)');
   });
   test('requirements are ANDed; the first denial is reported', () => {
     const verdict = run([signedBy(accepted(1)), { requirement: policy.default[0]!, checks: [] }]);

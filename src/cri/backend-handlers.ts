@@ -1,0 +1,227 @@
+/**
+ * The CRI ImageService in front of a real runtime (containerd, CRI-O). PullImage verifies and
+ * fetches into pullguard's store (the local mirror then serves those bytes to the runtime) and asks
+ * the runtime to pull `name@<verified digest>`, so a tag moved meanwhile cannot slip through. The
+ * other RPCs are answered by the runtime. The runtime records no tag for a digest pull, so the tags
+ * the user pulled are kept in pullguard's index and added back to what the runtime reports.
+ *
+ * Requests and responses travel as raw bytes (backendServiceDefinitions): a message pullguard does
+ * not change is forwarded byte for byte, so fields newer than our proto survive.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { CriBackend } from '../backend/cri-backend.js';
+import { identity, imageRpcCodec, type ImageRpc } from '../backend/cri-wire.js';
+import { isPullguardError, PullguardError } from '../domain/errors.js';
+import { formatReference, parseReference } from '../domain/reference.js';
+import { ImageCatalog } from '../images/image-catalog.js';
+import type { ImageIndexReader, ImageRecord } from '../images/ports.js';
+import type { Logger } from '../log/logger.js';
+import type { PullService } from '../pull/pull-service.js';
+import { credentialsFromAuthConfig } from './auth-config.js';
+import type { CriImage, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest, RemoveImageRequest } from './cri-types.js';
+import { CRI_API_VERSION, criServiceDefinitions, type ImageServiceDeps } from './image-service.js';
+import { instrumentUnary, type RpcHandler } from './instrument.js';
+import { warningsMetadata } from './status.js';
+
+export interface BackendHandlerDeps {
+  readonly pulls: PullService;
+  readonly backend: CriBackend;
+  /** pullguard's own image index: the verified records and the tags the user pulled. */
+  readonly index: ImageIndexReader;
+  /** Frees blobs of removed records (the store's collectGarbage); default: nothing. */
+  readonly collectGarbage?: () => Promise<unknown>;
+  readonly logger: Logger;
+  readonly shutdownSignal: AbortSignal;
+  readonly version: string;
+  readonly onPullWarnings?: ImageServiceDeps['onPullWarnings'];
+}
+
+type Handlers = { image: grpc.UntypedServiceImplementation; runtime: grpc.UntypedServiceImplementation };
+
+/** A known image, and for a request by tag the digest reference to ask the runtime instead. */
+interface KnownImage {
+  readonly record: ImageRecord;
+  readonly pinned?: string;
+}
+
+export function createBackendHandlers(deps: BackendHandlerDeps): Handlers {
+  const { pulls, backend } = deps;
+  const collectGarbage = deps.collectGarbage ?? (async () => undefined);
+  const catalog = new ImageCatalog(deps.index, {
+    collectGarbage,
+    fsInfo: () => Promise.reject(new PullguardError('INTERNAL', 'ImageFsInfo is answered by the container runtime')),
+  });
+
+  /** The record `name` refers to in pullguard's index; undefined for anything the runtime must judge. */
+  const known = async (name: string): Promise<KnownImage | undefined> => {
+    let record: ImageRecord | undefined;
+    try {
+      record = await catalog.find(name);
+    } catch (err) {
+      if (isPullguardError(err, 'INVALID_REFERENCE')) return undefined;
+      throw err;
+    }
+    if (record === undefined) return undefined;
+    // By tag, or by a digest the runtime never saw (an index digest): ask for the pulled instance.
+    const ref = referenceOf(name);
+    if (ref !== undefined && (record.repoTags.includes(ref.display) || record.repoDigests.includes(ref.display))) {
+      return { record, pinned: `${ref.name}@${record.manifestDigest}` };
+    }
+    return { record };
+  };
+
+  const pullImage: RpcHandler<Buffer, Buffer> = async (raw, { signal, log }) => {
+    const codec = imageRpcCodec('PullImage');
+    const request = decodeRequest<PullImageRequest>('PullImage', raw);
+    const image = requireImageName(request.image);
+    const credentials = credentialsFromAuthConfig(request.auth);
+    const metadata = request.sandbox_config?.metadata ?? undefined;
+    const namespace = metadata?.namespace !== undefined && metadata.namespace !== '' ? metadata.namespace : undefined;
+    // Verify and fetch first: a denied image never reaches the runtime.
+    const result = await pulls.pull({ image, signal, ...(credentials !== undefined ? { credentials } : {}), ...(namespace !== undefined ? { namespace } : {}) });
+    const pinned = `${result.reference.name}@${result.record.manifestDigest}`;
+    // Auth, sandbox config, annotations and any newer ImageSpec fields go along unchanged.
+    const forwarded = { ...request, image: { ...(request.image as ImageSpec), image: pinned } };
+    const responseBytes = await backend.call('PullImage', codec.encodeRequest(forwarded), { signal });
+    const response = codec.decodeResponse(responseBytes) as { image_ref?: string };
+    if (response.image_ref !== result.imageId) {
+      log.warn({ pinned, imageRef: response.image_ref, expectedId: result.imageId }, 'the runtime reports a different image id than the verified config digest');
+    }
+    log.info({ pinned, imageRef: response.image_ref }, 'runtime pulled the verified digest');
+    const warnings = result.verdict.warnings;
+    for (const warning of warnings) {
+      log.warn({ image, manifestDigest: result.manifestDigest, warningCode: warning.code, signatureIndex: warning.location?.index, url: warning.location?.url }, warning.message);
+    }
+    if (warnings.length > 0 && deps.onPullWarnings !== undefined) {
+      const pod = metadata?.name && metadata.namespace ? { name: metadata.name, namespace: metadata.namespace, uid: metadata.uid ?? '' } : undefined;
+      deps.onPullWarnings({ image, ...(namespace !== undefined ? { namespace } : {}), ...(pod !== undefined ? { pod } : {}), warnings });
+    }
+    const trailers = warningsMetadata(warnings);
+    return { response: responseBytes, ...(trailers !== undefined ? { trailers } : {}) };
+  };
+
+  const imageStatus: RpcHandler<Buffer, Buffer> = async (raw, { signal }) => {
+    const codec = imageRpcCodec('ImageStatus');
+    const request = decodeRequest<ImageStatusRequest>('ImageStatus', raw);
+    const found = await known(requireImageName(request.image));
+    if (found === undefined) return { response: await backend.call('ImageStatus', raw, { signal }) };
+    const outgoing = found.pinned !== undefined ? codec.encodeRequest({ ...request, image: { ...(request.image as ImageSpec), image: found.pinned } }) : raw;
+    const bytes = await backend.call('ImageStatus', outgoing, { signal });
+    const response = codec.decodeResponse(bytes) as { image: CriImage | null; info: Record<string, string> };
+    if (response.image === null || response.image.id !== found.record.id) return { response: bytes };
+    response.image.repo_tags = mergeTags(response.image.repo_tags, found.record.repoTags);
+    if (request.verbose && found.record.verification !== undefined) {
+      response.info = { ...response.info, 'pullguard.verification': JSON.stringify(found.record.verification) };
+    }
+    return { response: codec.encodeResponse(response) };
+  };
+
+  const listImages: RpcHandler<Buffer, Buffer> = async (raw, { signal }) => {
+    const codec = imageRpcCodec('ListImages');
+    const request = decodeRequest<ListImagesRequest>('ListImages', raw);
+    const filter = request.filter?.image?.image ?? '';
+    const found = filter !== '' ? await known(filter) : undefined;
+    const outgoing =
+      found?.pinned !== undefined ? codec.encodeRequest({ ...request, filter: { ...request.filter, image: { ...(request.filter?.image as ImageSpec), image: found.pinned } } }) : raw;
+    const bytes = await backend.call('ListImages', outgoing, { signal });
+    const records = new Map((await deps.index.list()).filter((r) => r.repoTags.length > 0).map((r) => [r.id as string, r]));
+    if (records.size === 0) return { response: bytes };
+    const response = codec.decodeResponse(bytes) as { images: CriImage[] };
+    let changed = false;
+    for (const image of response.images) {
+      const record = records.get(image.id);
+      if (record === undefined) continue;
+      const merged = mergeTags(image.repo_tags, record.repoTags);
+      if (merged.length !== image.repo_tags.length) {
+        image.repo_tags = merged;
+        changed = true;
+      }
+    }
+    return { response: changed ? codec.encodeResponse(response) : bytes };
+  };
+
+  const removeImage: RpcHandler<Buffer, Buffer> = async (raw, { signal, log }) => {
+    const codec = imageRpcCodec('RemoveImage');
+    const request = decodeRequest<RemoveImageRequest>('RemoveImage', raw);
+    const found = await known(requireImageName(request.image));
+    if (found === undefined) return { response: await backend.call('RemoveImage', raw, { signal }) };
+    // By image id: removing one tag removes the whole image (CRI semantics), in the runtime first,
+    // so pullguard's tags stay while the runtime still has the image.
+    const bytes = await backend.call('RemoveImage', codec.encodeRequest({ ...request, image: { ...(request.image as ImageSpec), image: found.record.id } }), { signal });
+    await catalog.remove(found.record.id);
+    log.info({ imageId: found.record.id }, 'removed from the runtime and from pullguard\'s index');
+    return { response: bytes };
+  };
+
+  const imageFsInfo: RpcHandler<Buffer, Buffer> = async (raw, { signal }) => ({ response: await backend.call('ImageFsInfo', raw, { signal }) });
+
+  const version: RpcHandler<unknown, { version: string; runtime_name: string; runtime_version: string; runtime_api_version: string }> = async () => ({
+    response: { version: '0.1.0', runtime_name: 'pullguard', runtime_version: deps.version, runtime_api_version: CRI_API_VERSION },
+  });
+
+  const common = { logger: deps.logger, shutdownSignal: deps.shutdownSignal };
+  const describeImage = (rpc: ImageRpc) => (raw: Buffer): Record<string, unknown> => {
+    try {
+      const decoded = imageRpcCodec(rpc).decodeRequest(raw) as { image?: ImageSpec | null; filter?: { image?: ImageSpec | null } | null };
+      return rpc === 'ListImages' ? { filter: decoded.filter?.image?.image ?? '' } : { image: decoded.image?.image ?? '' };
+    } catch {
+      return {};
+    }
+  };
+  return {
+    image: {
+      PullImage: instrumentUnary('PullImage', pullImage, { ...common, describe: describeImage('PullImage') }),
+      ImageStatus: instrumentUnary('ImageStatus', imageStatus, { ...common, describe: describeImage('ImageStatus') }),
+      ListImages: instrumentUnary('ListImages', listImages, { ...common, describe: describeImage('ListImages') }),
+      RemoveImage: instrumentUnary('RemoveImage', removeImage, { ...common, describe: describeImage('RemoveImage') }),
+      ImageFsInfo: instrumentUnary('ImageFsInfo', imageFsInfo, common),
+      // StreamImages stays UNIMPLEMENTED: kubelet's cri-client then uses ListImages for good.
+    },
+    runtime: {
+      Version: instrumentUnary('Version', version, common),
+    },
+  };
+}
+
+/**
+ * The service definitions to register createBackendHandlers with: ImageService requests and
+ * responses as raw bytes (handlers decode what they need), RuntimeService.Version as usual.
+ */
+export function backendServiceDefinitions(): { image: grpc.ServiceDefinition; runtime: grpc.ServiceDefinition } {
+  const loaded = criServiceDefinitions();
+  const image: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
+  for (const [name, method] of Object.entries(loaded.image)) {
+    image[name] = { ...(method as grpc.MethodDefinition<unknown, unknown>), requestDeserialize: identity, responseSerialize: identity, requestSerialize: identity, responseDeserialize: identity };
+  }
+  return { image: image as grpc.ServiceDefinition, runtime: loaded.runtime };
+}
+
+function decodeRequest<T>(rpc: ImageRpc, raw: Buffer): T {
+  try {
+    return imageRpcCodec(rpc).decodeRequest(raw) as T;
+  } catch (err) {
+    throw new PullguardError('INVALID_ARGUMENT', `malformed ${rpc} request`, { cause: err });
+  }
+}
+
+function requireImageName(spec: { image?: string } | null | undefined): string {
+  const image = spec?.image ?? '';
+  if (image === '') throw new PullguardError('INVALID_ARGUMENT', 'image name is empty');
+  return image;
+}
+
+/** `nginx` → {name: docker.io/library/nginx, display: docker.io/library/nginx:latest}; undefined for ids. */
+function referenceOf(name: string): { name: string; display: string } | undefined {
+  if (/^(?:sha256:)?[0-9a-f]{6,64}$/.test(name)) return undefined;
+  try {
+    const ref = parseReference(name);
+    const display = ref.digest !== undefined ? `${ref.name}@${ref.digest}` : formatReference(ref);
+    return { name: ref.name, display };
+  } catch {
+    return undefined;
+  }
+}
+
+function mergeTags(reported: readonly string[], ours: readonly string[]): string[] {
+  return [...new Set([...reported, ...ours])];
+}

@@ -1,0 +1,75 @@
+/**
+ * What the mirror may serve: exactly the manifests and blobs of verified image records, and only
+ * under the repositories those records were pulled from. Computed from the index on each request,
+ * so a removed image stops being served at once.
+ */
+import type { Digest } from '../domain/digest.js';
+import { DEFAULT_DOMAIN } from '../domain/reference.js';
+import type { ImageRecord } from '../store/image-record.js';
+
+export interface RecordSource {
+  list(): readonly ImageRecord[] | Promise<readonly ImageRecord[]>;
+}
+
+export interface RepositoryContent {
+  /** Manifest or index digest → its media type. */
+  readonly manifests: Map<Digest, string>;
+  readonly blobs: Set<Digest>;
+}
+
+/** Repository (full name `domain/path`) → what may be served under it. */
+export type AllowSet = ReadonlyMap<string, RepositoryContent>;
+
+export function buildAllowSet(records: readonly ImageRecord[]): AllowSet {
+  const allow = new Map<string, RepositoryContent>();
+  for (const record of records) {
+    for (const name of repositoriesOf(record)) {
+      let content = allow.get(name);
+      if (content === undefined) {
+        content = { manifests: new Map(), blobs: new Set() };
+        allow.set(name, content);
+      }
+      content.manifests.set(record.manifestDigest, record.manifestMediaType);
+      content.manifests.set(record.topDigest, record.topMediaType);
+      content.blobs.add(record.configDigest);
+      for (const layer of record.layers) content.blobs.add(layer.digest);
+    }
+  }
+  return allow;
+}
+
+/** `docker.io/library/nginx:latest`, `docker.io/library/nginx@sha256:…` → `docker.io/library/nginx`. */
+function repositoriesOf(record: ImageRecord): Set<string> {
+  const names = new Set<string>();
+  for (const tag of record.repoTags) {
+    const colon = tag.lastIndexOf(':');
+    if (colon > tag.lastIndexOf('/')) names.add(tag.slice(0, colon));
+  }
+  for (const ref of record.repoDigests) {
+    const at = ref.indexOf('@');
+    if (at > 0) names.add(ref.slice(0, at));
+  }
+  return names;
+}
+
+/**
+ * The repository a mirror request means. containerd sends the path without the registry host and
+ * names the upstream in `?ns=`; other clients may send the full name. Without `ns`, a bare path
+ * matches only when exactly one registry has a verified repository of that path.
+ */
+export function lookupRepository(allow: AllowSet, path: string, ns: string | null): RepositoryContent | undefined {
+  if (ns !== null && ns !== '') {
+    const domain = normaliseNamespace(ns);
+    const name = domain === DEFAULT_DOMAIN && !path.includes('/') ? `${domain}/library/${path}` : `${domain}/${path}`;
+    return allow.get(name);
+  }
+  const exact = allow.get(path);
+  if (exact !== undefined) return exact;
+  const matches = [...allow.entries()].filter(([name]) => name.slice(name.indexOf('/') + 1) === path);
+  return matches.length === 1 ? matches[0]![1] : undefined;
+}
+
+function normaliseNamespace(ns: string): string {
+  const host = ns.toLowerCase();
+  return host === 'index.docker.io' || host === 'registry-1.docker.io' ? DEFAULT_DOMAIN : host;
+}

@@ -1,0 +1,79 @@
+/**
+ * Shared set-up for the benchmark parts: temp dirs, policy files, the real server with benchmark
+ * flags, and skopeo invocations with timeouts sized for large images.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { spawnPullguard, type BenchServer } from './bench-server.js';
+
+const execFileAsync = promisify(execFile);
+
+export async function makeWorkDir(name: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `pullguard-bench-${name}-`));
+}
+
+export async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** policy.json accepting anything, and an empty registries.d (no host-wide configuration leaks in). */
+export async function acceptAnythingConfig(work: string): Promise<{ policy: string; registriesD: string }> {
+  const policy = join(work, 'accept-anything-policy.json');
+  await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+  const registriesD = join(work, 'registries.d-empty');
+  await mkdir(registriesD, { recursive: true });
+  return { policy, registriesD };
+}
+
+export interface ServerOptions {
+  readonly registryHost: string;
+  readonly policy: string;
+  readonly registriesD: string;
+  readonly stateDir?: string;
+  readonly extraArgs?: readonly string[];
+}
+
+/** The real `pullguard serve` at the production log level (info). */
+export function startBenchServer(options: ServerOptions): Promise<BenchServer> {
+  return spawnPullguard(
+    [
+      '--log-level', 'info',
+      '--insecure-registry', options.registryHost,
+      '--signature-policy', options.policy,
+      '--registries-d', options.registriesD,
+      ...(options.extraArgs ?? []),
+    ],
+    options.stateDir !== undefined ? { stateDir: options.stateDir } : {},
+  );
+}
+
+export async function pullImage(server: BenchServer, image: string, deadlineMs = 600_000): Promise<string> {
+  const response = await server.client.call<{ image_ref: string }>('PullImage', { image: { image } }, { deadlineMs });
+  return response.image_ref;
+}
+
+async function skopeo(args: readonly string[], timeoutMs: number): Promise<void> {
+  try {
+    await execFileAsync('skopeo', [...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`skopeo ${args.join(' ')} failed: ${e.stderr ?? e.message}`);
+  }
+}
+
+/** Pushes `oci:<layout>:<tag>` to the registry; a longer timeout than the test helper for 1 GiB images. */
+export function pushLayout(layoutDir: string, tag: string, registryHost: string, repoAndTag: string): Promise<void> {
+  return skopeo(['--insecure-policy', 'copy', '--quiet', '--dest-tls-verify=false', `oci:${layoutDir}:${tag}`, `docker://${registryHost}/${repoAndTag}`], 600_000);
+}
+
+/** The peer being compared against: skopeo copying from the registry into a fresh OCI layout. */
+export function skopeoPullToOci(registryHost: string, repoAndTag: string, destDir: string): Promise<void> {
+  return skopeo(['--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', `docker://${registryHost}/${repoAndTag}`, `oci:${destDir}:bench`], 600_000);
+}
+
+export function log(message: string): void {
+  process.stderr.write(`[bench] ${message}\n`);
+}

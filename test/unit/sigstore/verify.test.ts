@@ -1,0 +1,96 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, test } from 'vitest';
+import type { Digest } from '../../../src/domain/digest.js';
+import { parseReference } from '../../../src/domain/reference.js';
+import type { UntrustedSignatureBlob } from '../../../src/domain/signature.js';
+import { matchesSignedIdentity } from '../../../src/policy/identity.js';
+import { parseSigstorePublicKey, type SigstoreKeySet } from '../../../src/sigstore/public-keys.js';
+import { verifySigstoreSignature } from '../../../src/sigstore/verify.js';
+import { cosignPayload, cosignSign, rekorBundle, signedLayer, sigstoreKey, type AttachmentLayer, type TestKey } from '../../fixtures/sigstore/cosign.js';
+
+const DIGEST = `sha256:${'1'.repeat(64)}` as Digest;
+const IMAGE = parseReference('registry.example/team/app:v1');
+const cosign = sigstoreKey('cosign');
+const other = sigstoreKey('other');
+const rekor = sigstoreKey('rekor');
+
+const pub = (k: TestKey) => parseSigstorePublicKey(readFileSync(k.publicPath), k.publicPath);
+const keysOf = (...k: TestKey[]): SigstoreKeySet => ({ publicKeys: k.map(pub) });
+const blob = (layer: AttachmentLayer, index = 1): UntrustedSignatureBlob => ({
+  location: { source: 'sigstore-attachment', index, url: `docker://registry.example/team/app@sha256:${index}` },
+  format: 'sigstore',
+  bytes: layer.bytes,
+  untrustedMimeType: layer.mediaType,
+  untrustedAnnotations: layer.annotations,
+});
+const expectations = { manifestDigest: DIGEST, matchesIdentity: (r: string) => matchesSignedIdentity({ type: 'matchRepository' }, IMAGE, r) };
+const check = (layer: AttachmentLayer, keys: SigstoreKeySet = keysOf(cosign)) => verifySigstoreSignature(blob(layer), keys, expectations);
+const claim = { digest: DIGEST, reference: 'registry.example/team/app' };
+
+describe('verifySigstoreSignature', () => {
+  test.each(['cosign', 'ed25519', 'rsa'] as const)('accepts a %s-key signature with cosign\'s "optional": null', (name) => {
+    const key = sigstoreKey(name);
+    const result = check(signedLayer(key, claim), keysOf(other, key));
+    expect(result).toMatchObject({ verdict: 'accepted', signedDockerReference: 'registry.example/team/app', signedManifestDigest: DIGEST });
+    expect(result.verdict === 'accepted' && result.signer.keyFingerprint).toBe(pub(key).fingerprint);
+  });
+  test('optional creator/timestamp are carried', () => {
+    expect(check(signedLayer(cosign, { ...claim, optional: { creator: 'me', timestamp: 1700000000, extra: 1 } }))).toMatchObject({ creator: 'me', timestamp: 1700000000 });
+  });
+  test('a signature by another key: upstream crypto failure text, per key', () => {
+    expect(check(signedLayer(cosign, claim, { signWith: other }), keysOf(cosign, sigstoreKey('ed25519')))).toMatchObject({
+      verdict: 'rejected',
+      kind: 'invalid-signature',
+      reason: 'cryptographic signature verification failed: invalid signature when validating ASN.1 encoded signature, failed to verify signature',
+    });
+  });
+  test('missing annotation, bad base64', () => {
+    const layer = signedLayer(cosign, claim);
+    expect(check({ ...layer, annotations: {} })).toMatchObject({ reason: 'missing dev.cosignproject.cosign/signature annotation' });
+    expect(check({ ...layer, annotations: { 'dev.cosignproject.cosign/signature': 'ab$d' } })).toMatchObject({ reason: 'base64 decoding: illegal base64 data at input byte 2' });
+  });
+  test('payload checked only after the signature: digest, identity, type, strictness', () => {
+    expect(check(signedLayer(cosign, { ...claim, digest: `sha256:${'2'.repeat(64)}` }))).toMatchObject({ kind: 'digest-mismatch', reason: `Signature for digest sha256:${'2'.repeat(64)} does not match` });
+    expect(check(signedLayer(cosign, { ...claim, reference: 'registry.example/other' }))).toMatchObject({ kind: 'identity-mismatch', reason: 'Signature for identity "registry.example/other" is not accepted' });
+    const retyped = Buffer.from(Buffer.from(cosignPayload(DIGEST, claim.reference)).toString().replace('cosign container image signature', 'atomic container signature'));
+    const layer = { mediaType: 'x', bytes: retyped, annotations: { 'dev.cosignproject.cosign/signature': cosignSign(cosign.privateKey, retyped).toString('base64') } };
+    expect(check(layer)).toMatchObject({ kind: 'invalid-payload', reason: 'Unrecognized signature type atomic container signature' });
+    const extra = Buffer.from(JSON.stringify({ critical: {}, optional: null, more: 1 }));
+    expect(check({ ...layer, bytes: extra, annotations: { 'dev.cosignproject.cosign/signature': cosignSign(cosign.privateKey, extra).toString('base64') } })).toMatchObject({ kind: 'invalid-payload', reason: 'Unknown key "more"' });
+  });
+  test('a simple-signing blob is not handled', () => {
+    expect(verifySigstoreSignature({ ...blob(signedLayer(cosign, claim)), format: 'simple-signing' }, keysOf(cosign), expectations)).toMatchObject({ kind: 'unsupported' });
+  });
+});
+
+describe('Rekor SET', () => {
+  const withRekor: SigstoreKeySet = { publicKeys: [pub(cosign)], rekorKeys: [pub(rekor)] };
+  test('a valid SET is accepted; without the bundle annotation the signature is rejected', () => {
+    const layer = signedLayer(cosign, claim, { rekor });
+    expect(check(layer, withRekor)).toMatchObject({ verdict: 'accepted' });
+    expect(check(signedLayer(cosign, claim), withRekor)).toMatchObject({ verdict: 'rejected', reason: 'missing dev.sigstore.cosign/bundle annotation' });
+  });
+  test('SET signed by another log key, or with a changed payload field', () => {
+    expect(check(signedLayer(cosign, claim, { rekor: other }), withRekor)).toMatchObject({
+      reason: 'No public key verified against the RekorSET: cryptographic signature verification of Rekor SET failed',
+    });
+    const layer = signedLayer(cosign, claim);
+    const signature = Buffer.from(layer.annotations['dev.cosignproject.cosign/signature']!, 'base64');
+    const bundle = (t: Parameters<typeof rekorBundle>[2]) => ({
+      ...layer,
+      annotations: { ...layer.annotations, 'dev.sigstore.cosign/bundle': rekorBundle(rekor, { signature, publicPem: cosign.publicPem, payload: layer.bytes }, t) },
+    });
+    expect(check(bundle({ integratedTime: 1 }), withRekor)).toMatchObject({ reason: expect.stringContaining('cryptographic signature verification of Rekor SET failed') });
+    expect(check(bundle({ publicPem: other.publicPem }), withRekor)).toMatchObject({ reason: expect.stringContaining('publicKey in Rekor SET does not match') });
+    expect(check(bundle({ bodyHash: '00' }), withRekor)).toMatchObject({ reason: expect.stringContaining('payload in Rekor SET does not match') });
+    expect(check(bundle({ signature: Buffer.from('x') }), withRekor)).toMatchObject({ reason: expect.stringContaining('signature in Rekor SET does not match') });
+  });
+});
+
+describe('parseSigstorePublicKey', () => {
+  test('refuses non-PEM data and non-ECDSA Rekor keys', () => {
+    expect(() => parseSigstorePublicKey(Buffer.from('nope'), 'keyData')).toThrow('keyData: PEM decoding failed');
+    expect(() => parseSigstorePublicKey(readFileSync(sigstoreKey('rsa').publicPath), 'rekor', { ecdsaOnly: true })).toThrow('Rekor public key is not using ECDSA');
+    expect(() => parseSigstorePublicKey(readFileSync(sigstoreKey('rsa').publicPath.replace('.pub', '.key')), 'k')).toThrow(/unknown Public key PEM file type: PRIVATE KEY/);
+  });
+});
