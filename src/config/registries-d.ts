@@ -172,7 +172,8 @@ export function parseRegistriesD(files: readonly RegistriesDFile[], options: Reg
     let doc: unknown;
     try {
       // yaml.v3 (upstream) also rejects duplicate keys within one mapping; `uniqueKeys` is the default.
-      doc = parseYaml(text);
+      // logLevel 'error': yaml's warnings (e.g. an unknown tag) must not go to process warnings.
+      doc = parseYaml(text, { logLevel: 'error' });
     } catch (err) {
       // The first line carries the position; the code frame that follows does not fit a log line.
       problems.push(`parsing ${path}: ${(err as Error).message.split('\n')[0] ?? ''}`);
