@@ -18,6 +18,7 @@ import type {
   PullImageRequest,
   RemoveImageRequest,
 } from './cri-types.js';
+import { ImageListEncoder } from './image-list-encoder.js';
 import { instrumentUnary, type RpcHandler } from './instrument.js';
 import { loadCriPackageDefinition } from './proto.js';
 import { isSignatureDeniedError } from '../pull/pull-errors.js';
@@ -69,6 +70,7 @@ export function toCriImage(record: ImageRecord): CriImage {
 
 export function createImageServiceHandlers(deps: ImageServiceDeps): { image: grpc.UntypedServiceImplementation; runtime: grpc.UntypedServiceImplementation } {
   const { pulls, catalog } = deps;
+  const definitions = criServiceDefinitions();
 
   const pullImage: RpcHandler<PullImageRequest, { image_ref: string }> = async (request, { signal, log }) => {
     const image = requireImageName(request.image);
@@ -118,10 +120,12 @@ export function createImageServiceHandlers(deps: ImageServiceDeps): { image: grp
     return { response: { image: toCriImage(record), info } };
   };
 
-  const listImages: RpcHandler<ListImagesRequest, { images: CriImage[] }> = async (request) => {
+  const encodeListResponse = definitions.image.ListImages!.responseSerialize;
+  const listEncoder = new ImageListEncoder((record) => encodeListResponse({ images: [toCriImage(record)] }));
+  // Answered pre-encoded (see image-list-encoder.ts); criServiceDefinitions passes Buffers through.
+  const listImages: RpcHandler<ListImagesRequest, Buffer> = async (request) => {
     const filter = request.filter?.image?.image ?? '';
-    const records = await catalog.list(filter);
-    return { response: { images: records.map(toCriImage) } };
+    return { response: listEncoder.encode(await catalog.list(filter)) };
   };
 
   const removeImage: RpcHandler<RemoveImageRequest, Record<string, never>> = async (request) => {
@@ -164,9 +168,16 @@ export function createImageServiceHandlers(deps: ImageServiceDeps): { image: grp
   };
 }
 
+let definitionsCache: { image: grpc.ServiceDefinition; runtime: grpc.ServiceDefinition } | undefined;
+
 export function criServiceDefinitions(): { image: grpc.ServiceDefinition; runtime: grpc.ServiceDefinition } {
+  if (definitionsCache !== undefined) return definitionsCache;
   const loaded = grpc.loadPackageDefinition(loadCriPackageDefinition()) as unknown as {
     runtime: { v1: { ImageService: { service: grpc.ServiceDefinition }; RuntimeService: { service: grpc.ServiceDefinition } } };
   };
-  return { image: loaded.runtime.v1.ImageService.service, runtime: loaded.runtime.v1.RuntimeService.service };
+  const image = { ...loaded.runtime.v1.ImageService.service };
+  const list = image['ListImages']!;
+  image['ListImages'] = { ...list, responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : list.responseSerialize(value)) };
+  definitionsCache = { image, runtime: loaded.runtime.v1.RuntimeService.service };
+  return definitionsCache;
 }
