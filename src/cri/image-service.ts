@@ -56,6 +56,12 @@ export function userFields(user: string | undefined): Pick<CriImage, 'uid' | 'us
   return { uid: null, username: name };
 }
 
+const MAX_LOGGED_NAME = 512;
+
+function truncateForLog(name: string): string {
+  return name.length <= MAX_LOGGED_NAME ? name : `${name.slice(0, MAX_LOGGED_NAME)}…(${name.length} chars)`;
+}
+
 export function toCriImage(record: ImageRecord): CriImage {
   return {
     id: record.id,
@@ -151,12 +157,13 @@ export function createImageServiceHandlers(deps: ImageServiceDeps): { image: grp
   });
 
   const common = { logger: deps.logger, shutdownSignal: deps.shutdownSignal, ...(deps.observer?.rpc !== undefined ? { onCompleted: deps.observer.rpc } : {}) };
-  const describeImage = (request: { image?: { image?: string } | null }): Record<string, unknown> => ({ image: request.image?.image ?? '' });
+  // Bounded: a hostile 4 MiB name must not become a 4 MiB log line.
+  const describeImage = (request: { image?: { image?: string } | null }): Record<string, unknown> => ({ image: truncateForLog(request.image?.image ?? '') });
   return {
     image: {
       PullImage: instrumentUnary('PullImage', pullImage, { ...common, describe: describeImage }),
       ImageStatus: instrumentUnary('ImageStatus', imageStatus, { ...common, describe: describeImage }),
-      ListImages: instrumentUnary('ListImages', listImages, { ...common, describe: (r: ListImagesRequest) => ({ filter: r.filter?.image?.image ?? '' }) }),
+      ListImages: instrumentUnary('ListImages', listImages, { ...common, describe: (r: ListImagesRequest) => ({ filter: truncateForLog(r.filter?.image?.image ?? '') }) }),
       RemoveImage: instrumentUnary('RemoveImage', removeImage, { ...common, describe: describeImage }),
       ImageFsInfo: instrumentUnary('ImageFsInfo', imageFsInfo, common),
       // StreamImages is left out on purpose: grpc-js answers UNIMPLEMENTED, and kubelet's cri-client

@@ -11,11 +11,11 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createCriImageClient, type CriImageClient } from '../../src/cli/cri-client.js';
+import { packageRoot } from '../../src/util/package-root.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const MAIN = join(ROOT, 'dist/src/main.js');
+/** The compiled server, whether this helper runs from test/ (vitest) or dist/test/ (benchmarks). */
+export const MAIN = join(packageRoot(), 'dist/src/main.js');
 
 export interface RunningPullguard {
   readonly stateDir: string;
