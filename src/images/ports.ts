@@ -1,8 +1,8 @@
 /** The store as the image queries (ListImages, ImageStatus, RemoveImage, ImageFsInfo) see it. */
 import type { Digest } from '../domain/digest.js';
-import type { PulledImageRecord } from '../pull/ports.js';
+import type { ImageRecord } from '../domain/image-record.js';
 
-export type ImageRecord = PulledImageRecord;
+export type { ImageRecord };
 
 export interface ImageIndexReader {
   list(): readonly ImageRecord[] | Promise<readonly ImageRecord[]>;

@@ -4,6 +4,9 @@
  */
 import type { Digest } from '../domain/digest.js';
 import type { Descriptor, Platform } from '../domain/image.js';
+import type { ImageRecord } from '../domain/image-record.js';
+
+export type { ImageRecord };
 import type { ImageReference } from '../domain/reference.js';
 import type { SignatureFetchReport } from '../domain/signature.js';
 
@@ -79,26 +82,8 @@ export interface ContentStore {
   readAll(digest: Digest, maxBytes: number): Promise<Uint8Array>;
 }
 
-/** What the pull use case records for an image (src/store's index stores it). */
-export interface PulledImageRecord {
-  readonly id: Digest;
-  readonly repoTags: readonly string[];
-  readonly repoDigests: readonly string[];
-  readonly manifestDigest: Digest;
-  readonly manifestMediaType: string;
-  readonly topDigest: Digest;
-  readonly topMediaType: string;
-  readonly configDigest: Digest;
-  readonly layers: readonly { readonly digest: Digest; readonly size: number; readonly mediaType: string }[];
-  readonly size: number;
-  readonly user?: string;
-  readonly pulledAt: string;
-  readonly verification?: unknown;
-  readonly signatureBlobs?: readonly Digest[];
-}
-
 export interface ImageRecorder {
-  put(record: PulledImageRecord): Promise<unknown>;
+  put(record: ImageRecord): Promise<unknown>;
 }
 
 /** Keeps blobs a pull has committed but not yet recorded safe from garbage collection. */

@@ -14,7 +14,7 @@ import type {
   ContentStore,
   ImageRecorder,
   ImageSource,
-  PulledImageRecord,
+  ImageRecord,
   RegistryCredentials,
   ResolvedImage,
 } from './ports.js';
@@ -49,7 +49,7 @@ export interface PullResult {
   readonly manifestDigest: Digest;
   readonly verdict: Verdict;
   /** True when this caller joined a pull already in flight. */
-  readonly record: PulledImageRecord;
+  readonly record: ImageRecord;
 }
 
 export interface PullServiceOptions {
@@ -124,7 +124,7 @@ export class PullService {
       await this.#fetchBlobs(image, [image.config, ...image.layers], request.credentials, signal);
 
       const config = await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES);
-      const record: PulledImageRecord = {
+      const record: ImageRecord = {
         id: image.config.digest,
         repoTags: reference.tag !== undefined ? [`${reference.name}:${reference.tag}`] : [],
         repoDigests: [...new Set([`${reference.name}@${image.topDigest}`, `${reference.name}@${image.manifestDigest}`])],

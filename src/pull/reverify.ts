@@ -9,14 +9,14 @@ import { PullguardError } from '../domain/errors.js';
 import { MEDIA_TYPES } from '../domain/image.js';
 import { parseReference, type ImageReference } from '../domain/reference.js';
 import type { SignatureFetchReport, UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
-import type { ContentStore, PulledImageRecord, ResolvedImage, SignatureSource } from './ports.js';
+import type { ContentStore, ImageRecord, ResolvedImage, SignatureSource } from './ports.js';
 import { runSignaturePhase } from './signature-phase.js';
 import type { VerificationRecordV1 } from './verification-record.js';
 
 const MAX_STORED_BYTES = 4 * 1024 * 1024;
 
 export async function reverifyStoredImage(input: {
-  readonly record: PulledImageRecord;
+  readonly record: ImageRecord;
   /** The name the user gave (its tag or digest is the identity the policy matches). */
   readonly name: string;
   readonly content: ContentStore;
@@ -56,7 +56,7 @@ export async function reverifyStoredImage(input: {
 }
 
 /** A name given as an id has no repository: use the one the image was pulled as. */
-function referenceFor(name: string, record: PulledImageRecord, verification: VerificationRecordV1 | undefined): ImageReference {
+function referenceFor(name: string, record: ImageRecord, verification: VerificationRecordV1 | undefined): ImageReference {
   const candidates = [name, verification?.image, record.repoTags[0], record.repoDigests[0]];
   for (const candidate of candidates) {
     if (candidate === undefined || /^(?:sha256:)?[0-9a-f]{6,64}$/.test(candidate)) continue;

@@ -1,37 +1,8 @@
 import { isDigest, type Digest } from '../domain/digest.js';
+import type { ImageRecord } from '../domain/image-record.js';
 import { ValidationError } from '../domain/errors.js';
 
-export interface LayerRecord {
-  readonly digest: Digest;
-  readonly size: number;
-  readonly mediaType: string;
-}
-
-/** One pulled image, keyed by its config digest (CRI Image.id). */
-export interface ImageRecord {
-  readonly id: Digest;
-  /** Normalised, e.g. `docker.io/library/nginx:latest`. */
-  readonly repoTags: readonly string[];
-  /** `name@<topDigest>` and `name@<instance manifestDigest>`, as CRI-O and containerd report them. */
-  readonly repoDigests: readonly string[];
-  readonly manifestDigest: Digest;
-  readonly manifestMediaType: string;
-  /** What the tag pointed to: an index, or the manifest itself. Stored as a blob too. */
-  readonly topDigest: Digest;
-  readonly topMediaType: string;
-  readonly configDigest: Digest;
-  readonly layers: readonly LayerRecord[];
-  /** config + manifest (+ index) + layers as stored. */
-  readonly size: number;
-  /** config.config.User */
-  readonly user?: string;
-  /** ISO time, given by the caller. */
-  readonly pulledAt: string;
-  /** The verification record (forensic), opaque to the store; must be JSON. */
-  readonly verification?: unknown;
-  /** Signature blobs kept in the blob store as part of the forensic record. */
-  readonly signatureBlobs?: readonly Digest[];
-}
+export type { ImageRecord, LayerRecord } from '../domain/image-record.js';
 
 /** Every blob a record needs; garbage collection keeps exactly these. */
 export function referencedBlobs(record: ImageRecord): Digest[] {

@@ -1,0 +1,34 @@
+/** The record of one pulled image: what the pull writes, the store keeps and the CRI queries read. */
+import type { Digest } from './digest.js';
+
+export interface LayerRecord {
+  readonly digest: Digest;
+  readonly size: number;
+  readonly mediaType: string;
+}
+
+/** One pulled image, keyed by its config digest (CRI Image.id). */
+export interface ImageRecord {
+  readonly id: Digest;
+  /** Normalised, e.g. `docker.io/library/nginx:latest`. */
+  readonly repoTags: readonly string[];
+  /** `name@<topDigest>` and `name@<instance manifestDigest>`, as CRI-O and containerd report them. */
+  readonly repoDigests: readonly string[];
+  readonly manifestDigest: Digest;
+  readonly manifestMediaType: string;
+  /** What the tag pointed to: an index, or the manifest itself. Stored as a blob too. */
+  readonly topDigest: Digest;
+  readonly topMediaType: string;
+  readonly configDigest: Digest;
+  readonly layers: readonly LayerRecord[];
+  /** config + manifest (+ index) + layers as stored. */
+  readonly size: number;
+  /** config.config.User */
+  readonly user?: string;
+  /** ISO time, given by the caller. */
+  readonly pulledAt: string;
+  /** The verification record (forensic), opaque to the store; must be JSON. */
+  readonly verification?: unknown;
+  /** Signature blobs kept in the blob store as part of the forensic record. */
+  readonly signatureBlobs?: readonly Digest[];
+}
