@@ -134,7 +134,8 @@ export function isValidIdentityPrefix(prefix: string): boolean {
   }
 }
 
-function parseSignedIdentity(p: Problems, where: string, value: JsonValue): SignedIdentity | undefined {
+/** An object with a string `type` (requirements and identity rules), or a problem. */
+function typedObject(p: Problems, where: string, value: JsonValue): { object: JsonObject; type: string } | undefined {
   if (!isJsonObject(value)) {
     p.add(where, `JSON object expected, got ${describeJsonValue(value)}`);
     return undefined;
@@ -148,6 +149,13 @@ function parseSignedIdentity(p: Problems, where: string, value: JsonValue): Sign
     p.add(at(where, 'type'), `string expected, got ${describeJsonValue(type)}`);
     return undefined;
   }
+  return { object: value, type };
+}
+
+function parseSignedIdentity(p: Problems, where: string, input: JsonValue): SignedIdentity | undefined {
+  const typed = typedObject(p, where, input);
+  if (typed === undefined) return undefined;
+  const { object: value, type } = typed;
   switch (type) {
     case 'matchExact':
     case 'matchRepoDigestOrExact':
@@ -365,20 +373,10 @@ function parseSigstoreSigned(p: Problems, where: string, obj: JsonObject): Sigst
   };
 }
 
-function parseRequirement(p: Problems, where: string, value: JsonValue): PolicyRequirement | undefined {
-  if (!isJsonObject(value)) {
-    p.add(where, `JSON object expected, got ${describeJsonValue(value)}`);
-    return undefined;
-  }
-  const type = value.get('type');
-  if (type === undefined) {
-    p.add(where, 'Key "type" missing in a JSON object');
-    return undefined;
-  }
-  if (typeof type !== 'string') {
-    p.add(at(where, 'type'), `string expected, got ${describeJsonValue(type)}`);
-    return undefined;
-  }
+function parseRequirement(p: Problems, where: string, input: JsonValue): PolicyRequirement | undefined {
+  const typed = typedObject(p, where, input);
+  if (typed === undefined) return undefined;
+  const { object: value, type } = typed;
   switch (type) {
     case 'insecureAcceptAnything':
     case 'reject':

@@ -4,7 +4,7 @@
  * 403 from the API server never fails the pull), and the Prometheus endpoint counts outcomes and
  * troubles without leaking names or credentials.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
@@ -15,6 +15,7 @@ import { buildOciImage } from '../helpers/oci-image.js';
 import { startPullguard, type RunningPullguard } from '../helpers/pullguard-server.js';
 import { freePort, pushImage, startRegistry, type StartedRegistry } from '../helpers/registry.js';
 import { createGpgSigner, pushSignedImage, type GpgSigner, type SignedPush } from '../helpers/signed-images.js';
+import { writeSigningConfig } from '../helpers/signing-config.js';
 
 let work: string;
 let registry: StartedRegistry;
@@ -37,11 +38,7 @@ beforeAll(async () => {
   await lookaside.writeSignature(signed.repoPath, signed.manifestDigest, 1, signed.signatures[0]!);
   await lookaside.writeSignature(signed.repoPath, signed.manifestDigest, 2, signed.signatures[0]!);
   lookaside.fault(2, { html: true });
-  const policy = join(work, 'policy.json');
-  await writeFile(policy, JSON.stringify({ default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: signer.publicKeyPath }] }));
-  const registriesD = join(work, 'registries.d');
-  await mkdir(registriesD);
-  await writeFile(join(registriesD, 'default.yaml'), `default-docker:\n  lookaside: ${lookaside.url}\n`);
+  const { policy, registriesD } = await writeSigningConfig(work, { publicKeyPath: signer.publicKeyPath, lookasideUrl: lookaside.url });
   const port = await freePort();
   metricsUrl = `http://127.0.0.1:${port}/metrics`;
   pullguard = await startPullguard({

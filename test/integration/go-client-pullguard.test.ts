@@ -3,7 +3,7 @@
  * against the real pullguard server: every ImageService RPC, an allowed-with-warnings pull of a
  * skopeo-signed image with a broken signature-2, and a denied pull read the way kubelet reads it.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import { buildOciImage, type BuiltImage } from '../helpers/oci-image.js';
 import { startPullguard, type RunningPullguard } from '../helpers/pullguard-server.js';
 import { pushImage, startRegistry, type StartedRegistry } from '../helpers/registry.js';
 import { createGpgSigner, pushSignedImage, type GpgSigner, type SignedPush } from '../helpers/signed-images.js';
+import { writeSigningConfig } from '../helpers/signing-config.js';
 
 let work: string;
 let registry: StartedRegistry;
@@ -33,11 +34,7 @@ beforeAll(async () => {
   await lookaside.writeSignature(signed.repoPath, signed.manifestDigest, 2, signed.signatures[0]!);
   lookaside.fault(2, { html: true });
 
-  const policy = join(work, 'policy.json');
-  await writeFile(policy, JSON.stringify({ default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: signer.publicKeyPath }] }));
-  const registriesD = join(work, 'registries.d');
-  await mkdir(registriesD);
-  await writeFile(join(registriesD, 'default.yaml'), `default-docker:\n  lookaside: ${lookaside.url}\n`);
+  const { policy, registriesD } = await writeSigningConfig(work, { publicKeyPath: signer.publicKeyPath, lookasideUrl: lookaside.url });
   pullguard = await startPullguard({ args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host] });
 }, 300_000);
 

@@ -18,6 +18,7 @@ import { promisify } from 'node:util';
 import { MAIN, startPullguard, type RunningPullguard } from '../helpers/pullguard-server.js';
 import { pushImage, startRegistry, type StartedRegistry } from '../helpers/registry.js';
 import { createGpgSigner, pushSignedImage, type GpgSigner, type SignedPush } from '../helpers/signed-images.js';
+import { writeSigningConfig } from '../helpers/signing-config.js';
 
 const execFileAsync = promisify(execFile);
 const lookaside = useLookasideServer();
@@ -42,17 +43,7 @@ beforeAll(async () => {
   const unsigned = await buildOciImage(join(work, 'unsigned'), { tag: 'v1', layers: [{ size: 1024 }], seed: 13 });
   await pushImage(unsigned.dir, 'unsigned:v1', registry);
 
-  const policy = join(work, 'policy.json');
-  await writeFile(
-    policy,
-    JSON.stringify({
-      default: [{ type: 'reject' }],
-      transports: { docker: { [registry.host]: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: trusted.publicKeyPath }] } },
-    }),
-  );
-  const registriesD = join(work, 'registries.d');
-  await execMkdir(registriesD);
-  await writeFile(join(registriesD, 'lookaside.yaml'), `docker:\n  ${registry.host}:\n    lookaside: ${lookaside.url}\n`);
+  const { policy, registriesD } = await writeSigningConfig(work, { publicKeyPath: trusted.publicKeyPath, lookasideUrl: lookaside.url, scope: registry.host });
   pullguard = await startPullguard({
     args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--lookaside-timeout', `${LOOKASIDE_TIMEOUT_MS}ms`, '--signature-budget', `${BUDGET_MS}ms`],
   });
@@ -63,11 +54,6 @@ afterAll(async () => {
   await Promise.all([registry?.stop(), trusted?.dispose(), untrusted?.dispose()]);
   await rm(work, { recursive: true, force: true });
 });
-
-async function execMkdir(dir: string): Promise<void> {
-  const { mkdir } = await import('node:fs/promises');
-  await mkdir(dir, { recursive: true });
-}
 
 interface PullOutcome {
   readonly imageRef?: string;

@@ -3,7 +3,7 @@
  * front of the real containerd, with a real signature policy. A signed image whose signature-2 is an
  * HTML page reaches containerd under the user's tag; an unsigned one is refused and never reaches it.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
@@ -14,6 +14,7 @@ import { buildOciImage, type BuiltImage } from '../../helpers/oci-image.js';
 import { startPullguard, type RunningPullguard } from '../../helpers/pullguard-server.js';
 import { freePort, pushImage, startRegistry, type StartedRegistry } from '../../helpers/registry.js';
 import { createGpgSigner, pushSignedImage, type GpgSigner, type SignedPush } from '../../helpers/signed-images.js';
+import { writeSigningConfig } from '../../helpers/signing-config.js';
 
 const unavailable = containerdUnavailableReason();
 
@@ -40,11 +41,7 @@ describe.skipIf(unavailable !== undefined)(`pullguard serve --backend containerd
 
     const mirrorPort = await freePort();
     containerd = await startContainerd({ mirrors: { [registry.host]: `http://127.0.0.1:${mirrorPort}` } });
-    const policy = join(work, 'policy.json');
-    await writeFile(policy, JSON.stringify({ default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: signer.publicKeyPath }] }));
-    const registriesD = join(work, 'registries.d');
-    await mkdir(registriesD);
-    await writeFile(join(registriesD, 'default.yaml'), `default-docker:\n  lookaside: ${lookaside.url}\n`);
+    const { policy, registriesD } = await writeSigningConfig(work, { publicKeyPath: signer.publicKeyPath, lookasideUrl: lookaside.url });
     pullguard = await startPullguard({
       args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--backend', containerd.endpoint, '--mirror-address', `127.0.0.1:${mirrorPort}`],
     });
