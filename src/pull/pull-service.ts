@@ -84,7 +84,7 @@ export class PullService {
   }
 
   /** Pulls (or joins an identical pull in flight: same image, credentials and namespace). */
-  pull(request: PullRequest): Promise<PullResult> {
+  async pull(request: PullRequest): Promise<PullResult> {
     const reference = parseReference(request.image);
     const key = [formatReference(reference), credentialKey(request.credentials), request.namespace ?? ''].join('\0');
     return this.#pulls.run(key, request.signal, (signal) => this.#pull(reference, request, signal));
@@ -165,32 +165,52 @@ export class PullService {
     }
   }
 
-  /** Fetches blobs with bounded concurrency; a blob another pull is fetching is awaited, not re-fetched. */
+  /**
+   * Fetches blobs with bounded concurrency; a blob another pull is fetching is awaited, not
+   * re-fetched. On the first failure the other fetches of this pull are cancelled and awaited, so
+   * the pull answers only once its temp files are gone.
+   */
   async #fetchBlobs(image: ResolvedImage, blobs: readonly Descriptor[], credentials: RegistryCredentials | undefined, signal: AbortSignal): Promise<void> {
     const queue = [...new Map(blobs.map((b) => [b.digest, b])).values()];
     const concurrency = Math.max(1, this.#options.layerConcurrency ?? DEFAULT_LAYER_CONCURRENCY);
+    const local = new AbortController();
+    const forward = (): void => local.abort(signal.reason);
+    signal.addEventListener('abort', forward, { once: true });
+    let firstError: unknown;
+    const fetchOne = async (descriptor: Descriptor): Promise<void> => {
+      const skipped = await this.#blobs.run(descriptor.digest, local.signal, async (sharedSignal) => {
+        if (await this.#options.content.has(descriptor.digest)) return true;
+        const writer = await this.#options.content.ingest(descriptor);
+        try {
+          await this.#options.source.fetchBlob(image, descriptor, writer, {
+            signal: sharedSignal,
+            ...(credentials !== undefined ? { credentials } : {}),
+          });
+          await writer.commit();
+        } catch (err) {
+          await writer.abort();
+          throw err;
+        }
+        return false;
+      });
+      this.#emit({ type: 'blob-done', image: formatReference(image.reference), digest: descriptor.digest, size: descriptor.size, skipped });
+    };
     const worker = async (): Promise<void> => {
-      for (let blob = queue.shift(); blob !== undefined; blob = queue.shift()) {
-        const descriptor = blob;
-        const skipped = await this.#blobs.run(descriptor.digest, signal, async (sharedSignal) => {
-          if (await this.#options.content.has(descriptor.digest)) return true;
-          const writer = await this.#options.content.ingest(descriptor);
-          try {
-            await this.#options.source.fetchBlob(image, descriptor, writer, {
-              signal: sharedSignal,
-              ...(credentials !== undefined ? { credentials } : {}),
-            });
-            await writer.commit();
-          } catch (err) {
-            await writer.abort();
-            throw err;
-          }
-          return false;
-        });
-        this.#emit({ type: 'blob-done', image: formatReference(image.reference), digest: descriptor.digest, size: descriptor.size, skipped });
+      for (let blob = queue.shift(); blob !== undefined && !local.signal.aborted; blob = queue.shift()) {
+        try {
+          await fetchOne(blob);
+        } catch (err) {
+          firstError ??= err;
+          local.abort(err);
+        }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(concurrency, queue.length) }, worker));
+    try {
+      await Promise.all(Array.from({ length: Math.min(concurrency, queue.length) }, worker));
+    } finally {
+      signal.removeEventListener('abort', forward);
+    }
+    if (firstError !== undefined) throw firstError;
   }
 
   #emit(event: PullEvent): void {

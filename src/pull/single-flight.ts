@@ -13,7 +13,11 @@ export class SingleFlight<T> {
       const created: { promise: Promise<T>; controller: AbortController; waiters: number } = {
         controller,
         waiters: 0,
-        promise: Promise.resolve().then(() => work(controller.signal)),
+        // Started on the next tick; a caller that gave up before then must not start the work.
+        promise: Promise.resolve().then(() => {
+          if (controller.signal.aborted) throw controller.signal.reason instanceof Error ? controller.signal.reason : new Error('aborted');
+          return work(controller.signal);
+        }),
       };
       created.promise.then(
         () => this.#inFlight.delete(key),
@@ -35,8 +39,17 @@ export class SingleFlight<T> {
     return new Promise<T>((resolve, reject) => {
       const onAbort = (): void => {
         entry.waiters -= 1;
-        if (entry.waiters === 0) entry.controller.abort(signal.reason);
-        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+        const reason = signal.reason instanceof Error ? signal.reason : new Error('aborted');
+        if (entry.waiters > 0) {
+          reject(reason);
+          return;
+        }
+        // The last waiter cancels the work, and waits for it to wind down (temp files removed).
+        entry.controller.abort(signal.reason);
+        entry.promise.then(
+          () => reject(reason),
+          () => reject(reason),
+        );
       };
       if (signal.aborted) {
         onAbort();

@@ -1,0 +1,183 @@
+/**
+ * The pull use case over its ports, with the real on-disk store and an in-memory image source that
+ * implements the ImageSource port (bytes, delays and failures under the test's control).
+ */
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseDigest, type Digest } from '../../../src/domain/digest.js';
+import { PullguardError } from '../../../src/domain/errors.js';
+import { MEDIA_TYPES, type Descriptor } from '../../../src/domain/image.js';
+import { parseReference, type ImageReference } from '../../../src/domain/reference.js';
+import type { Verdict } from '../../../src/domain/signature.js';
+import type { BlobWriter, ImageSource, ResolvedImage } from '../../../src/pull/ports.js';
+import { PullService, type SignaturePhase } from '../../../src/pull/pull-service.js';
+import { SingleFlight } from '../../../src/pull/single-flight.js';
+import { openStore, type OpenedStore } from '../../../src/store/open-store.js';
+
+const digestOf = (bytes: Uint8Array): Digest => parseDigest(`sha256:${createHash('sha256').update(bytes).digest('hex')}`);
+const verdict = (allowed: boolean): Verdict => ({ allowed, scope: { policyFile: '/p.json', scope: 'default' }, requirements: [], troubles: [], warnings: [], ...(allowed ? {} : { denial: 'Running image docker://x is rejected by policy.' }) });
+
+/** An image source in memory: one image, whose blobs can be delayed or made to fail. */
+class MemorySource implements ImageSource {
+  resolves = 0;
+  readonly fetched: Digest[] = [];
+  readonly blobs = new Map<string, Uint8Array>();
+  failing = new Set<string>();
+  delayMs = 0;
+  readonly config: Descriptor;
+  readonly layers: Descriptor[];
+  readonly manifestBytes: Uint8Array;
+
+  constructor(layerSizes: number[], user = '1000') {
+    const add = (bytes: Uint8Array, mediaType: string): Descriptor => {
+      const digest = digestOf(bytes);
+      this.blobs.set(digest, bytes);
+      return { digest, size: bytes.length, mediaType };
+    };
+    this.layers = layerSizes.map((size, i) => add(new Uint8Array(size).fill(i + 1), 'application/vnd.oci.image.layer.v1.tar+gzip'));
+    this.config = add(Buffer.from(JSON.stringify({ config: { User: user }, rootfs: { type: 'layers', diff_ids: [] } })), MEDIA_TYPES.ociConfig);
+    this.manifestBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: this.config, layers: this.layers }));
+  }
+
+  async resolve(reference: ImageReference): Promise<ResolvedImage> {
+    this.resolves += 1;
+    const manifestDigest = digestOf(this.manifestBytes);
+    return { reference, physicalReference: reference, topDigest: manifestDigest, topMediaType: MEDIA_TYPES.ociManifest, manifestDigest, manifestMediaType: MEDIA_TYPES.ociManifest, manifestBytes: this.manifestBytes, config: this.config, layers: this.layers };
+  }
+
+  async fetchBlob(_image: ResolvedImage, blob: Descriptor, writer: BlobWriter, options: { signal?: AbortSignal }): Promise<void> {
+    this.fetched.push(blob.digest);
+    const bytes = this.blobs.get(blob.digest)!;
+    await writer.write(bytes.subarray(0, Math.floor(bytes.length / 2)));
+    if (this.failing.has(blob.digest)) throw new PullguardError('REGISTRY_UNAVAILABLE', `connection reset while reading ${blob.digest}`);
+    if (this.delayMs > 0) {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(resolve, this.delayMs);
+        options.signal?.addEventListener('abort', () => {
+          clearTimeout(timer);
+          reject(new PullguardError('CANCELLED', 'cancelled'));
+        });
+      });
+    }
+    await writer.write(bytes.subarray(Math.floor(bytes.length / 2)));
+  }
+}
+
+let dir: string;
+let store: OpenedStore;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'pullguard-pull-'));
+  store = await openStore(dir);
+});
+afterEach(async () => {
+  await store.images.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function service(source: ImageSource, phase: SignaturePhase = async () => ({ verdict: verdict(true), signatures: [] })): PullService {
+  return new PullService({ source, signaturePhase: phase, content: store.blobs, images: store.images, leases: store.blobs, clock: () => new Date('2026-01-01T00:00:00Z'), version: 'test' });
+}
+
+describe('PullService', () => {
+  it('stores manifest, config and layers, then records the image with tags, digests, size and user', async () => {
+    const source = new MemorySource([3000, 5000], 'nobody');
+    const result = await service(source).pull({ image: 'registry.example/app:v1' });
+    expect(result.imageId).toBe(source.config.digest);
+    expect(result.record).toMatchObject({
+      repoTags: ['registry.example/app:v1'],
+      repoDigests: [`registry.example/app@${result.manifestDigest}`],
+      user: 'nobody',
+      size: source.config.size + source.manifestBytes.length + 8000,
+      pulledAt: '2026-01-01T00:00:00.000Z',
+    });
+    for (const d of [source.config.digest, ...source.layers.map((l) => l.digest), result.manifestDigest]) expect(await store.blobs.has(d)).toBe(true);
+  });
+
+  it('shares one pull among identical concurrent requests, but not across credentials', async () => {
+    const source = new MemorySource([1000]);
+    source.delayMs = 50;
+    const pulls = service(source);
+    await Promise.all([pulls.pull({ image: 'registry.example/app:v1' }), pulls.pull({ image: 'registry.example/app:v1' })]);
+    expect(source.resolves).toBe(1);
+    await Promise.all([pulls.pull({ image: 'registry.example/app:v1', credentials: { username: 'a', password: '1' } }), pulls.pull({ image: 'registry.example/app:v1', credentials: { username: 'b', password: '2' } })]);
+    expect(source.resolves).toBe(3);
+  });
+
+  it('decides before fetching: a denied image fetches and stores nothing', async () => {
+    const source = new MemorySource([1000]);
+    const err = await service(source, async () => ({ verdict: verdict(false), signatures: [] }))
+      .pull({ image: 'registry.example/app:v1' })
+      .catch((e: unknown) => e);
+    expect((err as PullguardError).code).toBe('SIGNATURE_VALIDATION_FAILED');
+    expect(source.fetched).toEqual([]);
+    expect(store.images.list()).toEqual([]);
+    expect(await readdir(join(dir, 'blobs', 'sha256')).catch(() => [])).toEqual([]);
+  });
+
+  it('cancels the other layers when one fails and answers only after every temp file is gone', async () => {
+    const source = new MemorySource([1000, 2000, 3000, 4000]);
+    source.delayMs = 100;
+    source.failing.add(source.layers[0]!.digest);
+    const err = await service(source).pull({ image: 'registry.example/app:v1' }).catch((e: unknown) => e);
+    expect((err as PullguardError).code).toBe('REGISTRY_UNAVAILABLE');
+    expect(await readdir(join(dir, 'ingest'))).toEqual([]);
+    expect(store.images.list()).toEqual([]);
+    for (const layer of source.layers) expect(await store.blobs.has(layer.digest)).toBe(false);
+  });
+
+  it('rejects a malformed name before touching the registry', async () => {
+    const source = new MemorySource([10]);
+    await expect(service(source).pull({ image: 'Not/Valid' })).rejects.toMatchObject({ code: 'INVALID_REFERENCE' });
+    expect(source.resolves).toBe(0);
+  });
+});
+
+describe('SingleFlight', () => {
+  function trackedWork(): { work: (signal: AbortSignal) => Promise<string>; completed: () => number } {
+    let completed = 0;
+    return {
+      completed: () => completed,
+      work: (signal) =>
+        new Promise((resolve, reject) => {
+          if (signal.aborted) return reject(new Error('cancelled'));
+          const timer = setTimeout(() => {
+            completed += 1;
+            resolve('done');
+          }, 100);
+          signal.addEventListener('abort', () => {
+            clearTimeout(timer);
+            reject(new Error('cancelled'));
+          });
+        }),
+    };
+  }
+
+  it('keeps the shared work running while another caller still waits', async () => {
+    const flight = new SingleFlight<string>();
+    const { work, completed } = trackedWork();
+    const first = new AbortController();
+    const a = flight.run('k', first.signal, work).catch((e: Error) => e.message);
+    const b = flight.run('k', undefined, work);
+    first.abort(new Error('caller a gave up'));
+    expect(await a).toBe('caller a gave up');
+    expect(await b).toBe('done');
+    expect(completed()).toBe(1);
+  });
+
+  it('cancels the work when the last caller gives up, and settles only after it wound down', async () => {
+    const flight = new SingleFlight<string>();
+    const { work, completed } = trackedWork();
+    const only = new AbortController();
+    const c = flight.run('k', only.signal, work).catch((e: Error) => e.message);
+    await new Promise((r) => setTimeout(r, 20));
+    only.abort(new Error('gave up'));
+    expect(await c).toMatch(/gave up|cancelled/);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(completed()).toBe(0);
+    expect(flight.size).toBe(0);
+  });
+});
