@@ -53,7 +53,8 @@ export interface ImageSource {
   resolve(reference: ImageReference, options: ResolveOptions): Promise<ResolvedImage>;
   /**
    * Streams one blob of `image` into `writer`, verifying digest and size through the writer; on a
-   * dropped connection it resumes at `writer.offset` with a Range request.
+   * dropped connection it resumes at `writer.offset` with a Range request. It may commit the
+   * writer itself; the caller commits again afterwards (commit is idempotent).
    */
   fetchBlob(image: ResolvedImage, blob: Descriptor, writer: BlobWriter, options: ResolveOptions): Promise<void>;
 }
@@ -63,7 +64,7 @@ export interface BlobWriter {
   /** Bytes written so far (where a resumed download continues). */
   readonly offset: number;
   write(chunk: Uint8Array): Promise<void>;
-  /** Throws DIGEST_MISMATCH / SIZE_MISMATCH (and removes the temp file) if the bytes are wrong. */
+  /** Throws DIGEST_MISMATCH / SIZE_MISMATCH (and removes the temp file) if the bytes are wrong. Idempotent. */
   commit(): Promise<void>;
   /** Drops the temp file. Safe to call more than once and after commit. */
   abort(): Promise<void>;
