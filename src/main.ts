@@ -183,6 +183,7 @@ async function serve(argv: readonly string[]): Promise<number> {
     content: store.blobs,
     images: store.images,
     leases: store.blobs,
+    collectGarbage: () => store.images.collectGarbage(),
     clock: () => new Date(),
     version: VERSION,
     layerConcurrency: config.registry.layerConcurrency,

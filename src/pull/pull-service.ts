@@ -62,6 +62,8 @@ export interface PullServiceOptions {
   readonly version: string;
   /** Layers fetched at once per pull. */
   readonly layerConcurrency?: number;
+  /** Removes unreferenced, unleased blobs; called after a pull fails part-way through its fetches. */
+  readonly collectGarbage?: () => Promise<unknown>;
   /** Progress and events for logs/CLI; never given credentials. */
   readonly onEvent?: (event: PullEvent) => void;
 }
@@ -91,7 +93,7 @@ export class PullService {
   }
 
   async #pull(reference: ImageReference, request: PullRequest, signal: AbortSignal): Promise<PullResult> {
-    const { source, signaturePhase, clock } = this.#options;
+    const { source, signaturePhase } = this.#options;
     const transport = { credentials: request.credentials, signal };
     const image = await source.resolve(reference, transport);
     const display = formatReference(reference);
@@ -115,6 +117,29 @@ export class PullService {
 
     const signatureDigests = signatures.map((signature) => sha256Digest(signature.bytes));
     const leased: Digest[] = [image.topDigest, image.manifestDigest, image.config.digest, ...image.layers.map((l) => l.digest), ...signatureDigests];
+    try {
+      return await this.#storeAndRecord({ image, reference, request, signal, verdict, signatures, signatureDigests, leased });
+    } catch (err) {
+      // A failed pull keeps nothing it fetched (a disk-full pull must give its space back). Run
+      // after the lease is released; other pulls' blobs stay leased and are not touched.
+      await this.#options.collectGarbage?.().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Everything of an allowed image into the store under one lease, blobs first, the record last. */
+  async #storeAndRecord(allowed: {
+    readonly image: ResolvedImage;
+    readonly reference: ImageReference;
+    readonly request: PullRequest;
+    readonly signal: AbortSignal;
+    readonly verdict: Verdict;
+    readonly signatures: readonly UntrustedSignatureBlob[];
+    readonly signatureDigests: readonly Digest[];
+    readonly leased: readonly Digest[];
+  }): Promise<PullResult> {
+    const { image, reference, request, signal, verdict, signatures, signatureDigests, leased } = allowed;
+    const { clock } = this.#options;
     return this.#options.leases.withLease(leased, async () => {
       await this.#storeBytes(image.manifestDigest, image.manifestMediaType, image.manifestBytes);
       if (image.indexBytes !== undefined) await this.#storeBytes(image.topDigest, image.topMediaType, image.indexBytes);
@@ -171,7 +196,8 @@ export class PullService {
    * the pull answers only once its temp files are gone.
    */
   async #fetchBlobs(image: ResolvedImage, blobs: readonly Descriptor[], credentials: RegistryCredentials | undefined, signal: AbortSignal): Promise<void> {
-    const queue = [...new Map(blobs.map((b) => [b.digest, b])).values()];
+    // Largest first: the small config must not hold a slot a big layer needs from the start.
+    const queue = [...new Map(blobs.map((b) => [b.digest, b])).values()].sort((a, b) => b.size - a.size);
     const concurrency = Math.max(1, this.#options.layerConcurrency ?? DEFAULT_LAYER_CONCURRENCY);
     const local = new AbortController();
     const forward = (): void => local.abort(signal.reason);

@@ -332,11 +332,19 @@ interface WriterParts {
 
 type WriterState = 'open' | 'committed' | 'discarded';
 
+const WRITE_BATCH_BYTES = 1024 * 1024;
+
 class FsBlobWriter implements BlobWriter {
   readonly #parts: WriterParts;
   readonly #hash: Hash;
   #offset = 0;
   #state: WriterState = 'open';
+  /**
+   * Accepted bytes not yet written: network chunks are ~64 KiB, and one awaited write per chunk
+   * costs more than the copy that batches them into WRITE_BATCH_BYTES writes.
+   */
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
   /** Writes, commit and abort run one at a time, in call order. */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -379,14 +387,24 @@ class FsBlobWriter implements BlobWriter {
         facts: { digest, expectedSize: size, actualSize: attempted },
       });
     }
+    this.#hash.update(chunk);
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+    this.#offset += chunk.length;
+    if (this.#pendingBytes >= WRITE_BATCH_BYTES) await this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#pendingBytes === 0) return;
+    const data = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending, this.#pendingBytes);
+    this.#pending = [];
+    this.#pendingBytes = 0;
     try {
-      await writeFully(this.#parts.handle, chunk);
+      await writeFully(this.#parts.handle, data);
     } catch (err) {
       await this.#discard();
-      throw storeError(err, this.#parts.root, `writing blob ${digest}`, { digest });
+      throw storeError(err, this.#parts.root, `writing blob ${this.#parts.digest}`, { digest: this.#parts.digest });
     }
-    this.#hash.update(chunk);
-    this.#offset += chunk.length;
   }
 
   async #commit(): Promise<void> {
@@ -395,6 +413,7 @@ class FsBlobWriter implements BlobWriter {
     if (this.#state === 'discarded') {
       throw new PullguardError('INTERNAL', `blob ${digest}: commit after the ingest was aborted`, { facts: { digest } });
     }
+    await this.#flush();
     if (this.#offset !== size) {
       const actualSize = this.#offset;
       await this.#discard();
@@ -429,6 +448,8 @@ class FsBlobWriter implements BlobWriter {
   async #discard(handleClosed = false): Promise<void> {
     if (this.#state !== 'open') return;
     this.#state = 'discarded';
+    this.#pending = [];
+    this.#pendingBytes = 0;
     try {
       if (!handleClosed) await this.#parts.handle.close().catch(() => undefined);
       await unlinkIfPresent(this.#parts.fs, this.#parts.tempPath).catch(() => undefined);

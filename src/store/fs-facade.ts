@@ -49,7 +49,8 @@ export const nodeStoreFs: StoreFs = {
   stat: (path) => fsp.stat(path),
   realpath: (path) => fsp.realpath(path),
   readFile: (path) => fsp.readFile(path),
-  createReadStream: (path, range) => createReadStream(path, range),
+  // 1 MiB reads: the mirror streams whole layers to the runtime; 64 KiB reads halve its throughput.
+  createReadStream: (path, range) => createReadStream(path, { ...range, highWaterMark: 1024 * 1024 }),
 };
 
 export function errnoCode(err: unknown): string | undefined {

@@ -1,13 +1,17 @@
 /**
  * Shared set-up for the benchmark parts: temp dirs, policy files, the real server with benchmark
  * flags, and skopeo invocations with timeouts sized for large images.
+ *
+ * The server is test/helpers/pullguard-server.ts's startPullguard. It keeps every log line in the
+ * bench process; that is harmless here (the busiest part, load, logs a few hundred lines per run),
+ * and every part measures the server process, never the bench's own memory.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { spawnPullguard, type BenchServer } from './bench-server.js';
+import { startPullguard, type RunningPullguard } from '../helpers/pullguard-server.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -28,26 +32,39 @@ export async function acceptAnythingConfig(work: string): Promise<{ policy: stri
   return { policy, registriesD };
 }
 
+export type BenchServer = RunningPullguard;
+
 export interface ServerOptions {
-  readonly registryHost: string;
+  /** The plain-HTTP registry (omit when no registry is contacted). */
+  readonly registryHost?: string;
   readonly policy: string;
   readonly registriesD: string;
   readonly stateDir?: string;
   readonly extraArgs?: readonly string[];
 }
 
-/** The real `pullguard serve` at the production log level (info). */
+/**
+ * The real `pullguard serve` at the production log level (info: the helper's own `--log-level debug`
+ * comes first and a later flag wins), unless extraArgs names another level.
+ */
 export function startBenchServer(options: ServerOptions): Promise<BenchServer> {
-  return spawnPullguard(
-    [
+  return startPullguard({
+    args: [
       '--log-level', 'info',
-      '--insecure-registry', options.registryHost,
+      ...(options.registryHost !== undefined ? ['--insecure-registry', options.registryHost] : []),
       '--signature-policy', options.policy,
       '--registries-d', options.registriesD,
       ...(options.extraArgs ?? []),
     ],
-    options.stateDir !== undefined ? { stateDir: options.stateDir } : {},
-  );
+    ...(options.stateDir !== undefined ? { stateDir: options.stateDir } : {}),
+  });
+}
+
+/** The server's process id (for /proc/<pid>/status memory readings). */
+export function serverPid(server: BenchServer): number {
+  const pid = server.process.pid;
+  if (pid === undefined) throw new Error('pullguard has no process id (spawn failed)');
+  return pid;
 }
 
 export async function pullImage(server: BenchServer, image: string, deadlineMs = 600_000): Promise<string> {

@@ -23,6 +23,8 @@ export interface LargeImage {
   readonly dir: string;
   readonly tag: string;
   readonly manifestDigest: string;
+  /** The image id a runtime reports. */
+  readonly configDigest: string;
   readonly layerDigests: readonly string[];
   /** Sum of the compressed layer sizes (what a pull transfers, bar config and manifest). */
   readonly totalBytes: number;
@@ -122,6 +124,7 @@ export async function buildLargeOciImage(dir: string, options: LargeImageOptions
     dir,
     tag: options.tag,
     manifestDigest: manifest.digest,
+    configDigest: config.digest,
     layerDigests: layers.map((l) => l.digest),
     totalBytes: layers.reduce((n, l) => n + l.size, 0),
   };

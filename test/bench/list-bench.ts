@@ -11,8 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Digest } from '../../src/domain/digest.js';
 import { openStore } from '../../src/store/open-store.js';
 import { commitBlob, storeImageRecord } from '../helpers/store-records.js';
-import { acceptAnythingConfig, log, makeWorkDir, removeDir } from './bench-env.js';
-import { spawnPullguard, type BenchServer } from './bench-server.js';
+import { acceptAnythingConfig, log, makeWorkDir, removeDir, startBenchServer, type BenchServer } from './bench-env.js';
 import { printTable, type PartResult } from './report.js';
 import { median, msSince, percentile, round, timed } from './stats.js';
 import { seededBytes } from '../helpers/oci-image.js';
@@ -88,7 +87,7 @@ export async function runListBench(): Promise<PartResult> {
     log(`list: populated in ${round(fill.ms / 1000)} s; starting the server`);
     const config = await acceptAnythingConfig(work);
     // No registry is contacted: ListImages and ImageStatus read the index only.
-    const boot = await timed(() => spawnPullguard(['--log-level', 'info', '--signature-policy', config.policy, '--registries-d', config.registriesD], { stateDir, keepLines: 1000 }));
+    const boot = await timed(() => startBenchServer({ ...config, stateDir }));
     server = boot.value;
     const s = server;
 
@@ -106,7 +105,7 @@ export async function runListBench(): Promise<PartResult> {
         responseBytes = value.length;
       }
       await new Promise((r) => setTimeout(r, 200)); // let the last log lines arrive
-      handlerMs.push(...handlerDurations(s.tail()).slice(-CALLS));
+      handlerMs.push(...handlerDurations(s.logs()).slice(-CALLS));
     } finally {
       raw.close();
     }

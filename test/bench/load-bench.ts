@@ -8,8 +8,7 @@
 import { join } from 'node:path';
 import { buildOciImage, seededBytes } from '../helpers/oci-image.js';
 import { startRegistry } from '../helpers/registry.js';
-import { acceptAnythingConfig, log, makeWorkDir, pullImage, pushLayout, removeDir, startBenchServer } from './bench-env.js';
-import type { BenchServer } from './bench-server.js';
+import { acceptAnythingConfig, log, makeWorkDir, pullImage, pushLayout, removeDir, serverPid, startBenchServer, type BenchServer } from './bench-env.js';
 import { startCountingProxy, type CountingProxy } from './counting-proxy.js';
 import { printTable, type Figure, type PartResult } from './report.js';
 import { sampleRss } from './rss.js';
@@ -37,7 +36,7 @@ async function loadRound(server: BenchServer, references: readonly string[], exp
   const listMs: number[] = [];
   const pullMs: number[] = [];
   let pullsDone = false;
-  const sampler = sampleRss(server.pid, 50);
+  const sampler = sampleRss(serverPid(server), 50);
   const record = (what: string) => (err: unknown) => void failures.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
 
   // Status and list loops run until every pull has finished (sequential calls, like kubelet's pollers).

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { startRegistry } from '../helpers/registry.js';
-import { acceptAnythingConfig, log, makeWorkDir, pullImage, pushLayout, removeDir, startBenchServer } from './bench-env.js';
+import { acceptAnythingConfig, log, makeWorkDir, pullImage, pushLayout, removeDir, serverPid, startBenchServer } from './bench-env.js';
 import { buildLargeOciImage } from './large-image.js';
 import { printTable, type PartResult } from './report.js';
 import { readMemoryStatus, sampleRss } from './rss.js';
@@ -29,7 +29,7 @@ export async function runMemoryBench(): Promise<PartResult> {
     log(`memory: pushed in ${round(push.ms / 1000)} s; pulling through pullguard`);
 
     const server = await startBenchServer({ registryHost: registry.host, ...config });
-    const pid = server.pid;
+    const pid = serverPid(server);
     let pull: { ms: number };
     let before: ReturnType<typeof readMemoryStatus>;
     let memory: ReturnType<ReturnType<typeof sampleRss>['stop']>;

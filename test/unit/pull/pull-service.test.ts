@@ -79,7 +79,16 @@ afterEach(async () => {
 });
 
 function service(source: ImageSource, phase: SignaturePhase = async () => ({ verdict: verdict(true), signatures: [] })): PullService {
-  return new PullService({ source, signaturePhase: phase, content: store.blobs, images: store.images, leases: store.blobs, clock: () => new Date('2026-01-01T00:00:00Z'), version: 'test' });
+  return new PullService({
+    source,
+    signaturePhase: phase,
+    content: store.blobs,
+    images: store.images,
+    leases: store.blobs,
+    collectGarbage: () => store.images.collectGarbage(),
+    clock: () => new Date('2026-01-01T00:00:00Z'),
+    version: 'test',
+  });
 }
 
 describe('PullService', () => {
@@ -127,6 +136,28 @@ describe('PullService', () => {
     expect(await readdir(join(dir, 'ingest'))).toEqual([]);
     expect(store.images.list()).toEqual([]);
     for (const layer of source.layers) expect(await store.blobs.has(layer.digest)).toBe(false);
+  });
+
+  it('gives back what a failed pull had already committed', async () => {
+    const source = new MemorySource([5000, 4000, 10]);
+    source.delayMs = 30;
+    const smallest = source.layers[2]!.digest;
+    source.failing.add(smallest);
+    // Largest first: the two big layers are committed before the small one fails.
+    const pulls = new PullService({
+      source,
+      signaturePhase: async () => ({ verdict: verdict(true), signatures: [] }),
+      content: store.blobs,
+      images: store.images,
+      leases: store.blobs,
+      collectGarbage: () => store.images.collectGarbage(),
+      clock: () => new Date(),
+      version: 'test',
+      layerConcurrency: 1,
+    });
+    await expect(pulls.pull({ image: 'registry.example/app:v1' })).rejects.toMatchObject({ code: 'REGISTRY_UNAVAILABLE' });
+    expect(source.fetched.slice(0, 2)).toEqual([source.layers[0]!.digest, source.layers[1]!.digest]);
+    expect(await readdir(join(dir, 'blobs', 'sha256'))).toEqual([]);
   });
 
   it('rejects a malformed name before touching the registry', async () => {

@@ -84,8 +84,12 @@ describe('FsBlobStore on disk', () => {
       const store = await FsBlobStore.open({ root, fs: failingFs(code, 10_000) });
       const bytes = randomBytes(30_000);
       const writer = await store.ingest(blobOf(bytes));
-      await writer.write(bytes.subarray(0, 8000));
-      const err = (await writer.write(bytes.subarray(8000)).then(
+      // Writes are batched: the failure surfaces at a later write or at commit, never as success.
+      const err = (await (async () => {
+        await writer.write(bytes.subarray(0, 8000));
+        await writer.write(bytes.subarray(8000));
+        await writer.commit();
+      })().then(
         () => undefined,
         (e: unknown) => e,
       )) as PullguardError;
@@ -103,10 +107,13 @@ describe('FsBlobStore on disk', () => {
     const store = await FsBlobStore.open({ root, fs: failingFs('EIO', 0) });
     const bytes = randomBytes(10);
     const writer = await store.ingest(blobOf(bytes));
-    const err = (await writer.write(bytes).then(
-      () => undefined,
-      (e: unknown) => e,
-    )) as PullguardError;
+    const err = (await writer
+      .write(bytes)
+      .then(() => writer.commit())
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as PullguardError;
     expect(isPullguardError(err, 'STORE_IO')).toBe(true);
     expect((err.cause as { code?: string }).code).toBe('EIO');
   });
