@@ -19,7 +19,7 @@ import type { Descriptor } from '../domain/image.js';
 import type { BlobWriter } from '../pull/ports.js';
 import { BlobLeases, type BlobLease } from './blob-leases.js';
 import type { BlobStore, BlobVerification, ReadRange, StoreFsInfo } from './blob-store.js';
-import { errnoCode, nodeStoreFs, syncDirectory, writeFully, type StoreFileHandle, type StoreFs } from './fs-facade.js';
+import { CoalescedDirectorySync, errnoCode, nodeStoreFs, writeFully, type StoreFileHandle, type StoreFs } from './fs-facade.js';
 import { blobNotFound, storeError } from './store-errors.js';
 
 const ALGORITHMS = ['sha256', 'sha512'] as const;
@@ -212,6 +212,17 @@ export class FsBlobStore implements BlobStore {
     });
   }
 
+  readonly #directorySyncs = new Map<string, CoalescedDirectorySync>();
+
+  #directorySync(algorithm: string): CoalescedDirectorySync {
+    let sync = this.#directorySyncs.get(algorithm);
+    if (sync === undefined) {
+      sync = new CoalescedDirectorySync(this.#fs, join(this.root, 'blobs', algorithm));
+      this.#directorySyncs.set(algorithm, sync);
+    }
+    return sync;
+  }
+
   /** Moves a verified, fsynced temp file to its digest path; returns when that is durable. */
   async #publish(tempPath: string, digest: Digest, size: number): Promise<void> {
     const finalPath = this.#blobPath(digest);
@@ -229,7 +240,7 @@ export class FsBlobStore implements BlobStore {
       }
     }
     await unlinkIfPresent(this.#fs, tempPath);
-    await syncDirectory(this.#fs, join(this.root, 'blobs', digestAlgorithm(digest)));
+    await this.#directorySync(digestAlgorithm(digest)).sync();
     // Counted once however many writers committed it (EEXIST above means someone else did).
     if (!this.#sizes.has(digest)) {
       this.#sizes.set(digest, size);

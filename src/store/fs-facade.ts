@@ -85,3 +85,38 @@ export async function syncDirectory(fs: StoreFs, dir: string): Promise<void> {
     await handle.close();
   }
 }
+
+/**
+ * Directory fsyncs shared by concurrent callers: one that arrives while a sync runs waits for the
+ * next one (which starts after its own link/rename, so it covers it), and every caller arriving
+ * meanwhile shares that next sync. Concurrent blob commits then cost about one directory sync each
+ * round instead of one each.
+ */
+export class CoalescedDirectorySync {
+  readonly #fs: StoreFs;
+  readonly #dir: string;
+  #running: Promise<void> | undefined;
+  #next: Promise<void> | undefined;
+
+  constructor(fs: StoreFs, dir: string) {
+    this.#fs = fs;
+    this.#dir = dir;
+  }
+
+  sync(): Promise<void> {
+    if (this.#running === undefined) return this.#start();
+    this.#next ??= this.#running.catch(() => undefined).then(() => {
+      this.#next = undefined;
+      return this.#start();
+    });
+    return this.#next;
+  }
+
+  #start(): Promise<void> {
+    const running = syncDirectory(this.#fs, this.#dir).finally(() => {
+      if (this.#running === running) this.#running = undefined;
+    });
+    this.#running = running;
+    return running;
+  }
+}

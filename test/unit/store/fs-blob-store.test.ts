@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { digestHex } from '../../../src/domain/digest.js';
 import { isPullguardError, type PullguardError } from '../../../src/domain/errors.js';
-import { nodeStoreFs, type StoreFs } from '../../../src/store/fs-facade.js';
+import { CoalescedDirectorySync, nodeStoreFs, type StoreFs } from '../../../src/store/fs-facade.js';
 import { FsBlobStore } from '../../../src/store/fs-blob-store.js';
 import type { ContentStore } from '../../../src/pull/ports.js';
 import { blobOf, blobStoreSuite, putBlob } from './blob-store-suite.js';
@@ -162,5 +162,31 @@ describe('FsBlobStore on disk', () => {
     await writeFile(join(root, 'file'), 'x');
     const err = await FsBlobStore.open({ root: join(root, 'file', 'store') }).catch((e: unknown) => e);
     expect(isPullguardError(err, 'STORE_IO')).toBe(true);
+  });
+});
+
+describe('CoalescedDirectorySync', () => {
+  it('lets callers that arrive during a sync share the next one, which starts after them', async () => {
+    const opened: number[] = [];
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const fs = {
+      ...nodeStoreFs,
+      open: async (path: string, flags: string) => {
+        opened.push(Date.now());
+        const handle = await nodeStoreFs.open(path, flags);
+        return { ...handle, sync: async () => (opened.length === 1 ? gate : undefined) };
+      },
+    };
+    const dir = await mkdtemp(join(tmpdir(), 'pg-dirsync-'));
+    const sync = new CoalescedDirectorySync(fs, dir);
+    const first = sync.sync();
+    await new Promise((r) => setTimeout(r, 10));
+    const waiting = [sync.sync(), sync.sync(), sync.sync()];
+    expect(opened).toHaveLength(1);
+    release();
+    await Promise.all([first, ...waiting]);
+    expect(opened).toHaveLength(2);
+    await rm(dir, { recursive: true, force: true });
   });
 });
