@@ -154,6 +154,7 @@ async function serve(argv: readonly string[]): Promise<number> {
     platform: config.platform,
     registries,
     insecureRegistries: config.insecureRegistries,
+    ...(config.certsDir !== undefined ? { tls: { certsDir: config.certsDir } } : {}),
     ...(authFile !== undefined ? { credentialsFor: (host: string, repository: string): RegistryCredentials | undefined => lookupCredentials(authFile, host, repository) } : {}),
     timeouts: { connectMs: config.registry.connectTimeoutMs },
     userAgent: `pullguard/${VERSION}`,

@@ -21,6 +21,8 @@ export interface DaemonConfig {
   readonly registriesConf: string | undefined;
   readonly insecureRegistries: readonly string[];
   readonly authFile: string | undefined;
+  /** certs.d-style CA directory: `<dir>/<host[:port]>/*.crt` are trusted for that registry. */
+  readonly certsDir: string | undefined;
   readonly platform: { readonly os: string; readonly architecture: string; readonly variant?: string };
   readonly lookaside: { readonly requestTimeoutMs: number; readonly budgetMs: number };
   readonly registry: { readonly connectTimeoutMs: number; readonly requestTimeoutMs: number; readonly layerConcurrency: number };
@@ -48,6 +50,7 @@ export const SERVE_FLAGS = {
   'registries-conf': { type: 'string' },
   'insecure-registry': { type: 'string', multiple: true },
   'auth-file': { type: 'string' },
+  'certs-dir': { type: 'string' },
   platform: { type: 'string' },
   'lookaside-timeout': { type: 'string' },
   'signature-budget': { type: 'string' },
@@ -72,6 +75,7 @@ const CONFIG_FILE_KEYS: Record<string, 'string' | 'string[]' | 'number' | 'boole
   registriesConf: 'string',
   insecureRegistries: 'string[]',
   authFile: 'string',
+  certsDir: 'string',
   platform: 'string',
   lookasideTimeoutMs: 'number',
   signatureBudgetMs: 'number',
@@ -120,6 +124,10 @@ export function loadDaemonConfig(argv: readonly string[], environment: Environme
   const authFile = abs(pick(values['auth-file'], 'authFile'));
   if (authFile !== undefined && !environment.exists(authFile)) problems.push(`auth file ${authFile} does not exist`);
 
+  const explicitCerts = abs(pick(values['certs-dir'], 'certsDir'));
+  if (explicitCerts !== undefined && !environment.exists(explicitCerts)) problems.push(`certs directory ${explicitCerts} does not exist`);
+  const certsDir = explicitCerts ?? (environment.exists('/etc/containers/certs.d') ? '/etc/containers/certs.d' : undefined);
+
   const insecureRegistries = [...(values['insecure-registry'] ?? []), ...((file.insecureRegistries as string[] | undefined) ?? [])];
   for (const host of insecureRegistries) {
     if (!/^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9a-fA-F:.]+\](?::\d{1,5})?$/.test(host)) problems.push(`--insecure-registry ${JSON.stringify(host)} is not HOST[:PORT]`);
@@ -160,6 +168,7 @@ export function loadDaemonConfig(argv: readonly string[], environment: Environme
     registriesConf,
     insecureRegistries,
     authFile,
+    certsDir,
     platform: { os: os ?? 'linux', architecture: architecture ?? 'amd64', ...(variant ? { variant } : {}) },
     lookaside: {
       requestTimeoutMs: duration(values['lookaside-timeout'], 'lookasideTimeoutMs', 10_000, '--lookaside-timeout'),

@@ -21,6 +21,7 @@ export const ERROR_CODES = [
   'REGISTRY_DENIED',
   'REGISTRY_TOO_MANY_REQUESTS',
   'REGISTRY_PROTOCOL', // unexpected status / malformed response
+  'REGISTRY_TLS', // the registry's certificate could not be verified (a trust configuration problem)
   'MANIFEST_INVALID',
   'MANIFEST_UNSUPPORTED', // schema1, unknown media type
   'PLATFORM_NOT_FOUND',

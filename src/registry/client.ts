@@ -115,7 +115,7 @@ function computeDigest(bytes: Uint8Array, algorithm: 'sha256' | 'sha512'): Diges
   return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}` as Digest;
 }
 
-const FALL_THROUGH = new Set<ErrorCode>(['REGISTRY_NOT_FOUND', 'REGISTRY_UNAVAILABLE', 'REGISTRY_UNAUTHORIZED', 'REGISTRY_DENIED', 'REGISTRY_TOO_MANY_REQUESTS', 'REGISTRY_PROTOCOL']);
+const FALL_THROUGH = new Set<ErrorCode>(['REGISTRY_NOT_FOUND', 'REGISTRY_UNAVAILABLE', 'REGISTRY_UNAUTHORIZED', 'REGISTRY_DENIED', 'REGISTRY_TOO_MANY_REQUESTS', 'REGISTRY_PROTOCOL', 'REGISTRY_TLS']);
 const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
 
 export function createRegistryClient(options: RegistryClientOptions): RegistryImageSource {

@@ -32,7 +32,7 @@ const TRANSPORT_TEXT: Record<TransportFailure, string> = {
   'headers-timeout': 'timed out waiting for response headers',
   'body-timeout': 'timed out waiting for response body (stalled)',
   reset: 'connection reset',
-  tls: 'TLS handshake failed',
+  tls: 'TLS handshake failed (a plain-HTTP registry needs --insecure-registry)',
   aborted: 'request aborted',
   other: 'transport error',
 };
@@ -84,8 +84,7 @@ export function classifyTransportError(err: unknown): TransportFailure {
     case 'ABORT_ERR':
       return 'aborted';
     default:
-      if (code !== undefined && (code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || code.includes('CERT') || code === 'DEPTH_ZERO_SELF_SIGNED_CERT')) return 'tls';
-      return 'other';
+      return errCodes(err).some(isTlsCode) ? 'tls' : 'other';
   }
 }
 
@@ -102,8 +101,28 @@ export function cancelledError(subject: RequestSubject, cause?: unknown): Pullgu
   return new PullguardError('CANCELLED', `${subject.kind} request to ${subject.host} cancelled`, { cause, facts: where(subject) });
 }
 
+/** Node's TLS errors and OpenSSL's verification codes. */
+function isTlsCode(code: string): boolean {
+  return /^(ERR_TLS|ERR_SSL)/.test(code) || isCertificateCode(code);
+}
+
+/** The peer's certificate was not trusted (`UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `CERT_HAS_EXPIRED`, …). */
+function isCertificateCode(code: string): boolean {
+  return /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY|DECRYPT|DECODE)|HOSTNAME_MISMATCH/.test(code);
+}
+
 export function transportError(subject: RequestSubject, kind: TransportFailure, cause: unknown, attempts = 1): PullguardError {
   if (kind === 'aborted') return cancelledError(subject, cause);
+  const untrusted = kind === 'tls' ? errCodes(cause).find(isCertificateCode) : undefined;
+  if (untrusted !== undefined) {
+    // Reachable but not trusted: a configuration problem, not an outage.
+    const reason = untrusted;
+    return new PullguardError(
+      'REGISTRY_TLS',
+      `TLS certificate of registry ${subject.host} could not be verified (${reason}); trust its CA with --certs-dir (<dir>/${subject.host}/ca.crt)`,
+      { cause, facts: { ...where(subject), transport: kind } },
+    );
+  }
   const tries = attempts > 1 ? ` after ${attempts} attempts` : '';
   return new PullguardError(
     'REGISTRY_UNAVAILABLE',

@@ -23,6 +23,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { Agent, fetch as undiciFetch } from 'undici';
 
 const execFileAsync = promisify(execFile);
 
@@ -50,6 +51,8 @@ export interface TokenServer {
 export interface StartedRegistry {
   readonly host: string;
   readonly url: string;
+  /** With `tls`: the CA that issued the registry's certificate (PEM). */
+  readonly caCertPath?: string;
   readonly dataDir: string;
   readonly token?: TokenServer;
   stop(): Promise<void>;
@@ -68,6 +71,8 @@ export interface StartRegistryOptions {
   };
   /** Reuse another registry's storage (e.g. serve the same images with auth). */
   readonly dataDir?: string;
+  /** Serve HTTPS with a certificate for 127.0.0.1 issued by a throwaway CA (`caCertPath`). */
+  readonly tls?: boolean;
 }
 
 export interface PushOptions {
@@ -91,20 +96,39 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitForV2(url: string, child: ChildProcess, stderr: () => string): Promise<void> {
+async function waitForV2(url: string, child: ChildProcess, stderr: () => string, caCertPath?: string): Promise<void> {
   const deadline = Date.now() + 15_000;
+  const dispatcher = caCertPath !== undefined ? new Agent({ connect: { ca: await readFile(caCertPath, 'utf8') } }) : undefined;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}: ${stderr()}`);
     try {
-      const res = await fetch(`${url}/v2/`);
+      const res = await undiciFetch(`${url}/v2/`, dispatcher !== undefined ? { dispatcher } : {});
       await res.arrayBuffer();
-      if (res.status === 200 || res.status === 401) return;
+      if (res.status === 200 || res.status === 401) {
+        await dispatcher?.close();
+        return;
+      }
     } catch {
       // not listening yet
     }
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`docker-registry did not answer /v2/ within 15 s: ${stderr()}`);
+}
+
+/** A throwaway CA and a server certificate for 127.0.0.1 signed by it (openssl). */
+async function issueServerCertificate(dir: string): Promise<{ caCertPath: string; certPath: string; keyPath: string }> {
+  const caKey = join(dir, 'ca.key');
+  const caCertPath = join(dir, 'ca.crt');
+  const keyPath = join(dir, 'server.key');
+  const csr = join(dir, 'server.csr');
+  const certPath = join(dir, 'server.crt');
+  const ext = join(dir, 'server.ext');
+  await execFileAsync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', caKey, '-out', caCertPath, '-days', '2', '-subj', '/CN=pullguard test CA']);
+  await execFileAsync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyPath, '-out', csr, '-subj', '/CN=127.0.0.1']);
+  await writeFile(ext, 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  await execFileAsync('openssl', ['x509', '-req', '-in', csr, '-CA', caCertPath, '-CAkey', caKey, '-CAcreateserial', '-out', certPath, '-days', '2', '-extfile', ext]);
+  return { caCertPath, certPath, keyPath };
 }
 
 async function htpasswdFile(dir: string, users: Readonly<Record<string, string>>): Promise<string> {
@@ -218,10 +242,12 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
     token = started.token;
     authYaml = `auth:\n  token:\n    realm: ${token.realm}\n    service: ${token.service}\n    issuer: ${started.issuer}\n    rootcertbundle: ${started.certPath}\n`;
   }
+  const tls = options.tls === true ? await issueServerCertificate(dir) : undefined;
+  const tlsYaml = tls !== undefined ? `  tls:\n    certificate: ${tls.certPath}\n    key: ${tls.keyPath}\n` : '';
   const configPath = join(dir, 'config.yml');
   await writeFile(
     configPath,
-    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dataDir}\n  delete:\n    enabled: true\nhttp:\n  addr: ${host}\n  secret: ${createHash('sha256').update(dir).digest('hex')}\n${authYaml}`,
+    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dataDir}\n  delete:\n    enabled: true\nhttp:\n  addr: ${host}\n  secret: ${createHash('sha256').update(dir).digest('hex')}\n${tlsYaml}${authYaml}`,
   );
   const child = spawn('/usr/bin/docker-registry', ['serve', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   children.add(child);
@@ -229,9 +255,9 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
   child.stderr?.on('data', (c: Buffer) => {
     stderr = (stderr + c.toString()).slice(-4000);
   });
-  const url = `http://${host}`;
+  const url = `${tls !== undefined ? 'https' : 'http'}://${host}`;
   try {
-    await waitForV2(url, child, () => stderr);
+    await waitForV2(url, child, () => stderr, tls?.caCertPath);
   } catch (err) {
     child.kill('SIGKILL');
     children.delete(child);
@@ -242,6 +268,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
     host,
     url,
     dataDir,
+    ...(tls !== undefined ? { caCertPath: tls.caCertPath } : {}),
     ...(token !== undefined ? { token } : {}),
     async stop() {
       if (child.exitCode === null) {
