@@ -19,7 +19,6 @@ import type { Descriptor } from '../domain/image.js';
 import type { BlobWriter } from '../pull/ports.js';
 import { BlobLeases, type BlobLease } from './blob-leases.js';
 import type { BlobStore, BlobVerification, ReadRange, StoreFsInfo } from './blob-store.js';
-import { HashWorkerPool, inlineHash, type IncrementalHash } from './hash-workers.js';
 import { CoalescedDirectorySync, errnoCode, nodeStoreFs, writeFully, type StoreFileHandle, type StoreFs } from './fs-facade.js';
 import { blobNotFound, storeError } from './store-errors.js';
 
@@ -43,8 +42,6 @@ export class FsBlobStore implements BlobStore {
   readonly #sizes = new Map<Digest, number>();
   #usedBytes = 0;
   #activeIngests = 0;
-
-  readonly #hashers = new HashWorkerPool(2);
 
   private constructor(root: string, realRoot: string, fs: StoreFs) {
     this.root = root;
@@ -208,7 +205,6 @@ export class FsBlobStore implements BlobStore {
       fs: this.#fs,
       root: this.root,
       publish: (path) => this.#publish(path, digest, expected.size),
-      hash: expected.size >= WORKER_HASH_MIN_BYTES ? this.#hashers.create(digestAlgorithm(digest)) : inlineHash(digestAlgorithm(digest)),
       done: () => {
         this.#activeIngests -= 1;
         lease.release();
@@ -343,18 +339,15 @@ interface WriterParts {
   readonly root: string;
   readonly publish: (tempPath: string) => Promise<void>;
   readonly done: () => void;
-  /** Hashes what has been written, off the main thread. */
-  readonly hash: IncrementalHash;
 }
 
 type WriterState = 'open' | 'committed' | 'discarded';
 
 const WRITE_BATCH_BYTES = 1024 * 1024;
-/** Below this, hashing inline beats a round trip to a worker thread. */
-const WORKER_HASH_MIN_BYTES = 8 * 1024 * 1024;
 
 class FsBlobWriter implements BlobWriter {
   readonly #parts: WriterParts;
+  readonly #hash: Hash;
   #offset = 0;
   #state: WriterState = 'open';
   /**
@@ -368,6 +361,7 @@ class FsBlobWriter implements BlobWriter {
 
   constructor(parts: WriterParts) {
     this.#parts = parts;
+    this.#hash = createHash(digestAlgorithm(parts.digest));
   }
 
   get offset(): number {
@@ -404,6 +398,7 @@ class FsBlobWriter implements BlobWriter {
         facts: { digest, expectedSize: size, actualSize: attempted },
       });
     }
+    this.#hash.update(chunk);
     this.#pending.push(chunk);
     this.#pendingBytes += chunk.length;
     this.#offset += chunk.length;
@@ -412,8 +407,7 @@ class FsBlobWriter implements BlobWriter {
 
   async #flush(): Promise<void> {
     if (this.#pendingBytes === 0) return;
-    // Our own copy: it is handed to the hasher after the write, and the caller's chunks stay theirs.
-    const data = this.#pending.length === 1 ? new Uint8Array(this.#pending[0]!) : Buffer.concat(this.#pending, this.#pendingBytes);
+    const data = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending, this.#pendingBytes);
     this.#pending = [];
     this.#pendingBytes = 0;
     try {
@@ -422,7 +416,6 @@ class FsBlobWriter implements BlobWriter {
       await this.#discard();
       throw storeError(err, this.#parts.root, `writing blob ${this.#parts.digest}`, { digest: this.#parts.digest });
     }
-    this.#parts.hash.update(data);
   }
 
   async #commit(): Promise<void> {
@@ -439,7 +432,7 @@ class FsBlobWriter implements BlobWriter {
         facts: { digest, expectedSize: size, actualSize },
       });
     }
-    const actual = `${digestAlgorithm(digest)}:${await this.#parts.hash.digest()}`;
+    const actual = `${digestAlgorithm(digest)}:${this.#hash.digest('hex')}`;
     if (actual !== digest) {
       await this.#discard();
       throw new PullguardError('DIGEST_MISMATCH', `blob digest mismatch: expected ${digest}, content has ${actual}`, {
@@ -468,7 +461,6 @@ class FsBlobWriter implements BlobWriter {
     this.#state = 'discarded';
     this.#pending = [];
     this.#pendingBytes = 0;
-    this.#parts.hash.drop();
     try {
       if (!handleClosed) await this.#parts.handle.close().catch(() => undefined);
       await unlinkIfPresent(this.#parts.fs, this.#parts.tempPath).catch(() => undefined);
