@@ -270,7 +270,7 @@ async function serve(argv: readonly string[]): Promise<number> {
           backend?.close();
           await registry.close();
           await lookasideDispatcher.close();
-          await store.images.close();
+          await store.close();
           logger.info('stopped');
           logger.flush();
           resolve(0);
@@ -304,7 +304,7 @@ async function runFsck(argv: readonly string[]): Promise<number> {
     }
     return report.ok || values.repair === true ? 0 : 1;
   } finally {
-    await store.images.close();
+    await store.close();
   }
 }
 
@@ -348,7 +348,7 @@ async function runVerify(argv: readonly string[]): Promise<number> {
     process.stdout.write(`NOT SATISFIED: ${name} (${record.id}) under ${verdict.scope.policyFile} [${verdict.scope.scope}]: ${verdict.denial ?? 'denied'}\n`);
     return 1;
   } finally {
-    await store.images.close();
+    await store.close();
   }
 }
 

@@ -83,6 +83,7 @@ async function fsckJson(stateDir: string): Promise<FsckJson> {
     (r) => ({ code: 0, stdout: r.stdout }),
     (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout || e.stderr }),
   );
+  if (!run.stdout.trimStart().startsWith('{')) throw new Error(`fsck failed: ${run.stdout}`);
   const report = JSON.parse(run.stdout) as FsckJson;
   expect(report.corruptBlobs).toEqual([]);
   expect(report.brokenRecords).toEqual([]);
@@ -136,7 +137,11 @@ describe('SIGKILL during pulls, removals and GC', () => {
       const pg = await startPullguard({ stateDir, args });
       try {
         await verifyAndRetry(pg);
-        if (round === KILLS) break;
+        if (round === KILLS) {
+          // The last round only checks; stop cleanly so the final fsck has the store to itself.
+          await pg.stop({ keepState: true });
+          break;
+        }
 
         const present = tracked.filter((t) => t.state === 'present');
         const scenario = rng.pick(['pull-registry', 'pull-fault', 'remove', 'remove+pull', 'pulls'] as const);

@@ -130,6 +130,15 @@ describe('ImageService over the unix socket', () => {
     expect(unreachable.details).toMatch(/^RegistryUnavailable: /);
   });
 
+  it('keeps offline store commands away from a store the server is using', async () => {
+    const fsck = await execFileAsync(process.execPath, [MAIN, 'fsck', '--state-dir', server.stateDir]).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(fsck.code).toBe(1);
+    expect(fsck.stderr).toMatch(/is in use by process \d+ \(a running pullguard serve\); stop it first/);
+  });
+
   it('binds the socket with mode 0660 and refuses to start beside a live server', async () => {
     expect(statSync(server.socket).mode & 0o777).toBe(0o660);
     const second = await execFileAsync(process.execPath, [MAIN, 'serve', '--state-dir', join(work, 'other'), '--socket', server.socket]).then(

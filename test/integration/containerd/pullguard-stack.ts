@@ -100,7 +100,7 @@ export async function startPullguard(options: {
       backend.close();
       await registry.close();
       await mirror.close();
-      await store.images.close();
+      await store.close();
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -74,7 +74,7 @@ beforeEach(async () => {
   store = await openStore(dir);
 });
 afterEach(async () => {
-  await store.images.close();
+  await store.close();
   await rm(dir, { recursive: true, force: true });
 });
 

@@ -32,7 +32,8 @@ describe('store crash consistency', () => {
     for (let kill = 0; kill < KILLS; kill++) {
       await runAndKill(root, randomInt(30, 400));
       const staleBefore = (await readdir(join(root, 'ingest'))).length;
-      const { blobs, images } = await openStore(root);
+      const store = await openStore(root);
+      const { blobs, images } = store;
       staleRemoved += staleBefore;
       if (images.loadReport.droppedJournalBytes > 0) tornTails += 1;
       expect(await readdir(join(root, 'ingest'))).toEqual([]);
@@ -42,7 +43,7 @@ describe('store crash consistency', () => {
       expect(report.staleIngests).toEqual([]);
       expect(report.ok).toBe(true);
       maxRecords = Math.max(maxRecords, report.recordsChecked);
-      await images.close();
+      await store.close();
     }
     console.log(`crash test: ${KILLS} kills, up to ${maxRecords} records, ${staleRemoved} orphaned temp files removed on open, ${tornTails} torn journal tails cut`);
     expect(maxRecords).toBeGreaterThan(0); // the child really did work before being killed
