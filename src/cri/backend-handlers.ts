@@ -20,6 +20,8 @@ import type { PullService } from '../pull/pull-service.js';
 import { credentialsFromAuthConfig } from './auth-config.js';
 import type { CriImage, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest, RemoveImageRequest } from './cri-types.js';
 import { CRI_API_VERSION, criServiceDefinitions, type ImageServiceDeps } from './image-service.js';
+import { repositoryNamed } from '../pull/reverify.js';
+import { verificationRecordFor } from '../pull/verification-record.js';
 import { instrumentUnary, type RpcHandler } from './instrument.js';
 import { warningsMetadata } from './status.js';
 
@@ -110,9 +112,8 @@ export function createBackendHandlers(deps: BackendHandlerDeps): Handlers {
     const response = codec.decodeResponse(bytes) as { image: CriImage | null; info: Record<string, string> };
     if (response.image === null || response.image.id !== found.record.id) return { response: bytes };
     response.image.repo_tags = mergeTags(response.image.repo_tags, found.record.repoTags);
-    if (request.verbose && found.record.verification !== undefined) {
-      response.info = { ...response.info, 'pullguard.verification': JSON.stringify(found.record.verification) };
-    }
+    const verification = request.verbose ? verificationRecordFor(found.record.verification, repositoryNamed(requireImageName(request.image))?.name) : undefined;
+    if (verification !== undefined) response.info = { ...response.info, 'pullguard.verification': JSON.stringify(verification) };
     return { response: codec.encodeResponse(response) };
   };
 

@@ -22,6 +22,8 @@ import { ImageListEncoder } from './image-list-encoder.js';
 import { instrumentUnary, type RpcHandler } from './instrument.js';
 import { loadCriPackageDefinition } from './proto.js';
 import { isSignatureDeniedError } from '../pull/pull-errors.js';
+import { repositoryNamed } from '../pull/reverify.js';
+import { verificationRecordFor } from '../pull/verification-record.js';
 import { warningsMetadata } from './status.js';
 
 export const CRI_API_VERSION = 'v1';
@@ -121,7 +123,9 @@ export function createImageServiceHandlers(deps: ImageServiceDeps): { image: grp
         layers: record.layers,
         pulledAt: record.pulledAt,
       });
-      if (record.verification !== undefined) info.verification = JSON.stringify(record.verification);
+      // The record of the repository asked about (by id: the latest one).
+      const verification = verificationRecordFor(record.verification, repositoryNamed(name)?.name);
+      if (verification !== undefined) info.verification = JSON.stringify(verification);
     }
     return { response: { image: toCriImage(record), info } };
   };

@@ -84,6 +84,7 @@ export interface ContentStore {
 }
 
 export interface ImageRecorder {
+  get(id: Digest): ImageRecord | undefined;
   put(record: ImageRecord): Promise<unknown>;
 }
 

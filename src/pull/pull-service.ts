@@ -19,7 +19,7 @@ import type {
   ResolvedImage,
 } from './ports.js';
 import { SingleFlight } from './single-flight.js';
-import { toVerificationRecord } from './verification-record.js';
+import { signatureBlobsOf, toVerificationRecord, withVerificationRecord } from './verification-record.js';
 
 /** The signature phase as the pipeline sees it (src/pull/signature-phase.ts, wired in main). */
 export type SignaturePhase = (input: {
@@ -149,6 +149,11 @@ export class PullService {
       await this.#fetchBlobs(image, [image.config, ...image.layers], request.credentials, signal);
 
       const config = await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES);
+      // Kept per repository: the same image pulled from elsewhere keeps its own record.
+      const verification = withVerificationRecord(
+        this.#options.images.get(image.config.digest)?.verification,
+        toVerificationRecord({ time: clock(), version: this.#options.version, image, verdict, signatures, signatureDigests }),
+      );
       const record: ImageRecord = {
         id: image.config.digest,
         repoTags: reference.tag !== undefined ? [`${reference.name}:${reference.tag}`] : [],
@@ -162,15 +167,8 @@ export class PullService {
         size: image.config.size + image.manifestBytes.byteLength + image.layers.reduce((sum, l) => sum + l.size, 0),
         ...optionalUser(configUser(config)),
         pulledAt: clock().toISOString(),
-        verification: toVerificationRecord({
-          time: clock(),
-          version: this.#options.version,
-          image,
-          verdict,
-          signatures,
-          signatureDigests,
-        }),
-        signatureBlobs: signatureDigests,
+        verification,
+        signatureBlobs: signatureBlobsOf(verification),
       };
       await this.#options.images.put(record);
       return { imageId: record.id, reference, manifestDigest: image.manifestDigest, verdict, record };

@@ -11,7 +11,7 @@ import { parseReference, type ImageReference } from '../domain/reference.js';
 import type { SignatureFetchReport, UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
 import type { ContentStore, ImageRecord, ResolvedImage, SignatureSource } from './ports.js';
 import { runSignaturePhase } from './signature-phase.js';
-import type { VerificationRecordV1 } from './verification-record.js';
+import { verificationRecordFor, type VerificationRecordV1 } from './verification-record.js';
 
 const MAX_STORED_BYTES = 4 * 1024 * 1024;
 
@@ -24,7 +24,8 @@ export async function reverifyStoredImage(input: {
   readonly now?: Date;
 }): Promise<Verdict> {
   const { record, content } = input;
-  const verification = record.verification as VerificationRecordV1 | undefined;
+  const named = repositoryNamed(input.name);
+  const verification = verificationRecordFor(record.verification, named?.name);
   const reference = referenceFor(input.name, record, verification);
   const manifestBytes = await content.readAll(record.manifestDigest, MAX_STORED_BYTES);
   const signatures: UntrustedSignatureBlob[] = [];
@@ -53,6 +54,16 @@ export async function reverifyStoredImage(input: {
     layers: [],
   };
   return runSignaturePhase({ policy: input.policy, image, sources: [storedSource], ...(input.now !== undefined ? { now: input.now } : {}) });
+}
+
+/** The repository a name refers to, or undefined for an id or id prefix. */
+export function repositoryNamed(name: string): ImageReference | undefined {
+  if (/^(?:sha256:)?[0-9a-f]{6,64}$/.test(name)) return undefined;
+  try {
+    return parseReference(name);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A name given as an id has no repository: use the one the image was pulled as. */

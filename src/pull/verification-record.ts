@@ -95,3 +95,44 @@ export function toVerificationRecord(input: {
     warnings: verdict.warnings.map((w) => ({ code: w.code, message: w.message })),
   };
 }
+
+/**
+ * The verification records of one image, by repository (`registry.example/app`). The same image
+ * (same config digest) pulled from two repositories was verified twice, against two identities;
+ * a later pull from one repository must not erase the record of the other.
+ */
+export type VerificationRecords = Readonly<Record<string, VerificationRecordV1>>;
+
+function repositoryOfImage(image: string): string {
+  const at = image.indexOf('@');
+  const withoutDigest = at === -1 ? image : image.slice(0, at);
+  const colon = withoutDigest.lastIndexOf(':');
+  return colon > withoutDigest.lastIndexOf('/') ? withoutDigest.slice(0, colon) : withoutDigest;
+}
+
+/** Reads what the store kept (tolerating the single-record form written before records were keyed). */
+export function readVerificationRecords(stored: unknown): VerificationRecords {
+  if (typeof stored !== 'object' || stored === null) return {};
+  if ((stored as { schemaVersion?: unknown }).schemaVersion === 1) {
+    const record = stored as VerificationRecordV1;
+    return { [repositoryOfImage(record.image)]: record };
+  }
+  return stored as VerificationRecords;
+}
+
+export function withVerificationRecord(stored: unknown, record: VerificationRecordV1): VerificationRecords {
+  return { ...readVerificationRecords(stored), [repositoryOfImage(record.image)]: record };
+}
+
+/** The record for the repository `name` refers to; for an id (no repository), the latest one. */
+export function verificationRecordFor(stored: unknown, repository: string | undefined): VerificationRecordV1 | undefined {
+  const records = readVerificationRecords(stored);
+  if (repository !== undefined && records[repository] !== undefined) return records[repository];
+  if (repository !== undefined) return undefined;
+  return Object.values(records).sort((a, b) => (a.time < b.time ? 1 : -1))[0];
+}
+
+/** Every signature blob any record names: what garbage collection must keep. */
+export function signatureBlobsOf(records: VerificationRecords): Digest[] {
+  return [...new Set(Object.values(records).flatMap((r) => r.signatures.map((s) => s.blob as Digest)))];
+}

@@ -160,6 +160,21 @@ describe('PullService', () => {
     expect(await readdir(join(dir, 'blobs', 'sha256'))).toEqual([]);
   });
 
+  it('keeps one verification record per repository the same image was pulled from', async () => {
+    const source = new MemorySource([100]);
+    const signature = (text: string) => ({ location: { source: 'lookaside' as const, index: 1, url: `http://sigs/${text}` }, format: 'simple-signing' as const, bytes: Buffer.from(text) });
+    const phase: SignaturePhase = async ({ image }) => ({ verdict: verdict(true), signatures: [signature(image.reference.name)] });
+    const pulls = service(source, phase);
+    await pulls.pull({ image: 'registry.example/one:v1' });
+    const second = await pulls.pull({ image: 'registry.example/two:v1' });
+    const records = second.record.verification as Record<string, { image: string; signatures: { blob: string }[] }>;
+    expect(Object.keys(records).sort()).toEqual(['registry.example/one', 'registry.example/two']);
+    expect(records['registry.example/one']!.image).toBe('registry.example/one:v1');
+    expect([...second.record.signatureBlobs!].sort()).toEqual([records['registry.example/one']!.signatures[0]!.blob, records['registry.example/two']!.signatures[0]!.blob].sort());
+    expect(second.record.repoTags).toEqual(['registry.example/two:v1']);
+    expect(store.images.get(second.imageId)?.repoTags.slice().sort()).toEqual(['registry.example/one:v1', 'registry.example/two:v1']);
+  });
+
   it('rejects a malformed name before touching the registry', async () => {
     const source = new MemorySource([10]);
     await expect(service(source).pull({ image: 'Not/Valid' })).rejects.toMatchObject({ code: 'INVALID_REFERENCE' });
