@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { OCI, sha256 } from '../helpers/oci-image.js';
+import { tarHeader } from '../helpers/oci-image.js';
 
 export interface LargeImageOptions {
   readonly tag: string;
@@ -32,23 +33,6 @@ export interface LargeImage {
 
 const CHUNK = 1024 * 1024;
 
-function tarHeader(path: string, size: number): Buffer {
-  const header = Buffer.alloc(512);
-  header.write(path, 0, 'utf8');
-  header.write('0000644\0', 100);
-  header.write('0000000\0', 108);
-  header.write('0000000\0', 116);
-  header.write(size.toString(8).padStart(11, '0') + '\0', 124);
-  header.write('00000000000\0', 136);
-  header.write('        ', 148);
-  header.write('0', 156);
-  header.write('ustar\0', 257);
-  header.write('00', 263);
-  let sum = 0;
-  for (const b of header) sum += b;
-  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-  return header;
-}
 
 /** The tar stream of one random file; `diffId` hashes exactly what is yielded. */
 async function* randomTar(size: number, diffId: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {

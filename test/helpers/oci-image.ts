@@ -99,26 +99,31 @@ export function seededBytes(size: number, seed: number): Uint8Array {
 }
 
 /** A minimal ustar archive writer (regular files only, fixed mtime so digests are stable). */
+/** A ustar header for a regular file of `size` bytes (mode 0644, uid/gid 0, mtime 0). */
+export function tarHeader(path: string, size: number): Buffer {
+  const header = Buffer.alloc(512);
+  if (Buffer.byteLength(path) > 100) throw new Error(`tar path too long for this helper: ${path}`);
+  header.write(path, 0, 'utf8');
+  header.write('0000644\0', 100);
+  header.write('0000000\0', 108);
+  header.write('0000000\0', 116);
+  header.write(size.toString(8).padStart(11, '0') + '\0', 124);
+  header.write('00000000000\0', 136);
+  header.write('        ', 148);
+  header.write('0', 156);
+  header.write('ustar\0', 257);
+  header.write('00', 263);
+  let sum = 0;
+  for (const b of header) sum += b;
+  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  return header;
+}
+
 export function tarFiles(files: Readonly<Record<string, string | Uint8Array>>): Uint8Array {
   const blocks: Buffer[] = [];
   for (const [path, content] of Object.entries(files)) {
     const data = typeof content === 'string' ? Buffer.from(content) : Buffer.from(content);
-    const header = Buffer.alloc(512);
-    if (Buffer.byteLength(path) > 100) throw new Error(`tar path too long for this helper: ${path}`);
-    header.write(path, 0, 'utf8');
-    header.write('0000644\0', 100);
-    header.write('0000000\0', 108);
-    header.write('0000000\0', 116);
-    header.write(data.length.toString(8).padStart(11, '0') + '\0', 124);
-    header.write('00000000000\0', 136);
-    header.write('        ', 148);
-    header.write('0', 156);
-    header.write('ustar\0', 257);
-    header.write('00', 263);
-    let sum = 0;
-    for (const b of header) sum += b;
-    header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-    blocks.push(header, data);
+    blocks.push(tarHeader(path, data.length), data);
     const pad = (512 - (data.length % 512)) % 512;
     if (pad > 0) blocks.push(Buffer.alloc(pad));
   }

@@ -10,17 +10,7 @@ import { runSignaturePhase } from '../../../src/pull/signature-phase.js';
 import * as fx from '../../fixtures/signatures/fixtures.js';
 
 const URL_BASE = 'http://127.0.0.1:1/sigs/app@sha256=x';
-const image: ResolvedImage = {
-  reference: parseReference(fx.SIGNED_IDENTITY),
-  physicalReference: parseReference(fx.SIGNED_IDENTITY),
-  topDigest: fx.MANIFEST_DIGEST,
-  topMediaType: 'application/vnd.oci.image.manifest.v1+json',
-  manifestDigest: fx.MANIFEST_DIGEST,
-  manifestMediaType: 'application/vnd.oci.image.manifest.v1+json',
-  manifestBytes: fx.manifestFixture(),
-  config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: fx.CONFIG_DIGEST, size: 1 },
-  layers: [],
-} as unknown as ResolvedImage;
+const image: ResolvedImage = fx.resolvedFixtureImage();
 
 const sig = (index: number, name: Parameters<typeof fx.signatureFixture>[0]): UntrustedSignatureBlob => ({
   location: { source: 'lookaside', index, url: `${URL_BASE}/signature-${index}` },

@@ -12,17 +12,7 @@ import { signedLayer, sigstoreKey, type AttachmentLayer } from '../../fixtures/s
 import * as fx from '../../fixtures/signatures/fixtures.js';
 
 const reference = parseReference(fx.SIGNED_IDENTITY);
-const image = {
-  reference,
-  physicalReference: reference,
-  topDigest: fx.MANIFEST_DIGEST,
-  topMediaType: 'application/vnd.oci.image.manifest.v1+json',
-  manifestDigest: fx.MANIFEST_DIGEST,
-  manifestMediaType: 'application/vnd.oci.image.manifest.v1+json',
-  manifestBytes: fx.manifestFixture(),
-  config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: fx.CONFIG_DIGEST, size: 1 },
-  layers: [],
-} as unknown as ResolvedImage;
+const image: ResolvedImage = fx.resolvedFixtureImage();
 const cosign = sigstoreKey('cosign');
 const goodLayer = signedLayer(cosign, { digest: fx.MANIFEST_DIGEST, reference: reference.name });
 
