@@ -301,27 +301,21 @@ async function skopeoCopy(src: string, dest: string, extra: string[]): Promise<v
 
 /**
  * Pushes the image tagged `tag` in the OCI layout (default: the tag part of `repoAndTag`) to
- * `registry` as `repoAndTag`. `format: 'v2s2'` converts to Docker schema2 on the way.
+ * `registry` as `repoAndTag`. `format: 'v2s2'` converts to Docker schema2 on the way; `all` pushes
+ * every instance of a multi-platform index.
  */
 export async function pushImage(
   layoutDir: string,
   repoAndTag: string,
   registry: StartedRegistry,
-  options: PushOptions & { readonly layoutTag?: string } = {},
+  options: PushOptions & { readonly layoutTag?: string; readonly all?: boolean } = {},
 ): Promise<void> {
   const layoutTag = options.layoutTag ?? repoAndTag.slice(repoAndTag.lastIndexOf(':') + 1);
   const format = options.format === 'v2s2' ? ['--format', 'v2s2'] : options.format === 'oci' ? ['--format', 'oci'] : [];
-  await skopeoCopy(`oci:${layoutDir}:${layoutTag}`, `docker://${registry.host}/${repoAndTag}`, [...format, ...pushCreds(options)]);
+  await skopeoCopy(`oci:${layoutDir}:${layoutTag}`, `docker://${registry.host}/${repoAndTag}`, [...(options.all ? ['--all'] : []), ...format, ...pushCreds(options)]);
 }
 
 /** Pushes a multi-platform index (all instances) from the layout. */
-export async function pushIndex(
-  layoutDir: string,
-  repoAndTag: string,
-  registry: StartedRegistry,
-  options: PushOptions & { readonly layoutTag?: string } = {},
-): Promise<void> {
-  const layoutTag = options.layoutTag ?? repoAndTag.slice(repoAndTag.lastIndexOf(':') + 1);
-  const format = options.format === 'v2s2' ? ['--format', 'v2s2'] : [];
-  await skopeoCopy(`oci:${layoutDir}:${layoutTag}`, `docker://${registry.host}/${repoAndTag}`, ['--all', ...format, ...pushCreds(options)]);
+export function pushIndex(layoutDir: string, repoAndTag: string, registry: StartedRegistry, options: PushOptions & { readonly layoutTag?: string } = {}): Promise<void> {
+  return pushImage(layoutDir, repoAndTag, registry, { ...options, all: true });
 }

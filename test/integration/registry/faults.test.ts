@@ -9,6 +9,7 @@ import { freePort } from '../../helpers/registry.js';
 import { startFaultRegistry, type FaultRegistry } from '../../helpers/fault-registry.js';
 import { MemoryBlobWriter } from '../../helpers/memory-blob-writer.js';
 import { buildOciImage, type BuiltImage } from '../../helpers/oci-image.js';
+import { failure } from '../../helpers/expect-failure.js';
 
 let reg: FaultRegistry;
 let image: BuiltImage;
@@ -41,15 +42,6 @@ function client(extra: Partial<RegistryClientOptions> = {}, events: RegistryEven
   });
 }
 
-async function failure(p: Promise<unknown>): Promise<PullguardError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isPullguardError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a failure');
-}
 
 const big = () => image.layers[0]!;
 

@@ -17,6 +17,7 @@ import { parseRegistriesConf } from '../../../src/registry/registries-conf.js';
 import { MemoryBlobWriter } from '../../helpers/memory-blob-writer.js';
 import { buildOciImage, buildOciIndex, type BuiltImage, type BuiltIndex } from '../../helpers/oci-image.js';
 import { freePort, pushImage, pushIndex, startRegistry, type StartedRegistry } from '../../helpers/registry.js';
+import { failure } from '../../helpers/expect-failure.js';
 
 let dir: string;
 let open: StartedRegistry;
@@ -66,15 +67,6 @@ function client(extra: Partial<RegistryClientOptions> = {}): RegistryImageSource
   return c;
 }
 
-async function failure(p: Promise<unknown>): Promise<PullguardError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isPullguardError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a failure');
-}
 
 async function pullAll(c: RegistryImageSource, ref: string, creds?: RegistryCredentials) {
   const opts = creds === undefined ? {} : { credentials: creds };
