@@ -5,98 +5,17 @@
  * JSON payload → manifest digest → identity. Payload fields are `untrusted…` until all of that
  * passed. Never throws for a bad signature: it returns a rejected SignatureCheck.
  */
-import { createHash } from 'node:crypto';
 import { readMessage, verify, type KeyID, type PublicKey } from 'openpgp';
-import { digestAlgorithm, parseDigest, type Digest } from '../domain/digest.js';
-import { PullguardError } from '../domain/errors.js';
 import type { RejectionKind, SignatureCheck, SignerIdentity, UntrustedSignatureBlob } from '../domain/signature.js';
-import {
-  JsonNumber,
-  isJsonObject,
-  objectKeyProblems,
-  parseStrictJsonBytes,
-  type JsonObject,
-  type JsonValue,
-} from '../domain/strict-json.js';
 import type { GpgKeySet } from './gpg-keys.js';
+import { judgeSignedPayload, SIMPLE_SIGNING_PAYLOAD, type PayloadExpectations } from './payload.js';
 import { sniffSignatureFormat } from './sniff.js';
 
-export const SIGNATURE_TYPE = 'atomic container signature';
+export const SIGNATURE_TYPE = SIMPLE_SIGNING_PAYLOAD.type;
 
-export interface SimpleSigningExpectations {
-  /** The digest of the manifest being pulled (the platform instance for manifest lists). */
-  readonly manifestDigest: Digest;
-  /** The manifest bytes, to re-hash when the signature uses another digest algorithm. */
-  readonly manifestBytes?: Uint8Array;
-  /** The requirement's signedIdentity rule applied to the user's reference. */
-  readonly matchesIdentity: (untrustedDockerReference: string) => boolean;
+export interface SimpleSigningExpectations extends PayloadExpectations {
   /** Verification time (injected clock); defaults to now. */
   readonly now?: Date;
-}
-
-/** A malformed payload: coded like every parser error; verifySimpleSigning turns it into a rejection. */
-class PayloadError extends PullguardError<'INVALID_ARGUMENT'> {
-  constructor(message: string | undefined) {
-    super('INVALID_ARGUMENT', message ?? 'invalid signature payload');
-  }
-}
-
-interface UntrustedPayload {
-  readonly untrustedDockerManifestDigest: Digest;
-  readonly untrustedDockerReference: string;
-  readonly untrustedCreator?: string;
-  readonly untrustedTimestamp?: number;
-}
-
-function exactObject(value: JsonValue, keys: readonly string[]): JsonObject {
-  const problems = objectKeyProblems(value, keys, keys);
-  if (problems.length > 0) throw new PayloadError(problems[0]);
-  return value as JsonObject;
-}
-
-function stringField(obj: JsonObject, key: string, where: string): string {
-  const value = obj.get(key);
-  if (typeof value !== 'string') throw new PayloadError(`Field ${where} is not a string`);
-  return value;
-}
-
-/** Strict payload parse (simple.go l.116-182). Call only after cryptographic verification. */
-export function parseUntrustedPayload(bytes: Uint8Array): UntrustedPayload {
-  let doc: JsonValue;
-  try {
-    doc = parseStrictJsonBytes(bytes);
-  } catch (err) {
-    throw new PayloadError((err as Error).message);
-  }
-  const top = exactObject(doc, ['critical', 'optional']);
-  const critical = exactObject(top.get('critical') as JsonValue, ['type', 'image', 'identity']);
-  const type = stringField(critical, 'type', 'critical.type');
-  if (type !== SIGNATURE_TYPE) throw new PayloadError(`Unrecognized signature type ${type}`);
-  const image = exactObject(critical.get('image') as JsonValue, ['docker-manifest-digest']);
-  const rawDigest = stringField(image, 'docker-manifest-digest', 'critical.image.docker-manifest-digest');
-  let untrustedDockerManifestDigest: Digest;
-  try {
-    untrustedDockerManifestDigest = parseDigest(rawDigest);
-  } catch (err) {
-    throw new PayloadError(`invalid docker-manifest-digest value ${JSON.stringify(rawDigest)}: ${(err as Error).message}`);
-  }
-  const identity = exactObject(critical.get('identity') as JsonValue, ['docker-reference']);
-  const untrustedDockerReference = stringField(identity, 'docker-reference', 'critical.identity.docker-reference');
-
-  const optional = top.get('optional') as JsonValue;
-  if (!isJsonObject(optional)) throw new PayloadError(objectKeyProblems(optional, [])[0]);
-  const creator = optional.get('creator');
-  if (creator !== undefined && typeof creator !== 'string') throw new PayloadError('Field optional.creator is not a string');
-  const timestamp = optional.get('timestamp');
-  if (timestamp !== undefined && !(timestamp instanceof JsonNumber && timestamp.isSafeInteger())) {
-    throw new PayloadError('Field optional.timestamp is not an integer');
-  }
-  return {
-    untrustedDockerManifestDigest,
-    untrustedDockerReference,
-    ...(creator !== undefined ? { untrustedCreator: creator } : {}),
-    ...(timestamp instanceof JsonNumber ? { untrustedTimestamp: timestamp.value } : {}),
-  };
 }
 
 function findSigner(keys: GpgKeySet, keyId: KeyID): { key: PublicKey; signer: SignerIdentity } | undefined {
@@ -109,13 +28,6 @@ function findSigner(keys: GpgKeySet, keyId: KeyID): { key: PublicKey; signer: Si
     };
   }
   return undefined;
-}
-
-function manifestMatches(signed: Digest, expect: SimpleSigningExpectations): boolean {
-  if (signed === expect.manifestDigest) return true;
-  if (expect.manifestBytes === undefined || digestAlgorithm(signed) === digestAlgorithm(expect.manifestDigest)) return false;
-  const hex = createHash(digestAlgorithm(signed)).update(expect.manifestBytes).digest('hex');
-  return `${digestAlgorithm(signed)}:${hex}` === signed;
 }
 
 export async function verifySimpleSigning(
@@ -189,26 +101,7 @@ export async function verifySimpleSigning(
     );
   }
 
-  let payload: UntrustedPayload;
-  try {
-    payload = parseUntrustedPayload(data);
-  } catch (err) {
-    if (err instanceof PayloadError) return reject('invalid-payload', err.message, signer);
-    throw err;
-  }
-  if (!manifestMatches(payload.untrustedDockerManifestDigest, expect)) {
-    return reject('digest-mismatch', `Signature for digest ${payload.untrustedDockerManifestDigest} does not match`, signer);
-  }
-  if (!expect.matchesIdentity(payload.untrustedDockerReference)) {
-    return reject('identity-mismatch', `Signature for identity ${JSON.stringify(payload.untrustedDockerReference)} is not accepted`, signer);
-  }
-  return Object.freeze({
-    verdict: 'accepted',
-    location,
-    signer,
-    signedDockerReference: payload.untrustedDockerReference,
-    signedManifestDigest: payload.untrustedDockerManifestDigest,
-    ...(payload.untrustedCreator !== undefined ? { creator: payload.untrustedCreator } : {}),
-    ...(payload.untrustedTimestamp !== undefined ? { timestamp: payload.untrustedTimestamp } : {}),
-  });
+  return judgeSignedPayload(data, SIMPLE_SIGNING_PAYLOAD, signer, location, expect);
 }
+
+export { parseUntrustedPayload } from './payload.js';

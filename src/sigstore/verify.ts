@@ -5,22 +5,16 @@
  * the requirement's keys → strict payload → manifest digest → identity. Payload fields stay
  * untrusted until the signature verified. Never throws for a bad signature: returns a rejection.
  */
-import { constants, createHash, verify } from 'node:crypto';
-import { digestAlgorithm, type Digest } from '../domain/digest.js';
+import { constants, verify } from 'node:crypto';
 import type { RejectionKind, SignatureCheck, SignerIdentity, UntrustedSignatureBlob } from '../domain/signature.js';
 import { SIGSTORE_SET_ANNOTATION, SIGSTORE_SIGNATURE_ANNOTATION } from './constants.js';
-import { parseSigstorePayload, SigstorePayloadError, type UntrustedSigstorePayload } from './payload.js';
+import { judgeSignedPayload, type PayloadExpectations } from '../signature/payload.js';
+import { SIGSTORE_PAYLOAD } from './payload.js';
 import type { SigstoreKeySet, SigstorePublicKey } from './public-keys.js';
 import { RekorSetError, verifyRekorSet } from './rekor-set.js';
 
-export interface SigstoreExpectations {
-  /** The digest of the manifest being pulled (the platform instance for manifest lists). */
-  readonly manifestDigest: Digest;
-  /** The manifest bytes, to re-hash when the signature names another digest algorithm. */
-  readonly manifestBytes?: Uint8Array;
-  /** The requirement's signedIdentity rule applied to the user's reference. */
-  readonly matchesIdentity: (untrustedDockerReference: string) => boolean;
-}
+/** What a sigstore signature is judged against: the same as for simple signing. */
+export type SigstoreExpectations = PayloadExpectations;
 
 /** Go base64.StdEncoding.DecodeString, with its error text. CR/LF are ignored as in Go. */
 function decodeStdBase64(text: string): Buffer | string {
@@ -45,12 +39,6 @@ function verifyWith(key: SigstorePublicKey, payload: Uint8Array, signature: Uint
   } catch {
     return type === 'rsa' ? 'crypto/rsa: verification error' : type === 'ed25519' ? 'failed to verify signature' : 'invalid signature when validating ASN.1 encoded signature';
   }
-}
-
-function manifestMatches(signed: Digest, expect: SigstoreExpectations): boolean {
-  if (signed === expect.manifestDigest) return true;
-  if (expect.manifestBytes === undefined || digestAlgorithm(signed) === digestAlgorithm(expect.manifestDigest)) return false;
-  return `${digestAlgorithm(signed)}:${createHash(digestAlgorithm(signed)).update(expect.manifestBytes).digest('hex')}` === signed;
 }
 
 export function verifySigstoreSignature(blob: UntrustedSignatureBlob, keys: SigstoreKeySet, expect: SigstoreExpectations): SignatureCheck {
@@ -98,26 +86,5 @@ export function verifySigstoreSignature(blob: UntrustedSignatureBlob, keys: Sigs
   if (signerKey === undefined) return reject('invalid-signature', `cryptographic signature verification failed: ${failures.join(', ')}`);
   const signer: SignerIdentity = { keyFingerprint: signerKey.fingerprint, primaryKeyFingerprint: signerKey.fingerprint };
 
-  let untrusted: UntrustedSigstorePayload;
-  try {
-    untrusted = parseSigstorePayload(payload);
-  } catch (err) {
-    if (err instanceof SigstorePayloadError) return reject('invalid-payload', err.message, signer);
-    throw err;
-  }
-  if (!manifestMatches(untrusted.untrustedDockerManifestDigest, expect)) {
-    return reject('digest-mismatch', `Signature for digest ${untrusted.untrustedDockerManifestDigest} does not match`, signer);
-  }
-  if (!expect.matchesIdentity(untrusted.untrustedDockerReference)) {
-    return reject('identity-mismatch', `Signature for identity ${JSON.stringify(untrusted.untrustedDockerReference)} is not accepted`, signer);
-  }
-  return Object.freeze({
-    verdict: 'accepted',
-    location,
-    signer,
-    signedDockerReference: untrusted.untrustedDockerReference,
-    signedManifestDigest: untrusted.untrustedDockerManifestDigest,
-    ...(untrusted.untrustedCreator !== undefined ? { creator: untrusted.untrustedCreator } : {}),
-    ...(untrusted.untrustedTimestamp !== undefined ? { timestamp: untrusted.untrustedTimestamp } : {}),
-  });
+  return judgeSignedPayload(payload, SIGSTORE_PAYLOAD, signer, location, expect);
 }
