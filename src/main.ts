@@ -21,7 +21,7 @@ import { startMirror } from './mirror/mirror-server.js';
 import { startCriServer } from './cri/server.js';
 import { loadDaemonConfig, processEnvironment, SERVE_FLAGS, type DaemonConfig } from './config/daemon-config.js';
 import { describeEmbeddedDefault, PolicySelector } from './config/policy-loader.js';
-import { loadRegistriesD, UPSTREAM_DEFAULT_LOOKASIDE, type RegistriesD } from './config/registries-d.js';
+import { loadRegistriesD, parseRegistriesD, UPSTREAM_DEFAULT_LOOKASIDE, type RegistriesD } from './config/registries-d.js';
 import { isPullguardError, ValidationError } from './domain/errors.js';
 import { ImageCatalog } from './images/image-catalog.js';
 import { createLookasideSource, type LookasideEvent } from './lookaside/lookaside-source.js';
@@ -121,11 +121,12 @@ async function loadReloadable(
   // start-up or at a SIGHUP reload (which then keeps the previous configuration), not at a pull.
   const global = await policies.preload();
   if (global.embedded) logger.warn({ policy: '<embedded>' }, describeEmbeddedDefault());
-  const registriesD = await loadRegistriesD(config.registriesD ?? '/nonexistent/registries.d', {
-    // Embedded defaults keep everything under the state dir; with real configuration the upstream
-    // built-in default applies, as in containers/image.
-    defaultLookaside: config.registriesD !== undefined ? UPSTREAM_DEFAULT_LOOKASIDE : `file://${join(config.stateDir, 'sigstore')}`,
-  });
+  // Embedded defaults keep everything under the state dir; with a registries.d directory the
+  // upstream built-in default applies, as in containers/image.
+  const registriesD =
+    config.registriesD !== undefined
+      ? await loadRegistriesD(config.registriesD, { defaultLookaside: UPSTREAM_DEFAULT_LOOKASIDE })
+      : parseRegistriesD([], { defaultLookaside: `file://${join(config.stateDir, 'sigstore')}` });
   const lookaside = createLookasideSource({
     registriesD,
     dispatcher: lookasideDispatcher,
