@@ -63,7 +63,13 @@ export interface ImageSource {
 export interface BlobWriter {
   /** Bytes written so far (where a resumed download continues). */
   readonly offset: number;
-  write(chunk: Uint8Array): Promise<void>;
+  /**
+   * Takes the next chunk. Returns undefined when the chunk was taken without waiting for I/O, or a
+   * promise the caller must await before writing again (the chunk is taken either way; the promise
+   * rejects if it was wrong or could not be stored). Returning undefined lets a network reader
+   * hand over a chunk per socket read without a promise per chunk.
+   */
+  write(chunk: Uint8Array): Promise<void> | undefined;
   /** Throws DIGEST_MISMATCH / SIZE_MISMATCH (and removes the temp file) if the bytes are wrong. Idempotent. */
   commit(): Promise<void>;
   /** Drops the temp file. Safe to call more than once and after commit. */

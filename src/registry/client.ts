@@ -16,7 +16,7 @@ import type { Descriptor, Platform } from '../domain/image.js';
 import { formatReference, type ImageReference } from '../domain/reference.js';
 import type { BlobWriter, ImageSource, RegistryCredentials, ResolvedImage, ResolveOptions } from '../pull/ports.js';
 import { basicAuthorization, credentialIdentity, parseTokenResponse, parseWwwAuthenticate, TokenCache, tokenRequest, type Challenge } from './bearer-auth.js';
-import { DEFAULT_TIMEOUTS, header, readCapped, readErrorBody, send, type HttpResponse, type Timeouts } from './http.js';
+import { DEFAULT_TIMEOUTS, header, pumpBody, readCapped, readErrorBody, send, type HttpResponse, type Timeouts } from './http.js';
 import { MANIFEST_ACCEPT, parseManifest } from './manifest.js';
 import { formatPlatform, selectInstance } from './platform.js';
 import { EMPTY_REGISTRIES_CONFIG, isInsecureHost, pullSources, type PullSource, type RegistriesConfig } from './registries-conf.js';
@@ -555,22 +555,21 @@ class RegistryClient implements RegistryImageSource {
         this.options.onEvent?.({ type: 'resume', host: endpoint.host, repository: physical.path, digest: blob.digest, offset, status: res.status });
       }
       try {
-        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        await pumpBody(res.body, (chunk) => {
           let data: Uint8Array = chunk;
           if (skip > 0) {
             const n = Math.min(skip, data.length);
             skip -= n;
             data = data.subarray(n);
-            if (data.length === 0) continue;
+            if (data.length === 0) return undefined;
           }
           if (writer.offset + data.length > blob.size) {
-            res.body.destroy();
             throw new PullguardError('SIZE_MISMATCH', `blob ${subject.display} from ${endpoint.host} is larger than its descriptor's ${blob.size} bytes`, {
               facts: { host: endpoint.host, repository: physical.path, digest: blob.digest, expectedSize: blob.size },
             });
           }
-          await writer.write(data);
-        }
+          return writer.write(data);
+        });
         return;
       } catch (err) {
         if (isPullguardError(err)) throw err;
@@ -620,12 +619,15 @@ export class VerifyingBufferWriter implements BlobWriter {
     return this.length;
   }
 
-  async write(chunk: Uint8Array): Promise<void> {
+  write(chunk: Uint8Array): Promise<void> | undefined {
     if (this.length + chunk.length > this.expected.size) {
-      throw new PullguardError('SIZE_MISMATCH', `blob ${this.expected.digest} is larger than ${this.expected.size} bytes`, { facts: { digest: this.expected.digest } });
+      return Promise.reject(
+        new PullguardError('SIZE_MISMATCH', `blob ${this.expected.digest} is larger than ${this.expected.size} bytes`, { facts: { digest: this.expected.digest } }),
+      );
     }
     this.chunks.push(Buffer.from(chunk));
     this.length += chunk.length;
+    return undefined;
   }
 
   async commit(): Promise<void> {

@@ -358,6 +358,8 @@ class FsBlobWriter implements BlobWriter {
   #pendingBytes = 0;
   /** Writes, commit and abort run one at a time, in call order. */
   #queue: Promise<unknown> = Promise.resolve();
+  /** Operations in #queue not yet finished (a synchronous write may only go ahead when none are). */
+  #queued = 0;
 
   constructor(parts: WriterParts) {
     this.#parts = parts;
@@ -368,7 +370,19 @@ class FsBlobWriter implements BlobWriter {
     return this.#offset;
   }
 
-  write(chunk: Uint8Array): Promise<void> {
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    // The common case: nothing queued and the chunk fits in the batch without filling it, so it is
+    // hashed and copied now, with no promise.
+    if (this.#queued === 0 && this.#state === 'open' && this.#offset + chunk.length <= this.#parts.size) {
+      const batch = (this.#batch ??= Buffer.allocUnsafeSlow(Math.min(WRITE_BATCH_BYTES, this.#parts.size)));
+      if (this.#pendingBytes + chunk.length < batch.length) {
+        this.#hash.update(chunk);
+        this.#offset += chunk.length;
+        batch.set(chunk, this.#pendingBytes);
+        this.#pendingBytes += chunk.length;
+        return undefined;
+      }
+    }
     return this.#serial(() => this.#write(chunk));
   }
 
@@ -381,7 +395,10 @@ class FsBlobWriter implements BlobWriter {
   }
 
   #serial<T>(fn: () => Promise<T>): Promise<T> {
-    const result = this.#queue.then(fn);
+    this.#queued += 1;
+    const result = this.#queue.then(fn).finally(() => {
+      this.#queued -= 1;
+    });
     this.#queue = result.catch(() => undefined);
     return result;
   }

@@ -48,7 +48,7 @@ async function listAll(store: BlobStore): Promise<Digest[]> {
   return out;
 }
 
-async function codeOf(promise: Promise<unknown>): Promise<string> {
+async function codeOf(promise: Promise<unknown> | undefined): Promise<string> {
   try {
     await promise;
   } catch (err) {

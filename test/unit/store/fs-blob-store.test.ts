@@ -107,8 +107,7 @@ describe('FsBlobStore on disk', () => {
     const store = await FsBlobStore.open({ root, fs: failingFs('EIO', 0) });
     const bytes = randomBytes(10);
     const writer = await store.ingest(blobOf(bytes));
-    const err = (await writer
-      .write(bytes)
+    const err = (await Promise.resolve(writer.write(bytes))
       .then(() => writer.commit())
       .then(
         () => undefined,
