@@ -18,6 +18,7 @@ import { createEventRecorder } from './events/event-recorder.js';
 import { startMetricsServer } from './metrics/metrics-server.js';
 import { createPullguardMetrics, observeLookasideEvents, observePullEvents, pullOutcomeOf } from './metrics/pullguard-metrics.js';
 import { startMirror } from './mirror/mirror-server.js';
+import { InFlightImages } from './pull/in-flight-images.js';
 import { startCriServer } from './cri/server.js';
 import { loadDaemonConfig, processEnvironment, SERVE_FLAGS, type DaemonConfig } from './config/daemon-config.js';
 import { describeEmbeddedDefault, PolicySelector } from './config/policy-loader.js';
@@ -169,7 +170,9 @@ async function serve(argv: readonly string[]): Promise<number> {
 
   const shutdown = new AbortController();
   const observePull = observePullEvents(metrics);
+  const inFlight = new InFlightImages();
   const pulls = new PullService({
+    inFlight,
     source: registry,
     signaturePhase: async ({ namespace, image, credentials, signal }) => {
       const current = reloadable;
@@ -216,7 +219,7 @@ async function serve(argv: readonly string[]): Promise<number> {
   // Backend mode: verified pulls are handed to the runtime pinned by digest; it fetches the
   // verified bytes from the loopback mirror (containerd hosts.toml / CRI-O registries.conf).
   const backend = config.backend !== undefined ? createCriBackend({ endpoint: config.backend }) : undefined;
-  const mirror = backend !== undefined ? await startMirror({ address: config.mirrorAddress, blobs: store.blobs, index: store.images, logger }) : undefined;
+  const mirror = backend !== undefined ? await startMirror({ address: config.mirrorAddress, blobs: store.blobs, index: store.images, inFlight, logger }) : undefined;
   if (mirror !== undefined) logger.info({ backend: config.backend, mirror: mirror.url }, 'backend mode: serving verified content to the runtime');
   const handlers =
     backend !== undefined

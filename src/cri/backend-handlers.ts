@@ -16,7 +16,7 @@ import { formatReference, parseReference } from '../domain/reference.js';
 import { ImageCatalog } from '../images/image-catalog.js';
 import type { ImageIndexReader, ImageRecord } from '../images/ports.js';
 import type { Logger } from '../log/logger.js';
-import type { PullService } from '../pull/pull-service.js';
+import type { AllowedImage, PullResult, PullService } from '../pull/pull-service.js';
 import { credentialsFromAuthConfig } from './auth-config.js';
 import type { CriImage, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest, RemoveImageRequest } from './cri-types.js';
 import { CRI_API_VERSION, criServiceDefinitions, type ImageServiceDeps } from './image-service.js';
@@ -44,6 +44,11 @@ type Handlers = { image: grpc.UntypedServiceImplementation; runtime: grpc.Untype
 interface KnownImage {
   readonly record: ImageRecord;
   readonly pinned?: string;
+}
+
+/** `name@<manifest digest>`: what the runtime is asked for, so a tag moved meanwhile cannot slip through. */
+function pinnedReference(image: Pick<AllowedImage, 'reference' | 'manifestDigest'>): string {
+  return `${image.reference.name}@${image.manifestDigest}`;
 }
 
 export function createBackendHandlers(deps: BackendHandlerDeps): Handlers {
@@ -79,12 +84,45 @@ export function createBackendHandlers(deps: BackendHandlerDeps): Handlers {
     const credentials = credentialsFromAuthConfig(request.auth);
     const metadata = request.sandbox_config?.metadata ?? undefined;
     const namespace = metadata?.namespace !== undefined && metadata.namespace !== '' ? metadata.namespace : undefined;
-    // Verify and fetch first: a denied image never reaches the runtime.
-    const result = await pulls.pull({ image, signal, ...(credentials !== undefined ? { credentials } : {}), ...(namespace !== undefined ? { namespace } : {}) });
-    const pinned = `${result.reference.name}@${result.record.manifestDigest}`;
-    // Auth, sandbox config, annotations and any newer ImageSpec fields go along unchanged.
-    const forwarded = { ...request, image: { ...(request.image as ImageSpec), image: pinned } };
-    const responseBytes = await backend.call('PullImage', codec.encodeRequest(forwarded), { signal });
+    // The runtime is asked only once the policy allowed the image (a denied image never reaches
+    // it), and then at once: it downloads from the mirror while pullguard is still fetching, and
+    // the mirror hands out each blob only after pullguard has committed (verified) it.
+    const runtime = new AbortController();
+    const cancelRuntime = (): void => runtime.abort(signal.reason);
+    signal.addEventListener('abort', cancelRuntime, { once: true });
+    let runtimePull: Promise<Buffer> | undefined;
+    const askRuntime = (allowed: AllowedImage): Promise<Buffer> => {
+      // Auth, sandbox config, annotations and any newer ImageSpec fields go along unchanged.
+      const forwarded = { ...request, image: { ...(request.image as ImageSpec), image: pinnedReference(allowed) } };
+      return backend.call('PullImage', codec.encodeRequest(forwarded), { signal: runtime.signal });
+    };
+    let result: PullResult;
+    let responseBytes: Buffer;
+    try {
+      try {
+        result = await pulls.pull({
+          image,
+          signal,
+          onAllowed: (allowed) => {
+            runtimePull ??= askRuntime(allowed);
+            runtimePull.catch(() => undefined); // awaited below; pullguard's own failure comes first
+          },
+          ...(credentials !== undefined ? { credentials } : {}),
+          ...(namespace !== undefined ? { namespace } : {}),
+        });
+      } catch (err) {
+        // pullguard's verdict or fetch failed: the runtime must not finish (the mirror already
+        // stopped serving this image); cancel its pull and wait for it to wind down.
+        runtime.abort(err);
+        await runtimePull?.catch(() => undefined);
+        throw err;
+      }
+      runtimePull ??= askRuntime(result); // joined a pull already past its verdict
+      responseBytes = await runtimePull;
+    } finally {
+      signal.removeEventListener('abort', cancelRuntime);
+    }
+    const pinned = pinnedReference(result);
     const response = codec.decodeResponse(responseBytes) as { image_ref?: string };
     if (response.image_ref !== result.imageId) {
       log.warn({ pinned, imageRef: response.image_ref, expectedId: result.imageId }, 'the runtime reports a different image id than the verified config digest');

@@ -1,10 +1,12 @@
 /**
  * What the mirror may serve: exactly the manifests and blobs of verified image records, and only
- * under the repositories those records were pulled from. Computed from the index on each request,
- * so a removed image stops being served at once.
+ * under the repositories those records were pulled from — plus, while an allowed image is still
+ * being fetched, its blobs as each is committed. Computed on each request, so a removed image stops
+ * being served at once.
  */
 import type { Digest } from '../domain/digest.js';
 import { DEFAULT_DOMAIN } from '../domain/reference.js';
+import type { InFlightImage } from '../pull/in-flight-images.js';
 import type { ImageRecord } from '../store/image-record.js';
 
 export interface RecordSource {
@@ -14,21 +16,33 @@ export interface RecordSource {
 export interface RepositoryContent {
   /** Manifest or index digest → its media type. */
   readonly manifests: Map<Digest, string>;
+  /** Blobs of recorded images (committed). */
   readonly blobs: Set<Digest>;
+  /** Allowed images still being fetched: their blobs are served once `ready`. */
+  readonly inFlight: InFlightImage[];
 }
 
 /** Repository (full name `domain/path`) → what may be served under it. */
 export type AllowSet = ReadonlyMap<string, RepositoryContent>;
 
-export function buildAllowSet(records: readonly ImageRecord[]): AllowSet {
+export function buildAllowSet(records: readonly ImageRecord[], inFlight: readonly InFlightImage[] = []): AllowSet {
   const allow = new Map<string, RepositoryContent>();
+  const contentOf = (name: string): RepositoryContent => {
+    let content = allow.get(name);
+    if (content === undefined) {
+      content = { manifests: new Map(), blobs: new Set(), inFlight: [] };
+      allow.set(name, content);
+    }
+    return content;
+  };
+  for (const image of inFlight) {
+    const content = contentOf(image.repository);
+    for (const [digest, mediaType] of image.manifests) content.manifests.set(digest, mediaType);
+    content.inFlight.push(image);
+  }
   for (const record of records) {
     for (const name of repositoriesOf(record)) {
-      let content = allow.get(name);
-      if (content === undefined) {
-        content = { manifests: new Map(), blobs: new Set() };
-        allow.set(name, content);
-      }
+      const content = contentOf(name);
       content.manifests.set(record.manifestDigest, record.manifestMediaType);
       content.manifests.set(record.topDigest, record.topMediaType);
       content.blobs.add(record.configDigest);

@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { isDigest, type Digest } from '../domain/digest.js';
 import { isPullguardError, PullguardError } from '../domain/errors.js';
 import type { Logger } from '../log/logger.js';
+import type { InFlightImage } from '../pull/in-flight-images.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { buildAllowSet, lookupRepository, type RecordSource } from './allow-set.js';
 import { decideRange } from './http-range.js';
@@ -19,6 +20,8 @@ export interface MirrorOptions {
   readonly address: string;
   readonly blobs: Pick<BlobStore, 'stat' | 'openRead'>;
   readonly index: RecordSource;
+  /** Allowed images still being fetched (their blobs are served as each is committed). */
+  readonly inFlight?: { list(): readonly InFlightImage[] };
   readonly logger: Logger;
   /** Called once per answered request (tests, metrics). */
   readonly onServe?: (event: MirrorServeEvent) => void;
@@ -126,7 +129,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: Mirror
     sendError(res, 400, 'NAME_INVALID', 'invalid repository name', head);
     return served(repository, 'other', reference, 0);
   }
-  const content = lookupRepository(buildAllowSet(await options.index.list()), repository, url.searchParams.get('ns'));
+  const content = lookupRepository(buildAllowSet(await options.index.list(), options.inFlight?.list()), repository, url.searchParams.get('ns'));
 
   if (kind === 'manifests') {
     // Tags are never served: the runtime must ask for the digest pullguard verified.
@@ -139,10 +142,39 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: Mirror
     sendError(res, 400, 'DIGEST_INVALID', 'invalid digest', head);
     return served(repository, 'blob', reference, 0);
   }
-  const allowed = content !== undefined && (content.blobs.has(reference) || content.manifests.has(reference));
+  const allowed = content !== undefined && (content.blobs.has(reference) || content.manifests.has(reference) || (await committedInFlight(content.inFlight, reference, req)));
   const bytes = allowed ? await sendBlob(req, res, options.blobs, reference, 'application/octet-stream', true) : undefined;
   if (bytes === undefined) sendError(res, 404, 'BLOB_UNKNOWN', 'blob unknown to registry', head);
   return served(repository, 'blob', reference, bytes ?? 0);
+}
+
+/**
+ * Waits until a blob of an allowed image still being fetched is committed (verified): true then,
+ * false when that pull ends without it or the client goes away. Never serves bytes before that.
+ */
+async function committedInFlight(images: readonly InFlightImage[], digest: Digest, req: IncomingMessage): Promise<boolean> {
+  const waiting = images.filter((image) => image.blobs.has(digest));
+  if (waiting.length === 0) return false;
+  let onClose: (() => void) | undefined;
+  const clientGone = new Promise<boolean>((resolve) => {
+    onClose = () => resolve(false);
+    req.socket.once('close', onClose);
+  });
+  try {
+    // True as soon as one pull has committed it; false once every pull ended without it.
+    const committed = new Promise<boolean>((resolve) => {
+      let pending = waiting.length;
+      for (const image of waiting) {
+        void image.ready(digest).then((ok) => {
+          pending -= 1;
+          if (ok || pending === 0) resolve(ok);
+        });
+      }
+    });
+    return await Promise.race([committed, clientGone]);
+  } finally {
+    if (onClose !== undefined) req.socket.off('close', onClose);
+  }
 }
 
 /** Streams a stored blob; undefined when the store does not have it (e.g. collected meanwhile). */

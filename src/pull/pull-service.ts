@@ -18,6 +18,7 @@ import type {
   RegistryCredentials,
   ResolvedImage,
 } from './ports.js';
+import type { InFlightEntry, InFlightImages } from './in-flight-images.js';
 import { SingleFlight } from './single-flight.js';
 import { signatureBlobsOf, toVerificationRecord, withVerificationRecord } from './verification-record.js';
 
@@ -41,6 +42,20 @@ export interface PullRequest {
   /** Pod namespace, for per-namespace policies. */
   readonly namespace?: string;
   readonly signal?: AbortSignal;
+  /**
+   * Called once the verdict allowed the image and its manifests are stored, while its blobs are
+   * still being fetched (which then happens in the order a runtime asks for them). Also called for
+   * a caller that joins a pull already past that point.
+   */
+  readonly onAllowed?: (image: AllowedImage) => void;
+}
+
+/** An image the policy allowed, before its blobs are all in the store. */
+export interface AllowedImage {
+  readonly reference: ImageReference;
+  readonly manifestDigest: Digest;
+  /** The config digest (the image id a runtime reports). */
+  readonly imageId: Digest;
 }
 
 export interface PullResult {
@@ -66,6 +81,8 @@ export interface PullServiceOptions {
   readonly collectGarbage?: () => Promise<unknown>;
   /** Progress and events for logs/CLI; never given credentials. */
   readonly onEvent?: (event: PullEvent) => void;
+  /** Where allowed images are listed while their blobs are fetched (the local mirror reads it). */
+  readonly inFlight?: InFlightImages;
 }
 
 export type PullEvent =
@@ -75,11 +92,24 @@ export type PullEvent =
 
 const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 const DEFAULT_LAYER_CONCURRENCY = 4;
+/**
+ * Blobs fetched at once while a runtime waits for them (onAllowed): in manifest order and few at a
+ * time, so the first layers are verified early and the runtime's download overlaps ours instead of
+ * every layer completing at the very end.
+ */
+const RUNTIME_ORDER_CONCURRENCY = 2;
+
+/** The onAllowed callers of one pull in flight (joiners included). */
+interface AllowedListeners {
+  readonly callbacks: Set<(image: AllowedImage) => void>;
+  allowed?: AllowedImage;
+}
 
 export class PullService {
   readonly #options: PullServiceOptions;
   readonly #pulls = new SingleFlight<PullResult>();
   readonly #blobs = new SingleFlight<boolean>();
+  readonly #allowedListeners = new Map<string, AllowedListeners>();
 
   constructor(options: PullServiceOptions) {
     this.#options = options;
@@ -89,10 +119,26 @@ export class PullService {
   async pull(request: PullRequest): Promise<PullResult> {
     const reference = parseReference(request.image);
     const key = [formatReference(reference), credentialKey(request.credentials), request.namespace ?? ''].join('\0');
-    return this.#pulls.run(key, request.signal, (signal) => this.#pull(reference, request, signal));
+    let listeners = this.#allowedListeners.get(key);
+    if (listeners === undefined) {
+      listeners = { callbacks: new Set() };
+      this.#allowedListeners.set(key, listeners);
+    }
+    const own = listeners;
+    const onAllowed = request.onAllowed;
+    if (onAllowed !== undefined) {
+      if (own.allowed !== undefined) onAllowed(own.allowed);
+      else own.callbacks.add(onAllowed);
+    }
+    try {
+      return await this.#pulls.run(key, request.signal, (signal) => this.#pull(reference, request, signal, own));
+    } finally {
+      if (onAllowed !== undefined) own.callbacks.delete(onAllowed);
+      if (this.#allowedListeners.get(key) === own && own.callbacks.size === 0) this.#allowedListeners.delete(key);
+    }
   }
 
-  async #pull(reference: ImageReference, request: PullRequest, signal: AbortSignal): Promise<PullResult> {
+  async #pull(reference: ImageReference, request: PullRequest, signal: AbortSignal, listeners: AllowedListeners): Promise<PullResult> {
     const { source, signaturePhase } = this.#options;
     const transport = { credentials: request.credentials, signal };
     const image = await source.resolve(reference, transport);
@@ -118,7 +164,7 @@ export class PullService {
     const signatureDigests = signatures.map((signature) => sha256Digest(signature.bytes));
     const leased: Digest[] = [image.topDigest, image.manifestDigest, image.config.digest, ...image.layers.map((l) => l.digest), ...signatureDigests];
     try {
-      return await this.#storeAndRecord({ image, reference, request, signal, verdict, signatures, signatureDigests, leased });
+      return await this.#storeAndRecord({ image, reference, request, signal, verdict, signatures, signatureDigests, leased, listeners });
     } catch (err) {
       // A failed pull keeps nothing it fetched (a disk-full pull must give its space back). Run
       // after the lease is released; other pulls' blobs stay leased and are not touched.
@@ -137,42 +183,68 @@ export class PullService {
     readonly signatures: readonly UntrustedSignatureBlob[];
     readonly signatureDigests: readonly Digest[];
     readonly leased: readonly Digest[];
+    readonly listeners: AllowedListeners;
   }): Promise<PullResult> {
-    const { image, reference, request, signal, verdict, signatures, signatureDigests, leased } = allowed;
-    const { clock } = this.#options;
+    const { image, reference, request, signal, verdict, signatures, signatureDigests, leased, listeners } = allowed;
     return this.#options.leases.withLease(leased, async () => {
       await this.#storeBytes(image.manifestDigest, image.manifestMediaType, image.manifestBytes);
       if (image.indexBytes !== undefined) await this.#storeBytes(image.topDigest, image.topMediaType, image.indexBytes);
       for (const [i, signature] of signatures.entries()) {
         await this.#storeBytes(signatureDigests[i]!, 'application/vnd.pullguard.signature', signature.bytes);
       }
-      await this.#fetchBlobs(image, [image.config, ...image.layers], request.credentials, signal);
-
-      const config = await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES);
-      // Kept per repository: the same image pulled from elsewhere keeps its own record.
-      const verification = withVerificationRecord(
-        this.#options.images.get(image.config.digest)?.verification,
-        toVerificationRecord({ time: clock(), version: this.#options.version, image, verdict, signatures, signatureDigests }),
-      );
-      const record: ImageRecord = {
-        id: image.config.digest,
-        repoTags: reference.tag !== undefined ? [`${reference.name}:${reference.tag}`] : [],
-        repoDigests: [...new Set([`${reference.name}@${image.topDigest}`, `${reference.name}@${image.manifestDigest}`])],
-        manifestDigest: image.manifestDigest,
-        manifestMediaType: image.manifestMediaType,
-        topDigest: image.topDigest,
-        topMediaType: image.topMediaType,
-        configDigest: image.config.digest,
-        layers: image.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
-        size: image.config.size + image.manifestBytes.byteLength + image.layers.reduce((sum, l) => sum + l.size, 0),
-        ...optionalUser(configUser(config)),
-        pulledAt: clock().toISOString(),
-        verification,
-        signatureBlobs: signatureBlobsOf(verification),
-      };
-      await this.#options.images.put(record);
-      return { imageId: record.id, reference, manifestDigest: image.manifestDigest, verdict, record };
+      const blobs = [image.config, ...image.layers];
+      const inFlight = this.#options.inFlight?.add({
+        repository: reference.name,
+        manifests: new Map([[image.manifestDigest, image.manifestMediaType], [image.topDigest, image.topMediaType]]),
+        blobs: new Set(blobs.map((b) => b.digest)),
+      });
+      try {
+        // Whoever waits for the verdict (a runtime about to pull the digest) may start now.
+        const runtimeWaits = listeners.callbacks.size > 0;
+        listeners.allowed = { reference, manifestDigest: image.manifestDigest, imageId: image.config.digest };
+        for (const callback of listeners.callbacks) callback(listeners.allowed);
+        await this.#fetchBlobs(image, blobs, request.credentials, signal, { runtimeOrder: runtimeWaits, inFlight });
+        return await this.#record({ image, reference, verdict, signatures, signatureDigests });
+      } finally {
+        // After the record is in the index (or the pull failed): the mirror now goes by the index.
+        inFlight?.end();
+      }
     });
+  }
+
+  async #record(fetched: {
+    readonly image: ResolvedImage;
+    readonly reference: ImageReference;
+    readonly verdict: Verdict;
+    readonly signatures: readonly UntrustedSignatureBlob[];
+    readonly signatureDigests: readonly Digest[];
+  }): Promise<PullResult> {
+    const { image, reference, verdict, signatures, signatureDigests } = fetched;
+    const { clock } = this.#options;
+    const config = await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES);
+    // Kept per repository: the same image pulled from elsewhere keeps its own record.
+    const verification = withVerificationRecord(
+      this.#options.images.get(image.config.digest)?.verification,
+      toVerificationRecord({ time: clock(), version: this.#options.version, image, verdict, signatures, signatureDigests }),
+    );
+    const record: ImageRecord = {
+      id: image.config.digest,
+      repoTags: reference.tag !== undefined ? [`${reference.name}:${reference.tag}`] : [],
+      repoDigests: [...new Set([`${reference.name}@${image.topDigest}`, `${reference.name}@${image.manifestDigest}`])],
+      manifestDigest: image.manifestDigest,
+      manifestMediaType: image.manifestMediaType,
+      topDigest: image.topDigest,
+      topMediaType: image.topMediaType,
+      configDigest: image.config.digest,
+      layers: image.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
+      size: image.config.size + image.manifestBytes.byteLength + image.layers.reduce((sum, l) => sum + l.size, 0),
+      ...optionalUser(configUser(config)),
+      pulledAt: clock().toISOString(),
+      verification,
+      signatureBlobs: signatureBlobsOf(verification),
+    };
+    await this.#options.images.put(record);
+    return { imageId: record.id, reference, manifestDigest: image.manifestDigest, verdict, record };
   }
 
   async #storeBytes(digest: Digest, mediaType: string, bytes: Uint8Array): Promise<void> {
@@ -193,10 +265,19 @@ export class PullService {
    * re-fetched. On the first failure the other fetches of this pull are cancelled and awaited, so
    * the pull answers only once its temp files are gone.
    */
-  async #fetchBlobs(image: ResolvedImage, blobs: readonly Descriptor[], credentials: RegistryCredentials | undefined, signal: AbortSignal): Promise<void> {
-    // Largest first: the small config must not hold a slot a big layer needs from the start.
-    const queue = [...new Map(blobs.map((b) => [b.digest, b])).values()].sort((a, b) => b.size - a.size);
-    const concurrency = Math.max(1, this.#options.layerConcurrency ?? DEFAULT_LAYER_CONCURRENCY);
+  async #fetchBlobs(
+    image: ResolvedImage,
+    blobs: readonly Descriptor[],
+    credentials: RegistryCredentials | undefined,
+    signal: AbortSignal,
+    { runtimeOrder, inFlight }: { readonly runtimeOrder: boolean; readonly inFlight: InFlightEntry | undefined },
+  ): Promise<void> {
+    const unique = [...new Map(blobs.map((b) => [b.digest, b])).values()];
+    // Alone, largest first: the small config must not hold a slot a big layer needs from the start.
+    // For a waiting runtime, its own order (config, then layers bottom-up), a few at a time.
+    const queue = runtimeOrder ? unique : unique.sort((a, b) => b.size - a.size);
+    const configured = Math.max(1, this.#options.layerConcurrency ?? DEFAULT_LAYER_CONCURRENCY);
+    const concurrency = runtimeOrder ? Math.min(configured, RUNTIME_ORDER_CONCURRENCY) : configured;
     const local = new AbortController();
     const forward = (): void => local.abort(signal.reason);
     signal.addEventListener('abort', forward, { once: true });
@@ -217,6 +298,7 @@ export class PullService {
         }
         return false;
       });
+      inFlight?.committed(descriptor.digest);
       this.#emit({ type: 'blob-done', image: formatReference(image.reference), digest: descriptor.digest, size: descriptor.size, skipped });
     };
     const worker = async (): Promise<void> => {

@@ -13,7 +13,8 @@
  *   await reg.stop();
  *
  * Fault kinds: status (any status, optional headers such as Retry-After), reset-after (send N bytes
- * of a full-length response, then destroy the socket), corrupt (flip one byte, same length),
+ * of a full-length response, then destroy the socket), corrupt (flip one byte, same length; optionally
+ * after a delay),
  * truncate (send only N bytes with a matching Content-Length), stall-after (send N bytes then
  * nothing), ignore-range (answer 200 with the full body even when Range was asked), redirect
  * (307 to `location`, e.g. another fault registry's `/v2/x/blobs/<digest>`, like blob storage).
@@ -27,7 +28,7 @@ import type { BuiltImage } from './oci-image.js';
 export type Fault =
   | { readonly kind: 'status'; readonly status: number; readonly headers?: Readonly<Record<string, string>>; readonly body?: string }
   | { readonly kind: 'reset-after'; readonly bytes: number }
-  | { readonly kind: 'corrupt' }
+  | { readonly kind: 'corrupt'; /** Hold the body back this long first (a slow, bad blob). */ readonly delayMs?: number }
   | { readonly kind: 'truncate'; readonly bytes: number }
   | { readonly kind: 'stall-after'; readonly bytes: number }
   | { readonly kind: 'ignore-range' }
@@ -110,6 +111,10 @@ export async function startFaultRegistry(options: { readonly basic?: { readonly 
     }
     if (fault?.kind === 'stall-after') {
       res.write(body.subarray(0, fault.bytes)); // and never finish; stop() destroys the socket
+      return;
+    }
+    if (fault?.kind === 'corrupt' && fault.delayMs !== undefined) {
+      setTimeout(() => res.end(body), fault.delayMs);
       return;
     }
     res.end(body);

@@ -12,6 +12,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CriImage } from '../../../src/cri/cri-types.js';
 import { containerdUnavailableReason, startContainerd, type RunningContainerd } from '../../helpers/containerd.js';
+import { startFaultRegistry, type FaultRegistry } from '../../helpers/fault-registry.js';
 import { buildOciImage, type BuiltImage } from '../../helpers/oci-image.js';
 import { pushImage, startRegistry, type StartedRegistry } from '../../helpers/registry.js';
 import { startRecordingProxy, type RecordingProxy } from './recording-proxy.js';
@@ -28,12 +29,20 @@ describe.skipIf(unavailable !== undefined)('pullguard in front of containerd', (
   let pg: PullguardStack;
   let app: BuiltImage;
   let evil: BuiltImage;
+  let broken: BuiltImage;
+  let faulty: FaultRegistry;
   let appTag: string;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'pullguard-ctrtest-'));
     app = await buildOciImage(join(dir, 'app'), { tag: 'v1', layers: [{ size: 50_000 }, { files: { 'etc/motd': 'verified\n' } }], user: '1000', seed: 11 });
     evil = await buildOciImage(join(dir, 'evil'), { tag: 'v1', layers: [{ size: 10_000 }], seed: 66 });
+    broken = await buildOciImage(join(dir, 'broken'), { tag: 'v1', layers: [{ size: 20_000 }, { size: 300_000 }], seed: 77 });
+    // An allowed image whose registry corrupts its second layer on every request, slowly enough
+    // that containerd is already pulling from the mirror when pullguard finds out.
+    faulty = await startFaultRegistry();
+    faulty.addImage('team/broken', 'v1', broken);
+    faulty.fault(broken.layers[1]!.digest, ...Array.from({ length: 20 }, () => ({ kind: 'corrupt' as const, delayMs: 1500 })));
     registry = await startRegistry();
     await pushImage(app.dir, 'team/app:v1', registry, { layoutTag: 'v1' });
     await pushImage(evil.dir, 'team/evil:v1', registry, { layoutTag: 'v1' });
@@ -41,10 +50,10 @@ describe.skipIf(unavailable !== undefined)('pullguard in front of containerd', (
     proxy = await startRecordingProxy(registry);
     appTag = `${proxy.host}/team/app:v1`;
     const base = await startStoreAndMirror();
-    containerd = await startContainerd({ mirrors: { [proxy.host]: base.mirror.url } });
+    containerd = await startContainerd({ mirrors: { [proxy.host]: base.mirror.url, [faulty.host]: base.mirror.url } });
     pg = await startPullguard({
       base,
-      registryHosts: [proxy.host],
+      registryHosts: [proxy.host, faulty.host],
       backendEndpoint: containerd.endpoint,
       signaturePhase: async ({ image }) => ({ verdict: verdict(!image.reference.path.includes('evil')), signatures: [] }),
     });
@@ -54,6 +63,7 @@ describe.skipIf(unavailable !== undefined)('pullguard in front of containerd', (
     await pg?.close();
     await containerd?.destroy();
     await proxy?.close();
+    await faulty?.stop();
     await registry?.stop();
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
@@ -123,6 +133,20 @@ describe.skipIf(unavailable !== undefined)('pullguard in front of containerd', (
     // pullguard resolved the manifest (to verify it) and fetched no blob of it.
     expect(proxy.requests.slice(before).filter((r) => r.path.includes('/blobs/'))).toEqual([]);
     expect(pg.mirrorEvents.filter((e) => e.repository.includes('evil'))).toEqual([]);
+  });
+
+  it('asks containerd as soon as the verdict allows, serves each layer only once verified, and fails both pulls on a corrupt layer', async () => {
+    const err = await viaPullguard('PullImage', { image: { image: `${faulty.host}/team/broken:v1` } }).catch((e: grpc.ServiceError) => e);
+    expect((err as grpc.ServiceError).details).toMatch(/digest mismatch/);
+    // containerd was already pulling (it got the manifest from the mirror) but never got the image.
+    const served = pg.mirrorEvents.filter((e) => e.repository === 'team/broken' && e.method === 'GET');
+    expect(served.filter((e) => e.kind === 'manifest' && e.status === 200).map((e) => e.reference)).toContain(broken.manifestDigest);
+    expect(served.filter((e) => e.reference === broken.layers[1]!.digest && e.status === 200)).toEqual([]);
+    const listed = await viaContainerd<{ images: CriImage[] }>('ListImages', {});
+    expect(listed.images.map((i) => i.id)).not.toContain(broken.configDigest);
+    // Nothing of the corrupt layer is in pullguard's store, and the image is not recorded.
+    expect(await pg.store.blobs.has(broken.layers[1]!.digest as never)).toBe(false);
+    expect(pg.store.images.list().map((r) => r.id)).not.toContain(broken.configDigest);
   });
 
   it('removes by tag from containerd and from pullguard\'s index; again is a no-op', async () => {

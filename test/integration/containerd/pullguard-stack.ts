@@ -13,6 +13,7 @@ import { startCriServer, type RunningCriServer } from '../../../src/cri/server.j
 import type { Verdict } from '../../../src/domain/signature.js';
 import { createLogger } from '../../../src/log/logger.js';
 import { startMirror, type MirrorServeEvent, type RunningMirror } from '../../../src/mirror/mirror-server.js';
+import { InFlightImages } from '../../../src/pull/in-flight-images.js';
 import { PullService, type SignaturePhase } from '../../../src/pull/pull-service.js';
 import { createRegistryClient, type RegistryImageSource } from '../../../src/registry/client.js';
 import { openStore, type OpenedStore } from '../../../src/store/open-store.js';
@@ -41,12 +42,13 @@ export interface PullguardStack {
 }
 
 /** Starts store + mirror first (containerd's hosts.toml needs the mirror URL), backend later. */
-export async function startStoreAndMirror(): Promise<{ dir: string; store: OpenedStore; mirror: RunningMirror; mirrorEvents: MirrorServeEvent[] }> {
+export async function startStoreAndMirror(): Promise<{ dir: string; store: OpenedStore; inFlight: InFlightImages; mirror: RunningMirror; mirrorEvents: MirrorServeEvent[] }> {
   const dir = await mkdtemp(join(tmpdir(), 'pullguard-stack-'));
   const store = await openStore(join(dir, 'store'));
   const mirrorEvents: MirrorServeEvent[] = [];
-  const mirror = await startMirror({ address: '127.0.0.1:0', blobs: store.blobs, index: store.images, logger: createLogger({ level: 'silent' }), onServe: (e) => mirrorEvents.push(e) });
-  return { dir, store, mirror, mirrorEvents };
+  const inFlight = new InFlightImages();
+  const mirror = await startMirror({ address: '127.0.0.1:0', blobs: store.blobs, index: store.images, inFlight, logger: createLogger({ level: 'silent' }), onServe: (e) => mirrorEvents.push(e) });
+  return { dir, store, inFlight, mirror, mirrorEvents };
 }
 
 export async function startPullguard(options: {
@@ -56,7 +58,7 @@ export async function startPullguard(options: {
   readonly signaturePhase?: SignaturePhase;
   readonly callTimeoutMs?: number;
 }): Promise<PullguardStack> {
-  const { dir, store, mirror, mirrorEvents } = options.base;
+  const { dir, store, inFlight, mirror, mirrorEvents } = options.base;
   const logger = createLogger({ level: process.env['PULLGUARD_TEST_LOG'] ?? 'silent' });
   const registry: RegistryImageSource = createRegistryClient({
     platform: { os: 'linux', architecture: 'amd64' },
@@ -72,6 +74,7 @@ export async function startPullguard(options: {
     leases: store.blobs,
     clock: () => new Date(),
     version: 'test',
+    inFlight,
   });
   const backend = createCriBackend({ endpoint: options.backendEndpoint, ...(options.callTimeoutMs !== undefined ? { callTimeoutMs: options.callTimeoutMs } : {}) });
   const shutdown = new AbortController();

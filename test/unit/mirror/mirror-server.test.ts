@@ -2,6 +2,7 @@
  * The local mirror over a real store: the distribution API subset a runtime uses to pull by digest,
  * and the rule that only what a verified record references is served, under its repositories.
  */
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/log/logger.js';
 import { parseListenAddress, startMirror, type RunningMirror } from '../../../src/mirror/mirror-server.js';
 import { decideRange } from '../../../src/mirror/http-range.js';
+import { InFlightImages } from '../../../src/pull/in-flight-images.js';
+import type { Digest } from '../../../src/domain/digest.js';
 import type { ImageRecord } from '../../../src/store/image-record.js';
 import { openStore, type OpenedStore } from '../../../src/store/open-store.js';
 import { commitBlob, storeImageRecord } from '../../helpers/store-records.js';
@@ -19,6 +22,7 @@ let mirror: RunningMirror;
 let record: ImageRecord;
 let strayDigest: string;
 let layerBytes: number;
+const inFlight = new InFlightImages();
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'pullguard-mirror-'));
@@ -28,7 +32,7 @@ beforeAll(async () => {
   // In the store, referenced by no record: must never be served.
   strayDigest = await commitBlob(store.blobs, Buffer.from('not part of any verified image'));
   layerBytes = record.layers[0]!.size;
-  mirror = await startMirror({ address: '127.0.0.1:0', blobs: store.blobs, index: store.images, logger: createLogger({ level: 'silent' }) });
+  mirror = await startMirror({ address: '127.0.0.1:0', blobs: store.blobs, index: store.images, inFlight, logger: createLogger({ level: 'silent' }) });
 });
 
 afterAll(async () => {
@@ -40,6 +44,35 @@ afterAll(async () => {
 const ns = '?ns=registry.example:5000';
 
 describe('local mirror', () => {
+  it('holds a blob of an allowed image still being fetched until it is committed, and 404s it if the pull ends without it', async () => {
+    const early = Buffer.from('layer of an allowed image, committed while the runtime waits');
+    const never = Buffer.from('layer the pull never gets');
+    const digestOf = (b: Buffer): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}` as Digest;
+    const manifest = await commitBlob(store.blobs, Buffer.from('{"schemaVersion":2}'));
+    const entry = inFlight.add({
+      repository: 'registry.example:5000/team/early',
+      manifests: new Map([[manifest as Digest, 'application/vnd.oci.image.manifest.v1+json']]),
+      blobs: new Set([digestOf(early), digestOf(never)]),
+    });
+    // The manifest is stored before the entry exists: served at once.
+    expect((await fetch(`${mirror.url}/v2/team/early/manifests/${manifest}${ns}`)).status).toBe(200);
+    let answered = false;
+    const waiting = fetch(`${mirror.url}/v2/team/early/blobs/${digestOf(early)}${ns}`).then(async (res) => {
+      answered = true;
+      return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+    });
+    const neverWaiting = fetch(`${mirror.url}/v2/team/early/blobs/${digestOf(never)}${ns}`);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(answered).toBe(false); // not committed yet: nothing is sent
+    await commitBlob(store.blobs, early);
+    entry.committed(digestOf(early));
+    expect(await waiting).toEqual({ status: 200, body: early });
+    entry.end();
+    expect((await neverWaiting).status).toBe(404);
+    // Once the entry is gone, its repository is unknown again.
+    expect((await fetch(`${mirror.url}/v2/team/early/blobs/${digestOf(early)}${ns}`)).status).toBe(404);
+  });
+
   it('binds loopback only', async () => {
     expect(mirror.host).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(() => parseListenAddress('0.0.0.0:5050')).toThrow(/not a loopback address/);

@@ -13,7 +13,8 @@ import { MEDIA_TYPES, type Descriptor } from '../../../src/domain/image.js';
 import { parseReference, type ImageReference } from '../../../src/domain/reference.js';
 import type { Verdict } from '../../../src/domain/signature.js';
 import type { BlobWriter, ImageSource, ResolvedImage } from '../../../src/pull/ports.js';
-import { PullService, type SignaturePhase } from '../../../src/pull/pull-service.js';
+import { InFlightImages } from '../../../src/pull/in-flight-images.js';
+import { PullService, type AllowedImage, type SignaturePhase } from '../../../src/pull/pull-service.js';
 import { SingleFlight } from '../../../src/pull/single-flight.js';
 import { openStore, type OpenedStore } from '../../../src/store/open-store.js';
 
@@ -78,8 +79,9 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function service(source: ImageSource, phase: SignaturePhase = async () => ({ verdict: verdict(true), signatures: [] })): PullService {
+function service(source: ImageSource, phase: SignaturePhase = async () => ({ verdict: verdict(true), signatures: [] }), inFlight?: InFlightImages): PullService {
   return new PullService({
+    ...(inFlight !== undefined ? { inFlight } : {}),
     source,
     signaturePhase: phase,
     content: store.blobs,
@@ -92,6 +94,57 @@ function service(source: ImageSource, phase: SignaturePhase = async () => ({ ver
 }
 
 describe('PullService', () => {
+  it('tells a waiting runtime once the verdict allows, then fetches in manifest order and lists each blob as it is committed', async () => {
+    const source = new MemorySource([4000, 3000, 2000, 1000]);
+    source.delayMs = 20;
+    const inFlight = new InFlightImages();
+    const pulls = service(source, undefined, inFlight);
+    const allowed: AllowedImage[] = [];
+    const readiness: Promise<boolean>[] = [];
+    const pulling = pulls.pull({
+      image: 'registry.example/app:v1',
+      onAllowed: (image) => {
+        allowed.push(image);
+        // At this moment the manifest is stored and no blob yet: the runtime may start.
+        const [entry] = inFlight.list();
+        expect(entry?.repository).toBe('registry.example/app');
+        expect([...entry!.blobs]).toEqual([source.config.digest, ...source.layers.map((l) => l.digest)]);
+        expect(entry!.manifests.has(image.manifestDigest)).toBe(true);
+        readiness.push(...[...entry!.blobs].map((d) => entry!.ready(d)));
+        readiness.push(entry!.ready(parseDigest(`sha256:${'0'.repeat(64)}`)));
+      },
+    });
+    // A caller joining later is told too.
+    const joined: AllowedImage[] = [];
+    const joining = pulls.pull({ image: 'registry.example/app:v1', onAllowed: (image) => joined.push(image) });
+    const result = await pulling;
+    await joining;
+    expect(allowed).toEqual([{ reference: result.reference, manifestDigest: result.manifestDigest, imageId: result.imageId }]);
+    expect(joined).toEqual(allowed);
+    // Manifest order for a waiting runtime (not largest first), and every blob reported ready.
+    expect(source.fetched).toEqual([source.config.digest, ...source.layers.map((l) => l.digest)]);
+    expect(await Promise.all(readiness)).toEqual([true, true, true, true, true, false]);
+    expect(inFlight.list()).toEqual([]);
+  });
+
+  it('never tells the runtime about a denied image, and ends the in-flight entry of a failed pull', async () => {
+    const denied = new MemorySource([1000]);
+    const inFlight = new InFlightImages();
+    let told = 0;
+    await expect(service(denied, async () => ({ verdict: verdict(false), signatures: [] }), inFlight).pull({ image: 'registry.example/app:v1', onAllowed: () => (told += 1) })).rejects.toThrow();
+    expect(told).toBe(0);
+    expect(inFlight.list()).toEqual([]);
+
+    const failing = new MemorySource([1000, 2000]);
+    failing.failing.add(failing.layers[1]!.digest);
+    let pending: Promise<boolean> | undefined;
+    await expect(
+      service(failing, undefined, inFlight).pull({ image: 'registry.example/app:v1', onAllowed: () => (pending = inFlight.list()[0]!.ready(failing.layers[1]!.digest)) }),
+    ).rejects.toThrow(/connection reset/);
+    expect(await pending).toBe(false);
+    expect(inFlight.list()).toEqual([]);
+  });
+
   it('stores manifest, config and layers, then records the image with tags, digests, size and user', async () => {
     const source = new MemorySource([3000, 5000], 'nobody');
     const result = await service(source).pull({ image: 'registry.example/app:v1' });
