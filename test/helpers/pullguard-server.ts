@@ -33,10 +33,10 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-export async function startPullguard(options: { args?: string[]; stateDir?: string; env?: Record<string, string>; /** Flags for node itself (e.g. --cpu-prof in a benchmark). */ nodeArgs?: string[] } = {}): Promise<RunningPullguard> {
+export async function startPullguard(options: { args?: string[]; stateDir?: string; env?: Record<string, string> } = {}): Promise<RunningPullguard> {
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'pullguard-')));
   const socket = join(stateDir, 'pullguard.sock');
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN, 'serve', '--state-dir', stateDir, '--socket', socket, '--log-level', 'debug', ...(options.args ?? [])], {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--state-dir', stateDir, '--socket', socket, '--log-level', 'debug', ...(options.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...(options.env ?? {}) },
   });
