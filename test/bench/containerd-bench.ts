@@ -18,7 +18,7 @@ import { containerdUnavailableReason, startContainerd, type RunningContainerd } 
 import { startLookasideServer } from '../helpers/lookaside-server.js';
 import { freePort, startRegistry, type StartedRegistry } from '../helpers/registry.js';
 import { createGpgSigner, pushSignedImage } from '../helpers/signed-images.js';
-import { acceptAnythingConfig, log, makeWorkDir, pullImage, removeDir, startBenchServer, type BenchServer } from './bench-env.js';
+import { acceptAnythingConfig, log, makeWorkDir, pullImage, removeDir, startBenchServer, warmFreeMemory, type BenchServer } from './bench-env.js';
 import { cpuDuring, pidsMatching } from './cpu-time.js';
 import { buildLargeOciImage, type LargeImage } from './large-image.js';
 import { printTable, type Figure, type PartResult } from './report.js';
@@ -129,6 +129,7 @@ export async function runContainerdBench(): Promise<PartResult> {
   const unavailable = containerdUnavailableReason();
   if (unavailable !== undefined) throw new Error(`containerd cannot run here: ${unavailable}`);
   const started = process.hrtime.bigint();
+  await warmFreeMemory();
   const work = await makeWorkDir('containerd');
   const [registry, lookaside, signer] = await Promise.all([startRegistry(), startLookasideServer(), createGpgSigner('Bench Containerd')]);
   try {

@@ -13,7 +13,7 @@
  */
 import { join } from 'node:path';
 import { startRegistry } from '../helpers/registry.js';
-import { acceptAnythingConfig, log, makeWorkDir, pullImage, pushLayout, removeDir, skopeoPullToOci, startBenchServer } from './bench-env.js';
+import { acceptAnythingConfig, log, makeWorkDir, pullImage, pushLayout, removeDir, skopeoPullToOci, startBenchServer, warmFreeMemory } from './bench-env.js';
 import { buildLargeOciImage } from './large-image.js';
 import type { Figure, PartResult } from './report.js';
 import { printTable } from './report.js';
@@ -36,6 +36,7 @@ type Tool = 'warm' | 'cold' | 'skopeo';
 
 export async function runPullBench(): Promise<PartResult> {
   const started = process.hrtime.bigint();
+  await warmFreeMemory();
   const work = await makeWorkDir('pull');
   const registry = await startRegistry();
   const figures: Figure[] = [];
