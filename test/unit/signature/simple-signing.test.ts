@@ -139,19 +139,3 @@ describe('strict payload (openpgp.js-signed)', () => {
     expect(await verifySimpleSigning(blob(await signPayload(key, payload)), keys, expectFor())).toMatchObject({ verdict: 'accepted', timestamp: 1700000000, creator: 'x' });
   });
 });
-
-test('latency: verifying a real skopeo signature takes < 5 ms (median of 200)', async () => {
-  const bytes = fx.signatureFixture('valid');
-  for (let i = 0; i < 20; i++) await verifySimpleSigning(blob(bytes), trusted, expectFor()); // warm-up
-  const times: number[] = [];
-  for (let i = 0; i < 200; i++) {
-    const t0 = performance.now();
-    await verifySimpleSigning(blob(bytes), trusted, expectFor());
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  const median = times[100]!;
-  const p95 = times[190]!;
-  console.log(`verifySimpleSigning (RSA-3072, skopeo blob): median ${median.toFixed(3)} ms, p95 ${p95.toFixed(3)} ms`);
-  expect(median).toBeLessThan(5);
-});
