@@ -78,6 +78,24 @@ describe('FsBlobStore on disk', () => {
     expect(await readdir(join(root, 'ingest'))).toEqual([]);
   });
 
+  it('takes network-sized chunks without waiting, and asks the writer to wait only when a 1 MiB batch is written', async () => {
+    const root = await newRoot();
+    const store = await FsBlobStore.open({ root });
+    const bytes = randomBytes(2.5 * 1024 * 1024);
+    const writer = await store.ingest(blobOf(bytes));
+    let waits = 0;
+    for (let at = 0; at < bytes.length; at += 64 * 1024) {
+      const pending = writer.write(bytes.subarray(at, at + 64 * 1024));
+      if (pending !== undefined) {
+        waits += 1;
+        await pending;
+      }
+    }
+    expect(waits).toBe(2); // the two full batches; the last half batch is written by commit
+    await writer.commit();
+    expect(Buffer.from(await store.readAll(blobOf(bytes).digest, bytes.length)).equals(bytes)).toBe(true);
+  });
+
   it('maps ENOSPC and EDQUOT to STORE_FULL naming the store root, and drops the temp file', async () => {
     for (const code of ['ENOSPC', 'EDQUOT']) {
       const root = await newRoot();
