@@ -131,10 +131,14 @@ export class PullService {
       else own.callbacks.add(onAllowed);
     }
     try {
-      return await this.#pulls.run(key, request.signal, (signal) => this.#pull(reference, request, signal, own));
+      return await this.#pulls.run(key, request.signal, (signal) =>
+        this.#pull(reference, request, signal, own).finally(() => {
+          // A later pull of the same key is a new flight: it must not see this one's verdict.
+          if (this.#allowedListeners.get(key) === own) this.#allowedListeners.delete(key);
+        }),
+      );
     } finally {
       if (onAllowed !== undefined) own.callbacks.delete(onAllowed);
-      if (this.#allowedListeners.get(key) === own && own.callbacks.size === 0) this.#allowedListeners.delete(key);
     }
   }
 

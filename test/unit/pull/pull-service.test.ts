@@ -125,6 +125,11 @@ describe('PullService', () => {
     expect(source.fetched).toEqual([source.config.digest, ...source.layers.map((l) => l.digest)]);
     expect(await Promise.all(readiness)).toEqual([true, true, true, true, true, false]);
     expect(inFlight.list()).toEqual([]);
+
+    // A later pull is a new flight: its caller is told after *its* resolve and verdict, not the old one's.
+    const resolvesWhenTold: number[] = [];
+    await pulls.pull({ image: 'registry.example/app:v1', onAllowed: () => resolvesWhenTold.push(source.resolves) });
+    expect(resolvesWhenTold).toEqual([2]);
   });
 
   it('never tells the runtime about a denied image, and ends the in-flight entry of a failed pull', async () => {
