@@ -13,7 +13,7 @@ export interface CriBackendOptions {
   readonly endpoint: string;
   /** Deadline for every RPC but PullImage; default 10 s. */
   readonly callTimeoutMs?: number;
-  /** Deadline for PullImage (the image is already in pullguard's store); default 10 min. */
+  /** Deadline for PullImage, counted from when pullguard has the image; default 10 min. */
   readonly pullTimeoutMs?: number;
   /** Largest response accepted (kubelet's own limit); default 16 MiB. */
   readonly maxReceiveBytes?: number;
@@ -25,6 +25,11 @@ export interface BackendCallOptions {
   readonly signal?: AbortSignal;
   /** Overrides the per-RPC default deadline. */
   readonly timeoutMs?: number;
+  /**
+   * Starts the deadline only when this settles. A runtime asked to pull while pullguard is still
+   * fetching waits on pullguard's mirror; that wait must not eat the runtime's own time budget.
+   */
+  readonly timeoutStartsWhen?: Promise<unknown>;
 }
 
 export interface CriBackend {
@@ -59,25 +64,41 @@ export function createCriBackend(options: CriBackendOptions): CriBackend {
 
   const call = (rpc: ImageRpc, request: Buffer, callOptions: BackendCallOptions = {}): Promise<Buffer> => {
     const timeoutMs = callOptions.timeoutMs ?? (rpc === 'PullImage' ? pullTimeoutMs : callTimeoutMs);
-    const { signal } = callOptions;
+    const { signal, timeoutStartsWhen } = callOptions;
     if (signal?.aborted) return Promise.reject(new PullguardError('CANCELLED', `${rpc} cancelled before it reached the container runtime`));
     return new Promise<Buffer>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let timedOut = false;
+      let answered = false;
       const pending = client.makeUnaryRequest(
         imageRpcCodec(rpc).path,
         identity,
         identity,
         request,
         new grpc.Metadata(),
-        { deadline: Date.now() + timeoutMs },
+        timeoutStartsWhen === undefined ? { deadline: Date.now() + timeoutMs } : {},
         (err, response) => {
+          answered = true;
           signal?.removeEventListener('abort', onAbort);
-          if (err) reject(backendError(err, rpc, endpoint, timeoutMs));
+          clearTimeout(timer);
+          if (timedOut) reject(deadlineError(rpc, endpoint, timeoutMs));
+          else if (err) reject(backendError(err, rpc, endpoint, timeoutMs));
           else if (response === undefined) reject(new PullguardError('BACKEND_ERROR', `container runtime at ${endpoint} sent no ${rpc} response`));
           else resolve(response);
         },
       );
       const onAbort = (): void => pending.cancel();
       signal?.addEventListener('abort', onAbort, { once: true });
+      void timeoutStartsWhen?.then(
+        () => undefined,
+        () => undefined,
+      ).then(() => {
+        if (answered) return;
+        timer = setTimeout(() => {
+          timedOut = true;
+          pending.cancel();
+        }, timeoutMs);
+      });
     });
   };
 
@@ -92,6 +113,12 @@ export function createCriBackend(options: CriBackendOptions): CriBackend {
   };
 }
 
+function deadlineError(rpc: ImageRpc, endpoint: string, timeoutMs: number): PullguardError {
+  return new PullguardError('BACKEND_UNAVAILABLE', `container runtime at ${endpoint} did not answer ${rpc} within ${timeoutMs} ms`, {
+    facts: { backend: endpoint, backendCode: 'DEADLINE_EXCEEDED' },
+  });
+}
+
 /** The runtime's own status, turned into a coded error; its message is kept (kubelet shows it). */
 export function backendError(err: grpc.ServiceError, rpc: ImageRpc, endpoint: string, timeoutMs: number): PullguardError {
   const facts = { backend: endpoint, backendCode: grpc.status[err.code] ?? String(err.code) };
@@ -101,7 +128,7 @@ export function backendError(err: grpc.ServiceError, rpc: ImageRpc, endpoint: st
     case grpc.status.UNAVAILABLE:
       return make('BACKEND_UNAVAILABLE', `container runtime at ${endpoint} is unavailable (${rpc}): ${details}`);
     case grpc.status.DEADLINE_EXCEEDED:
-      return make('BACKEND_UNAVAILABLE', `container runtime at ${endpoint} did not answer ${rpc} within ${timeoutMs} ms`);
+      return new PullguardError('BACKEND_UNAVAILABLE', deadlineError(rpc, endpoint, timeoutMs).message, { cause: err, facts });
     case grpc.status.CANCELLED:
       return make('CANCELLED', `${rpc} to the container runtime was cancelled`);
     case grpc.status.INVALID_ARGUMENT:

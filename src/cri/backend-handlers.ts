@@ -91,10 +91,13 @@ export function createBackendHandlers(deps: BackendHandlerDeps): Handlers {
     const cancelRuntime = (): void => runtime.abort(signal.reason);
     signal.addEventListener('abort', cancelRuntime, { once: true });
     let runtimePull: Promise<Buffer> | undefined;
+    let fetchEnded!: () => void;
+    // The runtime's own deadline runs from here: until then it may be waiting on our mirror.
+    const fetched = new Promise<void>((resolve) => (fetchEnded = resolve));
     const askRuntime = (allowed: AllowedImage): Promise<Buffer> => {
       // Auth, sandbox config, annotations and any newer ImageSpec fields go along unchanged.
       const forwarded = { ...request, image: { ...(request.image as ImageSpec), image: pinnedReference(allowed) } };
-      return backend.call('PullImage', codec.encodeRequest(forwarded), { signal: runtime.signal });
+      return backend.call('PullImage', codec.encodeRequest(forwarded), { signal: runtime.signal, timeoutStartsWhen: fetched });
     };
     let result: PullResult;
     let responseBytes: Buffer;
@@ -116,6 +119,8 @@ export function createBackendHandlers(deps: BackendHandlerDeps): Handlers {
         runtime.abort(err);
         await runtimePull?.catch(() => undefined);
         throw err;
+      } finally {
+        fetchEnded();
       }
       runtimePull ??= askRuntime(result); // joined a pull already past its verdict
       responseBytes = await runtimePull;

@@ -114,6 +114,22 @@ describe('CRI backend client', () => {
     expect((await pending).code).toBe('CANCELLED');
   });
 
+  it('can start the PullImage deadline later: not while pullguard is still fetching, then counted in full', async () => {
+    fake.answer = () => 'hang';
+    let fetchDone!: () => void;
+    const fetched = new Promise<void>((resolve) => (fetchDone = resolve));
+    const started = Date.now();
+    let settledAt = 0;
+    const pending = failure(client({ pullTimeoutMs: 200 }).call('PullImage', Buffer.alloc(0), { timeoutStartsWhen: fetched })).finally(() => (settledAt = Date.now()));
+    await new Promise((r) => setTimeout(r, 500)); // well past the pull deadline, but the fetch is not done
+    expect(settledAt).toBe(0);
+    fetchDone();
+    const err = await pending;
+    expect(err.code).toBe('BACKEND_UNAVAILABLE');
+    expect(err.message).toMatch(/did not answer PullImage within 200 ms/);
+    expect(settledAt - started).toBeGreaterThanOrEqual(650); // 500 ms of fetch, then the full 200 ms
+  });
+
   it('accepts answers up to 16 MiB and refuses larger ones', async () => {
     const big = Buffer.alloc(12 * 1024 * 1024, 1);
     fake.answer = () => big;
