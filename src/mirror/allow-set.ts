@@ -1,8 +1,8 @@
 /**
  * What the mirror may serve: exactly the manifests and blobs of verified image records, and only
  * under the repositories those records were pulled from — plus, while an allowed image is still
- * being fetched, its blobs as each is committed. Computed on each request, so a removed image stops
- * being served at once.
+ * being fetched, its blobs as each is committed. Looked up on each request (the records' part is
+ * rebuilt whenever the index changes), so a removed image stops being served at once.
  */
 import type { Digest } from '../domain/digest.js';
 import { DEFAULT_DOMAIN } from '../domain/reference.js';
@@ -35,11 +35,6 @@ export function buildAllowSet(records: readonly ImageRecord[], inFlight: readonl
     }
     return content;
   };
-  for (const image of inFlight) {
-    const content = contentOf(image.repository);
-    for (const [digest, mediaType] of image.manifests) content.manifests.set(digest, mediaType);
-    content.inFlight.push(image);
-  }
   for (const record of records) {
     for (const name of repositoriesOf(record)) {
       const content = contentOf(name);
@@ -49,7 +44,28 @@ export function buildAllowSet(records: readonly ImageRecord[], inFlight: readonl
       for (const layer of record.layers) content.blobs.add(layer.digest);
     }
   }
-  return allow;
+  return withInFlight(allow, inFlight);
+}
+
+/**
+ * `allow` plus the images still being fetched, as a new set: `allow` (which may be cached for an
+ * unchanged index) is not modified — a repository that gains an in-flight image gets a copy.
+ */
+export function withInFlight(allow: AllowSet, inFlight: readonly InFlightImage[]): AllowSet {
+  if (inFlight.length === 0) return allow;
+  const merged = new Map(allow);
+  const copied = new Set<string>();
+  for (const image of inFlight) {
+    let content = merged.get(image.repository);
+    if (!copied.has(image.repository)) {
+      content = { manifests: new Map(content?.manifests), blobs: content?.blobs ?? new Set(), inFlight: [...(content?.inFlight ?? [])] };
+      merged.set(image.repository, content);
+      copied.add(image.repository);
+    }
+    for (const [digest, mediaType] of image.manifests) content!.manifests.set(digest, mediaType);
+    content!.inFlight.push(image);
+  }
+  return merged;
 }
 
 /** `docker.io/library/nginx:latest`, `docker.io/library/nginx@sha256:…` → `docker.io/library/nginx`. */

@@ -12,7 +12,8 @@ import { isPullguardError, PullguardError } from '../domain/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { InFlightImage } from '../pull/in-flight-images.js';
 import type { BlobStore } from '../store/blob-store.js';
-import { buildAllowSet, lookupRepository, type RecordSource } from './allow-set.js';
+import { buildAllowSet, lookupRepository, withInFlight, type AllowSet, type RecordSource } from './allow-set.js';
+import type { ImageRecord } from '../store/image-record.js';
 import { decideRange } from './http-range.js';
 
 export interface MirrorOptions {
@@ -53,8 +54,19 @@ const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/;
 
 export async function startMirror(options: MirrorOptions): Promise<RunningMirror> {
   const { hostname, port } = parseListenAddress(options.address);
+  // The index hands out the same frozen list until it changes: build its allow set once per list.
+  const recordAllowSets = new WeakMap<readonly ImageRecord[], AllowSet>();
+  const allowSet = async (): Promise<AllowSet> => {
+    const records = await options.index.list();
+    let base = recordAllowSets.get(records);
+    if (base === undefined) {
+      base = buildAllowSet(records);
+      if (Object.isFrozen(records)) recordAllowSets.set(records, base);
+    }
+    return withInFlight(base, options.inFlight?.list() ?? []);
+  };
   const server = createServer((req, res) => {
-    handle(req, res, options).catch((err: unknown) => {
+    handle(req, res, options, allowSet).catch((err: unknown) => {
       options.logger.warn({ err: err instanceof Error ? err.message : String(err), path: req.url }, 'mirror request failed');
       if (!res.headersSent) sendError(res, 500, 'UNKNOWN', 'internal error', req.method === 'HEAD');
       else res.destroy();
@@ -100,7 +112,7 @@ export function parseListenAddress(address: string): { hostname: string; port: n
   return { hostname: hostname === 'localhost' ? '127.0.0.1' : hostname, port };
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, options: MirrorOptions): Promise<void> {
+async function handle(req: IncomingMessage, res: ServerResponse, options: MirrorOptions, allowSet: () => Promise<AllowSet>): Promise<void> {
   const method = req.method ?? 'GET';
   const url = new URL(req.url ?? '/', 'http://mirror.invalid');
   const head = method === 'HEAD';
@@ -129,7 +141,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: Mirror
     sendError(res, 400, 'NAME_INVALID', 'invalid repository name', head);
     return served(repository, 'other', reference, 0);
   }
-  const content = lookupRepository(buildAllowSet(await options.index.list(), options.inFlight?.list()), repository, url.searchParams.get('ns'));
+  const content = lookupRepository(await allowSet(), repository, url.searchParams.get('ns'));
 
   if (kind === 'manifests') {
     // Tags are never served: the runtime must ask for the digest pullguard verified.
