@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 /**
  * The composition root: the only module that reads the environment and wires adapters to use cases.
  * `pullguard serve` builds config → logger → store → registry client → lookaside → policy →

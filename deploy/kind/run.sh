@@ -117,7 +117,7 @@ in_node mkdir -p /etc/systemd/system/pullguard.service.d
 in_node sh -c 'cat > /etc/systemd/system/pullguard.service.d/10-kind.conf' <<'UNIT'
 [Service]
 ExecStart=
-ExecStart=/usr/local/bin/node /opt/pullguard/dist/src/main.js serve \
+ExecStart=/usr/local/bin/node --max-semi-space-size=2 /opt/pullguard/dist/src/main.js serve \
   --socket /run/pullguard/pullguard.sock --state-dir /var/lib/pullguard \
   --backend unix:///run/containerd/containerd.sock --mirror-address 127.0.0.1:5050 \
   --signature-policy /etc/pullguard/policy.json --registries-d /etc/pullguard/registries.d \

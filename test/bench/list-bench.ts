@@ -71,7 +71,7 @@ async function populate(storeDir: string): Promise<number> {
     await Promise.all(Array.from({ length: WRITERS }, writer));
     return store.images.list().length;
   } finally {
-    await store.images.close();
+    await store.close(); // index and store lock: the server takes the store over next
   }
 }
 

@@ -12,6 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCriImageClient, type CriImageClient } from '../../src/cli/cri-client.js';
+import { SERVE_NODE_FLAGS } from '../../src/node-flags.js';
 import { packageRoot } from '../../src/util/package-root.js';
 
 /** The compiled server, whether this helper runs from test/ (vitest) or dist/test/ (benchmarks). */
@@ -36,7 +37,7 @@ process.once('exit', () => {
 export async function startPullguard(options: { args?: string[]; stateDir?: string; env?: Record<string, string> } = {}): Promise<RunningPullguard> {
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'pullguard-')));
   const socket = join(stateDir, 'pullguard.sock');
-  const child = spawn(process.execPath, [MAIN, 'serve', '--state-dir', stateDir, '--socket', socket, '--log-level', 'debug', ...(options.args ?? [])], {
+  const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, MAIN, 'serve', '--state-dir', stateDir, '--socket', socket, '--log-level', 'debug', ...(options.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...(options.env ?? {}) },
   });
