@@ -188,11 +188,10 @@ describe('FsImageIndex', () => {
     expect([...second.deleted].sort()).toEqual([leasedDigest.digest, digestOf(ingesting)].sort());
   });
 
-  it('lists 10,000 records fast (p99 of list() well under 50 ms) and reopens them', async () => {
+  it('holds 10,000 records: list() is one frozen list until something changes, and a reopen keeps them', async () => {
     const root = await newRoot();
     const images = await FsImageIndex.open({ root, blobs: allBlobsPresent });
     const ids: Digest[] = [];
-    const started = performance.now();
     for (let batch = 0; batch < 10; batch++) {
       const puts: Promise<ImageRecord>[] = [];
       for (let i = 0; i < 1000; i++) {
@@ -202,23 +201,18 @@ describe('FsImageIndex', () => {
       }
       await Promise.all(puts);
     }
-    const putMs = performance.now() - started;
-    const timings: number[] = [];
-    for (let i = 0; i < 200; i++) {
-      const t = performance.now();
-      const all = images.list();
-      timings.push(performance.now() - t);
-      expect(all.length).toBe(10_000);
-      if (i % 20 === 0) await images.put(fakeRecord(ids[i]!, [`docker.io/library/retag:${i}`])); // invalidates the cache
-    }
-    timings.sort((x, y) => x - y);
-    const p99 = timings[Math.floor(timings.length * 0.99)]!;
-    console.log(`10,000 records: put all in ${putMs.toFixed(0)} ms; list() p50 ${timings[100]!.toFixed(3)} ms, p99 ${p99.toFixed(3)} ms`);
-    expect(p99).toBeLessThan(20);
+    // The same frozen array while nothing changes (ListImages and the mirror cache by identity) ...
+    const listed = images.list();
+    expect(listed).toHaveLength(10_000);
+    expect(Object.isFrozen(listed)).toBe(true);
+    expect(images.list()).toBe(listed);
+    // ... and a new one after any change.
+    await images.put(fakeRecord(ids[0]!, ['docker.io/library/retag:1']));
+    const relisted = images.list();
+    expect(relisted).not.toBe(listed);
+    expect(relisted.find((r) => r.id === ids[0])?.repoTags).toContain('docker.io/library/retag:1');
     await images.close();
-    const t = performance.now();
     const reopened = await FsImageIndex.open({ root, blobs: allBlobsPresent });
-    console.log(`reopen of 10,000 records: ${(performance.now() - t).toFixed(0)} ms`);
     expect(reopened.list()).toHaveLength(10_000);
     expect(reopened.resolve('img9-999')?.repoTags).toEqual(['docker.io/library/img9-999:latest']);
     await reopened.close();
