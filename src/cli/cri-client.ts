@@ -1,4 +1,5 @@
 /** A grpc-js CRI ImageService client over the unix socket, for the CLI and the tests. */
+import { resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadCriPackageDefinition } from '../cri/proto.js';
 
@@ -13,7 +14,7 @@ export function createCriImageClient(socketPath: string, channelOptions: grpc.Ch
   const loaded = grpc.loadPackageDefinition(loadCriPackageDefinition()) as unknown as {
     runtime: { v1: { ImageService: new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => grpc.Client & Record<string, Unary> } };
   };
-  const client = new loaded.runtime.v1.ImageService(`unix://${socketPath}`, grpc.credentials.createInsecure(), {
+  const client = new loaded.runtime.v1.ImageService(`unix://${resolve(socketPath)}`, grpc.credentials.createInsecure(), {
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
     ...channelOptions,
   });

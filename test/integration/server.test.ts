@@ -67,6 +67,11 @@ describe('ImageService over the unix socket', () => {
     expect(version).toMatchObject({ runtime_name: 'pullguard', runtime_api_version: 'v1' });
   });
 
+  it('lets the CLI reach the server through a relative --socket path', async () => {
+    const { stdout } = await execFileAsync(process.execPath, [MAIN, 'images', '--socket', 'pullguard.sock'], { cwd: server.stateDir });
+    expect(stdout).toMatch(/^IMAGE\s+TAG\s+IMAGE ID\s+SIZE/);
+  });
+
   it('reports an unknown image as absent (empty response), not as an error', async () => {
     expect((await status('busybox')).image).toBeNull();
     expect((await status(`sha256:${'0'.repeat(64)}`)).image).toBeNull();
