@@ -99,7 +99,7 @@ const DEFAULT_LAYER_CONCURRENCY = 4;
  */
 const RUNTIME_ORDER_CONCURRENCY = 2;
 
-/** The onAllowed callers of one pull in flight (joiners included). */
+/** The onAllowed callers of one pull in flight (joiners included): state shared by the flight. */
 interface AllowedListeners {
   readonly callbacks: Set<(image: AllowedImage) => void>;
   allowed?: AllowedImage;
@@ -107,9 +107,8 @@ interface AllowedListeners {
 
 export class PullService {
   readonly #options: PullServiceOptions;
-  readonly #pulls = new SingleFlight<PullResult>();
+  readonly #pulls = new SingleFlight<PullResult, AllowedListeners>(() => ({ callbacks: new Set() }));
   readonly #blobs = new SingleFlight<boolean>();
-  readonly #allowedListeners = new Map<string, AllowedListeners>();
 
   constructor(options: PullServiceOptions) {
     this.#options = options;
@@ -119,26 +118,20 @@ export class PullService {
   async pull(request: PullRequest): Promise<PullResult> {
     const reference = parseReference(request.image);
     const key = [formatReference(reference), credentialKey(request.credentials), request.namespace ?? ''].join('\0');
-    let listeners = this.#allowedListeners.get(key);
-    if (listeners === undefined) {
-      listeners = { callbacks: new Set() };
-      this.#allowedListeners.set(key, listeners);
-    }
-    const own = listeners;
     const onAllowed = request.onAllowed;
-    if (onAllowed !== undefined) {
-      if (own.allowed !== undefined) onAllowed(own.allowed);
-      else own.callbacks.add(onAllowed);
-    }
+    let joined: AllowedListeners | undefined;
+    // The listeners live and die with the flight: a later pull of the same key never sees this verdict.
+    const listen = (listeners: AllowedListeners): void => {
+      if (onAllowed === undefined) return;
+      joined = listeners;
+      if (listeners.allowed !== undefined) onAllowed(listeners.allowed);
+      else listeners.callbacks.add(onAllowed);
+    };
     try {
-      return await this.#pulls.run(key, request.signal, (signal) =>
-        this.#pull(reference, request, signal, own).finally(() => {
-          // A later pull of the same key is a new flight: it must not see this one's verdict.
-          if (this.#allowedListeners.get(key) === own) this.#allowedListeners.delete(key);
-        }),
-      );
+      return await this.#pulls.run(key, request.signal, (signal, listeners) => this.#pull(reference, request, signal, listeners), listen);
     } finally {
-      if (onAllowed !== undefined) own.callbacks.delete(onAllowed);
+      // A caller that gave up while the flight goes on is not told later.
+      if (onAllowed !== undefined) joined?.callbacks.delete(onAllowed);
     }
   }
 

@@ -1,22 +1,39 @@
 /**
  * Shares one in-flight operation among concurrent callers with the same key. The shared work gets
  * its own AbortSignal, aborted only when every caller that joined has given up — one impatient
- * caller must not cancel a pull another caller still waits for.
+ * caller must not cancel a pull another caller still waits for. Each flight may also carry state
+ * of type S (made by `createShared`) that the work and every caller joining it see, and that ends
+ * with the flight.
  */
-export class SingleFlight<T> {
-  readonly #inFlight = new Map<string, { promise: Promise<T>; controller: AbortController; waiters: number }>();
+interface Flight<T, S> {
+  readonly promise: Promise<T>;
+  readonly controller: AbortController;
+  readonly shared: S;
+  waiters: number;
+}
 
-  run(key: string, callerSignal: AbortSignal | undefined, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export class SingleFlight<T, S = undefined> {
+  readonly #inFlight = new Map<string, Flight<T, S>>();
+  readonly #createShared: () => S;
+
+  constructor(...createShared: S extends undefined ? [] : [() => S]) {
+    this.#createShared = createShared[0] ?? ((): S => undefined as S);
+  }
+
+  /** `join` sees the flight's shared state before this caller starts waiting on it. */
+  run(key: string, callerSignal: AbortSignal | undefined, work: (signal: AbortSignal, shared: S) => Promise<T>, join?: (shared: S) => void): Promise<T> {
     let entry = this.#inFlight.get(key);
     if (entry === undefined) {
       const controller = new AbortController();
-      const created: { promise: Promise<T>; controller: AbortController; waiters: number } = {
+      const shared = this.#createShared();
+      const created: Flight<T, S> = {
         controller,
+        shared,
         waiters: 0,
         // Started on the next tick; a caller that gave up before then must not start the work.
         promise: Promise.resolve().then(() => {
           if (controller.signal.aborted) throw controller.signal.reason instanceof Error ? controller.signal.reason : new Error('aborted');
-          return work(controller.signal);
+          return work(controller.signal, shared);
         }),
       };
       created.promise.then(
@@ -26,6 +43,7 @@ export class SingleFlight<T> {
       this.#inFlight.set(key, created);
       entry = created;
     }
+    join?.(entry.shared);
     return this.#wait(entry, callerSignal);
   }
 
@@ -33,7 +51,7 @@ export class SingleFlight<T> {
     return this.#inFlight.size;
   }
 
-  #wait(entry: { promise: Promise<T>; controller: AbortController; waiters: number }, signal: AbortSignal | undefined): Promise<T> {
+  #wait(entry: Flight<T, S>, signal: AbortSignal | undefined): Promise<T> {
     entry.waiters += 1;
     if (signal === undefined) return entry.promise;
     return new Promise<T>((resolve, reject) => {
