@@ -81,7 +81,7 @@ export function createCriBackend(options: CriBackendOptions): CriBackend {
           answered = true;
           signal?.removeEventListener('abort', onAbort);
           clearTimeout(timer);
-          if (timedOut) reject(deadlineError(rpc, endpoint, timeoutMs));
+          if (timedOut) reject(new PullguardError('BACKEND_UNAVAILABLE', deadlineMessage(rpc, endpoint, timeoutMs), { facts: { backend: endpoint, backendCode: 'DEADLINE_EXCEEDED' } }));
           else if (err) reject(backendError(err, rpc, endpoint, timeoutMs));
           else if (response === undefined) reject(new PullguardError('BACKEND_ERROR', `container runtime at ${endpoint} sent no ${rpc} response`));
           else resolve(response);
@@ -89,16 +89,14 @@ export function createCriBackend(options: CriBackendOptions): CriBackend {
       );
       const onAbort = (): void => pending.cancel();
       signal?.addEventListener('abort', onAbort, { once: true });
-      void timeoutStartsWhen?.then(
-        () => undefined,
-        () => undefined,
-      ).then(() => {
+      const startDeadline = (): void => {
         if (answered) return;
         timer = setTimeout(() => {
           timedOut = true;
           pending.cancel();
         }, timeoutMs);
-      });
+      };
+      void timeoutStartsWhen?.then(startDeadline, startDeadline);
     });
   };
 
@@ -113,10 +111,8 @@ export function createCriBackend(options: CriBackendOptions): CriBackend {
   };
 }
 
-function deadlineError(rpc: ImageRpc, endpoint: string, timeoutMs: number): PullguardError {
-  return new PullguardError('BACKEND_UNAVAILABLE', `container runtime at ${endpoint} did not answer ${rpc} within ${timeoutMs} ms`, {
-    facts: { backend: endpoint, backendCode: 'DEADLINE_EXCEEDED' },
-  });
+function deadlineMessage(rpc: ImageRpc, endpoint: string, timeoutMs: number): string {
+  return `container runtime at ${endpoint} did not answer ${rpc} within ${timeoutMs} ms`;
 }
 
 /** The runtime's own status, turned into a coded error; its message is kept (kubelet shows it). */
@@ -128,7 +124,7 @@ export function backendError(err: grpc.ServiceError, rpc: ImageRpc, endpoint: st
     case grpc.status.UNAVAILABLE:
       return make('BACKEND_UNAVAILABLE', `container runtime at ${endpoint} is unavailable (${rpc}): ${details}`);
     case grpc.status.DEADLINE_EXCEEDED:
-      return new PullguardError('BACKEND_UNAVAILABLE', deadlineError(rpc, endpoint, timeoutMs).message, { cause: err, facts });
+      return make('BACKEND_UNAVAILABLE', deadlineMessage(rpc, endpoint, timeoutMs));
     case grpc.status.CANCELLED:
       return make('CANCELLED', `${rpc} to the container runtime was cancelled`);
     case grpc.status.INVALID_ARGUMENT:

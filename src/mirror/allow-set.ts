@@ -25,7 +25,7 @@ export interface RepositoryContent {
 /** Repository (full name `domain/path`) → what may be served under it. */
 export type AllowSet = ReadonlyMap<string, RepositoryContent>;
 
-export function buildAllowSet(records: readonly ImageRecord[], inFlight: readonly InFlightImage[] = []): AllowSet {
+export function buildAllowSet(records: readonly ImageRecord[]): AllowSet {
   const allow = new Map<string, RepositoryContent>();
   const contentOf = (name: string): RepositoryContent => {
     let content = allow.get(name);
@@ -44,7 +44,7 @@ export function buildAllowSet(records: readonly ImageRecord[], inFlight: readonl
       for (const layer of record.layers) content.blobs.add(layer.digest);
     }
   }
-  return withInFlight(allow, inFlight);
+  return allow;
 }
 
 /**

@@ -117,6 +117,7 @@ function evaluate(reference: ImageReference, item: RequirementChecks): Requireme
     case 'reject':
       return { ...base, satisfied: false, reason: `Running image docker://${formatReference(reference)} is rejected by policy.` };
     case 'signedBaseLayer':
+      // containers/image never implemented it and always denies, with exactly this text: so do we.
       return { ...base, satisfied: false, reason: 'signedBaseLayer not implemented yet!' };
     case 'sigstoreSigned': {
       // Fail closed for trust roots that are not verified yet; whatever checks were passed in are ignored.

@@ -374,7 +374,7 @@ class FsBlobWriter implements BlobWriter {
     // The common case: nothing queued and the chunk fits in the batch without filling it, so it is
     // hashed and copied now, with no promise.
     if (this.#queued === 0 && this.#state === 'open' && this.#offset + chunk.length <= this.#parts.size) {
-      const batch = (this.#batch ??= Buffer.allocUnsafeSlow(Math.min(WRITE_BATCH_BYTES, this.#parts.size)));
+      const batch = this.#batchBuffer();
       if (this.#pendingBytes + chunk.length < batch.length) {
         this.#hash.update(chunk);
         this.#offset += chunk.length;
@@ -392,6 +392,11 @@ class FsBlobWriter implements BlobWriter {
 
   abort(): Promise<void> {
     return this.#serial(() => this.#discard());
+  }
+
+  /** Allocated on first use and reused for the whole ingest; never larger than the blob. */
+  #batchBuffer(): Buffer {
+    return (this.#batch ??= Buffer.allocUnsafeSlow(Math.min(WRITE_BATCH_BYTES, this.#parts.size)));
   }
 
   #serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -420,12 +425,12 @@ class FsBlobWriter implements BlobWriter {
     // Copied into one reused buffer: no per-batch allocation, and the caller's chunk is free at once.
     let consumed = 0;
     while (consumed < chunk.length) {
-      this.#batch ??= Buffer.allocUnsafeSlow(Math.min(WRITE_BATCH_BYTES, size));
-      const n = Math.min(chunk.length - consumed, this.#batch.length - this.#pendingBytes);
-      this.#batch.set(chunk.subarray(consumed, consumed + n), this.#pendingBytes);
+      const batch = this.#batchBuffer();
+      const n = Math.min(chunk.length - consumed, batch.length - this.#pendingBytes);
+      batch.set(chunk.subarray(consumed, consumed + n), this.#pendingBytes);
       this.#pendingBytes += n;
       consumed += n;
-      if (this.#pendingBytes === this.#batch.length) await this.#flush();
+      if (this.#pendingBytes === batch.length) await this.#flush();
     }
   }
 
