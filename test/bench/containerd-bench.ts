@@ -11,9 +11,13 @@
  * lookaside server shows the signature phase's share. CPU per process is recorded as well: on a
  * 2-core runner both paths are CPU-bound, and the extra work of a verifying copy shows there.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { containerdUnavailableReason, startContainerd, type RunningContainerd } from '../helpers/containerd.js';
 import { startLookasideServer } from '../helpers/lookaside-server.js';
 import { freePort, startRegistry, type StartedRegistry } from '../helpers/registry.js';
@@ -109,6 +113,43 @@ async function throughPullguard(registry: StartedRegistry, reference: string, im
   }
 }
 
+interface BesideVerifier extends Direct {
+  /** The bare verifier's own time for all blobs. */
+  readonly verifierMs: number;
+}
+
+/**
+ * The floor for any verifying hop on this machine: containerd pulls directly from the registry
+ * while bare-verifier.ts downloads and sha256-checks the same blobs at the same time (nothing
+ * stored, nothing forwarded). A verifying front does at least this much work beside the runtime's.
+ */
+async function containerdBesideBareVerifier(registry: StartedRegistry, reference: string, image: LargeImage, expectedId: string): Promise<BesideVerifier> {
+  const repository = REPO.slice(0, REPO.indexOf(':'));
+  const blobs = [image.configDigest, ...image.layerDigests].map((digest) => `${digest}=${registry.url}/v2/${repository}/blobs/${digest}`);
+  const containerd = await startContainerd({ mirrors: { [registry.host]: registry.url } });
+  const verifier = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'bare-verifier.js'), ...blobs], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = once(verifier, 'exit') as Promise<[number | null]>;
+  try {
+    const lines = createInterface({ input: verifier.stdout })[Symbol.asyncIterator]();
+    if ((await lines.next()).value !== 'ready') throw new Error('bare verifier did not start');
+    const pids = { containerd: pidsMatching(`--config ${containerd.dir}/`), registry: pidsMatching('docker-registry serve') };
+    const { value, cpuMs } = await cpuDuring(pids, async () => {
+      verifier.stdin.write('go\n');
+      const pulled = await timed(() => containerd.cri.call<{ image_ref: string }>('PullImage', { image: { image: reference } }, { deadlineMs: PULL_DEADLINE_MS }));
+      // The verifier measures its own CPU: it may have exited before /proc could be read.
+      const verified = JSON.parse(String((await lines.next()).value)) as { ms: number; cpuMs: number };
+      return { ...pulled, verifierMs: verified.ms, verifierCpuMs: verified.cpuMs };
+    });
+    const [code] = await exited;
+    if (code !== 0) throw new Error(`bare verifier exited with ${code}`);
+    if (value.value.image_ref !== expectedId) throw new Error(`containerd PullImage returned ${value.value.image_ref}, expected ${expectedId}`);
+    return { ms: value.ms, verifierMs: value.verifierMs, cpuMs: { ...cpuMs, verifier: value.verifierCpuMs } };
+  } finally {
+    verifier.kill();
+    await containerd.destroy();
+  }
+}
+
 async function containerdDirect(registry: StartedRegistry, reference: string, expectedId: string): Promise<Direct> {
   // The registry itself as the only host (plain HTTP): containerd resolves and fetches from it directly.
   const containerd = await startContainerd({ mirrors: { [registry.host]: registry.url } });
@@ -147,11 +188,16 @@ export async function runContainerdBench(): Promise<PartResult> {
 
     const viaPullguard: ThroughPullguard[] = [];
     const directRuns: Direct[] = [];
+    const floorRuns: BesideVerifier[] = [];
     for (let run = 1; run <= RUNS; run++) {
       viaPullguard.push(await throughPullguard(registry, reference, image, acceptAnything, expectedId));
       directRuns.push(await containerdDirect(registry, reference, expectedId));
+      floorRuns.push(await containerdBesideBareVerifier(registry, reference, image, expectedId));
       const a = viaPullguard.at(-1)!;
-      log(`containerd: run ${run}: through pullguard ${round(a.ms)} ms (pullguard's last blob at ${round(a.pullguardMs)}, containerd done ${round(a.runtimeMs)} later), containerd direct ${round(directRuns.at(-1)!.ms)} ms`);
+      log(
+        `containerd: run ${run}: through pullguard ${round(a.ms)} ms (pullguard's last blob at ${round(a.pullguardMs)}, containerd done ${round(a.runtimeMs)} later), ` +
+          `containerd direct ${round(directRuns.at(-1)!.ms)} ms, direct beside a bare verifier ${round(floorRuns.at(-1)!.ms)} ms`,
+      );
     }
     log('containerd: one run through pullguard with a signedBy policy');
     const signedRun = await throughPullguard(registry, reference, image, signedBy, expectedId);
@@ -162,6 +208,9 @@ export async function runContainerdBench(): Promise<PartResult> {
     const cpuDirect = { containerd: cpu(directRuns, 'containerd'), registry: cpu(directRuns, 'registry') };
     const a = median(viaPullguard.map((r) => r.ms));
     const b = median(direct);
+    const floor = median(floorRuns.map((r) => r.ms));
+    const floorVerifier = median(floorRuns.map((r) => r.verifierMs));
+    const cpuFloor = { containerd: cpu(floorRuns, 'containerd'), registry: cpu(floorRuns, 'registry'), verifier: cpu(floorRuns, 'verifier') };
     const aPullguard = median(viaPullguard.map((r) => r.pullguardMs));
     const aRuntime = median(viaPullguard.map((r) => r.runtimeMs));
     const mib = image.totalBytes / MiB;
@@ -174,6 +223,8 @@ export async function runContainerdBench(): Promise<PartResult> {
         ['    until pullguard verified its last blob', ...viaPullguard.map((r) => ms(r.pullguardMs)), ms(aPullguard), '', ''],
         ['    then containerd: rest of its download + unpack', ...viaPullguard.map((r) => ms(r.runtimeMs)), ms(aRuntime), '', ''],
         ['(b) PullImage on containerd directly', ...direct.map(ms), ms(b), String(round(mib / (b / 1000))), '1.00'],
+        ['(c) (b) while a bare verifier downloads + sha256s the same blobs', ...floorRuns.map((r) => ms(r.ms)), ms(floor), String(round(mib / (floor / 1000))), round(floor / b, 2).toFixed(2)],
+        ['    the bare verifier itself', ...floorRuns.map((r) => ms(r.verifierMs)), ms(floorVerifier), '', ''],
         ['(a) with signedBy + 1 lookaside signature (1 run)', ms(signedRun.ms), '', '', ms(signedRun.ms), String(round(mib / (signedRun.ms / 1000))), round(signedRun.ms / b, 2).toFixed(2)],
         ['    until pullguard verified its last blob', ms(signedRun.pullguardMs), '', '', ms(signedRun.pullguardMs), '', ''],
         ['    then containerd: rest of its download + unpack', ms(signedRun.runtimeMs), '', '', ms(signedRun.runtimeMs), '', ''],
@@ -181,14 +232,18 @@ export async function runContainerdBench(): Promise<PartResult> {
     );
     console.log(
       `CPU used per pull (medians, ms): via pullguard — containerd ${ms(cpuVia.containerd)}, pullguard ${ms(cpuVia.pullguard)}, registry ${ms(cpuVia.registry)} ` +
-        `(total ${ms(cpuVia.containerd + cpuVia.pullguard + cpuVia.registry)}); direct — containerd ${ms(cpuDirect.containerd)}, registry ${ms(cpuDirect.registry)} (total ${ms(cpuDirect.containerd + cpuDirect.registry)}); this machine has ${availableParallelism()} CPUs.`,
+        `(total ${ms(cpuVia.containerd + cpuVia.pullguard + cpuVia.registry)}); direct — containerd ${ms(cpuDirect.containerd)}, registry ${ms(cpuDirect.registry)} (total ${ms(cpuDirect.containerd + cpuDirect.registry)}); ` +
+        `beside the bare verifier — containerd ${ms(cpuFloor.containerd)}, registry ${ms(cpuFloor.registry)}, verifier ${ms(cpuFloor.verifier)}; this machine has ${availableParallelism()} CPUs.`,
     );
+    console.log('(c) is the floor for any verifying hop in the data path here: the least extra work a verifier can do, run beside the runtime\'s own pull.');
     console.log('Times are the PullImage call (servers already up); the split comes from pullguard\'s debug log timestamps (ms resolution).');
 
     const figures: Figure[] = [
       { name: '4x64MiB via pullguard into containerd, median', value: round(a), unit: 'ms' },
       { name: '4x64MiB containerd direct, median', value: round(b), unit: 'ms' },
       { name: '4x64MiB ratio via-pullguard/direct', value: round(a / b, 2), unit: '', target: { op: '<=', value: 1.15 } },
+      { name: 'floor: containerd direct beside a bare download+sha256 verifier / direct', value: round(floor / b, 2), unit: '' },
+      { name: 'via pullguard / floor (what the design adds over the least any verifier costs)', value: round(a / floor, 2), unit: '' },
       { name: 'via pullguard: until pullguard verified its last blob, median', value: round(aPullguard), unit: 'ms' },
       { name: 'via pullguard: then containerd (rest of download + unpack), median', value: round(aRuntime), unit: 'ms' },
       { name: 'CPU per pull via pullguard (containerd + pullguard + registry), median', value: round(cpuVia.containerd + cpuVia.pullguard + cpuVia.registry), unit: 'ms' },
@@ -201,15 +256,16 @@ export async function runContainerdBench(): Promise<PartResult> {
       figures,
       details: {
         runs: RUNS,
-        order: 'per run: via pullguard, direct; then one signedBy run',
+        order: 'per run: via pullguard, direct, direct beside a bare verifier; then one signedBy run',
         layers: LAYERS,
         layerBytes: LAYER_SIZE,
         compressedBytes: image.totalBytes,
         viaPullguard,
         directMs: direct,
-        cpuMs: { viaPullguard: cpuVia, direct: cpuDirect },
+        besideBareVerifier: floorRuns,
+        cpuMs: { viaPullguard: cpuVia, direct: cpuDirect, besideBareVerifier: cpuFloor },
         signedBy: signedRun,
-        medianMs: { viaPullguard: a, direct: b, pullguardPhase: aPullguard, runtimePhase: aRuntime },
+        medianMs: { viaPullguard: a, direct: b, besideBareVerifier: floor, pullguardPhase: aPullguard, runtimePhase: aRuntime },
       },
       seconds: round(msSince(started) / 1000),
     };

@@ -50,6 +50,8 @@ export interface FaultRegistry {
   addImage(repo: string, tag: string, image: BuiltImage): void;
   /** Queues faults for a blob digest or a manifest key `repo:ref`. */
   fault(key: string, ...faults: Fault[]): void;
+  /** Drops the faults still queued for `key`: it is served intact from now on. */
+  clearFaults(key: string): void;
   stop(): Promise<void>;
 }
 
@@ -191,6 +193,9 @@ export async function startFaultRegistry(options: { readonly basic?: { readonly 
     },
     fault(key, ...more) {
       faults.set(key, [...(faults.get(key) ?? []), ...more]);
+    },
+    clearFaults(key) {
+      faults.delete(key);
     },
     async stop() {
       for (const s of sockets) s.destroy();

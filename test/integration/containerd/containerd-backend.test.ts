@@ -149,6 +149,16 @@ describe.skipIf(unavailable !== undefined)('pullguard in front of containerd', (
     expect(pg.store.images.list().map((r) => r.id)).not.toContain(broken.configDigest);
   });
 
+  it('pulls the same image once its registry serves the layer intact: containerd kept no half-written copy of the bad bytes', async () => {
+    // containerd 1.6 resumes a layer from whatever its ingest holds and never drops a full-size ingest
+    // whose digest is wrong, so corrupt bytes it had received would fail every later pull on the node.
+    faulty.clearFaults(broken.layers[1]!.digest);
+    const pulled = await viaPullguard<{ image_ref: string }>('PullImage', { image: { image: `${faulty.host}/team/broken:v1` } });
+    expect(pulled.image_ref).toBe(broken.configDigest);
+    const status = await viaContainerd<{ image: CriImage | null }>('ImageStatus', { image: { image: broken.configDigest } });
+    expect(status.image?.id).toBe(broken.configDigest);
+  });
+
   it('removes by tag from containerd and from pullguard\'s index; again is a no-op', async () => {
     await viaPullguard('RemoveImage', { image: { image: appTag } });
     expect((await viaContainerd<{ image: CriImage | null }>('ImageStatus', { image: { image: app.configDigest } })).image).toBeNull();
