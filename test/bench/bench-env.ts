@@ -102,10 +102,19 @@ let memoryWarmed = false;
 export async function warmFreeMemory(): Promise<void> {
   if (memoryWarmed) return;
   memoryWarmed = true;
-  const bytes = Math.min(2 * 1024 ** 3, Math.floor(freemem() / 4));
-  if (bytes < 256 * 1024 * 1024) return;
-  log(`touching ${Math.round(bytes / 1024 ** 2)} MiB of free memory once (first-touch cost of a VM's fresh pages)`);
-  await execFileAsync(process.execPath, ['-e', `Buffer.allocUnsafeSlow(${bytes}).fill(1)`], { timeout: 120_000 });
+  await touchFreeMemory(2 * 1024 ** 3, 'once');
+}
+
+/**
+ * Touches (and gives back) up to `bytes` of free memory now. The VM's balloon hands pages freed
+ * for a while back to the host, so a bench whose runs each write and delete hundreds of MiB
+ * (containerd's) touches memory right before every timed run, for each path alike.
+ */
+export async function touchFreeMemory(bytes: number, when = 'before this run'): Promise<void> {
+  const size = Math.min(bytes, Math.floor(freemem() / 4));
+  if (size < 256 * 1024 * 1024) return;
+  if (when === 'once') log(`touching ${Math.round(size / 1024 ** 2)} MiB of free memory once (first-touch cost of a VM's fresh pages)`);
+  await execFileAsync(process.execPath, ['-e', `Buffer.allocUnsafeSlow(${size}).fill(1)`], { timeout: 120_000 });
 }
 
 export function log(message: string): void {

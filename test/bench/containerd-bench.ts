@@ -5,8 +5,9 @@
  *       containerd for the pinned digest as soon as the verdict allows, and fetches into its store
  *       while containerd downloads each blob from pullguard's mirror once it is verified;
  *   (b) by containerd directly — PullImage of the same tag reference on containerd's own CRI socket.
- * Both use the real containerd 1.6 with a fresh temp root per run (nothing already present), three
- * runs each alternating, medians and the ratio (a)/(b). Policy insecureAcceptAnything, so only the
+ * Both use the real containerd 1.6 with a fresh temp root per run (nothing already present), five
+ * runs each alternating, medians and the ratio (a)/(b). (c) is the floor: (b) while a bare verifier
+ * downloads and checks the same blobs beside it. Policy insecureAcceptAnything, so only the
  * transport is compared; one more (a) run with a signedBy policy and the real skopeo signature on a
  * lookaside server shows the signature phase's share. CPU per process is recorded as well: on a
  * 2-core runner both paths are CPU-bound, and the extra work of a verifying copy shows there.
@@ -22,13 +23,15 @@ import { containerdUnavailableReason, startContainerd, type RunningContainerd } 
 import { startLookasideServer } from '../helpers/lookaside-server.js';
 import { freePort, startRegistry, type StartedRegistry } from '../helpers/registry.js';
 import { createGpgSigner, pushSignedImage } from '../helpers/signed-images.js';
-import { acceptAnythingConfig, log, makeWorkDir, pullImage, removeDir, startBenchServer, warmFreeMemory, type BenchServer } from './bench-env.js';
+import { acceptAnythingConfig, log, makeWorkDir, pullImage, removeDir, startBenchServer, touchFreeMemory, type BenchServer } from './bench-env.js';
 import { cpuDuring, pidsMatching } from './cpu-time.js';
 import { buildLargeOciImage, type LargeImage } from './large-image.js';
 import { printTable, type Figure, type PartResult } from './report.js';
 import { median, MiB, msSince, round, timed } from './stats.js';
 
-const RUNS = 3;
+const RUNS = 5;
+/** Touched right before each timed run: what one via-pullguard run writes (store, content, snapshots) with room to spare. */
+const TOUCH_BYTES = 1536 * MiB;
 const LAYERS = 4;
 const LAYER_SIZE = 64 * MiB;
 const REPO = 'bench/ctr4:v1';
@@ -150,6 +153,37 @@ async function containerdBesideBareVerifier(registry: StartedRegistry, reference
   }
 }
 
+/**
+ * The floor for a verifying *mirror*: containerd pulls with hashing-proxy.ts as its mirror, which
+ * hashes each blob on its way through and stores nothing (it even forwards bytes before checking
+ * them, which pullguard does not).
+ */
+async function containerdThroughHashingProxy(registry: StartedRegistry, reference: string, image: LargeImage, expectedId: string): Promise<Direct> {
+  const proxy = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'hashing-proxy.js'), registry.host], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let containerd: RunningContainerd | undefined;
+  try {
+    const lines = createInterface({ input: proxy.stdout })[Symbol.asyncIterator]();
+    const port = Number((await lines.next()).value);
+    if (!Number.isInteger(port) || port <= 0) throw new Error('hashing proxy did not start');
+    let forwarded = 0;
+    const counted = (async () => {
+      for (let line = await lines.next(); line.done !== true; line = await lines.next()) forwarded += Number(String(line.value).split(' ')[2] ?? 0);
+    })();
+    containerd = await startContainerd({ mirrors: { [registry.host]: `http://127.0.0.1:${port}` } });
+    const c = containerd;
+    const pids = { containerd: pidsMatching(`--config ${c.dir}/`), registry: pidsMatching('docker-registry serve'), proxy: [proxy.pid ?? 0] };
+    const { value: { ms, value }, cpuMs } = await cpuDuring(pids, () => timed(() => c.cri.call<{ image_ref: string }>('PullImage', { image: { image: reference } }, { deadlineMs: PULL_DEADLINE_MS })));
+    if (value.image_ref !== expectedId) throw new Error(`containerd PullImage returned ${value.image_ref}, expected ${expectedId}`);
+    proxy.kill();
+    await counted;
+    if (forwarded < image.totalBytes) throw new Error(`containerd fetched only ${forwarded} of ${image.totalBytes} layer bytes through the hashing proxy`);
+    return { ms, cpuMs };
+  } finally {
+    proxy.kill();
+    await containerd?.destroy();
+  }
+}
+
 async function containerdDirect(registry: StartedRegistry, reference: string, expectedId: string): Promise<Direct> {
   // The registry itself as the only host (plain HTTP): containerd resolves and fetches from it directly.
   const containerd = await startContainerd({ mirrors: { [registry.host]: registry.url } });
@@ -170,7 +204,6 @@ export async function runContainerdBench(): Promise<PartResult> {
   const unavailable = containerdUnavailableReason();
   if (unavailable !== undefined) throw new Error(`containerd cannot run here: ${unavailable}`);
   const started = process.hrtime.bigint();
-  await warmFreeMemory();
   const work = await makeWorkDir('containerd');
   const [registry, lookaside, signer] = await Promise.all([startRegistry(), startLookasideServer(), createGpgSigner('Bench Containerd')]);
   try {
@@ -189,17 +222,24 @@ export async function runContainerdBench(): Promise<PartResult> {
     const viaPullguard: ThroughPullguard[] = [];
     const directRuns: Direct[] = [];
     const floorRuns: BesideVerifier[] = [];
+    const proxyRuns: Direct[] = [];
     for (let run = 1; run <= RUNS; run++) {
+      await touchFreeMemory(TOUCH_BYTES);
       viaPullguard.push(await throughPullguard(registry, reference, image, acceptAnything, expectedId));
+      await touchFreeMemory(TOUCH_BYTES);
       directRuns.push(await containerdDirect(registry, reference, expectedId));
+      await touchFreeMemory(TOUCH_BYTES);
       floorRuns.push(await containerdBesideBareVerifier(registry, reference, image, expectedId));
+      await touchFreeMemory(TOUCH_BYTES);
+      proxyRuns.push(await containerdThroughHashingProxy(registry, reference, image, expectedId));
       const a = viaPullguard.at(-1)!;
       log(
         `containerd: run ${run}: through pullguard ${round(a.ms)} ms (pullguard's last blob at ${round(a.pullguardMs)}, containerd done ${round(a.runtimeMs)} later), ` +
-          `containerd direct ${round(directRuns.at(-1)!.ms)} ms, direct beside a bare verifier ${round(floorRuns.at(-1)!.ms)} ms`,
+          `containerd direct ${round(directRuns.at(-1)!.ms)} ms, beside a bare verifier ${round(floorRuns.at(-1)!.ms)} ms, through a hashing proxy ${round(proxyRuns.at(-1)!.ms)} ms`,
       );
     }
     log('containerd: one run through pullguard with a signedBy policy');
+    await touchFreeMemory(TOUCH_BYTES);
     const signedRun = await throughPullguard(registry, reference, image, signedBy, expectedId);
 
     const direct = directRuns.map((r) => r.ms);
@@ -210,11 +250,14 @@ export async function runContainerdBench(): Promise<PartResult> {
     const b = median(direct);
     const floor = median(floorRuns.map((r) => r.ms));
     const floorVerifier = median(floorRuns.map((r) => r.verifierMs));
+    const throughProxy = median(proxyRuns.map((r) => r.ms));
+    const cpuProxy = { containerd: cpu(proxyRuns, 'containerd'), registry: cpu(proxyRuns, 'registry'), proxy: cpu(proxyRuns, 'proxy') };
     const cpuFloor = { containerd: cpu(floorRuns, 'containerd'), registry: cpu(floorRuns, 'registry'), verifier: cpu(floorRuns, 'verifier') };
     const aPullguard = median(viaPullguard.map((r) => r.pullguardMs));
     const aRuntime = median(viaPullguard.map((r) => r.runtimeMs));
     const mib = image.totalBytes / MiB;
     const ms = (v: number): string => String(Math.round(v));
+    const blank = Array.from({ length: RUNS - 1 }, () => '');
     console.log(`\n=== containerd (issue 6): ${LAYERS} x ${LAYER_SIZE / MiB} MiB into containerd 1.6, through pullguard vs directly; fresh containerd root each run ===`);
     printTable(
       ['path', ...Array.from({ length: RUNS }, (_, i) => `run ${i + 1} ms`), 'median ms', 'MiB/s', 'ratio'],
@@ -225,17 +268,18 @@ export async function runContainerdBench(): Promise<PartResult> {
         ['(b) PullImage on containerd directly', ...direct.map(ms), ms(b), String(round(mib / (b / 1000))), '1.00'],
         ['(c) (b) while a bare verifier downloads + sha256s the same blobs', ...floorRuns.map((r) => ms(r.ms)), ms(floor), String(round(mib / (floor / 1000))), round(floor / b, 2).toFixed(2)],
         ['    the bare verifier itself', ...floorRuns.map((r) => ms(r.verifierMs)), ms(floorVerifier), '', ''],
-        ['(a) with signedBy + 1 lookaside signature (1 run)', ms(signedRun.ms), '', '', ms(signedRun.ms), String(round(mib / (signedRun.ms / 1000))), round(signedRun.ms / b, 2).toFixed(2)],
-        ['    until pullguard verified its last blob', ms(signedRun.pullguardMs), '', '', ms(signedRun.pullguardMs), '', ''],
-        ['    then containerd: rest of its download + unpack', ms(signedRun.runtimeMs), '', '', ms(signedRun.runtimeMs), '', ''],
+        ['(d) containerd through a hashing pass-through proxy (no store)', ...proxyRuns.map((r) => ms(r.ms)), ms(throughProxy), String(round(mib / (throughProxy / 1000))), round(throughProxy / b, 2).toFixed(2)],
+        ['(a) with signedBy + 1 lookaside signature (1 run)', ms(signedRun.ms), ...blank, ms(signedRun.ms), String(round(mib / (signedRun.ms / 1000))), round(signedRun.ms / b, 2).toFixed(2)],
+        ['    until pullguard verified its last blob', ms(signedRun.pullguardMs), ...blank, ms(signedRun.pullguardMs), '', ''],
+        ['    then containerd: rest of its download + unpack', ms(signedRun.runtimeMs), ...blank, ms(signedRun.runtimeMs), '', ''],
       ],
     );
     console.log(
       `CPU used per pull (medians, ms): via pullguard — containerd ${ms(cpuVia.containerd)}, pullguard ${ms(cpuVia.pullguard)}, registry ${ms(cpuVia.registry)} ` +
         `(total ${ms(cpuVia.containerd + cpuVia.pullguard + cpuVia.registry)}); direct — containerd ${ms(cpuDirect.containerd)}, registry ${ms(cpuDirect.registry)} (total ${ms(cpuDirect.containerd + cpuDirect.registry)}); ` +
-        `beside the bare verifier — containerd ${ms(cpuFloor.containerd)}, registry ${ms(cpuFloor.registry)}, verifier ${ms(cpuFloor.verifier)}; this machine has ${availableParallelism()} CPUs.`,
+        `beside the bare verifier — containerd ${ms(cpuFloor.containerd)}, registry ${ms(cpuFloor.registry)}, verifier ${ms(cpuFloor.verifier)}; through the hashing proxy — containerd ${ms(cpuProxy.containerd)}, registry ${ms(cpuProxy.registry)}, proxy ${ms(cpuProxy.proxy)}; this machine has ${availableParallelism()} CPUs.`,
     );
-    console.log('(c) is the floor for any verifying hop in the data path here: the least extra work a verifier can do, run beside the runtime\'s own pull.');
+    console.log('(c) and (d) are floors for any verifying hop in the data path here: the least extra work a verifier can do beside the runtime\'s own pull, and the least a verifying mirror adds.');
     console.log('Times are the PullImage call (servers already up); the split comes from pullguard\'s debug log timestamps (ms resolution).');
 
     const figures: Figure[] = [
@@ -243,6 +287,7 @@ export async function runContainerdBench(): Promise<PartResult> {
       { name: '4x64MiB containerd direct, median', value: round(b), unit: 'ms' },
       { name: '4x64MiB ratio via-pullguard/direct', value: round(a / b, 2), unit: '', target: { op: '<=', value: 1.15 } },
       { name: 'floor: containerd direct beside a bare download+sha256 verifier / direct', value: round(floor / b, 2), unit: '' },
+      { name: 'floor: containerd through a hashing pass-through proxy / direct', value: round(throughProxy / b, 2), unit: '' },
       { name: 'via pullguard / floor (what the design adds over the least any verifier costs)', value: round(a / floor, 2), unit: '' },
       { name: 'via pullguard: until pullguard verified its last blob, median', value: round(aPullguard), unit: 'ms' },
       { name: 'via pullguard: then containerd (rest of download + unpack), median', value: round(aRuntime), unit: 'ms' },
@@ -256,16 +301,17 @@ export async function runContainerdBench(): Promise<PartResult> {
       figures,
       details: {
         runs: RUNS,
-        order: 'per run: via pullguard, direct, direct beside a bare verifier; then one signedBy run',
+        order: 'per run: via pullguard, direct, direct beside a bare verifier, through a hashing proxy; then one signedBy run',
         layers: LAYERS,
         layerBytes: LAYER_SIZE,
         compressedBytes: image.totalBytes,
         viaPullguard,
         directMs: direct,
         besideBareVerifier: floorRuns,
-        cpuMs: { viaPullguard: cpuVia, direct: cpuDirect, besideBareVerifier: cpuFloor },
+        throughHashingProxy: proxyRuns,
+        cpuMs: { viaPullguard: cpuVia, direct: cpuDirect, besideBareVerifier: cpuFloor, throughHashingProxy: cpuProxy },
         signedBy: signedRun,
-        medianMs: { viaPullguard: a, direct: b, besideBareVerifier: floor, pullguardPhase: aPullguard, runtimePhase: aRuntime },
+        medianMs: { viaPullguard: a, direct: b, besideBareVerifier: floor, throughHashingProxy: throughProxy, pullguardPhase: aPullguard, runtimePhase: aRuntime },
       },
       seconds: round(msSince(started) / 1000),
     };
