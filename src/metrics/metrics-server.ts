@@ -3,9 +3,10 @@
  * otherwise, because metrics reveal what a node pulls and nothing here authenticates scrapers.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { isIP, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { PullguardError } from '../domain/errors.js';
 import type { Logger } from '../log/logger.js';
+import { isLoopbackHost, parseListenAddress } from '../util/listen-address.js';
 import { EXPOSITION_CONTENT_TYPE, type MetricsRegistry } from './registry.js';
 
 export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:9464';
@@ -25,31 +26,8 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export interface ListenAddress {
-  readonly host: string;
-  readonly port: number;
-}
-
-/** Parses `host:port` / `[v6]:port`; hosts are IP literals or `localhost` (no DNS at bind time). */
-export function parseListenAddress(address: string): ListenAddress {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(address);
-  const host = match?.[1] ?? match?.[2];
-  const port = Number(match?.[3]);
-  if (match === null || host === undefined || port > 65535 || (host !== 'localhost' && isIP(host) === 0) || (match[1] !== undefined && isIP(host) !== 6)) {
-    throw new PullguardError('INVALID_CONFIG', `metrics address must be <ip>:<port> or [<ipv6>]:<port>, got ${JSON.stringify(address)}`);
-  }
-  return { host, port };
-}
-
-export function isLoopbackHost(host: string): boolean {
-  if (host === 'localhost' || host === '::1') return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
-  return mapped?.[1] !== undefined && mapped[1].startsWith('127.');
-}
-
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
-  const { host, port } = parseListenAddress(options.address ?? DEFAULT_METRICS_ADDRESS);
+  const { host, port } = parseListenAddress(options.address ?? DEFAULT_METRICS_ADDRESS, 'metrics address');
   if (!isLoopbackHost(host) && options.allowNonLoopback !== true) {
     throw new PullguardError('INVALID_CONFIG', `metrics address ${host} is not a loopback address; allow it explicitly to expose metrics beyond this host`, {
       facts: { host },

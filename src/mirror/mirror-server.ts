@@ -5,7 +5,7 @@
  * mirror has no authentication, and the runtime runs on the same node.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { isIP, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { isDigest, type Digest } from '../domain/digest.js';
 import { isPullguardError, PullguardError } from '../domain/errors.js';
@@ -14,6 +14,7 @@ import type { InFlightImage } from '../pull/in-flight-images.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { buildAllowSet, lookupRepository, withInFlight, type AllowSet, type RecordSource } from './allow-set.js';
 import type { ImageRecord } from '../store/image-record.js';
+import { isLoopbackHost, parseListenAddress } from '../util/listen-address.js';
 import { decideRange } from './http-range.js';
 
 export interface MirrorOptions {
@@ -53,7 +54,7 @@ const NAME_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|
 const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/;
 
 export async function startMirror(options: MirrorOptions): Promise<RunningMirror> {
-  const { hostname, port } = parseListenAddress(options.address);
+  const { hostname, port } = parseMirrorAddress(options.address);
   // The index hands out the same frozen list until it changes: build its allow set once per list.
   const recordAllowSets = new WeakMap<readonly ImageRecord[], AllowSet>();
   const allowSet = async (): Promise<AllowSet> => {
@@ -98,18 +99,12 @@ export async function startMirror(options: MirrorOptions): Promise<RunningMirror
 }
 
 /** `127.0.0.1:5050`, `[::1]:5050`, `localhost:0`; anything but loopback is refused. */
-export function parseListenAddress(address: string): { hostname: string; port: number } {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(address);
-  const hostname = match?.[1] ?? match?.[2];
-  const port = Number(match?.[3]);
-  if (match === null || hostname === undefined || !Number.isInteger(port) || port > 65535) {
-    throw new PullguardError('INVALID_CONFIG', `mirror address ${JSON.stringify(address)} is not host:port`);
-  }
-  const loopback = hostname === 'localhost' || hostname === '::1' || (isIP(hostname) === 4 && hostname.startsWith('127.'));
-  if (!loopback) {
+export function parseMirrorAddress(address: string): { hostname: string; port: number } {
+  const { host, port } = parseListenAddress(address, 'mirror address');
+  if (!isLoopbackHost(host)) {
     throw new PullguardError('INVALID_CONFIG', `mirror address ${JSON.stringify(address)} is not a loopback address; the mirror has no authentication and must not be reachable from the network`);
   }
-  return { hostname: hostname === 'localhost' ? '127.0.0.1' : hostname, port };
+  return { hostname: host === 'localhost' ? '127.0.0.1' : host, port };
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, options: MirrorOptions, allowSet: () => Promise<AllowSet>): Promise<void> {

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { PullguardError } from '../../../src/domain/errors.js';
 import { createLogger } from '../../../src/log/logger.js';
 import { createPullguardMetrics } from '../../../src/metrics/pullguard-metrics.js';
-import { isLoopbackHost, parseListenAddress, startMetricsServer, type MetricsServer } from '../../../src/metrics/metrics-server.js';
+import { startMetricsServer, type MetricsServer } from '../../../src/metrics/metrics-server.js';
 import { parseExposition } from './exposition.js';
 
 const lines: string[] = [];
@@ -81,21 +81,5 @@ describe('startMetricsServer', () => {
     await server.close();
     await server.close();
     await expect(fetch(server.url)).rejects.toThrow();
-  });
-});
-
-describe('listen address parsing', () => {
-  it('parses host:port and [v6]:port and rejects the rest', () => {
-    expect(parseListenAddress('127.0.0.1:9464')).toEqual({ host: '127.0.0.1', port: 9464 });
-    expect(parseListenAddress('[::1]:0')).toEqual({ host: '::1', port: 0 });
-    expect(parseListenAddress('localhost:1')).toEqual({ host: 'localhost', port: 1 });
-    for (const bad of ['9464', ':9464', 'example.com:80', '127.0.0.1:70000', '::1:80', '[127.0.0.1]:80', '127.0.0.1:']) {
-      expect(() => parseListenAddress(bad), bad).toThrow(PullguardError);
-    }
-  });
-
-  it('knows loopback hosts', () => {
-    expect(['127.0.0.1', '127.1.2.3', '::1', 'localhost', '::ffff:127.0.0.1'].every(isLoopbackHost)).toBe(true);
-    expect(['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', '::ffff:10.0.0.1'].some(isLoopbackHost)).toBe(false);
   });
 });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/log/logger.js';
-import { parseListenAddress, startMirror, type RunningMirror } from '../../../src/mirror/mirror-server.js';
+import { parseMirrorAddress, startMirror, type RunningMirror } from '../../../src/mirror/mirror-server.js';
 import { decideRange } from '../../../src/mirror/http-range.js';
 import { InFlightImages } from '../../../src/pull/in-flight-images.js';
 import type { Digest } from '../../../src/domain/digest.js';
@@ -85,9 +85,9 @@ describe('local mirror', () => {
 
   it('binds loopback only', async () => {
     expect(mirror.host).toMatch(/^127\.0\.0\.1:\d+$/);
-    expect(() => parseListenAddress('0.0.0.0:5050')).toThrow(/not a loopback address/);
-    expect(() => parseListenAddress('10.1.2.3:5050')).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG' }));
-    expect(parseListenAddress('[::1]:5050')).toEqual({ hostname: '::1', port: 5050 });
+    expect(() => parseMirrorAddress('0.0.0.0:5050')).toThrow(/not a loopback address/);
+    expect(() => parseMirrorAddress('10.1.2.3:5050')).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG' }));
+    expect(parseMirrorAddress('[::1]:5050')).toEqual({ hostname: '::1', port: 5050 });
   });
 
   it('answers /v2/ with the API version header', async () => {
