@@ -102,19 +102,21 @@ let memoryWarmed = false;
 export async function warmFreeMemory(): Promise<void> {
   if (memoryWarmed) return;
   memoryWarmed = true;
-  await touchFreeMemory(2 * 1024 ** 3, 'once');
+  const touched = await touchFreeMemory(2 * 1024 ** 3);
+  if (touched > 0) log(`touched ${Math.round(touched / 1024 ** 2)} MiB of free memory once (first-touch cost of a VM's fresh pages)`);
 }
 
 /**
- * Touches (and gives back) up to `bytes` of free memory now. The VM's balloon hands pages freed
- * for a while back to the host, so a bench whose runs each write and delete hundreds of MiB
- * (containerd's) touches memory right before every timed run, for each path alike.
+ * Touches (and gives back) up to `bytes` of free memory now; returns how much (0 when too little
+ * is free). The VM's balloon hands pages freed for a while back to the host, so a bench whose runs
+ * each write and delete hundreds of MiB (containerd's) touches memory right before every timed
+ * run, for each path alike.
  */
-export async function touchFreeMemory(bytes: number, when = 'before this run'): Promise<void> {
+export async function touchFreeMemory(bytes: number): Promise<number> {
   const size = Math.min(bytes, Math.floor(freemem() / 4));
-  if (size < 256 * 1024 * 1024) return;
-  if (when === 'once') log(`touching ${Math.round(size / 1024 ** 2)} MiB of free memory once (first-touch cost of a VM's fresh pages)`);
+  if (size < 256 * 1024 * 1024) return 0;
   await execFileAsync(process.execPath, ['-e', `Buffer.allocUnsafeSlow(${size}).fill(1)`], { timeout: 120_000 });
+  return size;
 }
 
 export function log(message: string): void {

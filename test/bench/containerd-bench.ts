@@ -6,13 +6,14 @@
  *       while containerd downloads each blob from pullguard's mirror once it is verified;
  *   (b) by containerd directly — PullImage of the same tag reference on containerd's own CRI socket.
  * Both use the real containerd 1.6 with a fresh temp root per run (nothing already present), five
- * runs each alternating, medians and the ratio (a)/(b). (c) is the floor: (b) while a bare verifier
- * downloads and checks the same blobs beside it. Policy insecureAcceptAnything, so only the
+ * runs each alternating, medians and the ratio (a)/(b). Two floors run in the same loop: (c) is (b)
+ * while a bare verifier downloads and checks the same blobs beside it, (d) containerd through a
+ * proxy that only hashes each blob on its way. Policy insecureAcceptAnything, so only the
  * transport is compared; one more (a) run with a signedBy policy and the real skopeo signature on a
  * lookaside server shows the signature phase's share. CPU per process is recorded as well: on a
  * 2-core runner both paths are CPU-bound, and the extra work of a verifying copy shows there.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -116,6 +117,19 @@ async function throughPullguard(registry: StartedRegistry, reference: string, im
   }
 }
 
+/** containerd's own PullImage of `reference`, timed; throws unless it reports `expectedId`. */
+async function timedContainerdPull(containerd: RunningContainerd, reference: string, expectedId: string): Promise<number> {
+  const { ms, value } = await timed(() => containerd.cri.call<{ image_ref: string }>('PullImage', { image: { image: reference } }, { deadlineMs: PULL_DEADLINE_MS }));
+  if (value.image_ref !== expectedId) throw new Error(`containerd PullImage returned ${value.image_ref}, expected ${expectedId}`);
+  return ms;
+}
+
+/** Starts a helper script of this folder (compiled beside this file) and reads its stdout by line. */
+function startBenchScript(script: string, args: readonly string[]): { child: ChildProcess; lines: AsyncIterator<string> } {
+  const child = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), script), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  return { child, lines: createInterface({ input: child.stdout! })[Symbol.asyncIterator]() };
+}
+
 interface BesideVerifier extends Direct {
   /** The bare verifier's own time for all blobs. */
   readonly verifierMs: number;
@@ -130,23 +144,21 @@ async function containerdBesideBareVerifier(registry: StartedRegistry, reference
   const repository = REPO.slice(0, REPO.indexOf(':'));
   const blobs = [image.configDigest, ...image.layerDigests].map((digest) => `${digest}=${registry.url}/v2/${repository}/blobs/${digest}`);
   const containerd = await startContainerd({ mirrors: { [registry.host]: registry.url } });
-  const verifier = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'bare-verifier.js'), ...blobs], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const { child: verifier, lines } = startBenchScript('bare-verifier.js', blobs);
   const exited = once(verifier, 'exit') as Promise<[number | null]>;
   try {
-    const lines = createInterface({ input: verifier.stdout })[Symbol.asyncIterator]();
     if ((await lines.next()).value !== 'ready') throw new Error('bare verifier did not start');
     const pids = { containerd: pidsMatching(`--config ${containerd.dir}/`), registry: pidsMatching('docker-registry serve') };
     const { value, cpuMs } = await cpuDuring(pids, async () => {
-      verifier.stdin.write('go\n');
-      const pulled = await timed(() => containerd.cri.call<{ image_ref: string }>('PullImage', { image: { image: reference } }, { deadlineMs: PULL_DEADLINE_MS }));
+      verifier.stdin!.write('go\n');
+      const ms = await timedContainerdPull(containerd, reference, expectedId);
       // The verifier measures its own CPU: it may have exited before /proc could be read.
       const verified = JSON.parse(String((await lines.next()).value)) as { ms: number; cpuMs: number };
-      return { ...pulled, verifierMs: verified.ms, verifierCpuMs: verified.cpuMs };
+      return { ms, verified };
     });
     const [code] = await exited;
     if (code !== 0) throw new Error(`bare verifier exited with ${code}`);
-    if (value.value.image_ref !== expectedId) throw new Error(`containerd PullImage returned ${value.value.image_ref}, expected ${expectedId}`);
-    return { ms: value.ms, verifierMs: value.verifierMs, cpuMs: { ...cpuMs, verifier: value.verifierCpuMs } };
+    return { ms: value.ms, verifierMs: value.verified.ms, cpuMs: { ...cpuMs, verifier: value.verified.cpuMs } };
   } finally {
     verifier.kill();
     await containerd.destroy();
@@ -159,21 +171,19 @@ async function containerdBesideBareVerifier(registry: StartedRegistry, reference
  * them, which pullguard does not).
  */
 async function containerdThroughHashingProxy(registry: StartedRegistry, reference: string, image: LargeImage, expectedId: string): Promise<Direct> {
-  const proxy = spawn(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'hashing-proxy.js'), registry.host], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { child: proxy, lines } = startBenchScript('hashing-proxy.js', [registry.host]);
   let containerd: RunningContainerd | undefined;
   try {
-    const lines = createInterface({ input: proxy.stdout })[Symbol.asyncIterator]();
     const port = Number((await lines.next()).value);
     if (!Number.isInteger(port) || port <= 0) throw new Error('hashing proxy did not start');
     let forwarded = 0;
     const counted = (async () => {
-      for (let line = await lines.next(); line.done !== true; line = await lines.next()) forwarded += Number(String(line.value).split(' ')[2] ?? 0);
+      for (let line = await lines.next(); line.done !== true; line = await lines.next()) forwarded += Number(line.value.split(' ')[2] ?? 0);
     })();
     containerd = await startContainerd({ mirrors: { [registry.host]: `http://127.0.0.1:${port}` } });
     const c = containerd;
     const pids = { containerd: pidsMatching(`--config ${c.dir}/`), registry: pidsMatching('docker-registry serve'), proxy: [proxy.pid ?? 0] };
-    const { value: { ms, value }, cpuMs } = await cpuDuring(pids, () => timed(() => c.cri.call<{ image_ref: string }>('PullImage', { image: { image: reference } }, { deadlineMs: PULL_DEADLINE_MS })));
-    if (value.image_ref !== expectedId) throw new Error(`containerd PullImage returned ${value.image_ref}, expected ${expectedId}`);
+    const { value: ms, cpuMs } = await cpuDuring(pids, () => timedContainerdPull(c, reference, expectedId));
     proxy.kill();
     await counted;
     if (forwarded < image.totalBytes) throw new Error(`containerd fetched only ${forwarded} of ${image.totalBytes} layer bytes through the hashing proxy`);
@@ -189,11 +199,7 @@ async function containerdDirect(registry: StartedRegistry, reference: string, ex
   const containerd = await startContainerd({ mirrors: { [registry.host]: registry.url } });
   try {
     const pids = { containerd: pidsMatching(`--config ${containerd.dir}/`), registry: pidsMatching('docker-registry serve') };
-    const {
-      value: { ms, value },
-      cpuMs,
-    } = await cpuDuring(pids, () => timed(() => containerd.cri.call<{ image_ref: string }>('PullImage', { image: { image: reference } }, { deadlineMs: PULL_DEADLINE_MS })));
-    if (value.image_ref !== expectedId) throw new Error(`containerd PullImage returned ${value.image_ref}, expected ${expectedId}`);
+    const { value: ms, cpuMs } = await cpuDuring(pids, () => timedContainerdPull(containerd, reference, expectedId));
     return { ms, cpuMs };
   } finally {
     await containerd.destroy();

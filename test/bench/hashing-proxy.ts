@@ -7,8 +7,9 @@
  *   node dist/test/bench/hashing-proxy.js 127.0.0.1:5000
  *
  * Listens on a free loopback port, prints it, prints `blob <digest> <bytes>` for each blob it
- * forwarded whole, and runs until killed. A blob whose bytes do not
- * match its digest has its response cut off before the end, as a verifying mirror would.
+ * forwarded whole, and runs until killed. A blob whose bytes do not match its digest has its
+ * response cut off before the last chunk, as a verifying mirror would (the registry sends
+ * Content-Length, so the last chunk is known when it arrives).
  */
 import { createHash } from 'node:crypto';
 import { createServer, request } from 'node:http';
