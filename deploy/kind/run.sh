@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Brings up a kind cluster with pullguard in front of the node's containerd and runs three pods:
 #   signed       → runs
-#   broken-sig2  → runs (signature-1 verifies, signature-2 is garbage: partial sufficiency)
+#   broken-sig2  → runs (signature-1 verifies, signature-2 is garbage: partial sufficiency), with a
+#                  Warning Event SignatureRetrievalDegraded on the pod, posted by pullguard under
+#                  deploy/rbac-events.yaml's ServiceAccount
 #   unsigned     → fails with SignatureValidationFailed
 #
 # Needs: a working Docker engine, kind, kubectl, skopeo, gpg, node + npm (pullguard is built here
@@ -102,7 +104,31 @@ sed -e "s#@REPO@#$repo#" -e "s#@NODE_BIN@#$(command -v node)#" -e "s#@WORK@#$wor
 kind create cluster --name "$cluster" --config "$work/cluster.yaml" --wait 120s
 docker network connect kind "$registry_name" 2>/dev/null || true
 node_name="${cluster}-control-plane"
-in_node() { docker exec "$node_name" "$@"; }
+# -i: several steps feed a file to the node on stdin.
+in_node() { docker exec -i "$node_name" "$@"; }
+
+echo "==> Events RBAC and a kubeconfig for pullguard (deploy/rbac-events.yaml's ServiceAccount, nothing more)"
+kubectl apply -f "$repo/deploy/rbac-events.yaml"
+token=$(kubectl -n pullguard-system create token pullguard --duration=2h)
+in_node mkdir -p /etc/pullguard
+# pullguard runs in the node, beside the API server: https://127.0.0.1:6443 with the cluster's CA.
+in_node sh -c 'umask 077; cat > /etc/pullguard/kubeconfig' <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+  - name: kind
+    cluster:
+      server: https://127.0.0.1:6443
+      certificate-authority: /etc/kubernetes/pki/ca.crt
+users:
+  - name: pullguard
+    user:
+      token: $token
+contexts:
+  - name: pullguard
+    context: { cluster: kind, user: pullguard }
+current-context: pullguard
+KUBECONFIG
 
 echo "==> pullguard in the node, containerd pulling from its mirror"
 in_node mkdir -p /etc/containerd/certs.d/kind-registry:5000
@@ -121,8 +147,10 @@ ExecStart=/usr/local/bin/node --max-semi-space-size=2 /opt/pullguard/dist/src/ma
   --socket /run/pullguard/pullguard.sock --state-dir /var/lib/pullguard \
   --backend unix:///run/containerd/containerd.sock --mirror-address 127.0.0.1:5050 \
   --signature-policy /etc/pullguard/policy.json --registries-d /etc/pullguard/registries.d \
-  --insecure-registry kind-registry:5000
+  --insecure-registry kind-registry:5000 \
+  --kubeconfig /etc/pullguard/kubeconfig --node-name @NODE_NAME@
 UNIT
+in_node sed -i "s/@NODE_NAME@/$node_name/" /etc/systemd/system/pullguard.service.d/10-kind.conf
 in_node systemctl daemon-reload
 in_node systemctl start pullguard.service
 for _ in $(seq 1 30); do in_node test -S /run/pullguard/pullguard.sock && break; sleep 1; done
@@ -145,7 +173,17 @@ for _ in $(seq 1 60); do
   sleep 2
 done
 [[ $unsigned_ok -eq 1 ]] || status=1
+degraded_ok=0
+for _ in $(seq 1 30); do
+  if kubectl get events --field-selector involvedObject.name=pg-broken-sig2,reason=SignatureRetrievalDegraded -o jsonpath='{.items[*].message}' | grep -q signature-2; then
+    degraded_ok=1
+    break
+  fi
+  sleep 2
+done
+[[ $degraded_ok -eq 1 ]] || { echo "run.sh: no SignatureRetrievalDegraded Event naming signature-2 on pg-broken-sig2" >&2; status=1; }
+kubectl get events --field-selector involvedObject.name=pg-broken-sig2 -o custom-columns=REASON:.reason,MESSAGE:.message | tail -5
 kubectl get pods -o wide
 kubectl get events --field-selector involvedObject.name=pg-unsigned -o custom-columns=REASON:.reason,MESSAGE:.message | tail -5
-if [[ $status -eq 0 ]]; then echo "run.sh: OK: signed and broken-sig2 run, unsigned was refused with SignatureValidationFailed"; else echo "run.sh: FAILED" >&2; fi
+if [[ $status -eq 0 ]]; then echo "run.sh: OK: signed and broken-sig2 run (with a SignatureRetrievalDegraded Event), unsigned was refused with SignatureValidationFailed"; else echo "run.sh: FAILED" >&2; fi
 exit $status

@@ -39,7 +39,7 @@ const alwaysDenies = (r: PolicyRequirement): boolean =>
   (r.type === 'sigstoreSigned' && r.trust.kind !== 'keys') ||
   (r.type === 'signedBy' && r.keyType !== 'GPGKeys');
 
-/** Lookaside (simple signing) first, then sigstore attachments, each in index order (c/image §1.6). */
+/** Lookaside (simple signing) first, then sigstore attachments, each in index order (as c/image lists them). */
 const bySourceAndIndex = (a: UntrustedSignatureBlob, b: UntrustedSignatureBlob): number =>
   a.location.source === b.location.source ? a.location.index - b.location.index : a.location.source === 'lookaside' ? -1 : 1;
 
@@ -100,7 +100,7 @@ async function checkOne(
       manifestDigest: input.image.manifestDigest,
       manifestBytes: input.image.manifestBytes,
       matchesIdentity: (untrustedRef) => matchesSignedIdentity(requirement.signedIdentity, input.image.reference, untrustedRef),
-      ...(input.now !== undefined ? { now: input.now } : {}),
+      now: input.now ?? new Date(),
     });
   } catch (err) {
     // verifySimpleSigning reports bad signatures as data; anything thrown is still never an acceptance.

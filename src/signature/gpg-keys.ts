@@ -1,6 +1,6 @@
 /**
  * GPG public key material, parsed once per configuration load (upstream re-reads key files and
- * builds a fresh GPG home per signature; §8.10). CPU only: callers read the files.
+ * builds a fresh GPG home per signature). CPU only: callers read the files.
  */
 import { readKeys, type PublicKey } from 'openpgp';
 import { PullguardError } from '../domain/errors.js';

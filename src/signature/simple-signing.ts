@@ -14,8 +14,8 @@ import { sniffSignatureFormat } from './sniff.js';
 export const SIGNATURE_TYPE = SIMPLE_SIGNING_PAYLOAD.type;
 
 export interface SimpleSigningExpectations extends PayloadExpectations {
-  /** Verification time (injected clock); defaults to now. */
-  readonly now?: Date;
+  /** Verification time: the caller's clock, never read here (key and signature expiry depend on it). */
+  readonly now: Date;
 }
 
 function findSigner(keys: GpgKeySet, keyId: KeyID): { key: PublicKey; signer: SignerIdentity } | undefined {
@@ -53,7 +53,7 @@ export async function verifySimpleSigning(
       message,
       verificationKeys: keys.keys as PublicKey[],
       format: 'binary',
-      date: expect.now ?? new Date(),
+      date: expect.now,
     });
     signatures = result.signatures;
     data = result.data;

@@ -102,7 +102,7 @@ export async function runSignaturesBench(): Promise<PartResult> {
       format: 'simple-signing',
       bytes,
     });
-    const expect = { manifestDigest: signed.manifestDigest as Digest, matchesIdentity: (ref: string) => ref === reference };
+    const expect = { manifestDigest: signed.manifestDigest as Digest, matchesIdentity: (ref: string) => ref === reference, now: new Date() };
     const verifyRows: string[][] = [];
     for (const [name, bytes, verdict] of [
       ['trusted key (accepted)', validSig, 'accepted'],

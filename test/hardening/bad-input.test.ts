@@ -168,6 +168,7 @@ describe(`parsers never throw an uncoded error (fast-check, seed ${SEED})`, () =
         const check = await verifySimpleSigning({ location: { source: 'lookaside', url: 'http://lookaside/signature-1', index: 1 }, format: 'simple-signing', bytes }, keys, {
           manifestDigest: MANIFEST_DIGEST,
           matchesIdentity: () => true,
+          now: new Date(),
         });
         return check.verdict;
       },

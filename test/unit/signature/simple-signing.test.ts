@@ -9,16 +9,20 @@ import { generateTestKey, signPayload, simpleSigningPayload, type TestKey } from
 
 const loc = { source: 'lookaside', index: 1, url: 'http://127.0.0.1/sigs/signature-1' } as const;
 const blob = (bytes: Uint8Array): UntrustedSignatureBlob => ({ location: loc, format: 'simple-signing', bytes });
+const HOUR_MS = 3_600_000;
+/** The fixtures are verified an hour after gpg signed them, whatever today's date is. */
+let fixturesCheckedAt: Date;
 const expectFor = (overrides: { digest?: Digest; now?: Date } = {}) => ({
   manifestDigest: overrides.digest ?? fx.MANIFEST_DIGEST,
   matchesIdentity: (ref: string) => ref === fx.SIGNED_IDENTITY,
-  ...(overrides.now !== undefined ? { now: overrides.now } : {}),
+  now: overrides.now ?? fixturesCheckedAt,
 });
 const rejection = (check: SignatureCheck) => (check.verdict === 'rejected' ? { kind: check.kind, reason: check.reason } : check);
 
 let trusted: GpgKeySet;
 let keyring: GpgKeySet;
 beforeAll(async () => {
+  fixturesCheckedAt = new Date((await fx.signatureCreatedAt('valid')).getTime() + HOUR_MS);
   trusted = await loadGpgKeys([fx.keyFixture('trusted.gpg')]);
   keyring = await loadGpgKeys([fx.keyFixture('keyring.asc')]);
 });
@@ -99,11 +103,11 @@ describe('verifySimpleSigning against real skopeo/gpg signatures', () => {
     expect(rejection(await verifySimpleSigning(blob(fx.signatureFixture('cleartext')), trusted, expectFor()))).toMatchObject({ kind: 'invalid-signature' });
     expect(rejection(await verifySimpleSigning(blob(fx.signatureFixture('detached')), trusted, expectFor()))).toMatchObject({ kind: 'invalid-signature' });
   });
-  test('expired signature (verified two days after its 1-day expiry window began)', async () => {
+  test('a signature with a 1-day expiry is accepted within that day and expired two days after it was made', async () => {
     const bytes = fx.signatureFixture('expiring');
-    expect((await verifySimpleSigning(blob(bytes), trusted, expectFor())).verdict).toBe('accepted');
-    const later = new Date(Date.now() + 3 * 86_400_000);
-    expect(rejection(await verifySimpleSigning(blob(bytes), trusted, expectFor({ now: later })))).toMatchObject({ kind: 'expired' });
+    const signedAt = (await fx.signatureCreatedAt('expiring')).getTime();
+    expect((await verifySimpleSigning(blob(bytes), trusted, expectFor({ now: new Date(signedAt + HOUR_MS) }))).verdict).toBe('accepted');
+    expect(rejection(await verifySimpleSigning(blob(bytes), trusted, expectFor({ now: new Date(signedAt + 48 * HOUR_MS) })))).toMatchObject({ kind: 'expired' });
   });
   test('garbage that sniffs as OpenPGP is a rejection, not a throw', async () => {
     expect(rejection(await verifySimpleSigning(blob(new Uint8Array([0xa3, 1, 2, 3])), trusted, expectFor()))).toMatchObject({ kind: 'invalid-signature' });
@@ -129,13 +133,13 @@ describe('strict payload (openpgp.js-signed)', () => {
     ['bad digest', simpleSigningPayload('sha256:xyz', R), 'invalid docker-manifest-digest value "sha256:xyz"'],
     ['trailing data', simpleSigningPayload(D, R) + '{}', 'Unexpected data after JSON object'],
   ])('%s', async (_name, payload, reason) => {
-    const check = await verifySimpleSigning(blob(await signPayload(key, payload)), keys, expectFor());
+    const check = await verifySimpleSigning(blob(await signPayload(key, payload)), keys, expectFor({ now: new Date() }));
     expect(check.verdict).toBe('rejected');
     expect(check.verdict === 'rejected' && check.kind).toBe('invalid-payload');
     expect(check.verdict === 'rejected' && check.reason).toContain(reason);
   });
   test('optional may hold anything else', async () => {
     const payload = simpleSigningPayload(D, R, { creator: 'x', timestamp: 1700000000, anything: [1, { y: null }] });
-    expect(await verifySimpleSigning(blob(await signPayload(key, payload)), keys, expectFor())).toMatchObject({ verdict: 'accepted', timestamp: 1700000000, creator: 'x' });
+    expect(await verifySimpleSigning(blob(await signPayload(key, payload)), keys, expectFor({ now: new Date() }))).toMatchObject({ verdict: 'accepted', timestamp: 1700000000, creator: 'x' });
   });
 });
