@@ -49,6 +49,36 @@ function splitDomain(remote: string): { domain: string; path: string } {
   return { domain, path };
 }
 
+const PORT_RE = /^[1-9][0-9]{0,4}$/;
+
+/**
+ * Why `host[:port]` is not the one spelling of its registry, or undefined when it is. Policy scopes
+ * and registries.d entries match references as text (as in containers/image), while the HTTP stack
+ * reads `127.1`, `2130706433`, `0x7f.0.0.1`, `:05200` or `[::ffff:127.0.0.1]` as the same address
+ * and port as `127.0.0.1:5200`: such spellings would step around a scope, so they are refused.
+ */
+function nonCanonicalHost(domain: string): string | undefined {
+  const portAt = domain.startsWith('[') ? domain.indexOf(']:') + 1 : domain.lastIndexOf(':');
+  const host = portAt > 0 ? domain.slice(0, portAt) : domain;
+  const port = portAt > 0 ? domain.slice(portAt + 1) : undefined;
+  if (port !== undefined && (!PORT_RE.test(port) || Number(port) > 65535)) {
+    return `registry port ${JSON.stringify(port)} is not written canonically (1-65535, no leading zeros)`;
+  }
+  let parsed: string;
+  try {
+    parsed = new URL(`http://${host}/`).hostname;
+  } catch {
+    return `invalid registry host ${JSON.stringify(host)}`;
+  }
+  if (/^\[::ffff:/i.test(parsed) || /^\[::[0-9a-f]{1,4}:[0-9a-f]{1,4}\]$/i.test(parsed)) {
+    return `registry host ${JSON.stringify(host)} is an IPv4 address written as IPv6; write it as IPv4`;
+  }
+  if (parsed !== host) {
+    return `registry host ${JSON.stringify(host)} is not written canonically (the network reads it as ${JSON.stringify(parsed)}; write that)`;
+  }
+  return undefined;
+}
+
 /**
  * Parses and normalises a reference. With `defaultTag` (the default), a reference with neither tag
  * nor digest gets `:latest`, as kubelet does before asking the runtime.
@@ -81,6 +111,8 @@ export function parseReference(input: string, options: { defaultTag?: boolean } 
 
   const { domain, path } = splitDomain(rest);
   if (!DOMAIN_RE.test(domain)) throw invalid(input, `invalid registry host ${JSON.stringify(domain)}`);
+  const spelling = nonCanonicalHost(domain);
+  if (spelling !== undefined) throw invalid(input, spelling);
   const components = path.split('/');
   for (const component of components) {
     if (component.toLowerCase() !== component && PATH_COMPONENT_RE.test(component.toLowerCase())) {

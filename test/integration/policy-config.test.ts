@@ -111,6 +111,27 @@ describe('policy configuration', () => {
     expect(result.stderr).toMatch(expected);
   });
 
+  it('a registry cannot be named around its scope: other spellings of host or port are invalid references', async () => {
+    // A permissive default and a reject for this registry: every other spelling of 127.0.0.1:PORT
+    // would fall to the default, and the HTTP stack would reach the same registry.
+    const policy = join(work, 'scoped.json');
+    await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }], transports: { docker: { [registry.host]: [{ type: 'reject' }] } } }));
+    const port = registry.host.split(':')[1] as string;
+    const spellings = [`127.0.0.1:0${port}`, `127.1:${port}`, `2130706433:${port}`, `0x7f.0.0.1:${port}`, `[::ffff:127.0.0.1]:${port}`];
+    const server = await startPullguard({ args: ['--signature-policy', policy, '--insecure-registry', registry.host] });
+    try {
+      const direct = await server.client.call('PullImage', { image: { image } }).then(() => undefined, (e: grpc.ServiceError) => e);
+      expect(direct?.details).toMatch(/^SignatureValidationFailed: .*rejected by policy/);
+      for (const host of spellings) {
+        const err = await server.client.call('PullImage', { image: { image: `${host}/app:v1` } }).then(() => undefined, (e: grpc.ServiceError) => e);
+        expect(err?.code, host).toBe(3); // INVALID_ARGUMENT
+        expect(err?.details, host).toMatch(/not written canonically|IPv4 address written as IPv6/);
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('reports every invalid flag at once', async () => {
     const result = await execFileAsync(process.execPath, [MAIN, 'serve', '--state-dir', join(work, 'never'), '--platform', 'linux', '--insecure-registry', 'bad host', '--lookaside-timeout', 'soon']).then(
       () => ({ code: 0, stderr: '' }),

@@ -20,8 +20,6 @@ describe('parseReference normalises like docker/reference', () => {
     ['host:5000', 'docker.io/library/host:5000'], // no slash: ":5000" is a tag
     ['my.registry:8080/team/app:v1.2.3', 'my.registry:8080/team/app:v1.2.3'],
     ['[::1]:5000/foo', '[::1]:5000/foo:latest'],
-    ['Example.com/foo', 'Example.com/foo:latest'], // hosts may be uppercase
-    ['Registry/app', 'Registry/app:latest'], // an uppercase first component is a host
     [`127.0.0.1:5000/ns/repo@${D}`, `127.0.0.1:5000/ns/repo@${D}`],
     [`nginx:1.2@${D}`, `docker.io/library/nginx:1.2@${D}`],
     [`host:5000/ns/repo:tag@${D}`, `host:5000/ns/repo:tag@${D}`],
@@ -107,4 +105,33 @@ describe('withDigest / repositoryOf', () => {
   it('strips tag and digest', () => {
     expect(formatReference(repositoryOf(parseReference(`nginx:1@${D}`)))).toBe('docker.io/library/nginx');
   });
+});
+
+describe('one spelling per registry (policy scopes match references as text)', () => {
+  it.each([
+    ['127.0.0.1:05200/app:v1', 'port "05200" is not written canonically'],
+    ['127.0.0.1:0/app:v1', 'port "0" is not written canonically'],
+    ['127.0.0.1:65536/app:v1', 'port "65536" is not written canonically'],
+    ['127.1:5200/app:v1', 'host "127.1" is not written canonically (the network reads it as "127.0.0.1"'],
+    ['2130706433:5200/app:v1', 'host "2130706433" is not written canonically'],
+    ['0x7f.0.0.1:5200/app:v1', 'host "0x7f.0.0.1" is not written canonically'],
+    ['0177.0.0.1:5200/app:v1', 'host "0177.0.0.1" is not written canonically'],
+    ['[::ffff:127.0.0.1]:5200/app:v1', 'is an IPv4 address written as IPv6'],
+    ['[::ffff:7f00:1]:5200/app:v1', 'is an IPv4 address written as IPv6'],
+    ['[0:0:0:0:0:0:0:1]:5200/app:v1', 'the network reads it as "[::1]"'],
+    ['Registry.Example/app:v1', 'the network reads it as "registry.example"'],
+    // docker/reference allows uppercase hosts, and an uppercase first component is a host; DNS
+    // does not care, a text-matched scope does.
+    ['Example.com/foo', 'the network reads it as "example.com"'],
+    ['Registry/app', 'the network reads it as "registry"'],
+  ])('%s is refused', (input, why) => {
+    expect(() => parseReference(input)).toThrow(expect.objectContaining({ code: 'INVALID_REFERENCE', message: expect.stringContaining(why) }));
+  });
+
+  it.each(['127.0.0.1:5200/app:v1', '[::1]:5000/app:v1', '[2001:db8::1]/app:v1', 'localhost:5000/app:v1', 'registry.example:443/app:v1', 'quay.io/ns/app:v1', 'nginx'])(
+    '%s is canonical',
+    (input) => {
+      expect(() => parseReference(input)).not.toThrow();
+    },
+  );
 });
