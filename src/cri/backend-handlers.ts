@@ -134,8 +134,9 @@ export function createBackendHandlers(deps: BackendHandlerDeps): Handlers {
     }
     log.info({ pinned, imageRef: response.image_ref }, 'runtime pulled the verified digest');
     const warnings = result.verdict.warnings;
+    // The per-RPC logger already carries `image` (bounded): naming it again gives the line two `image` keys.
     for (const warning of warnings) {
-      log.warn({ image, manifestDigest: result.manifestDigest, warningCode: warning.code, signatureIndex: warning.location?.index, url: warning.location?.url }, warning.message);
+      log.warn({ manifestDigest: result.manifestDigest, warningCode: warning.code, signatureIndex: warning.location?.index, url: warning.location?.url }, warning.message);
     }
     if (warnings.length > 0 && deps.onPullWarnings !== undefined) {
       const pod = metadata?.name && metadata.namespace ? { name: metadata.name, namespace: metadata.namespace, uid: metadata.uid ?? '' } : undefined;

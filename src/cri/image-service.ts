@@ -96,9 +96,10 @@ export function createImageServiceHandlers(deps: ImageServiceDeps): { image: grp
     }
     deps.observer?.pull?.({ verdict: result.verdict }, seconds());
     const warnings = result.verdict.warnings;
+    // The per-RPC logger already carries `image` (bounded): naming it again gives the line two `image` keys.
     for (const warning of warnings) {
       log.warn(
-        { image, manifestDigest: result.manifestDigest, warningCode: warning.code, signatureIndex: warning.location?.index, url: warning.location?.url },
+        { manifestDigest: result.manifestDigest, warningCode: warning.code, signatureIndex: warning.location?.index, url: warning.location?.url },
         warning.message,
       );
     }

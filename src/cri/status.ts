@@ -1,13 +1,15 @@
 /**
  * The ONE place that knows gRPC codes. Every RPC failure becomes a status whose message kubelet can
- * classify (cri-kubelet.md §2.2: code UNKNOWN + prefix `SignatureValidationFailed` /
- * `RegistryUnavailable`), plus a google.rpc.Status in `grpc-status-details-bin` with the SAME code
+ * classify (kubelet's evalCRIPullErr in pkg/kubelet/images reads only the message prefix
+ * `SignatureValidationFailed` / `RegistryUnavailable`, and cri-client unwraps the status only for
+ * code UNKNOWN), plus a google.rpc.Status in `grpc-status-details-bin` with the SAME code
  * and message (grpc-go turns a mismatch into INTERNAL). Messages are one line, bounded, deterministic
  * and free of credentials (errors never carry them; this layer also never adds request data).
  */
 import * as grpc from '@grpc/grpc-js';
 import { isPullguardError, type ErrorCode, type PullguardError } from '../domain/errors.js';
-import type { SignatureTrouble, Verdict, Warning } from '../domain/signature.js';
+import type { SignatureLocation, SignatureTrouble, Verdict, Warning } from '../domain/signature.js';
+import { describeLocation, describeTroubleCause } from '../policy/decide.js';
 import { isSignatureDeniedError } from '../pull/pull-errors.js';
 import { loadRpcRoot } from './proto.js';
 
@@ -16,6 +18,8 @@ export const ERROR_DOMAIN = 'pullguard';
 export const SIGNATURE_VALIDATION_FAILED = 'SignatureValidationFailed';
 export const REGISTRY_UNAVAILABLE = 'RegistryUnavailable';
 
+// decide() bounds a denial (MAX_DENIAL_CHARS) so that with its prefix the message is never cut
+// here: the troubles and their facts (HTTP status, first byte) sit at the end of it.
 const MAX_MESSAGE_LENGTH = 2048;
 const MAX_VIOLATIONS = 40;
 const MAX_DESCRIPTION_LENGTH = 300;
@@ -144,16 +148,14 @@ function verdictViolations(verdict: Verdict): Violation[] {
   return kept;
 }
 
-function subjectOf(location: { source: string; index: number; url: string }): string {
-  return truncate(`${location.source === 'lookaside' ? 'signature' : 'sigstore-attachment'}-${location.index} ${location.url}`, MAX_DESCRIPTION_LENGTH);
+/** `signature-2 http://host/…/signature-2`: a long URL is cut in the middle, keeping host and index. */
+function subjectOf(location: SignatureLocation): string {
+  return truncate(oneLineRaw(describeLocation(location, MAX_DESCRIPTION_LENGTH)), MAX_DESCRIPTION_LENGTH);
 }
 
+/** The subject names the location: the description is the kind, the free text and the facts, within the bound. */
 function troubleDescription(trouble: SignatureTrouble): string {
-  const extras = [
-    trouble.httpStatus !== undefined ? `HTTP ${trouble.httpStatus}` : undefined,
-    trouble.contentType !== undefined ? `Content-Type ${trouble.contentType}` : undefined,
-  ].filter((x) => x !== undefined);
-  return `${trouble.kind}: ${trouble.message}${extras.length > 0 ? ` (${extras.join(', ')})` : ''}`;
+  return `${trouble.kind}: ${describeTroubleCause(trouble, MAX_DESCRIPTION_LENGTH - trouble.kind.length - 2)}`;
 }
 
 function factsMetadata(err: PullguardError, image: string): Record<string, string> {

@@ -39,14 +39,27 @@ export type TroubleKind =
 export interface SignatureTrouble {
   readonly location: SignatureLocation;
   readonly kind: TroubleKind;
-  /** Upstream-compatible text, e.g. `unrecognized signature format, starting with binary 0x3c`. */
+  /** Upstream-compatible text, e.g. `parsing signature <URL>: unrecognized signature format, starting with binary 0x3c`. */
   readonly message: string;
+  /**
+   * The message without the location's URL, e.g. `unrecognized signature format, starting with
+   * binary 0x3c`: texts that name the location themselves show this, so the URL appears once.
+   */
+  readonly detail?: string;
   readonly httpStatus?: number;
   readonly contentType?: string;
   readonly firstByte?: number;
+  /** transport only: the system or undici error code, e.g. `ECONNREFUSED`. */
+  readonly errorCode?: string;
   readonly bytesRead?: number;
   /** Requests made for this index (1 = no retry). */
   readonly attempts: number;
+  /**
+   * Set on the last of the troubles in a row that made the source stop reading: how many there
+   * were. The indices after the first of them may not exist at all (a server that is down fails
+   * every request the same way).
+   */
+  readonly stoppedReadAfter?: number;
 }
 
 /** Everything one signature source read for one manifest digest. */

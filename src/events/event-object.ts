@@ -36,9 +36,27 @@ export interface PodWarningEvent {
 /** Default message bound: kubectl shows events on one line, and events.k8s.io caps `note` at 1 KiB. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024;
 
-/** Cuts `text` to at most `maxBytes` UTF-8 bytes on a character boundary, marking the cut with `…`. */
+/** Where one warning of describePullWarnings ends and the next begins: `; PGW001: `. */
+const WARNING_BOUNDARY = /; (?=PGW\d{3}: )/g;
+
+/**
+ * Bounds `text` to `maxBytes` UTF-8 bytes. A list of warnings (describePullWarnings) loses whole
+ * warnings from its end, counted (`; and 2 more warnings`), so the facts inside the ones shown
+ * (HTTP status, first byte) are never cut; anything else is cut on a character boundary and marked `…`.
+ */
 export function boundMessage(text: string, maxBytes: number = DEFAULT_MAX_MESSAGE_BYTES): string {
   if (Buffer.byteLength(text, 'utf8') <= maxBytes) return text;
+  const boundaries = [...text.matchAll(WARNING_BOUNDARY)].map((m) => m.index);
+  for (let kept = boundaries.length - 1; kept >= 0; kept--) {
+    const dropped = boundaries.length - kept;
+    const shown = `${text.slice(0, boundaries[kept])}; and ${dropped} more ${dropped === 1 ? 'warning' : 'warnings'}`;
+    if (Buffer.byteLength(shown, 'utf8') <= maxBytes) return shown;
+  }
+  return cutBytes(text, maxBytes);
+}
+
+/** Cuts `text` to at most `maxBytes` UTF-8 bytes on a character boundary, marking the cut with `…`. */
+function cutBytes(text: string, maxBytes: number): string {
   const ellipsis = '…';
   const budget = Math.max(0, maxBytes - Buffer.byteLength(ellipsis, 'utf8'));
   let out = '';
@@ -101,7 +119,7 @@ export function buildPodWarningEvent(input: BuildEventInput): PodWarningEvent {
 
 /**
  * The text of a SignatureRetrievalDegraded event from the warnings of an allowed pull, one per
- * warning as `CODE: message`, e.g. `PGW001: signature-2 could not be read (timeout); …`.
+ * warning as `CODE: message`, e.g. `PGW001: signature could not be read, but …: signature-2 (…): …; PGW003: …`.
  */
 export function describePullWarnings(warnings: readonly { readonly code: string; readonly message: string }[]): string {
   return warnings.map((w) => `${w.code}: ${w.message}`).join('; ');

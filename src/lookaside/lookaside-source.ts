@@ -177,6 +177,11 @@ export function createLookasideSource(options: LookasideSourceOptions): Signatur
         inFlight.delete(index);
         if (callerSignal?.aborted) break;
         end = take(index, outcome);
+        if (end === 'consecutive-troubles') {
+          // Say so on the last trouble: the indices after the first of the run may not exist at all.
+          const last = troubles.pop() as SignatureTrouble;
+          troubles.push(Object.freeze({ ...last, stoppedReadAfter: consecutiveTroubles }));
+        }
         if (end === 'budget') {
           // Everything already started was cut short by the same budget (or finished first):
           // report it in order, still honouring "the first 404 ends the list".

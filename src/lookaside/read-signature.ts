@@ -59,7 +59,7 @@ type Attempt =
   | { readonly type: 'body'; readonly bytes: Uint8Array; readonly contentType?: string; readonly status?: number }
   | { readonly type: 'missing' }
   | { readonly type: 'status'; readonly status: number; readonly retryAfterMs?: number; readonly contentType?: string }
-  | { readonly type: 'transport'; readonly message: string; readonly retryable: boolean }
+  | { readonly type: 'transport'; readonly message: string; readonly code?: string; readonly retryable: boolean }
   | { readonly type: 'timeout'; readonly bytesRead?: number }
   | { readonly type: 'stopped'; readonly cause: FetchStop['cause']; readonly bytesRead?: number }
   | { readonly type: 'too-large'; readonly bytesRead: number; readonly contentType?: string }
@@ -89,12 +89,12 @@ function stopCause(signal: AbortSignal): FetchStop['cause'] {
   return signal.reason instanceof FetchStop ? signal.reason.cause : 'cancelled';
 }
 
-function transportMessage(err: unknown): { message: string; retryable: boolean } {
+function transportMessage(err: unknown): { message: string; code?: string; retryable: boolean } {
   const e = err as { message?: unknown; code?: unknown; cause?: { code?: unknown; message?: unknown } };
   const code = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : undefined;
   const text = typeof e.message === 'string' && e.message !== '' ? e.message : (code ?? String(err));
   const message = code !== undefined && !text.includes(code) ? `${text} (${code})` : text;
-  return { message, retryable: code !== undefined && RETRYABLE_TRANSPORT_CODES.has(code) };
+  return { message, ...(code !== undefined ? { code } : {}), retryable: code !== undefined && RETRYABLE_TRANSPORT_CODES.has(code) };
 }
 
 /** One GET (following up to 10 redirects) with the per-request timeout covering headers and body. */
@@ -219,13 +219,19 @@ export async function readSignatureIndex(ctx: ReadContext, url: URL, index: numb
   let filePath: string | undefined;
   let shown = redactUrl(url);
   let attempts = 0;
-  const trouble = (kind: TroubleKind, message: string, extra: Partial<SignatureTrouble> = {}): IndexOutcome => {
+  // `message` is upstream's text (with the URL); `detail` the same without it, for texts that name the URL themselves.
+  const trouble = (kind: TroubleKind, message: string, detail: string | undefined, extra: Partial<SignatureTrouble> = {}): IndexOutcome => {
     const location: SignatureLocation = { source: 'lookaside', index, url: shown };
-    return { kind: 'trouble', trouble: Object.freeze({ location, kind, message, attempts, ...extra }) };
+    return { kind: 'trouble', trouble: Object.freeze({ location, kind, message, ...(detail !== undefined ? { detail } : {}), attempts, ...extra }) };
   };
+  const reading = (detail: string, extra: Partial<SignatureTrouble> = {}): [string, string, Partial<SignatureTrouble>] => [
+    `reading signature from ${shown}: ${detail}`,
+    detail,
+    extra,
+  ];
   const stopped = (bytesRead?: number): IndexOutcome =>
     stopCause(signal) === 'budget'
-      ? trouble('budget', `reading signature from ${shown}: signature-phase budget of ${ctx.budgetMs} ms ran out`, bytesRead ? { bytesRead } : {})
+      ? trouble('budget', ...reading(`signature-phase budget of ${ctx.budgetMs} ms ran out`, bytesRead ? { bytesRead } : {}))
       : { kind: 'stopped', attempts };
 
   if (isFile) {
@@ -233,10 +239,10 @@ export async function readSignatureIndex(ctx: ReadContext, url: URL, index: numb
       filePath = fileURLToPath(url);
       shown = filePath;
     } catch (err) {
-      return trouble('io', `reading signature from ${shown}: ${(err as Error).message}`);
+      return trouble('io', ...reading((err as Error).message));
     }
   } else if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    return trouble('unsupported-scheme', `Unsupported scheme when reading signature from ${shown}`);
+    return trouble('unsupported-scheme', `Unsupported scheme when reading signature from ${shown}`, `unsupported scheme ${url.protocol}`);
   }
 
   let transientRetries = 0;
@@ -292,30 +298,40 @@ export async function readSignatureIndex(ctx: ReadContext, url: URL, index: numb
           ...(sniffed.firstByte !== undefined ? { firstByte: sniffed.firstByte } : {}),
           bytesRead: result.bytes.length,
         };
-        return trouble(result.bytes.length === 0 ? 'empty' : 'unrecognized-format', `${parsingPrefix}: ${sniffed.message}`, facts);
+        return trouble(result.bytes.length === 0 ? 'empty' : 'unrecognized-format', `${parsingPrefix}: ${sniffed.message}`, sniffed.message, facts);
       }
       case 'status':
-        return trouble('http-status', `reading signature from ${shown}: received unexpected HTTP status: ${statusText(result.status)}`, {
-          httpStatus: result.status,
-          ...(result.contentType !== undefined ? { contentType: result.contentType } : {}),
-        });
+        return trouble(
+          'http-status',
+          ...reading(`received unexpected HTTP status: ${statusText(result.status)}`, {
+            httpStatus: result.status,
+            ...(result.contentType !== undefined ? { contentType: result.contentType } : {}),
+          }),
+        );
       case 'transport':
-        return trouble('transport', `Get ${JSON.stringify(shown)}: ${result.message}`);
+        return trouble('transport', `Get ${JSON.stringify(shown)}: ${result.message}`, result.message, result.code !== undefined ? { errorCode: result.code } : {});
       case 'timeout':
-        return trouble('timeout', `reading signature from ${shown}: no complete response within ${ctx.requestTimeoutMs} ms`, result.bytesRead ? { bytesRead: result.bytesRead } : {});
+        return trouble('timeout', ...reading(`no complete response within ${ctx.requestTimeoutMs} ms`, result.bytesRead ? { bytesRead: result.bytesRead } : {}));
       case 'stopped':
         return stopped(result.bytesRead);
-      case 'too-large':
-        return trouble('too-large', `exceeded maximum allowed size of ${MAX_SIGNATURE_BYTES} bytes`, {
+      case 'too-large': {
+        const text = `exceeded maximum allowed size of ${MAX_SIGNATURE_BYTES} bytes`;
+        return trouble('too-large', text, text, {
           bytesRead: result.bytesRead,
           ...(result.contentType !== undefined ? { contentType: result.contentType } : {}),
         });
+      }
       case 'redirects':
-        return trouble('redirects', `Get ${JSON.stringify(redactUrl(result.lastUrl))}: stopped after ${MAX_REDIRECTS} redirects`);
+        return trouble('redirects', `Get ${JSON.stringify(redactUrl(result.lastUrl))}: stopped after ${MAX_REDIRECTS} redirects`, `stopped after ${MAX_REDIRECTS} redirects`);
       case 'unsupported-redirect':
-        return trouble('unsupported-scheme', `Unsupported scheme when reading signature from ${redactUrl(result.target)} (redirected from ${shown})`);
+        return trouble(
+          'unsupported-scheme',
+          `Unsupported scheme when reading signature from ${redactUrl(result.target)} (redirected from ${shown})`,
+          `redirected to unsupported scheme ${result.target.protocol}`,
+        );
       case 'io':
-        return trouble('io', result.message);
+        // fs messages name the path themselves (`EACCES: permission denied, open '/…/signature-1'`).
+        return trouble('io', result.message, undefined);
     }
   }
 }

@@ -2,7 +2,7 @@
  * The policy decision: requirements × signature checks × fetch troubles → Verdict. Synchronous,
  * pure and deterministic (no clock, no randomness).
  *
- * Partial sufficiency (containers-image-semantics §3.5, §8.1): every implemented requirement is
+ * Partial sufficiency (README, Signatures and Threat model): every implemented requirement is
  * monotone in the set of signatures (AND of requirements, each an OR over signatures), so when the
  * signatures that *verified* satisfy every requirement, a complete, error-free read would have been
  * allowed too. Troubles therefore never make anything pass; on an allowed verdict they become
@@ -51,14 +51,67 @@ export interface DecideInput {
 const MAX_LISTED_REASONS = 4;
 const MAX_LISTED_TROUBLES = 3;
 const MAX_ITEM_CHARS = 200;
+/** Typical lookaside URLs (host, repository, 71-character digest, index) fit whole. */
+const MAX_URL_CHARS = 128;
+/** The free text of one trouble; the facts after it (status, first byte) are never cut. */
+const MAX_DETAIL_CHARS = 160;
+const MAX_CONTENT_TYPE_CHARS = 48;
+/**
+ * A whole denial. The gRPC message kubelet shows is cut at 2048 characters after a 50-character
+ * `SignatureValidationFailed: Source image rejected: ` prefix: below that, nothing at the end of the
+ * denial (the troubles and their facts) is ever cut there.
+ */
+export const MAX_DENIAL_CHARS = 1900;
 
 export const EMPTY_REQUIREMENTS_TEXT = 'List of verification policy requirements must not be empty';
 export const NO_SIGNATURE_TEXT = 'A signature was required, but no signature exists';
 /** sigstoreSigned trusting fulcio or pki: the loader refuses such policies; decide still never accepts. */
 export const SIGSTORE_UNSUPPORTED_TEXT = 'sigstoreSigned with fulcio/pki is not supported yet: this requirement never accepts an image';
 
-function clip(text: string): string {
-  return text.length <= MAX_ITEM_CHARS ? text : `${text.slice(0, MAX_ITEM_CHARS - 1)}…`;
+/** Transport errors that mean the server was never reached (rather than a connection that broke). */
+const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ETIMEDOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+function clip(text: string, max: number = MAX_ITEM_CHARS): string {
+  return text.length <= max ? text : `${text.slice(0, Math.max(0, max - 1))}…`;
+}
+
+function middleEllipsis(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const keep = Math.max(0, max - 1);
+  return `${text.slice(0, Math.ceil(keep / 2))}…${text.slice(text.length - Math.floor(keep / 2))}`;
+}
+
+/**
+ * `http://host/…/app@sha256=abcd…/signature-2`: the host and the final segment stay, the middle is
+ * cut, so a long lookaside base can neither hide which index failed nor push the facts after the
+ * URL out of a bounded message. The full URL stays in the logs and the verification record.
+ */
+export function shortenUrl(url: string, max: number = MAX_URL_CHARS): string {
+  if (url.length <= max) return url;
+  const scheme = url.indexOf('://');
+  const pathStart = url.indexOf('/', scheme === -1 ? 0 : scheme + 3);
+  if (pathStart === -1) return middleEllipsis(url, max);
+  const origin = middleEllipsis(url.slice(0, pathStart), Math.floor(max / 2));
+  const segments = url.slice(pathStart + 1).split('/');
+  const last = middleEllipsis(segments.pop() ?? '', Math.floor(max / 3));
+  const parent = segments.pop();
+  // What is left goes to the start of the segment before the last (`app@sha256=abcd…`), if it is worth it.
+  const room = max - `${origin}/…/`.length - last.length - 1;
+  const omitted = segments.length > 0;
+  let middle = omitted ? '…/' : '';
+  if (parent !== undefined && room >= 8) middle += `${clip(parent, room)}/`;
+  else if (parent !== undefined && !omitted) middle = '…/';
+  const shortened = `${origin}/${middle}${last}`;
+  return shortened.length <= max ? shortened : middleEllipsis(url, max);
 }
 
 /** `signature-2` / `sigstore-attachment-1`. */
@@ -66,18 +119,128 @@ export function locationLabel(location: SignatureLocation): string {
   return location.source === 'lookaside' ? `signature-${location.index}` : `sigstore-attachment-${location.index}`;
 }
 
+/** `signature-2 http://host/…/signature-2`, within `max` characters. */
+export function describeLocation(location: SignatureLocation, max: number = MAX_URL_CHARS): string {
+  const label = locationLabel(location);
+  return location.url === '' ? label : `${label} ${shortenUrl(location.url, Math.max(16, max - label.length - 1))}`;
+}
+
 function locationKey(location: SignatureLocation): string {
   return `${location.source}#${location.index}#${location.url}`;
 }
 
-/** `signature-2 (http://…/signature-2): <message> (HTTP 200, Content-Type text/html)`. */
-export function describeTrouble(trouble: SignatureTrouble): string {
+/** Go's `%#x` of one byte, as in upstream's `starting with binary 0x3c`. */
+function formatByte(byte: number): string {
+  return `0x${byte.toString(16)}`;
+}
+
+/** The trouble's free text, naming its URL at most once (shortened), and whether it does. */
+function troubleText(trouble: SignatureTrouble, maxChars: number): { readonly text: string; readonly namesUrl: boolean } {
+  const url = trouble.location.url;
+  if (trouble.detail !== undefined) return { text: clip(trouble.detail, maxChars), namesUrl: false };
+  // A producer without `detail`: its message may carry the URL itself; then that is where it is named.
+  if (url !== '' && trouble.message.includes(url)) {
+    return { text: clip(trouble.message.split(url).join(shortenUrl(url)), maxChars + MAX_URL_CHARS), namesUrl: true };
+  }
+  return { text: clip(trouble.message, maxChars), namesUrl: false };
+}
+
+/** ` (HTTP 200, Content-Type text/html, 2 attempts)`; the first byte only when `shown` lacks it. */
+function troubleFacts(trouble: SignatureTrouble, shown: string): string {
   const facts: string[] = [];
   if (trouble.httpStatus !== undefined) facts.push(`HTTP ${trouble.httpStatus}`);
-  if (trouble.contentType !== undefined) facts.push(`Content-Type ${trouble.contentType}`);
+  if (trouble.contentType !== undefined) facts.push(`Content-Type ${clip(trouble.contentType, MAX_CONTENT_TYPE_CHARS)}`);
+  if (trouble.firstByte !== undefined && !shown.includes(formatByte(trouble.firstByte))) facts.push(`first byte ${formatByte(trouble.firstByte)}`);
   if (trouble.attempts > 1) facts.push(`${trouble.attempts} attempts`);
-  const tail = facts.length > 0 ? ` (${facts.join(', ')})` : '';
-  return `${locationLabel(trouble.location)} (${trouble.location.url}): ${clip(trouble.message)}${tail}`;
+  return facts.length > 0 ? ` (${facts.join(', ')})` : '';
+}
+
+function isUnreachable(trouble: SignatureTrouble): boolean {
+  return trouble.kind === 'transport' && trouble.errorCode !== undefined && UNREACHABLE_CODES.has(trouble.errorCode);
+}
+
+/**
+ * What went wrong without naming the location, within about `maxChars`: the free text is
+ * shortened, the kind and the facts (HTTP status, first byte) are kept. For texts whose location
+ * is named elsewhere (gRPC violations).
+ */
+export function describeTroubleCause(trouble: SignatureTrouble, maxChars: number = MAX_DETAIL_CHARS): string {
+  const prefix = isUnreachable(trouble) ? 'could not be reached: ' : '';
+  const url = trouble.location.url;
+  const full = trouble.detail ?? (url === '' ? trouble.message : trouble.message.split(url).join(shortenUrl(url, 48)));
+  // Room for the longest facts (with the first byte), so that whatever the clip drops they still fit.
+  const text = clip(full, Math.max(16, maxChars - prefix.length - troubleFacts(trouble, '').length));
+  return `${prefix}${text}${troubleFacts(trouble, text)}`;
+}
+
+/**
+ * `signature-2 (http://…/signature-2): <detail> (HTTP 200, Content-Type text/html)`, or
+ * `signature-1 (http://…/signature-1) could not be reached: connect ECONNREFUSED 127.0.0.1:9`.
+ * Bounded: the URL is shortened in the middle and named once, the free text is clipped, and the
+ * facts that say what happened (HTTP status, first byte) come after both and are never cut.
+ */
+export function describeTrouble(trouble: SignatureTrouble): string {
+  const { text, namesUrl } = troubleText(trouble, MAX_DETAIL_CHARS);
+  const label = locationLabel(trouble.location);
+  const head = namesUrl || trouble.location.url === '' ? label : `${label} (${shortenUrl(trouble.location.url)})`;
+  const tail = troubleFacts(trouble, text);
+  return isUnreachable(trouble) ? `${head} could not be reached: ${text}${tail}` : `${head}: ${text}${tail}`;
+}
+
+/** What a trouble failed with, apart from where: troubles with equal keys failed the same way. */
+function failureKey(trouble: SignatureTrouble): string {
+  const { kind, httpStatus, contentType, firstByte, errorCode } = trouble;
+  const text = trouble.detail ?? (trouble.location.url === '' ? trouble.message : trouble.message.split(trouble.location.url).join(''));
+  return JSON.stringify([kind, httpStatus, contentType, firstByte, errorCode, text]);
+}
+
+function stopClause(count: number): string {
+  return count === 1 ? '; the read stopped at this failure' : `; the read stopped after ${count} consecutive failures`;
+}
+
+interface TroubleItem {
+  /** The trouble the item is about (the first of a folded run). */
+  readonly trouble: SignatureTrouble;
+  readonly text: string;
+}
+
+/**
+ * One item per trouble, except that a run of troubles that failed alike and made the source stop
+ * reading is one item about its first index: when a lookaside server is down, `signature-2` and
+ * `-3` were only probes and may not exist, so they are not listed as signatures that exist.
+ */
+function troubleItems(troubles: readonly SignatureTrouble[]): TroubleItem[] {
+  const items: TroubleItem[] = [];
+  for (let i = 0; i < troubles.length; i++) {
+    const first = troubles[i] as SignatureTrouble;
+    const run = foldableRun(troubles, i);
+    if (run !== undefined) {
+      items.push({ trouble: first, text: describeTrouble(first) + stopClause(run.length) });
+      i += run.length - 1;
+      continue;
+    }
+    const stop = first.stoppedReadAfter !== undefined ? stopClause(first.stoppedReadAfter) : '';
+    items.push({ trouble: first, text: describeTrouble(first) + stop });
+  }
+  return items;
+}
+
+/** The troubles from `start` on, if they are one source's consecutive indices ending in a stop and all failed alike. */
+function foldableRun(troubles: readonly SignatureTrouble[], start: number): readonly SignatureTrouble[] | undefined {
+  const first = troubles[start] as SignatureTrouble;
+  for (let end = start; end < troubles.length; end++) {
+    const trouble = troubles[end] as SignatureTrouble;
+    const previous = troubles[end - 1];
+    if (end > start) {
+      const consecutive = previous !== undefined && trouble.location.source === first.location.source && trouble.location.index === previous.location.index + 1;
+      if (!consecutive || failureKey(trouble) !== failureKey(first)) return undefined;
+    }
+    if (trouble.stoppedReadAfter !== undefined) {
+      const run = troubles.slice(start, end + 1);
+      return run.length > 1 && run.length === trouble.stoppedReadAfter ? run : undefined;
+    }
+  }
+  return undefined;
 }
 
 export function describeRequirement(requirement: PolicyRequirement): string {
@@ -148,19 +311,26 @@ function evaluate(reference: ImageReference, item: RequirementChecks): Requireme
 
 /** `; additionally 2 signatures could not be read: a; b; and 5 more`. */
 export function troublesAppendix(troubles: readonly SignatureTrouble[]): string {
-  if (troubles.length === 0) return '';
-  const listed = troubles.slice(0, MAX_LISTED_TROUBLES).map(describeTrouble);
-  const more = troubles.length - listed.length;
-  const noun = troubles.length === 1 ? 'signature' : 'signatures';
-  return `; additionally ${troubles.length} ${noun} could not be read: ${listed.join('; ')}${more > 0 ? `; and ${more} more` : ''}`;
+  const items = troubleItems(troubles);
+  if (items.length === 0) return '';
+  const listed = items.slice(0, MAX_LISTED_TROUBLES).map((item) => item.text);
+  const more = items.length - listed.length;
+  const noun = items.length === 1 ? 'signature' : 'signatures';
+  return `; additionally ${items.length} ${noun} could not be read: ${listed.join('; ')}${more > 0 ? `; and ${more} more` : ''}`;
+}
+
+/** Upstream's first clause, cut only if needed so that the troubles after it fit MAX_DENIAL_CHARS. */
+function denialText(reason: string, troubles: readonly SignatureTrouble[]): string {
+  const appendix = troublesAppendix(troubles);
+  return clip(reason, MAX_DENIAL_CHARS - appendix.length) + appendix;
 }
 
 function allowedWarnings(input: DecideInput, outcomes: readonly RequirementOutcome[]): Warning[] {
   const warnings: Warning[] = [];
-  for (const trouble of input.troubles) {
+  for (const { trouble, text } of troubleItems(input.troubles)) {
     warnings.push({
       code: 'PGW001',
-      message: `signature could not be read, but the policy was satisfied by other signatures: ${describeTrouble(trouble)}`,
+      message: `signature could not be read, but the policy was satisfied by other signatures: ${text}`,
       location: trouble.location,
     });
   }
@@ -186,12 +356,12 @@ function allowedWarnings(input: DecideInput, outcomes: readonly RequirementOutco
   for (const { location, reasons } of rejected) {
     warnings.push({
       code: 'PGW002',
-      message: `signature was rejected, but the policy was satisfied by other signatures: ${locationLabel(location)} (${location.url}): ${reasons.map(clip).join('; ')}`,
+      message: `signature was rejected, but the policy was satisfied by other signatures: ${locationLabel(location)} (${shortenUrl(location.url)}): ${reasons.map((r) => clip(r)).join('; ')}`,
       location,
     });
   }
   for (const location of input.retried ?? []) {
-    warnings.push({ code: 'PGW003', message: `signature request needed retries: ${locationLabel(location)} (${location.url})`, location });
+    warnings.push({ code: 'PGW003', message: `signature request needed retries: ${locationLabel(location)} (${shortenUrl(location.url)})`, location });
   }
   for (const notice of input.notices ?? []) {
     warnings.push({ code: 'PGW004', message: notice });
@@ -209,7 +379,7 @@ export function decide(input: DecideInput): Verdict {
       requirements: Object.freeze([]),
       troubles,
       warnings: Object.freeze([]),
-      denial: EMPTY_REQUIREMENTS_TEXT + troublesAppendix(troubles),
+      denial: denialText(EMPTY_REQUIREMENTS_TEXT, troubles),
     });
   }
   const outcomes = Object.freeze(input.requirements.map((item) => Object.freeze(evaluate(input.reference, item))));
@@ -230,6 +400,6 @@ export function decide(input: DecideInput): Verdict {
     requirements: outcomes,
     troubles,
     warnings: Object.freeze([]),
-    denial: (firstDenied.reason ?? 'denied by policy') + troublesAppendix(troubles),
+    denial: denialText(firstDenied.reason ?? 'denied by policy', troubles),
   });
 }

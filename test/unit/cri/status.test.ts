@@ -87,6 +87,31 @@ describe('status translator', () => {
     expect(failure.message.length).toBeLessThanOrEqual(2048);
   });
 
+  it('keeps host, index, kind and facts of an unreadable signature with a 300-character URL', () => {
+    const url = `http://lookaside.example:8080/${'mirror/'.repeat(25)}ab/sigs/app@sha256=${'c'.repeat(64)}/signature-2`;
+    expect(url).toHaveLength(300);
+    const verdict: Verdict = {
+      ...deniedVerdict(0, 0),
+      troubles: [
+        {
+          location: { source: 'lookaside', index: 2, url },
+          kind: 'unrecognized-format',
+          // A producer without `detail`: the URL inside the message must not push the facts out.
+          message: `parsing signature ${url}: unrecognized signature format, starting with binary 0x3c`,
+          httpStatus: 200,
+          contentType: 'text/html; charset=UTF-8',
+          firstByte: 0x3c,
+          attempts: 2,
+        },
+      ],
+    };
+    const failure = describeFailure(new SignatureDeniedError('registry.example/app:v1', DIGEST, verdict));
+    const unreadable = failure.violations.find((v) => v.type === 'SIGNATURE_UNREADABLE')!;
+    expect(unreadable.subject).toMatch(/^signature-2 http:\/\/lookaside\.example:8080\/….*\/signature-2$/);
+    expect(unreadable.description).toMatch(/^unrecognized-format: .*starting with binary 0x3c \(HTTP 200, Content-Type text\/html; charset=UTF-8, 2 attempts\)$/);
+    expect(unreadable.description.length).toBeLessThanOrEqual(300);
+  });
+
   it('puts warnings in printable ASCII trailing metadata', () => {
     const md = warningsMetadata([{ code: 'PGW001', message: 'signature-2 could not be read: “HTML”' }]);
     expect(md?.get('pullguard-warnings')).toEqual(['PGW001 signature-2 could not be read: ?HTML?']);

@@ -3,6 +3,8 @@
  * injects the faults a CDN-fronted lookaside produces, and against a file:// lookaside.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Agent } from 'undici';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -12,6 +14,7 @@ import { isPullguardError } from '../../../src/domain/errors.js';
 import { parseReference } from '../../../src/domain/reference.js';
 import type { SignatureFetchReport } from '../../../src/domain/signature.js';
 import { createLookasideSource, type LookasideEvent, type LookasideSourceOptions } from '../../../src/lookaside/lookaside-source.js';
+import { decide } from '../../../src/policy/decide.js';
 import type { ResolvedImage } from '../../../src/pull/ports.js';
 import { CDN_ERROR_PAGE, testDigest, useLookasideServer, type LookasideFault } from '../../helpers/lookaside-server.js';
 
@@ -90,6 +93,43 @@ describe('the loop', () => {
     const report = await source({ window: 2 }).fetch(image(), {});
     expect(indicesOf(report)).toEqual({ signatures: [1], troubles: [2, 3, 4] });
     expect(report.end).toBe('consecutive-troubles');
+    // The last of the run says it stopped the read: 3 and 4 may not exist at all.
+    expect(report.troubles.map((t) => t.stoppedReadAfter)).toEqual([undefined, undefined, 3]);
+  });
+
+  it('a server that is down: signature-1 refused, the read stopped after 3 consecutive failures', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const report = await source({ lookaside: `http://127.0.0.1:${port}` }).fetch(image(), {});
+    expect(report.end).toBe('consecutive-troubles');
+    expect(report.troubles).toMatchObject([1, 2, 3].map((index) => ({ location: { index }, kind: 'transport', errorCode: 'ECONNREFUSED' })));
+    expect(report.troubles[0]!.detail).toMatch(/ECONNREFUSED/);
+    expect(report.troubles.map((t) => t.stoppedReadAfter)).toEqual([undefined, undefined, 3]);
+    const verdict = decide({
+      scope: { policyFile: '/etc/containers/policy.json', scope: 'registry.test' },
+      reference: parseReference(`logical.test/${REPO}:v1`),
+      requirements: [{ requirement: { type: 'signedBy', keyType: 'GPGKeys', keys: { kind: 'path', path: '/k.gpg' }, signedIdentity: { type: 'matchRepoDigestOrExact' } }, checks: [] }],
+      troubles: report.troubles,
+    });
+    const url = `http://127.0.0.1:${port}/${REPO}@sha256=${HEX}/signature-1`;
+    expect(verdict.denial).toMatch(
+      new RegExp(`^A signature was required, but no signature exists; additionally 1 signature could not be read: signature-1 \\(${url.replace(/[.?]/g, '\\$&')}\\) could not be reached: .*ECONNREFUSED.*; the read stopped after 3 consecutive failures$`),
+    );
+    expect(verdict.denial).not.toMatch(/signature-[23]/);
+  });
+
+  it('a 300-character lookaside URL: the facts are kept apart from it', async () => {
+    const base = `${server.url}/${'deep/'.repeat(Math.ceil((300 - urlOf(1).length) / 5))}store`;
+    server.fault(1, { html: true });
+    server.fault(2, { status: 503 });
+    const report = await source({ lookaside: base }).fetch(image(), {});
+    expect(report.troubles[0]!.location.url.length).toBeGreaterThanOrEqual(300);
+    expect(report.troubles).toMatchObject([
+      { kind: 'unrecognized-format', firstByte: 0x3c, httpStatus: 200, detail: 'unrecognized signature format, starting with binary 0x3c' },
+      { kind: 'http-status', httpStatus: 503, detail: 'received unexpected HTTP status: 503 Service Unavailable' },
+    ]);
   });
 
   it('keeps signatures around isolated troubles', async () => {
@@ -237,6 +277,10 @@ describe('one trouble per fault kind (at signature-2, between two good signature
       expect(trouble).toMatchObject({ ...c.expected, location: { source: 'lookaside', index: 2, url: urlOf(2) } });
       if (typeof c.message === 'string') expect(trouble.message).toBe(c.message.replace('URL', urlOf(2)));
       else expect(trouble.message).toMatch(new RegExp(c.message.source.replace('URL', urlOf(2).replace(/[.?]/g, '\\$&'))));
+      // The same text without the URL, for messages that name the location themselves.
+      expect(trouble.detail).toBeDefined();
+      expect(trouble.message.endsWith(trouble.detail!) || trouble.kind === 'unsupported-scheme').toBe(true);
+      expect(trouble.detail).not.toContain(urlOf(2));
       if (c.fault && 'bytes' in c.fault && c.fault.declareLength !== true) {
         // The cap aborts the stream: more than 4 MiB was read, but not the whole 5 MiB.
         expect(trouble.bytesRead).toBeGreaterThan(4 * 1024 * 1024);

@@ -2,7 +2,10 @@ import { describe, expect, test } from 'vitest';
 import type { Digest } from '../../../src/domain/digest.js';
 import { parseReference } from '../../../src/domain/reference.js';
 import type { SignatureCheck, SignatureLocation, SignatureTrouble } from '../../../src/domain/signature.js';
-import { decide, type RequirementChecks } from '../../../src/policy/decide.js';
+import { describeFailure, toServiceError } from '../../../src/cri/status.js';
+import { boundMessage, describePullWarnings } from '../../../src/events/event-object.js';
+import { decide, MAX_DENIAL_CHARS, shortenUrl, type RequirementChecks } from '../../../src/policy/decide.js';
+import { SignatureDeniedError } from '../../../src/pull/pull-errors.js';
 import { parsePolicy } from '../../../src/policy/parse-policy.js';
 import type { PolicyRequirement } from '../../../src/policy/types.js';
 
@@ -39,8 +42,13 @@ function trouble(index: number, kind: SignatureTrouble['kind'], message: string,
 
 const html = (i: number) =>
   trouble(i, 'unrecognized-format', 'unrecognized signature format, starting with binary 0x3c', { httpStatus: 200, contentType: 'text/html', firstByte: 0x3c });
+// As read-signature.ts reports it: upstream's message names the URL, `detail` is the same without it.
 const status = (i: number, code: number, text: string) =>
-  trouble(i, 'http-status', `reading signature from ${BASE}/signature-${i}: received unexpected HTTP status: ${code} ${text}`, { httpStatus: code, attempts: 3 });
+  trouble(i, 'http-status', `reading signature from ${BASE}/signature-${i}: received unexpected HTTP status: ${code} ${text}`, {
+    detail: `received unexpected HTTP status: ${code} ${text}`,
+    httpStatus: code,
+    attempts: 3,
+  });
 const reset = (i: number) => trouble(i, 'transport', 'read ECONNRESET');
 const empty = (i: number) => trouble(i, 'empty', 'empty signature blob', { httpStatus: 200 });
 const huge = (i: number) => trouble(i, 'too-large', 'exceeded maximum allowed size of 4194304 bytes', { httpStatus: 200, bytesRead: 4194305 });
@@ -110,8 +118,9 @@ describe('decide: the same troubles without a valid signature are denied with bo
     const verdict = run([signedBy(untrustedKey(1))], [t]);
     expect(verdict.allowed).toBe(false);
     expect(verdict.warnings).toEqual([]);
+    const shown = t.detail ?? t.message;
     expect(verdict.denial).toBe(
-      `signature by key C5C04D52E93DEDE7F9218B2AC89C165589390E8A is not accepted; additionally 1 signature could not be read: ${'signature-2'} (${BASE}/signature-2): ${t.message}${verdict.denial!.slice(verdict.denial!.indexOf(t.message) + t.message.length)}`,
+      `signature by key C5C04D52E93DEDE7F9218B2AC89C165589390E8A is not accepted; additionally 1 signature could not be read: ${'signature-2'} (${BASE}/signature-2): ${shown}${verdict.denial!.slice(verdict.denial!.indexOf(shown) + shown.length)}`,
     );
     expect(verdict.denial).toContain(text);
   });
@@ -224,5 +233,150 @@ describe('decide: requirement types', () => {
     const input = [signedBy(tampered(1), accepted(2))];
     expect(run(input, [html(3)])).toEqual(run(input, [html(3)]));
     expect(Object.isFrozen(run(input))).toBe(true);
+  });
+});
+
+describe('decide: the decisive facts survive every bound', () => {
+  // A 300-character lookaside URL (a deep base path), as a real configuration may produce.
+  const LONG_BASE = `http://lookaside.example:8080/${'mirror/'.repeat(25)}ab/sigs/app@sha256=${'a'.repeat(64)}`;
+  const longLoc = (index: number): SignatureLocation => ({ source: 'lookaside', index, url: `${LONG_BASE}/signature-${index}` });
+  const longHtml = (i: number): SignatureTrouble => ({
+    location: longLoc(i),
+    kind: 'unrecognized-format',
+    message: `parsing signature ${longLoc(i).url}: unrecognized signature format, starting with binary 0x3c`,
+    detail: 'unrecognized signature format, starting with binary 0x3c',
+    httpStatus: 200,
+    contentType: 'text/html; charset=UTF-8',
+    firstByte: 0x3c,
+    attempts: 2,
+  });
+  const long503 = (i: number): SignatureTrouble => ({
+    location: longLoc(i),
+    kind: 'http-status',
+    message: `reading signature from ${longLoc(i).url}: received unexpected HTTP status: 503 Service Unavailable`,
+    detail: 'received unexpected HTTP status: 503 Service Unavailable',
+    httpStatus: 503,
+    attempts: 3,
+  });
+  const refused = (i: number, extra: Partial<SignatureTrouble> = {}): SignatureTrouble => ({
+    location: loc(i),
+    kind: 'transport',
+    message: `Get "${loc(i).url}": connect ECONNREFUSED 127.0.0.1:5555`,
+    detail: 'connect ECONNREFUSED 127.0.0.1:5555',
+    errorCode: 'ECONNREFUSED',
+    attempts: 1,
+    ...extra,
+  });
+  const occurrences = (text: string, part: string): number => text.split(part).length - 1;
+  const IMAGE = 'registry.example/app:v1';
+
+  test('the lookaside URL is 300 characters long', () => {
+    expect(longLoc(2).url).toHaveLength(300);
+  });
+
+  test('the denial keeps 0x3c and the HTTP status, and names each (shortened) URL once', () => {
+    const verdict = run([signedBy(untrustedKey(1))], [longHtml(2), long503(3)]);
+    const denial = verdict.denial!;
+    expect(denial).toContain('unrecognized signature format, starting with binary 0x3c');
+    expect(denial).toContain('503 Service Unavailable');
+    expect(denial).toContain('HTTP 503');
+    expect(occurrences(denial, 'lookaside.example')).toBe(2);
+    expect(denial).toContain(`signature-2 (${shortenUrl(longLoc(2).url)}): unrecognized signature format, starting with binary 0x3c (HTTP 200, Content-Type text/html; charset=UTF-8, 2 attempts)`);
+    expect(denial).toContain(`signature-3 (${shortenUrl(longLoc(3).url)}): received unexpected HTTP status: 503 Service Unavailable (HTTP 503, 3 attempts)`);
+  });
+
+  test('the PGW001 warnings keep 0x3c and the HTTP status, and name each URL once', () => {
+    const verdict = run([signedBy(accepted(1))], [longHtml(2), long503(3)]);
+    expect(verdict.warnings.map((w) => w.code)).toEqual(['PGW001', 'PGW001']);
+    const [html2, unavailable3] = verdict.warnings.map((w) => w.message);
+    expect(html2).toContain('starting with binary 0x3c');
+    expect(unavailable3).toContain('503 Service Unavailable');
+    for (const message of [html2!, unavailable3!]) expect(occurrences(message, 'lookaside.example')).toBe(1);
+  });
+
+  test('the gRPC status kubelet sees keeps them too (message, details and violations)', () => {
+    const verdict = run([signedBy(untrustedKey(1))], [longHtml(2), long503(3)]);
+    const err = new SignatureDeniedError(IMAGE, DIGEST, verdict);
+    const failure = describeFailure(err, { image: IMAGE });
+    expect(failure.message).toMatch(/^SignatureValidationFailed: Source image rejected: /);
+    expect(failure.message).toContain('starting with binary 0x3c');
+    expect(failure.message).toContain('503 Service Unavailable');
+    expect(toServiceError(err).details).toBe(failure.message);
+    const unreadable = failure.violations.filter((v) => v.type === 'SIGNATURE_UNREADABLE');
+    // The subject names the location within its 300 characters: host and index survive.
+    expect(unreadable.map((v) => v.subject)).toEqual([
+      expect.stringMatching(/^signature-2 http:\/\/lookaside\.example:8080\/.*….*\/signature-2$/),
+      expect.stringMatching(/^signature-3 http:\/\/lookaside\.example:8080\/.*….*\/signature-3$/),
+    ]);
+    for (const v of unreadable) expect(v.subject.length).toBeLessThanOrEqual(300);
+    expect(unreadable[0]!.description).toContain('0x3c');
+    expect(unreadable[1]!.description).toContain('503 Service Unavailable');
+  });
+
+  test('the Event message keeps them too', () => {
+    const verdict = run([signedBy(accepted(1))], [longHtml(2), long503(3)]);
+    // As the event recorder builds it: the image, then the warnings, bounded to 1 KiB.
+    const message = boundMessage(`Image "${IMAGE}": ${describePullWarnings(verdict.warnings)}`);
+    expect(message).toContain('0x3c');
+    expect(message).toContain('503 Service Unavailable');
+  });
+
+  test('a denial at every bound at once still ends with the facts of the troubles it lists', () => {
+    const longReasons = Array.from({ length: 128 }, (_, i) => rejected(i + 200, 'invalid-signature', `signature error: ${'x'.repeat(400)}`));
+    const troubles = Array.from({ length: 128 }, (_, i) => ({ ...long503(i + 1), detail: `${'y'.repeat(400)} received unexpected HTTP status: 503 Service Unavailable`, contentType: 'z'.repeat(500) }));
+    const verdict = run([signedBy(...longReasons)], troubles);
+    expect(verdict.denial!.length).toBeLessThanOrEqual(MAX_DENIAL_CHARS);
+    expect(occurrences(verdict.denial!, '(HTTP 503, Content-Type ')).toBe(3);
+    const message = describeFailure(new SignatureDeniedError(IMAGE, DIGEST, verdict)).message;
+    expect(message.endsWith('; and 125 more')).toBe(true);
+  });
+
+  test('one enormous upstream reason is cut, never the troubles after it', () => {
+    const identity = rejected(1, 'identity-mismatch', `Signature for identity "registry.example/${'n'.repeat(5000)}:v1" is not accepted`);
+    const verdict = run([signedBy(identity)], [longHtml(2)]);
+    expect(verdict.denial!.length).toBeLessThanOrEqual(MAX_DENIAL_CHARS);
+    expect(verdict.denial).toMatch(/…; additionally 1 signature could not be read: signature-2 .*0x3c \(HTTP 200, Content-Type text\/html; charset=UTF-8, 2 attempts\)$/);
+    expect(describeFailure(new SignatureDeniedError(IMAGE, DIGEST, verdict)).message).toContain('0x3c');
+  });
+
+  test('the first byte is added to the facts when the free text that named it was cut', () => {
+    const verdict = run([signedBy()], [{ ...longHtml(1), detail: `${'w'.repeat(300)} starting with binary 0x3c` }]);
+    expect(verdict.denial).toMatch(/…\s?\(HTTP 200, Content-Type text\/html; charset=UTF-8, first byte 0x3c, 2 attempts\)$/);
+  });
+
+  test('a message that names the URL itself (no detail) names it once, shortened', () => {
+    const { detail: _omitted, ...withoutDetail } = long503(2);
+    const verdict = run([signedBy()], [withoutDetail]);
+    expect(occurrences(verdict.denial!, 'lookaside.example')).toBe(1);
+    expect(verdict.denial).toContain(`signature-2: reading signature from ${shortenUrl(longLoc(2).url)}: received unexpected HTTP status: 503 Service Unavailable (HTTP 503, 3 attempts)`);
+  });
+
+  test('server down: signature-1 could not be reached, the read stopped after 3 failures; -2 and -3 are not listed', () => {
+    const verdict = run([signedBy()], [refused(1), refused(2), refused(3, { stoppedReadAfter: 3 })]);
+    expect(verdict.denial).toBe(
+      `A signature was required, but no signature exists; additionally 1 signature could not be read: signature-1 (${BASE}/signature-1) could not be reached: connect ECONNREFUSED 127.0.0.1:5555; the read stopped after 3 consecutive failures`,
+    );
+    expect(verdict.troubles).toHaveLength(3); // the record keeps every request that failed
+  });
+
+  test('a stopping run that failed in different ways lists each, then says the read stopped', () => {
+    const verdict = run([signedBy()], [status(1, 503, 'Service Unavailable'), reset(2), { ...empty(3), stoppedReadAfter: 3 }]);
+    expect(verdict.denial).toMatch(/additionally 3 signatures could not be read: signature-1 .*503 Service Unavailable.*; signature-2 .*read ECONNRESET; signature-3 .*empty signature blob \(HTTP 200\); the read stopped after 3 consecutive failures$/);
+  });
+
+  test('on an allowed verdict a stopping run is one PGW001 about its first index', () => {
+    const verdict = run([signedBy(accepted(1))], [html(2), html(3), { ...html(4), stoppedReadAfter: 3 }]);
+    expect(verdict.warnings).toHaveLength(1);
+    expect(verdict.warnings[0]).toMatchObject({ code: 'PGW001', location: loc(2) });
+    expect(verdict.warnings[0]!.message).toMatch(/signature-2 .*0x3c .*; the read stopped after 3 consecutive failures$/);
+  });
+
+  test('shortenUrl keeps host and final segment, cuts the middle, leaves short URLs alone', () => {
+    expect(shortenUrl(`${BASE}/signature-1`)).toBe(`${BASE}/signature-1`);
+    const short = shortenUrl(longLoc(12).url);
+    expect(short.length).toBeLessThanOrEqual(128);
+    expect(short).toMatch(/^http:\/\/lookaside\.example:8080\/…\/app@sha256=a+\/signature-12$/);
+    expect(shortenUrl(longLoc(12).url, 64)).toMatch(/^http:\/\/lookaside\.example:8080\/…\/app@sha256=a+…\/signature-12$/);
+    expect(shortenUrl(`/var/lib/containers/sigstore/${'d/'.repeat(100)}app@sha256=${'b'.repeat(64)}/signature-3`)).toBe(`/…/app@sha256=${'b'.repeat(64)}/signature-3`);
   });
 });

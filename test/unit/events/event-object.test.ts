@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { boundMessage, describePullWarnings } from '../../../src/events/event-object.js';
+
+const warning = (n: number) => ({
+  code: 'PGW001',
+  message: `signature could not be read, but the policy was satisfied by other signatures: signature-${n} (http://sigs.example/app@sha256=${'a'.repeat(64)}/signature-${n}): received unexpected HTTP status: 503 Service Unavailable (HTTP 503, 3 attempts)`,
+});
+
+describe('boundMessage', () => {
+  it('leaves a message that fits alone', () => {
+    const text = `Image "app:v1": ${describePullWarnings([warning(2)])}`;
+    expect(boundMessage(text)).toBe(text);
+  });
+
+  it('drops whole warnings from the end, counted, so no warning shown loses its facts', () => {
+    const text = `Image "app:v1": ${describePullWarnings(Array.from({ length: 8 }, (_, i) => warning(i + 2)))}`;
+    const bounded = boundMessage(text);
+    expect(Buffer.byteLength(bounded)).toBeLessThanOrEqual(1024);
+    expect(bounded).toMatch(/; and 5 more warnings$/);
+    const shown = bounded.replace(/; and \d+ more warnings$/, '').split(/; (?=PGW)/);
+    expect(shown).toHaveLength(3);
+    for (const part of shown) expect(part).toMatch(/503 Service Unavailable \(HTTP 503, 3 attempts\)$/);
+  });
+
+  it('cuts text without warning boundaries on a character boundary, marked …', () => {
+    const bounded = boundMessage('ü'.repeat(3000), 100);
+    expect(Buffer.byteLength(bounded)).toBeLessThanOrEqual(100);
+    expect(bounded.endsWith('…')).toBe(true);
+    expect(bounded).not.toContain('\uFFFD');
+  });
+});
