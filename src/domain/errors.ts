@@ -35,6 +35,7 @@ export const ERROR_CODES = [
   'STORE_IO',
   'STORE_FULL',
   'IMAGE_NOT_FOUND',
+  'IMAGE_ID_CONFLICT', // another manifest with the same config (CRI image id) is already stored
   // server lifecycle
   'SHUTTING_DOWN',
   'CANCELLED',

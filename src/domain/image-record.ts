@@ -1,5 +1,6 @@
 /** The record of one pulled image: what the pull writes, the store keeps and the CRI queries read. */
 import type { Digest } from './digest.js';
+import { PullguardError } from './errors.js';
 
 export interface LayerRecord {
   readonly digest: Digest;
@@ -31,4 +32,23 @@ export interface ImageRecord {
   readonly verification?: unknown;
   /** Signature blobs kept in the blob store as part of the forensic record. */
   readonly signatureBlobs?: readonly Digest[];
+}
+
+/**
+ * CRI names an image by its config digest, and a config is public: anyone can publish another
+ * manifest around a copy of it. Two manifests never share one record (the second would take over
+ * the first's tags, mirror entries and blobs), so the second is refused while the first is stored.
+ */
+export function imageIdConflict(
+  holder: Pick<ImageRecord, 'id' | 'manifestDigest' | 'repoTags' | 'repoDigests'>,
+  incoming: { readonly manifestDigest: Digest; readonly name: string },
+): PullguardError<'IMAGE_ID_CONFLICT'> {
+  const known = holder.repoTags[0] ?? holder.repoDigests[0] ?? holder.id;
+  return new PullguardError(
+    'IMAGE_ID_CONFLICT',
+    `${incoming.name} resolves to manifest ${incoming.manifestDigest}, whose config is that of the stored image ${known} ` +
+      `(id ${holder.id}, manifest ${holder.manifestDigest}) while its manifest is not: refused, so that one image cannot stand in ` +
+      `for the other; if both are genuine, remove the stored one first`,
+    { facts: { id: holder.id, storedManifest: holder.manifestDigest, manifestDigest: incoming.manifestDigest } },
+  );
 }

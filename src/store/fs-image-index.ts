@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import { parseDigest, type Digest } from '../domain/digest.js';
 import { PullguardError } from '../domain/errors.js';
+import { imageIdConflict } from '../domain/image-record.js';
 import { parseReference } from '../domain/reference.js';
 import { AsyncMutex } from './async-mutex.js';
 import { nodeStoreFs, writeFully, type StoreFileHandle, type StoreFs } from './fs-facade.js';
@@ -147,6 +148,8 @@ export class FsImageIndex implements ImageIndex {
           facts: { id: copy.id, missing: missing.join(',') },
         });
       }
+      const holder = this.#state.get(copy.id);
+      if (holder !== undefined && holder.manifestDigest !== copy.manifestDigest) throw imageIdConflict(holder, { manifestDigest: copy.manifestDigest, name: copy.repoTags[0] ?? copy.repoDigests[0] ?? copy.id });
       return this.#mutate({ op: 'put', record: copy });
     });
     await ticket.journal.syncThrough(ticket.seq, this.#dir);

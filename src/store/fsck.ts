@@ -7,7 +7,7 @@
 import type { Digest } from '../domain/digest.js';
 import type { BlobStore } from './blob-store.js';
 import type { ImageIndex } from './image-index.js';
-import { referencedBlobs } from './image-record.js';
+import { referencedBlobs, type ImageRecord } from './image-record.js';
 
 export interface CorruptBlob {
   readonly digest: Digest;
@@ -68,6 +68,7 @@ export async function fsck(store: BlobStore, index: ImageIndex, options: { reado
       const size = sizes.get(layer.digest);
       if (size !== undefined && size !== layer.size) problems.push(`layer ${layer.digest} is ${size} bytes, the record says ${layer.size}`);
     }
+    if (problems.length === 0) problems.push(...(await disagreements(store, record)));
     if (problems.length > 0) brokenRecords.push({ id: record.id, repoTags: record.repoTags, problems });
     else for (const digest of referencedBlobs(record)) referenced.add(digest);
   }
@@ -86,4 +87,46 @@ export async function fsck(store: BlobStore, index: ImageIndex, options: { reado
   const garbage = await index.collectGarbage();
   deletedBlobs.push(...garbage.deleted);
   return { ...found, ok, repaired: { removedRecords, deletedBlobs, removedIngests } };
+}
+
+/** The largest manifest or index fsck reads (the registry client's own cap is the same order). */
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+interface StoredDescriptor {
+  readonly digest?: unknown;
+  readonly size?: unknown;
+}
+
+/**
+ * Where the record and the manifest it was verified under disagree: the manifest names another
+ * config or other layers, or the index (top) does not list the manifest. Such a record is what a
+ * merge of two images would leave, and what a runtime would be served through the mirror.
+ */
+async function disagreements(store: BlobStore, record: ImageRecord): Promise<string[]> {
+  const problems: string[] = [];
+  let manifest: { config?: StoredDescriptor; layers?: StoredDescriptor[] };
+  try {
+    manifest = JSON.parse(Buffer.from(await store.readAll(record.manifestDigest, MAX_MANIFEST_BYTES)).toString('utf8')) as typeof manifest;
+  } catch (err) {
+    return [`manifest ${record.manifestDigest} cannot be read as a manifest: ${(err as Error).message}`];
+  }
+  if (manifest.config?.digest !== record.configDigest) {
+    problems.push(`manifest ${record.manifestDigest} names config ${String(manifest.config?.digest)}, the record says ${record.configDigest}`);
+  }
+  const named = (manifest.layers ?? []).map((l) => `${String(l.digest)}/${String(l.size)}`);
+  const recorded = record.layers.map((l) => `${l.digest}/${l.size}`);
+  if (named.join(',') !== recorded.join(',')) {
+    problems.push(`manifest ${record.manifestDigest} names layers [${named.join(', ')}], the record says [${recorded.join(', ')}]`);
+  }
+  if (record.topDigest !== record.manifestDigest) {
+    try {
+      const index = JSON.parse(Buffer.from(await store.readAll(record.topDigest, MAX_MANIFEST_BYTES)).toString('utf8')) as { manifests?: StoredDescriptor[] };
+      if (!(index.manifests ?? []).some((m) => m.digest === record.manifestDigest)) {
+        problems.push(`index ${record.topDigest} does not list manifest ${record.manifestDigest}`);
+      }
+    } catch (err) {
+      problems.push(`index ${record.topDigest} cannot be read as an index: ${(err as Error).message}`);
+    }
+  }
+  return problems;
 }

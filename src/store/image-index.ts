@@ -16,7 +16,9 @@ export interface ImageIndex {
   /**
    * Adds or updates the record with `record.id`: its tags and digests are merged with those already
    * recorded, other fields replaced. A tag moves off any other image that had it (an image left
-   * with no tags keeps its digests). Every referenced blob must already be in the store.
+   * with no tags keeps its digests). Every referenced blob must already be in the store. A record
+   * whose id is held by another manifest is refused (IMAGE_ID_CONFLICT): records never merge across
+   * manifests.
    */
   put(record: ImageRecord): Promise<ImageRecord>;
   /** Removes the record (its blobs go at the next collectGarbage). False if absent. */

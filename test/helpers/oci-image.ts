@@ -258,3 +258,30 @@ export async function buildOciIndex(dir: string, options: BuildIndexOptions): Pr
   });
   return { dir, tag: options.tag, indexDigest: index.digest, index, images };
 }
+
+/**
+ * An image that copies `victim`'s config byte for byte (configs are public) around layers of its
+ * own: the same CRI image id (the config digest), another manifest, other content. Tagged `tag` in
+ * the layout at `dir`.
+ */
+export async function buildImpostorImage(dir: string, victim: BuiltImage, options: { tag: string; seed: number }): Promise<BuiltImage> {
+  await mkdir(dir, { recursive: true });
+  const layer: BuiltLayer = (() => {
+    const tar = tarFiles({ 'evil.bin': seededBytes(3_000, options.seed) });
+    return { ...blob(OCI.layerGzip, new Uint8Array(gzipSync(tar, { level: 1 }))), diffId: sha256(tar) };
+  })();
+  await writeBlob(dir, layer);
+  await writeBlob(dir, victim.config);
+  const manifest = blob(
+    OCI.manifest,
+    json({
+      schemaVersion: 2,
+      mediaType: OCI.manifest,
+      config: { mediaType: victim.config.mediaType, digest: victim.config.digest, size: victim.config.size },
+      layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.size }],
+    }),
+  );
+  await writeBlob(dir, manifest);
+  await addToIndexJson(dir, { mediaType: OCI.manifest, digest: manifest.digest, size: manifest.size, annotations: { 'org.opencontainers.image.ref.name': options.tag } });
+  return { dir, tag: options.tag, manifestDigest: manifest.digest, manifest, configDigest: victim.config.digest, config: victim.config, layers: [layer], platform: victim.platform };
+}

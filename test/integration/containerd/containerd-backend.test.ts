@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CriImage } from '../../../src/cri/cri-types.js';
 import { containerdUnavailableReason, startContainerd, type RunningContainerd } from '../../helpers/containerd.js';
 import { startFaultRegistry, type FaultRegistry } from '../../helpers/fault-registry.js';
-import { buildOciImage, type BuiltImage } from '../../helpers/oci-image.js';
+import { buildImpostorImage, buildOciImage, type BuiltImage } from '../../helpers/oci-image.js';
 import { pushImage, startRegistry, type StartedRegistry } from '../../helpers/registry.js';
 import { startRecordingProxy, type RecordingProxy } from './recording-proxy.js';
 import { startPullguard, startStoreAndMirror, verdict, type PullguardStack } from './pullguard-stack.js';
@@ -157,6 +157,38 @@ describe.skipIf(unavailable !== undefined)('pullguard in front of containerd', (
     expect(pulled.image_ref).toBe(broken.configDigest);
     const status = await viaContainerd<{ image: CriImage | null }>('ImageStatus', { image: { image: broken.configDigest } });
     expect(status.image?.id).toBe(broken.configDigest);
+  });
+
+  it('an impostor with a copy of the verified image\'s config takes over nothing: not its record, its mirror entries nor its blobs', async () => {
+    await viaPullguard('PullImage', { image: { image: appTag } });
+    const before = await viaPullguard<{ image: CriImage }>('ImageStatus', { image: { image: appTag } });
+    // Published under a repository the policy allows: the same config bytes, layers of its own.
+    const impostor = await buildImpostorImage(join(dir, 'impostor'), app, { tag: 'v1', seed: 99 });
+    await pushImage(impostor.dir, 'other/copy:v1', registry, { layoutTag: 'v1' });
+    expect(impostor.configDigest).toBe(app.configDigest);
+    expect(impostor.manifestDigest).not.toBe(app.manifestDigest);
+
+    const refused = await viaPullguard('PullImage', { image: { image: `${proxy.host}/other/copy:v1` } }).then(() => undefined, (e: grpc.ServiceError) => e);
+    expect(refused?.details).toContain(`resolves to manifest ${impostor.manifestDigest}, whose config is that of the stored image ${appTag}`);
+
+    const after = await viaPullguard<{ image: CriImage }>('ImageStatus', { image: { image: appTag } });
+    expect(after.image).toEqual(before.image);
+    expect((await viaPullguard<{ image: CriImage | null }>('ImageStatus', { image: { image: `${proxy.host}/other/copy:v1` } })).image ?? null).toBeNull();
+    const fromContainerd = await viaContainerd<{ images: CriImage[] }>('ListImages', {});
+    expect(fromContainerd.images.flatMap((i) => i.repo_digests).filter((d) => d.includes(impostor.manifestDigest))).toEqual([]);
+
+    // The mirror: the verified manifest under its own repository; nothing of the impostor anywhere.
+    const mirrorStatus = async (path: string): Promise<number> => (await fetch(`${pg.mirror.url}${path}?ns=${proxy.host}`)).status;
+    expect(await mirrorStatus(`/v2/team/app/manifests/${app.manifestDigest}`)).toBe(200);
+    expect(await mirrorStatus(`/v2/team/app/manifests/${impostor.manifestDigest}`)).toBe(404);
+    expect(await mirrorStatus(`/v2/team/app/blobs/${impostor.layers[0]!.digest}`)).toBe(404);
+    expect(await mirrorStatus(`/v2/other/copy/manifests/${impostor.manifestDigest}`)).toBe(404);
+    expect(await mirrorStatus(`/v2/other/copy/blobs/${app.configDigest}`)).toBe(404);
+
+    // GC keeps every blob of the listed image.
+    await pg.store.images.collectGarbage();
+    for (const digest of [app.manifestDigest, app.configDigest, ...app.layers.map((l) => l.digest)]) expect(await pg.store.blobs.has(digest as never), digest).toBe(true);
+    expect(await mirrorStatus(`/v2/team/app/blobs/${app.layers[0]!.digest}`)).toBe(200);
   });
 
   it('removes by tag from containerd and from pullguard\'s index; again is a no-op', async () => {

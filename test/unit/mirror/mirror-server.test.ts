@@ -37,7 +37,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await mirror?.close();
-  await store?.images.close();
+  await store?.close();
   await rm(dir, { recursive: true, force: true });
 });
 

@@ -13,7 +13,7 @@ import { commitBlob, digestOf, storeImageRecord } from '../../helpers/store-reco
 const roots: string[] = [];
 const opened: OpenedStore[] = [];
 afterEach(async () => {
-  await Promise.all(opened.splice(0).map((s) => s.images.close()));
+  await Promise.all(opened.splice(0).map((s) => s.close()));
   await Promise.all(roots.splice(0).map((r) => rm(r, { recursive: true, force: true })));
 });
 
@@ -56,6 +56,22 @@ describe('FsImageIndex', () => {
     expect(again.repoDigests).toEqual([...rec.repoDigests, `quay.io/org/app@${rec.manifestDigest}`]);
     expect(again.pulledAt).toBe('2024-02-02T00:00:00Z');
     expect(images.list()).toHaveLength(1);
+  });
+
+  it('refuses another manifest for an id it holds: the holder keeps its tags, manifest, layers and blobs', async () => {
+    const { blobs, images } = await open(await newRoot());
+    const signed = await images.put(await storeImageRecord(blobs, { repoTags: ['registry.example/test/small:v2'] }));
+    const other = await storeImageRecord(blobs, { repoTags: ['registry.example/attacker/evil:v1'] });
+    // Same config digest (the id), another manifest around other layers.
+    const impostor = { ...other, id: signed.id, configDigest: signed.configDigest };
+    await expect(images.put(impostor)).rejects.toMatchObject({
+      code: 'IMAGE_ID_CONFLICT',
+      message: expect.stringContaining(`registry.example/attacker/evil:v1 resolves to manifest ${other.manifestDigest}, whose config is that of the stored image registry.example/test/small:v2`),
+    });
+    expect(images.get(signed.id)).toEqual(signed);
+    expect(images.resolve('registry.example/attacker/evil:v1')).toBeUndefined();
+    await images.collectGarbage();
+    for (const digest of [signed.manifestDigest, signed.configDigest, ...signed.layers.map((l) => l.digest)]) expect(await blobs.has(digest)).toBe(true);
   });
 
   it('resolves by id, bare id, unique prefix, tag and digest reference', async () => {
@@ -123,7 +139,7 @@ describe('FsImageIndex', () => {
     await first.images.remove(records[3]!.id);
     await first.images.put({ ...records[0]!, repoTags: ['docker.io/library/app:latest'], verification: { verdict: 'accepted', keys: ['abc'] } });
     const before = first.images.list();
-    await first.images.close();
+    await first.close();
     opened.splice(opened.indexOf(first), 1);
     const files = (await readdir(join(root, 'index'))).sort();
     expect(files.some((f) => f === 'snapshot.json')).toBe(true); // compaction happened
@@ -140,7 +156,7 @@ describe('FsImageIndex', () => {
     const root = await newRoot();
     const first = await open(root);
     const a = await first.images.put(await storeImageRecord(first.blobs, { repoTags: ['docker.io/library/a:1'] }));
-    await first.images.close();
+    await first.close();
     opened.splice(opened.indexOf(first), 1);
     const journal = join(root, 'index', 'journal-0.log');
     await appendFile(journal, '0123456789abcdef {"op":"put","rec'); // a kill -9 mid-write
@@ -148,7 +164,7 @@ describe('FsImageIndex', () => {
     expect(second.images.loadReport.droppedJournalBytes).toBeGreaterThan(0);
     expect(second.images.list().map((r) => r.id)).toEqual([a.id]);
     const b = await second.images.put(await storeImageRecord(second.blobs, { repoTags: ['docker.io/library/b:1'] }));
-    await second.images.close();
+    await second.close();
     opened.splice(opened.indexOf(second), 1);
     const third = await open(root);
     expect(third.images.list().map((r) => r.id)).toEqual([a.id, b.id]);
@@ -158,7 +174,7 @@ describe('FsImageIndex', () => {
   it('refuses to open over a damaged snapshot rather than forgetting every image', async () => {
     const root = await newRoot();
     const first = await open(root);
-    await first.images.close();
+    await first.close();
     opened.splice(opened.indexOf(first), 1);
     await writeFile(join(root, 'index', 'snapshot.json'), '{"version":1,"generation":1,"records":[');
     await expect(openStore(root)).rejects.toMatchObject({ code: 'STORE_IO' });

@@ -11,7 +11,7 @@ import { commitBlob, storeImageRecord } from '../../helpers/store-records.js';
 const roots: string[] = [];
 const opened: OpenedStore[] = [];
 afterEach(async () => {
-  await Promise.all(opened.splice(0).map((s) => s.images.close()));
+  await Promise.all(opened.splice(0).map((s) => s.close()));
   await Promise.all(roots.splice(0).map((r) => rm(r, { recursive: true, force: true })));
 });
 
@@ -29,6 +29,19 @@ describe('fsck', () => {
     await images.put(await storeImageRecord(blobs, { repoTags: ['docker.io/library/a:1'] }));
     const report = await fsck(blobs, images);
     expect(report).toMatchObject({ ok: true, blobsChecked: 4, recordsChecked: 1, corruptBlobs: [], brokenRecords: [], staleIngests: [], unreachableBlobs: [] });
+  });
+
+  it('reports a record whose manifest, config and layers disagree', async () => {
+    const { blobs, images } = await fresh();
+    const a = await storeImageRecord(blobs, { repoTags: ['docker.io/library/a:1'] });
+    const b = await storeImageRecord(blobs, { repoTags: ['docker.io/library/b:1'] });
+    // a's manifest and config with b's layers: every blob is there and sound, the record is not.
+    await images.put({ ...a, layers: b.layers });
+    const report = await fsck(blobs, images);
+    expect(report.ok).toBe(false);
+    expect(report.corruptBlobs).toEqual([]);
+    expect(report.brokenRecords).toHaveLength(1);
+    expect(report.brokenRecords[0]?.problems).toEqual([expect.stringContaining(`manifest ${a.manifestDigest} names layers [${a.layers.map((l) => `${l.digest}/${l.size}`).join(', ')}]`)]);
   });
 
   it('reports corrupt blobs, broken records, stale temp files and unreachable blobs, then repairs only those', async () => {

@@ -47,13 +47,14 @@ describe('store crash consistency', () => {
     }
     console.log(`crash test: ${KILLS} kills, up to ${maxRecords} records, ${staleRemoved} orphaned temp files removed on open, ${tornTails} torn journal tails cut`);
     expect(maxRecords).toBeGreaterThan(0); // the child really did work before being killed
-    const { blobs, images } = await openStore(root);
+    const store = await openStore(root);
+    const { blobs, images } = store;
     const repaired = await fsck(blobs, images, { repair: true });
     expect(repaired.ok).toBe(true);
     const after = await fsck(blobs, images);
     expect(after.unreachableBlobs).toEqual([]);
     expect(after.recordsChecked).toBe(repaired.recordsChecked);
-    await images.close();
+    await store.close();
   });
 });
 
