@@ -29,6 +29,16 @@ export interface RunningPullguard {
   stop(options?: { keepState?: boolean; signal?: NodeJS.Signals }): Promise<number | null>;
 }
 
+/**
+ * What a child started with a clean environment still needs to share the test's clock: libfaketime's
+ * variables, when the suite runs under `faketime` (npm run test:clock-ahead, or a whole run moved a
+ * year ahead). Without them the server would judge certificates and signatures the test made "in
+ * the future" at the real time.
+ */
+export function clockEnv(): Record<string, string> {
+  return Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && /^(LD_PRELOAD|FAKETIME\w*)$/.test(e[0])));
+}
+
 const running = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
@@ -39,7 +49,7 @@ export async function startPullguard(options: { args?: string[]; stateDir?: stri
   const socket = join(stateDir, 'pullguard.sock');
   const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, MAIN, 'serve', '--state-dir', stateDir, '--socket', socket, '--log-level', 'debug', ...(options.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...(options.env ?? {}) },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...clockEnv(), ...(options.env ?? {}) },
   });
   running.add(child);
   const lines: string[] = [];

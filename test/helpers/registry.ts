@@ -17,6 +17,7 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createHash, createPrivateKey, randomUUID, sign, X509Certificate } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
@@ -26,6 +27,15 @@ import { promisify } from 'node:util';
 import { Agent, fetch as undiciFetch } from 'undici';
 
 const execFileAsync = promisify(execFile);
+
+/**
+ * openssl for certificates that the registry (Go, which reads the real clock even under libfaketime)
+ * and pullguard (which may run a year ahead under faketime) must both accept: made at the real time
+ * and valid for 1000 days, a window that holds both clocks.
+ */
+function opensslCert(args: readonly string[]): Promise<unknown> {
+  return execFileAsync('openssl', [...args, '-days', '1000'], { env: { ...process.env, LD_PRELOAD: '' } });
+}
 
 export interface TokenRequestRecord {
   readonly method: string;
@@ -81,8 +91,11 @@ export interface PushOptions {
 }
 
 const children = new Set<ChildProcess>();
+/** Temp dirs of registries not stopped yet: removed at exit too, so a crashed test leaves none behind. */
+const liveDirs = new Set<string>();
 process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL');
+  for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
 });
 
 export async function freePort(): Promise<number> {
@@ -124,10 +137,10 @@ async function issueServerCertificate(dir: string): Promise<{ caCertPath: string
   const csr = join(dir, 'server.csr');
   const certPath = join(dir, 'server.crt');
   const ext = join(dir, 'server.ext');
-  await execFileAsync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', caKey, '-out', caCertPath, '-days', '2', '-subj', '/CN=pullguard test CA']);
+  await opensslCert(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', caKey, '-out', caCertPath, '-subj', '/CN=pullguard test CA']);
   await execFileAsync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyPath, '-out', csr, '-subj', '/CN=127.0.0.1']);
   await writeFile(ext, 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  await execFileAsync('openssl', ['x509', '-req', '-in', csr, '-CA', caCertPath, '-CAkey', caKey, '-CAcreateserial', '-out', certPath, '-days', '2', '-extfile', ext]);
+  await opensslCert(['x509', '-req', '-in', csr, '-CA', caCertPath, '-CAkey', caKey, '-CAcreateserial', '-out', certPath, '-extfile', ext]);
   return { caCertPath, certPath, keyPath };
 }
 
@@ -153,10 +166,7 @@ async function startTokenServer(
 ): Promise<{ server: Server; token: TokenServer; certPath: string; issuer: string }> {
   const keyPath = join(dir, 'token.key');
   const certPath = join(dir, 'token.crt');
-  await execFileAsync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath,
-    '-days', '2', '-subj', '/CN=pullguard-test-token-issuer',
-  ]);
+  await opensslCert(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-subj', '/CN=pullguard-test-token-issuer']);
   const key = createPrivateKey(await readFile(keyPath));
   const certDer = new X509Certificate(await readFile(certPath)).raw;
   const issuer = 'pullguard-test-issuer';
@@ -209,7 +219,9 @@ async function startTokenServer(
       });
       const now = Math.floor(Date.now() / 1000);
       const header = { typ: 'JWT', alg: 'RS256', x5c: [certDer.toString('base64')] };
-      const claims = { iss: issuer, sub: user ?? '', aud: service, exp: now + token.expiresIn, nbf: now - 10, iat: now, jti: randomUUID(), access };
+      // No nbf: the registry checks it against the real clock, which may be a year behind this one
+      // (tests under faketime); exp only moves further into the registry's future.
+      const claims = { iss: issuer, sub: user ?? '', aud: service, exp: now + token.expiresIn, iat: now, jti: randomUUID(), access };
       const signingInput = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
       const signature = sign('RSA-SHA256', Buffer.from(signingInput), key);
       const jwt = `${signingInput}.${b64url(signature)}`;
@@ -227,6 +239,7 @@ async function startTokenServer(
 
 export async function startRegistry(options: StartRegistryOptions = {}): Promise<StartedRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'pullguard-registry-'));
+  liveDirs.add(dir);
   const dataDir = options.dataDir ?? join(dir, 'data');
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
@@ -262,6 +275,8 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
     child.kill('SIGKILL');
     children.delete(child);
     tokenServer?.close();
+    await rm(dir, { recursive: true, force: true });
+    liveDirs.delete(dir);
     throw err;
   }
   return {
@@ -279,8 +294,9 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       }
       children.delete(child);
       if (tokenServer !== undefined) await new Promise((r) => tokenServer.close(r));
-      if (options.dataDir === undefined) await rm(dir, { recursive: true, force: true });
-      else await rm(join(dir, 'config.yml'), { force: true });
+      // With options.dataDir the images live elsewhere: dir holds only config, htpasswd, keys and certs.
+      await rm(dir, { recursive: true, force: true });
+      liveDirs.delete(dir);
     },
   };
 }

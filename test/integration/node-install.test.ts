@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { SERVE_NODE_FLAGS } from '../../src/node-flags.js';
 import { packageRoot } from '../../src/util/package-root.js';
+import { clockEnv } from '../helpers/pullguard-server.js';
 
 const execFileAsync = promisify(execFile);
 const INSTALL_TIMEOUT_MS = 10 * 60_000;
@@ -77,7 +78,7 @@ describe('node install (README: npm ci && npm prune --omit=dev)', () => {
     const server = spawn(process.execPath, [...SERVE_NODE_FLAGS, main, 'serve', '--state-dir', stateDir], {
       cwd: installDir,
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root' },
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...clockEnv() },
     });
     let log = '';
     server.stderr.on('data', (chunk: Buffer) => (log += chunk.toString('utf8')));
