@@ -2,13 +2,14 @@
 /**
  * The composition root: the only module that reads the environment and wires adapters to use cases.
  * `pullguard serve` builds config → logger → store → registry client → lookaside → policy →
- * pull service → CRI server; the other commands are clients of a running server (or, for fsck,
- * of the store on disk).
+ * pull service → CRI server; the other commands are clients of a running server (or, for fsck and
+ * verify, of the store on disk, under the same configuration as serve).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from 'undici';
 import { runClientCommand, CLIENT_HELP } from './cli/commands.js';
+import { describeError, runFsck, runVerify } from './cli/offline-commands.js';
 import { acceptLocalAuthority } from './cri/authority.js';
 import { createBackendHandlers, backendServiceDefinitions } from './cri/backend-handlers.js';
 import { createImageServiceHandlers, criServiceDefinitions, type ImageServiceDeps } from './cri/image-service.js';
@@ -20,22 +21,22 @@ import { createPullguardMetrics, observeLookasideEvents, observePullEvents, pull
 import { startMirror } from './mirror/mirror-server.js';
 import { InFlightImages } from './pull/in-flight-images.js';
 import { startCriServer } from './cri/server.js';
-import { loadDaemonConfig, processEnvironment, SERVE_FLAGS, type DaemonConfig } from './config/daemon-config.js';
+import { isCommandLineError, parseCommandLine } from './config/command-line.js';
+import { defaultClientSocket, policySelection, processEnvironment, resolveDaemonConfig, type DaemonConfig, type DaemonFlagValues, type Environment } from './config/daemon-config.js';
+import { formatSettingsHelp, parseOptionsFor } from './config/flag-table.js';
 import { describeEmbeddedDefault, PolicySelector } from './config/policy-loader.js';
 import { loadRegistriesD, parseRegistriesD, UPSTREAM_DEFAULT_LOOKASIDE, type RegistriesD } from './config/registries-d.js';
-import { isPullguardError, ValidationError } from './domain/errors.js';
 import { ImageCatalog } from './images/image-catalog.js';
+import { policySourceOf } from './pull/verification-record.js';
 import { createLookasideSource, type LookasideEvent } from './lookaside/lookaside-source.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { PullService } from './pull/pull-service.js';
 import type { RegistryCredentials, SignatureSource } from './pull/ports.js';
-import { reverifyStoredImage } from './pull/reverify.js';
 import { runSignaturePhaseWithSignatures } from './pull/signature-phase.js';
 import { loadAuthFile, lookupCredentials } from './registry/auth-file.js';
 import { createRegistryClient, type ImageArtifactReader } from './registry/client.js';
 import { createSigstoreAttachmentSource } from './sigstore/attachment-source.js';
 import { EMPTY_REGISTRIES_CONFIG, parseRegistriesConf } from './registry/registries-conf.js';
-import { fsck } from './store/fsck.js';
 import { openStore } from './store/open-store.js';
 import { packageRoot } from './util/package-root.js';
 
@@ -57,18 +58,18 @@ Commands:
 
 Run 'pullguard <command> --help' for a command's options.`;
 
-const SERVE_HELP = `Usage: pullguard serve [options]
+const SERVE_USAGE = 'Usage: pullguard serve [options]';
 
-Runs the CRI ImageService (kubelet imageServiceEndpoint / crictl --image-endpoint).
-${Object.keys(SERVE_FLAGS)
-  .map((flag) => `  --${flag}`)
-  .join('\n')}
-See README.md "Configuration" for each option and its default.`;
+const SERVE_HELP = `${SERVE_USAGE}
+
+Runs the CRI ImageService (kubelet imageServiceEndpoint / crictl --image-endpoint). Each setting
+comes from its flag, else the --config file (the same keys in camelCase), else the environment,
+else its default. SIGTERM or SIGINT stops it; SIGHUP reloads the policy, keys and registries.d.
+${formatSettingsHelp(undefined, [['-h, --help', 'this help']])}`;
 
 async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   const environment = processEnvironment();
-  const defaultSocket = environment.env['PULLGUARD_SOCKET'] ?? join(environment.cwd, '.pullguard', 'pullguard.sock');
   switch (command) {
     case undefined:
     case 'help':
@@ -85,13 +86,13 @@ async function main(argv: readonly string[]): Promise<number> {
         process.stdout.write(`${SERVE_HELP}\n`);
         return 0;
       }
-      return serve(rest);
+      return serve(rest, environment);
     case 'fsck':
-      return runFsck(rest);
+      return runFsck(rest, { stdout: process.stdout, stderr: process.stderr, environment });
     case 'verify':
-      return runVerify(rest);
+      return runVerify(rest, { stdout: process.stdout, stderr: process.stderr, environment });
     default:
-      if (command in CLIENT_HELP) return runClientCommand(command, rest, { stdout: process.stdout, stderr: process.stderr, defaultSocket });
+      if (command in CLIENT_HELP) return runClientCommand(command, rest, { stdout: process.stdout, stderr: process.stderr, defaultSocket: defaultClientSocket(environment) });
       process.stderr.write(`pullguard: unknown command ${JSON.stringify(command)}\n\n${HELP}\n`);
       return 2;
   }
@@ -112,12 +113,7 @@ async function loadReloadable(
   logger: Logger,
   observeLookaside?: (event: LookasideEvent) => void,
 ): Promise<ReloadableConfig> {
-  const policies = new PolicySelector({
-    globalPath: config.signaturePolicy ?? '/etc/containers/policy.json',
-    ...(config.signaturePolicyDir !== undefined ? { namespaceDir: config.signaturePolicyDir } : {}),
-    allowEmbeddedDefault: config.signaturePolicy === undefined,
-    reload: 'explicit',
-  });
+  const policies = new PolicySelector({ ...policySelection(config), reload: 'explicit' });
   // Load every policy and its keys now: an invalid policy or a missing key file fails here, at
   // start-up or at a SIGHUP reload (which then keeps the previous configuration), not at a pull.
   const global = await policies.preload();
@@ -144,8 +140,16 @@ async function loadReloadable(
   return { policies, registriesD, signatureSources: [lookaside, attachments] };
 }
 
-async function serve(argv: readonly string[]): Promise<number> {
-  const config = loadDaemonConfig(argv);
+async function serve(argv: readonly string[], environment: Environment): Promise<number> {
+  let values: DaemonFlagValues;
+  try {
+    ({ values } = parseCommandLine({ args: [...argv], options: parseOptionsFor(), allowPositionals: false, strict: true }));
+  } catch (err) {
+    if (!isCommandLineError(err)) throw err;
+    process.stderr.write(`pullguard serve: ${err.message}\n${SERVE_USAGE}; run 'pullguard serve --help' for the options.\n`);
+    return 2;
+  }
+  const config = resolveDaemonConfig(values, environment);
   const logger = createLogger({ level: config.logLevel });
   logger.info({ version: VERSION, stateDir: config.stateDir, policy: config.signaturePolicy ?? '<embedded>', registriesD: config.registriesD ?? '<none>' }, 'starting pullguard');
 
@@ -177,13 +181,16 @@ async function serve(argv: readonly string[]): Promise<number> {
     signaturePhase: async ({ namespace, image, credentials, signal }) => {
       const current = reloadable;
       const policy = await current.policies.policyForNamespace(namespace);
-      return runSignaturePhaseWithSignatures({
+      const outcome = await runSignaturePhaseWithSignatures({
         policy,
         image,
         sources: current.signatureSources,
         ...(signal !== undefined ? { signal } : {}),
         ...(credentials !== undefined ? { credentials } : {}),
       });
+      // Kept in the verification record: `pullguard verify` names it and compares.
+      const namespaceFile = namespace !== undefined && namespace !== '' && config.signaturePolicyDir !== undefined ? { name: namespace, file: join(config.signaturePolicyDir, `${namespace}.json`) } : undefined;
+      return { ...outcome, policySource: policySourceOf({ embedded: policy.embedded, file: policy.policy.source }, namespaceFile) };
     },
     content: store.blobs,
     images: store.images,
@@ -214,7 +221,6 @@ async function serve(argv: readonly string[]): Promise<number> {
     if (pod !== undefined) events.warn(pod, { reason: 'SignatureRetrievalDegraded', message: describePullWarnings(warnings), image });
   };
   const metricsServer = config.metricsAddress !== undefined ? await startMetricsServer({ address: config.metricsAddress, metrics, logger }) : undefined;
-  if (metricsServer !== undefined) logger.info({ url: metricsServer.url }, 'metrics listening');
 
   // Backend mode: verified pulls are handed to the runtime pinned by digest; it fetches the
   // verified bytes from the loopback mirror (containerd hosts.toml / CRI-O registries.conf).
@@ -251,7 +257,7 @@ async function serve(argv: readonly string[]): Promise<number> {
         reloadable = next;
         logger.info('configuration reloaded');
       },
-      (err: unknown) => logger.error({ err: describe(err) }, 'configuration reload failed; keeping the previous configuration'),
+      (err: unknown) => logger.error({ err: describeError(err) }, 'configuration reload failed; keeping the previous configuration'),
     );
   });
 
@@ -280,7 +286,7 @@ async function serve(argv: readonly string[]): Promise<number> {
           resolve(0);
         })
         .catch((err: unknown) => {
-          logger.error({ err: describe(err) }, 'shutdown failed');
+          logger.error({ err: describeError(err) }, 'shutdown failed');
           resolve(1);
         });
     };
@@ -289,85 +295,12 @@ async function serve(argv: readonly string[]): Promise<number> {
   });
 }
 
-async function runFsck(argv: readonly string[]): Promise<number> {
-  const { parseArgs } = await import('node:util');
-  const { values } = parseArgs({ args: [...argv], options: { 'state-dir': { type: 'string' }, repair: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
-  if (values.help) {
-    process.stdout.write('Usage: pullguard fsck [--state-dir DIR] [--repair] [--json]\n\nChecks every blob digest and size, the image index against the blobs, and stale temp files.\nRun it while the server is stopped; --repair removes only what is corrupt or unreachable.\n');
-    return 0;
-  }
-  const stateDir = values['state-dir'] ?? join(process.cwd(), '.pullguard');
-  const store = await openStore(join(stateDir, 'store'));
-  try {
-    const report = await fsck(store.blobs, store.images, { repair: values.repair === true });
-    if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-    else {
-      process.stdout.write(
-        `blobs checked: ${report.blobsChecked}\nimages checked: ${report.recordsChecked}\ncorrupt blobs: ${report.corruptBlobs.length}\nbroken images: ${report.brokenRecords.length}\nstale temp files: ${report.staleIngests.length}\nunreachable blobs: ${report.unreachableBlobs.length}\n${report.ok ? 'store is consistent' : values.repair ? 'problems repaired' : 'problems found (run with --repair to fix)'}\n`,
-      );
-    }
-    return report.ok || values.repair === true ? 0 : 1;
-  } finally {
-    await store.close();
-  }
-}
-
-async function runVerify(argv: readonly string[]): Promise<number> {
-  const { parseArgs } = await import('node:util');
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    options: { 'state-dir': { type: 'string' }, 'signature-policy': { type: 'string' }, 'signature-policy-dir': { type: 'string' }, namespace: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help || positionals.length !== 1) {
-    (values.help ? process.stdout : process.stderr).write(
-      'Usage: pullguard verify IMAGE [--state-dir DIR] [--signature-policy FILE] [--signature-policy-dir DIR --namespace NS]\n\n' +
-        'Re-evaluates the policy against the signatures stored with IMAGE alone (no network), as CRI-O\n' +
-        're-checks at container creation. Exit 0: still satisfied; 1: not satisfied or not found.\n',
-    );
-    return values.help ? 0 : 2;
-  }
-  const stateDir = values['state-dir'] ?? join(process.cwd(), '.pullguard');
-  const policyPath = values['signature-policy'] ?? '/etc/containers/policy.json';
-  const policies = new PolicySelector({
-    globalPath: policyPath,
-    ...(values['signature-policy-dir'] !== undefined ? { namespaceDir: values['signature-policy-dir'] } : {}),
-    allowEmbeddedDefault: values['signature-policy'] === undefined,
-  });
-  const store = await openStore(join(stateDir, 'store'));
-  try {
-    const name = positionals[0]!;
-    const catalog = new ImageCatalog(store.images, { collectGarbage: async () => undefined, fsInfo: async () => store.blobs.fsInfo() });
-    const record = await catalog.find(name);
-    if (record === undefined) {
-      process.stderr.write(`pullguard verify: no such image: ${name}\n`);
-      return 1;
-    }
-    const verdict = await reverifyStoredImage({ record, name, content: store.blobs, policy: await policies.policyForNamespace(values.namespace) });
-    if (verdict.allowed) {
-      const by = verdict.requirements.flatMap((r) => (r.satisfiedBy ? [`${r.type}: signature-${r.satisfiedBy.location.index} by ${r.satisfiedBy.signer.primaryKeyFingerprint}`] : [`${r.type}: satisfied`]));
-      process.stdout.write(`OK: ${name} (${record.id}) still satisfies ${verdict.scope.policyFile} [${verdict.scope.scope}]\n${by.map((l) => `  ${l}\n`).join('')}`);
-      return 0;
-    }
-    process.stdout.write(`NOT SATISFIED: ${name} (${record.id}) under ${verdict.scope.policyFile} [${verdict.scope.scope}]: ${verdict.denial ?? 'denied'}\n`);
-    return 1;
-  } finally {
-    await store.close();
-  }
-}
-
-function describe(err: unknown): string {
-  if (err instanceof ValidationError) return `${err.message}`;
-  if (isPullguardError(err)) return err.message;
-  return err instanceof Error ? err.message : String(err);
-}
-
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`pullguard: ${describe(err)}\n`);
+    process.stderr.write(`pullguard${process.argv[2] !== undefined ? ` ${process.argv[2]}` : ''}: ${describeError(err)}\n`);
     process.exitCode = 1;
   },
 );

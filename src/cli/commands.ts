@@ -1,9 +1,10 @@
 /**
  * Client commands for a person without crictl: pull, images, inspect, rmi. They talk to a running
- * server over the socket; errors print the server's message and exit non-zero.
+ * server over the socket; errors print the server's message and exit non-zero, a server that is not
+ * there is named as such, and a command line that does not parse prints the usage (exit 2).
  */
-import type * as grpc from '@grpc/grpc-js';
-import { parseArgs } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { isCommandLineError, parseCommandLine } from '../config/command-line.js';
 import type { CriImage } from '../cri/cri-types.js';
 import { WARNINGS_METADATA_KEY } from '../cri/status.js';
 import { createCriImageClient, type CriImageClient } from './cri-client.js';
@@ -14,26 +15,58 @@ export interface CliIo {
   readonly defaultSocket: string;
 }
 
+/** The columns of `pullguard images`, for its output and its help alike. */
+export function imageColumns(digests: boolean): string[] {
+  return ['IMAGE', 'TAG', ...(digests ? ['DIGEST'] : []), 'IMAGE ID', 'SIZE'];
+}
+
+const SOCKET_HELP = '  --socket PATH            server socket (default: $PULLGUARD_SOCKET, else $PULLGUARD_STATE_DIR/pullguard.sock, else ./.pullguard/pullguard.sock)';
+
 export const CLIENT_HELP: Record<string, string> = {
   pull: `Usage: pullguard pull IMAGE [--creds USER[:PASSWORD]] [--namespace NS] [--socket PATH]
 
 Pulls IMAGE through the running server: the signature policy is checked before any layer is fetched.
   --creds USER[:PASSWORD]  registry credentials (as crictl --creds)
   --namespace NS           evaluate the per-namespace policy of NS (as a pod in NS would)
-  --socket PATH            server socket (default ./.pullguard/pullguard.sock)`,
+${SOCKET_HELP}`,
   images: `Usage: pullguard images [FILTER] [--digests] [--quiet] [--socket PATH]
 
-Lists stored images (IMAGE ID, TAG, DIGEST, SIZE).`,
+Lists stored images, one row per tag, in the columns ${imageColumns(false).join(', ')}.
+  --digests                add the column DIGEST: ${imageColumns(true).join(', ')}
+  -q, --quiet              print only the image ids
+${SOCKET_HELP}`,
   inspect: `Usage: pullguard inspect IMAGE [--signatures] [--socket PATH]
 
-Prints the image's status as JSON; --signatures prints the stored verification record.`,
+Prints the image's status as JSON; --signatures prints the stored verification record.
+${SOCKET_HELP}`,
   rmi: `Usage: pullguard rmi IMAGE... [--socket PATH]
 
-Removes images (all of their tags) and collects unreferenced blobs. Removing an absent image succeeds.`,
+Removes images (each with all of its tags) and collects unreferenced blobs. An image that is not
+there is reported, the others are still removed, and the exit status is 1.
+${SOCKET_HELP}`,
 };
 
+/** A client whose failure to reach the server says that no server is there, and how to name another. */
 function connect(socket: string | undefined, io: CliIo): CriImageClient {
-  return createCriImageClient(socket ?? io.defaultSocket);
+  const path = socket ?? io.defaultSocket;
+  const client = createCriImageClient(path);
+  return {
+    call: <T>(...args: Parameters<CriImageClient['call']>): Promise<T> => client.call<T>(...args).catch((err: unknown) => Promise.reject(explainUnreachable(err, path))),
+    close: () => client.close(),
+  };
+}
+
+/**
+ * grpc-js says `No connection established. Last error: Error: connect ENOENT …. Resolution note: `
+ * when nothing listens on the socket (ENOENT: no socket file; ECONNREFUSED: a stale one).
+ */
+export function explainUnreachable(err: unknown, socket: string): unknown {
+  const e = err as Partial<grpc.ServiceError>;
+  if (e.code !== grpc.status.UNAVAILABLE || typeof e.details !== 'string') return err;
+  const errno = /\b(ENOENT|ECONNREFUSED|ENOTDIR|EACCES)\b/.exec(e.details)?.[1];
+  if (errno === undefined) return err;
+  if (errno === 'EACCES') return new Error(`cannot connect to ${socket}: permission denied (the socket is mode 0660: run as its owner or group)`, { cause: err });
+  return new Error(`no pullguard is listening on ${socket} (start one with \`pullguard serve\`, or point at another with --socket PATH or PULLGUARD_SOCKET)`, { cause: err });
 }
 
 function errorText(err: unknown): string {
@@ -57,13 +90,17 @@ export async function runClientCommand(command: string, argv: readonly string[],
         return 2;
     }
   } catch (err) {
+    if (isCommandLineError(err)) {
+      io.stderr.write(`pullguard ${command}: ${err.message}\n\n${CLIENT_HELP[command] ?? ''}\n`);
+      return 2;
+    }
     io.stderr.write(`pullguard ${command}: ${errorText(err)}\n`);
     return 1;
   }
 }
 
 async function pull(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args: [...argv], allowPositionals: true, options: { creds: { type: 'string' }, namespace: { type: 'string' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values, positionals } = parseCommandLine({ args: [...argv], allowPositionals: true, options: { creds: { type: 'string' }, namespace: { type: 'string' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help || positionals.length !== 1) return usage('pull', io, values.help === true);
   const image = positionals[0]!;
   const auth = values.creds !== undefined ? splitCreds(values.creds) : undefined;
@@ -125,7 +162,7 @@ function startProgress(client: CriImageClient, image: string, io: CliIo): { stop
 }
 
 async function images(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args: [...argv], allowPositionals: true, options: { digests: { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values, positionals } = parseCommandLine({ args: [...argv], allowPositionals: true, options: { digests: { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help || positionals.length > 1) return usage('images', io, values.help === true);
   const client = connect(values.socket, io);
   try {
@@ -134,7 +171,7 @@ async function images(argv: readonly string[], io: CliIo): Promise<number> {
       for (const image of response.images) io.stdout.write(`${image.id}\n`);
       return 0;
     }
-    const rows: string[][] = [['IMAGE', 'TAG', ...(values.digests ? ['DIGEST'] : []), 'IMAGE ID', 'SIZE']];
+    const rows: string[][] = [imageColumns(values.digests === true)];
     for (const image of response.images) {
       const tags = image.repo_tags.length > 0 ? image.repo_tags : [`${image.repo_digests[0]?.split('@')[0] ?? '<none>'}:<none>`];
       for (const tag of tags) {
@@ -152,7 +189,7 @@ async function images(argv: readonly string[], io: CliIo): Promise<number> {
 }
 
 async function inspect(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args: [...argv], allowPositionals: true, options: { signatures: { type: 'boolean' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values, positionals } = parseCommandLine({ args: [...argv], allowPositionals: true, options: { signatures: { type: 'boolean' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help || positionals.length !== 1) return usage('inspect', io, values.help === true);
   const client = connect(values.socket, io);
   try {
@@ -175,15 +212,24 @@ async function inspect(argv: readonly string[], io: CliIo): Promise<number> {
 }
 
 async function rmi(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args: [...argv], allowPositionals: true, options: { socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values, positionals } = parseCommandLine({ args: [...argv], allowPositionals: true, options: { socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help || positionals.length === 0) return usage('rmi', io, values.help === true);
   const client = connect(values.socket, io);
   try {
+    let missing = 0;
     for (const image of positionals) {
+      // RemoveImage succeeds for an absent image (CRI); ask first, so only a removal is reported as one.
+      const status = await client.call<{ image: CriImage | null }>('ImageStatus', { image: { image } });
+      if (status.image === null) {
+        io.stderr.write(`pullguard rmi: no such image: ${image}\n`);
+        missing += 1;
+        continue;
+      }
       await client.call('RemoveImage', { image: { image } });
-      io.stdout.write(`Deleted: ${image}\n`);
+      const tags = status.image.repo_tags.length > 0 ? status.image.repo_tags.join(', ') : 'none';
+      io.stdout.write(`Deleted: ${image} (${status.image.id}; tags: ${tags})\n`);
     }
-    return 0;
+    return missing > 0 ? 1 : 0;
   } finally {
     client.close();
   }

@@ -1,13 +1,17 @@
 /**
- * pullguard's own configuration: command-line flags over an optional JSON config file over embedded
- * defaults. Validated once, all problems at once, then frozen. Only this module and src/main.ts read
+ * pullguard's own configuration: command-line flags over an optional JSON config file over the
+ * environment (PULLGUARD_STATE_DIR, PULLGUARD_SOCKET, NODE_NAME) over embedded defaults. Validated
+ * once, all problems at once, then frozen. `serve`, `verify` and `fsck` all resolve it here, so the
+ * offline commands see the store and policy the server used. Only this module and src/main.ts read
  * the environment.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { arch, hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { ValidationError } from '../domain/errors.js';
+import { parseCommandLine } from './command-line.js';
+import { configFileKeys, parseOptionsFor, SERVE_SETTINGS, type ConfigKeyType } from './flag-table.js';
+import type { PolicySelectorOptions } from './policy-loader.js';
 
 export interface DaemonConfig {
   readonly stateDir: string;
@@ -38,160 +42,166 @@ export interface DaemonConfig {
   readonly mirrorAddress: string;
 }
 
-/** Flags understood by `pullguard serve` (each also a key of the config file, in camelCase). */
-export const SERVE_FLAGS = {
-  config: { type: 'string' },
-  'state-dir': { type: 'string' },
-  socket: { type: 'string' },
-  'log-level': { type: 'string' },
-  'signature-policy': { type: 'string' },
-  'signature-policy-dir': { type: 'string' },
-  'registries-d': { type: 'string' },
-  'registries-conf': { type: 'string' },
-  'insecure-registry': { type: 'string', multiple: true },
-  'auth-file': { type: 'string' },
-  'certs-dir': { type: 'string' },
-  platform: { type: 'string' },
-  'lookaside-timeout': { type: 'string' },
-  'signature-budget': { type: 'string' },
-  'layer-concurrency': { type: 'string' },
-  'shutdown-grace': { type: 'string' },
-  'metrics-address': { type: 'string' },
-  kubeconfig: { type: 'string' },
-  'in-cluster': { type: 'boolean' },
-  'node-name': { type: 'string' },
-  backend: { type: 'string' },
-  'mirror-address': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
-
-const CONFIG_FILE_KEYS: Record<string, 'string' | 'string[]' | 'number' | 'boolean'> = {
-  stateDir: 'string',
-  socket: 'string',
-  logLevel: 'string',
-  signaturePolicy: 'string',
-  signaturePolicyDir: 'string',
-  registriesD: 'string',
-  registriesConf: 'string',
-  insecureRegistries: 'string[]',
-  authFile: 'string',
-  certsDir: 'string',
-  platform: 'string',
-  lookasideTimeoutMs: 'number',
-  signatureBudgetMs: 'number',
-  layerConcurrency: 'number',
-  shutdownGraceMs: 'number',
-  metricsAddress: 'string',
-  kubeconfig: 'string',
-  inCluster: 'boolean',
-  nodeName: 'string',
-  backend: 'string',
-  mirrorAddress: 'string',
-};
-
 const GO_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+
+/** The global policy file containers/image reads when none is configured. */
+export const SYSTEM_POLICY = '/etc/containers/policy.json';
 
 export interface Environment {
   readonly cwd: string;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly exists: (path: string) => boolean;
+  readonly isDirectory: (path: string) => boolean;
   readonly readFile: (path: string) => string;
   readonly hostArch: string;
   readonly hostname: string;
 }
 
 export function processEnvironment(): Environment {
-  return { cwd: process.cwd(), env: process.env, exists: existsSync, readFile: (p) => readFileSync(p, 'utf8'), hostArch: arch(), hostname: hostname() };
+  return {
+    cwd: process.cwd(),
+    env: process.env,
+    exists: existsSync,
+    isDirectory: (p) => statSync(p, { throwIfNoEntry: false })?.isDirectory() === true,
+    readFile: (p) => readFileSync(p, 'utf8'),
+    hostArch: arch(),
+    hostname: hostname(),
+  };
 }
+
+/** Parsed flag values by flag name (`state-dir`), as node:util parseArgs returns them. */
+export type DaemonFlagValues = Readonly<Record<string, string | boolean | readonly (string | boolean)[] | undefined>>;
 
 /** Parses `pullguard serve` arguments into a frozen DaemonConfig, or throws listing every problem. */
 export function loadDaemonConfig(argv: readonly string[], environment: Environment = processEnvironment()): DaemonConfig {
-  const { values } = parseArgs({ args: [...argv], options: SERVE_FLAGS, allowPositionals: false, strict: true });
+  const { values } = parseCommandLine({ args: [...argv], options: parseOptionsFor(), allowPositionals: false, strict: true });
+  return resolveDaemonConfig(values, environment);
+}
+
+/**
+ * The one resolution of the daemon configuration, for `serve` and for the offline commands (which
+ * pass only the flags they take): each setting from its flag, else the --config file, else the
+ * environment, else the default. Throws INVALID_CONFIG listing every problem.
+ */
+export function resolveDaemonConfig(values: DaemonFlagValues, environment: Environment = processEnvironment()): DaemonConfig {
   const problems: string[] = [];
-  const file = values.config !== undefined ? readConfigFile(values.config, environment, problems) : {};
-  const pick = <T>(flag: T | undefined, key: string): T | undefined => (flag !== undefined ? flag : (file[key] as T | undefined));
   const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : isAbsolute(p) ? p : resolve(environment.cwd, p));
+  const configPath = abs(typeof values['config'] === 'string' ? values['config'] : undefined);
+  const file = configPath !== undefined ? readConfigFile(configPath, environment, problems) : {};
+  const keyOf = new Map(SERVE_SETTINGS.map((s) => [s.flag, s.key]));
+  const setting = (flag: string): unknown => {
+    if (values[flag] !== undefined) return values[flag];
+    const key = keyOf.get(flag);
+    return key !== undefined ? file[key] : undefined;
+  };
+  /** Where a setting came from, for messages: `--registries-d` or `registriesD in /etc/pullguard.json`. */
+  const origin = (flag: string): string => (values[flag] !== undefined || configPath === undefined ? `--${flag}` : `${keyOf.get(flag) ?? flag} in ${configPath}`);
+  const text = (flag: string): string | undefined => {
+    const value = setting(flag);
+    return typeof value === 'string' ? value : undefined;
+  };
+  /** A file or directory the operator named: it must be there (defaults that are absent are just off). */
+  const given = (flag: string, what: string, kind: 'file' | 'directory'): string | undefined => {
+    const path = abs(text(flag));
+    if (path === undefined) return undefined;
+    if (!environment.exists(path)) problems.push(`${what} ${path} does not exist (${origin(flag)})`);
+    else if (kind === 'directory' && !environment.isDirectory(path)) problems.push(`${what} ${path} is not a directory (${origin(flag)})`);
+    return path;
+  };
+  const systemDefault = (path: string): string | undefined => (environment.exists(path) ? path : undefined);
 
-  const stateDir = abs(pick(values['state-dir'], 'stateDir') ?? environment.env['PULLGUARD_STATE_DIR'] ?? '.pullguard')!;
-  const socket = abs(pick(values.socket, 'socket') ?? join(stateDir, 'pullguard.sock'))!;
-  const explicitPolicy = abs(pick(values['signature-policy'], 'signaturePolicy'));
-  if (explicitPolicy !== undefined && !environment.exists(explicitPolicy)) problems.push(`signature policy ${explicitPolicy} does not exist`);
-  const signaturePolicy = explicitPolicy ?? (environment.exists('/etc/containers/policy.json') ? '/etc/containers/policy.json' : undefined);
-  const registriesD = abs(pick(values['registries-d'], 'registriesD')) ?? (environment.exists('/etc/containers/registries.d') ? '/etc/containers/registries.d' : undefined);
-  const explicitConf = abs(pick(values['registries-conf'], 'registriesConf'));
-  if (explicitConf !== undefined && !environment.exists(explicitConf)) problems.push(`registries.conf ${explicitConf} does not exist`);
-  const registriesConf = explicitConf ?? (environment.exists('/etc/containers/registries.conf') ? '/etc/containers/registries.conf' : undefined);
-  const authFile = abs(pick(values['auth-file'], 'authFile'));
-  if (authFile !== undefined && !environment.exists(authFile)) problems.push(`auth file ${authFile} does not exist`);
+  const stateDir = abs(text('state-dir') ?? environment.env['PULLGUARD_STATE_DIR'] ?? '.pullguard')!;
+  const socket = abs(text('socket') ?? environment.env['PULLGUARD_SOCKET'] ?? join(stateDir, 'pullguard.sock'))!;
+  const signaturePolicy = given('signature-policy', 'signature policy', 'file') ?? systemDefault(SYSTEM_POLICY);
+  const signaturePolicyDir = given('signature-policy-dir', 'signature policy directory', 'directory');
+  const registriesD = given('registries-d', 'registries.d directory', 'directory') ?? systemDefault('/etc/containers/registries.d');
+  const registriesConf = given('registries-conf', 'registries.conf', 'file') ?? systemDefault('/etc/containers/registries.conf');
+  const authFile = given('auth-file', 'auth file', 'file');
+  const certsDir = given('certs-dir', 'certs directory', 'directory') ?? systemDefault('/etc/containers/certs.d');
+  const kubeconfig = given('kubeconfig', 'kubeconfig', 'file');
 
-  const explicitCerts = abs(pick(values['certs-dir'], 'certsDir'));
-  if (explicitCerts !== undefined && !environment.exists(explicitCerts)) problems.push(`certs directory ${explicitCerts} does not exist`);
-  const certsDir = explicitCerts ?? (environment.exists('/etc/containers/certs.d') ? '/etc/containers/certs.d' : undefined);
-
-  const insecureRegistries = [...(values['insecure-registry'] ?? []), ...((file.insecureRegistries as string[] | undefined) ?? [])];
+  const flagHosts = values['insecure-registry'];
+  const insecureRegistries = [...(Array.isArray(flagHosts) ? flagHosts.map(String) : []), ...((file['insecureRegistries'] as string[] | undefined) ?? [])];
   for (const host of insecureRegistries) {
     if (!/^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9a-fA-F:.]+\](?::\d{1,5})?$/.test(host)) problems.push(`--insecure-registry ${JSON.stringify(host)} is not HOST[:PORT]`);
   }
 
-  const platformText = pick(values.platform, 'platform') ?? `linux/${GO_ARCH[environment.hostArch] ?? environment.hostArch}`;
+  const platformText = text('platform') ?? `linux/${GO_ARCH[environment.hostArch] ?? environment.hostArch}`;
   const [os, architecture, variant, ...extra] = platformText.split('/');
   if (!os || !architecture || extra.length > 0) problems.push(`--platform ${JSON.stringify(platformText)} is not OS/ARCH[/VARIANT]`);
 
-  const duration = (flag: string | undefined, key: string, fallback: number, name: string): number => {
-    const raw = flag !== undefined ? flag : file[key];
+  // Flags take `10s`; the config file takes milliseconds (its keys end in Ms).
+  const duration = (flag: string, fallback: number): number => {
+    const raw = setting(flag);
     if (raw === undefined) return fallback;
-    const ms = typeof raw === 'number' ? raw : parseDuration(raw as string);
+    const ms = typeof raw === 'number' ? raw : parseDuration(String(raw));
     if (ms === undefined || ms <= 0) {
-      problems.push(`${name} ${JSON.stringify(raw)} is not a positive duration (e.g. 10s, 500ms)`);
+      problems.push(`--${flag} ${JSON.stringify(raw)} is not a positive duration (e.g. 10s, 500ms)`);
       return fallback;
     }
     return ms;
   };
-  const count = (flag: string | undefined, key: string, fallback: number, name: string): number => {
-    const raw = flag !== undefined ? Number(flag) : (file[key] as number | undefined);
+  const count = (flag: string, fallback: number): number => {
+    const raw = setting(flag);
     if (raw === undefined) return fallback;
-    if (!Number.isInteger(raw) || raw < 1 || raw > 64) {
-      problems.push(`${name} must be an integer from 1 to 64`);
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1 || n > 64) {
+      problems.push(`--${flag} must be an integer from 1 to 64`);
       return fallback;
     }
-    return raw;
+    return n;
   };
 
+  const inCluster = setting('in-cluster') === true;
   const config: DaemonConfig = {
     stateDir,
     socket,
     storeDir: join(stateDir, 'store'),
-    logLevel: pick(values['log-level'], 'logLevel') ?? 'info',
+    logLevel: text('log-level') ?? 'info',
     signaturePolicy,
-    signaturePolicyDir: abs(pick(values['signature-policy-dir'], 'signaturePolicyDir')),
+    signaturePolicyDir,
     registriesD,
     registriesConf,
     insecureRegistries,
     authFile,
     certsDir,
     platform: { os: os ?? 'linux', architecture: architecture ?? 'amd64', ...(variant ? { variant } : {}) },
-    lookaside: {
-      requestTimeoutMs: duration(values['lookaside-timeout'], 'lookasideTimeoutMs', 10_000, '--lookaside-timeout'),
-      budgetMs: duration(values['signature-budget'], 'signatureBudgetMs', 30_000, '--signature-budget'),
-    },
-    registry: { connectTimeoutMs: 10_000, requestTimeoutMs: 30_000, layerConcurrency: count(values['layer-concurrency'], 'layerConcurrency', 4, '--layer-concurrency') },
-    shutdownGraceMs: duration(values['shutdown-grace'], 'shutdownGraceMs', 10_000, '--shutdown-grace'),
-    metricsAddress: pick(values['metrics-address'], 'metricsAddress'),
-    kubeconfig: abs(pick(values.kubeconfig, 'kubeconfig')),
-    inCluster: pick(values['in-cluster'], 'inCluster') === true,
+    lookaside: { requestTimeoutMs: duration('lookaside-timeout', 10_000), budgetMs: duration('signature-budget', 30_000) },
+    registry: { connectTimeoutMs: 10_000, requestTimeoutMs: 30_000, layerConcurrency: count('layer-concurrency', 4) },
+    shutdownGraceMs: duration('shutdown-grace', 10_000),
+    metricsAddress: text('metrics-address'),
+    kubeconfig,
+    inCluster,
     // kubelet registers the node under its lower-cased hostname unless told otherwise.
-    nodeName: pick(values['node-name'], 'nodeName') ?? environment.env['NODE_NAME'] ?? environment.hostname.toLowerCase(),
-    backend: pick(values.backend, 'backend'),
-    mirrorAddress: pick(values['mirror-address'], 'mirrorAddress') ?? '127.0.0.1:5050',
+    nodeName: text('node-name') ?? environment.env['NODE_NAME'] ?? environment.hostname.toLowerCase(),
+    backend: text('backend'),
+    mirrorAddress: text('mirror-address') ?? '127.0.0.1:5050',
   };
   if (config.backend !== undefined && !/^unix:\/\/\/./.test(config.backend)) problems.push(`--backend ${JSON.stringify(config.backend)} is not unix:///PATH`);
   if (config.kubeconfig !== undefined && config.inCluster) problems.push('--kubeconfig and --in-cluster are mutually exclusive');
-  if (config.kubeconfig !== undefined && !environment.exists(config.kubeconfig)) problems.push(`kubeconfig ${config.kubeconfig} does not exist`);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(config.logLevel)) problems.push(`--log-level ${JSON.stringify(config.logLevel)} is not one of fatal, error, warn, info, debug, trace, silent`);
   if (problems.length > 0) throw new ValidationError('INVALID_CONFIG', 'invalid configuration', problems);
   return deepFreeze(config);
 }
 
+/** The policy files the configuration names, in the form PolicySelector takes (serve and verify alike). */
+export function policySelection(config: DaemonConfig): Pick<PolicySelectorOptions, 'globalPath' | 'namespaceDir' | 'allowEmbeddedDefault'> {
+  return {
+    globalPath: config.signaturePolicy ?? SYSTEM_POLICY,
+    ...(config.signaturePolicyDir !== undefined ? { namespaceDir: config.signaturePolicyDir } : {}),
+    allowEmbeddedDefault: config.signaturePolicy === undefined,
+  };
+}
+
+/** The socket client commands use without --socket: the one `serve` listens on with the same environment. */
+export function defaultClientSocket(environment: Environment = processEnvironment()): string {
+  const socket = environment.env['PULLGUARD_SOCKET'] ?? join(environment.env['PULLGUARD_STATE_DIR'] ?? '.pullguard', 'pullguard.sock');
+  return isAbsolute(socket) ? socket : resolve(environment.cwd, socket);
+}
+
+const CONFIG_FILE_KEYS = configFileKeys();
+
+/** The config file's object; a key that is unknown or of the wrong type is reported and left out. */
 function readConfigFile(path: string, environment: Environment, problems: string[]): Record<string, unknown> {
   let parsed: unknown;
   try {
@@ -204,14 +214,15 @@ function readConfigFile(path: string, environment: Environment, problems: string
     problems.push(`config file ${path}: a JSON object expected`);
     return {};
   }
+  const accepted: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(parsed)) {
-    const type = CONFIG_FILE_KEYS[key];
+    const type: ConfigKeyType | undefined = CONFIG_FILE_KEYS.get(key);
     if (type === undefined) problems.push(`config file ${path}: unknown key ${JSON.stringify(key)}`);
     else if (type === 'string[]' ? !Array.isArray(value) || value.some((v) => typeof v !== 'string') : typeof value !== type) {
       problems.push(`config file ${path}: ${key} must be ${type === 'string[]' ? 'an array of strings' : `a ${type}`}`);
-    }
+    } else accepted[key] = value;
   }
-  return parsed as Record<string, unknown>;
+  return accepted;
 }
 
 /** `10s`, `500ms`, `2m`, or a bare number of milliseconds. */

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Digest } from '../domain/digest.js';
 import { PullguardError } from '../domain/errors.js';
 import type { Descriptor } from '../domain/image.js';
+import { imageIdConflict } from '../domain/image-record.js';
 import { formatReference, parseReference, type ImageReference } from '../domain/reference.js';
 import type { UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
 import { SignatureDeniedError } from './pull-errors.js';
@@ -20,7 +21,7 @@ import type {
 } from './ports.js';
 import type { InFlightEntry, InFlightImages } from './in-flight-images.js';
 import { SingleFlight } from './single-flight.js';
-import { signatureBlobsOf, toVerificationRecord, withVerificationRecord } from './verification-record.js';
+import { signatureBlobsOf, toVerificationRecord, withVerificationRecord, type PolicySource } from './verification-record.js';
 
 /** The signature phase as the pipeline sees it (src/pull/signature-phase.ts, wired in main). */
 export type SignaturePhase = (input: {
@@ -34,6 +35,8 @@ export interface SignaturePhaseResult {
   readonly verdict: Verdict;
   /** Every signature that parsed, in source and index order (kept as the forensic record). */
   readonly signatures: readonly UntrustedSignatureBlob[];
+  /** Which policy decided (kept in the record, so `pullguard verify` can name it). */
+  readonly policySource?: PolicySource;
 }
 
 export interface PullRequest {
@@ -149,7 +152,7 @@ export class PullService {
     });
 
     // The policy decides BEFORE any other blob is read (c/image copy/single.go, containerd transfer).
-    const { verdict, signatures } = await signaturePhase({
+    const { verdict, signatures, policySource } = await signaturePhase({
       image,
       signal,
       ...(request.namespace !== undefined ? { namespace: request.namespace } : {}),
@@ -157,11 +160,14 @@ export class PullService {
     });
     this.#emit({ type: 'verdict', image: display, verdict });
     if (!verdict.allowed) throw new SignatureDeniedError(display, image.manifestDigest, verdict);
+    // Before any layer is fetched; the index refuses it again at put, should a pull race this one.
+    const holder = this.#options.images.get(image.config.digest);
+    if (holder !== undefined && holder.manifestDigest !== image.manifestDigest) throw imageIdConflict(holder, { manifestDigest: image.manifestDigest, name: display });
 
     const signatureDigests = signatures.map((signature) => sha256Digest(signature.bytes));
     const leased: Digest[] = [image.topDigest, image.manifestDigest, image.config.digest, ...image.layers.map((l) => l.digest), ...signatureDigests];
     try {
-      return await this.#storeAndRecord({ image, reference, request, signal, verdict, signatures, signatureDigests, leased, listeners });
+      return await this.#storeAndRecord({ image, reference, request, signal, verdict, policySource, signatures, signatureDigests, leased, listeners });
     } catch (err) {
       // A failed pull keeps nothing it fetched (a disk-full pull must give its space back). Run
       // after the lease is released; other pulls' blobs stay leased and are not touched.
@@ -177,12 +183,13 @@ export class PullService {
     readonly request: PullRequest;
     readonly signal: AbortSignal;
     readonly verdict: Verdict;
+    readonly policySource: PolicySource | undefined;
     readonly signatures: readonly UntrustedSignatureBlob[];
     readonly signatureDigests: readonly Digest[];
     readonly leased: readonly Digest[];
     readonly listeners: AllowedListeners;
   }): Promise<PullResult> {
-    const { image, reference, request, signal, verdict, signatures, signatureDigests, leased, listeners } = allowed;
+    const { image, reference, request, signal, verdict, policySource, signatures, signatureDigests, leased, listeners } = allowed;
     return this.#options.leases.withLease(leased, async () => {
       await this.#storeBytes(image.manifestDigest, image.manifestMediaType, image.manifestBytes);
       if (image.indexBytes !== undefined) await this.#storeBytes(image.topDigest, image.topMediaType, image.indexBytes);
@@ -201,7 +208,7 @@ export class PullService {
         listeners.allowed = { reference, manifestDigest: image.manifestDigest, imageId: image.config.digest };
         for (const callback of listeners.callbacks) callback(listeners.allowed);
         await this.#fetchBlobs(image, blobs, request.credentials, signal, { runtimeOrder: runtimeWaits, inFlight });
-        return await this.#record({ image, reference, verdict, signatures, signatureDigests });
+        return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, signatures, signatureDigests });
       } finally {
         // After the record is in the index (or the pull failed): the mirror now goes by the index.
         inFlight?.end();
@@ -212,17 +219,28 @@ export class PullService {
   async #record(fetched: {
     readonly image: ResolvedImage;
     readonly reference: ImageReference;
+    readonly namespace: string | undefined;
     readonly verdict: Verdict;
+    readonly policySource: PolicySource | undefined;
     readonly signatures: readonly UntrustedSignatureBlob[];
     readonly signatureDigests: readonly Digest[];
   }): Promise<PullResult> {
-    const { image, reference, verdict, signatures, signatureDigests } = fetched;
+    const { image, reference, namespace, verdict, policySource, signatures, signatureDigests } = fetched;
     const { clock } = this.#options;
     const config = await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES);
     // Kept per repository: the same image pulled from elsewhere keeps its own record.
     const verification = withVerificationRecord(
       this.#options.images.get(image.config.digest)?.verification,
-      toVerificationRecord({ time: clock(), version: this.#options.version, image, verdict, signatures, signatureDigests }),
+      toVerificationRecord({
+        time: clock(),
+        version: this.#options.version,
+        image,
+        verdict,
+        signatures,
+        signatureDigests,
+        ...(policySource !== undefined ? { policySource } : {}),
+        ...(namespace !== undefined ? { namespace } : {}),
+      }),
     );
     const record: ImageRecord = {
       id: image.config.digest,

@@ -3,9 +3,19 @@
  * which policy and scope were used, which signature satisfied each requirement, every other signature
  * that parsed, and every trouble. Signature bytes are stored as blobs; this record names them by digest.
  */
+import { EMBEDDED_POLICY_SOURCE } from '../config/policy-loader.js';
 import type { Digest } from '../domain/digest.js';
 import type { SignatureLocation, UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
 import type { ResolvedImage } from './ports.js';
+
+/**
+ * Where the policy that decided came from: the global file, the per-namespace file of the pod's
+ * namespace, or the embedded default (no policy file existed).
+ */
+export type PolicySource =
+  | { readonly kind: 'file'; readonly file: string }
+  | { readonly kind: 'namespace'; readonly file: string; readonly namespace: string }
+  | { readonly kind: 'embedded' };
 
 export interface VerificationRecordV1 {
   readonly schemaVersion: 1;
@@ -14,8 +24,13 @@ export interface VerificationRecordV1 {
   readonly image: string;
   readonly topDigest: string;
   readonly manifestDigest: string;
+  /** The policy file (or `<embedded>`) and the scope of it that matched. */
   readonly policyFile: string;
   readonly scope: string;
+  /** Absent in records written before it was kept (policyFile then says as much). */
+  readonly policySource?: PolicySource;
+  /** The pod namespace the pull was made for, when it had one (it picks a per-namespace policy). */
+  readonly namespace?: string;
   readonly requirements: readonly {
     readonly type: string;
     readonly description: string;
@@ -50,6 +65,8 @@ export function toVerificationRecord(input: {
   verdict: Verdict;
   signatures: readonly UntrustedSignatureBlob[];
   signatureDigests: readonly Digest[];
+  policySource?: PolicySource;
+  namespace?: string;
 }): VerificationRecordV1 {
   const { image, verdict, signatures, signatureDigests } = input;
   const blobFor = (location: SignatureLocation): string | undefined => {
@@ -65,6 +82,8 @@ export function toVerificationRecord(input: {
     manifestDigest: image.manifestDigest,
     policyFile: verdict.scope.policyFile,
     scope: verdict.scope.scope,
+    ...(input.policySource !== undefined ? { policySource: input.policySource } : {}),
+    ...(input.namespace !== undefined && input.namespace !== '' ? { namespace: input.namespace } : {}),
     requirements: verdict.requirements.map((r) => {
       const by = r.satisfiedBy;
       const blob = by === undefined ? undefined : blobFor(by.location);
@@ -135,4 +154,36 @@ export function verificationRecordFor(stored: unknown, repository: string | unde
 /** Every signature blob any record names: what garbage collection must keep. */
 export function signatureBlobsOf(records: VerificationRecords): Digest[] {
   return [...new Set(Object.values(records).flatMap((r) => r.signatures.map((s) => s.blob as Digest)))];
+}
+
+/**
+ * The source of a loaded policy: embedded, the per-namespace file of `namespace` (when that is the
+ * file the policy came from), or a policy file.
+ */
+export function policySourceOf(policy: { readonly embedded: boolean; readonly file: string }, namespace?: { readonly name: string; readonly file: string }): PolicySource {
+  if (policy.embedded) return { kind: 'embedded' };
+  if (namespace !== undefined && policy.file === namespace.file) return { kind: 'namespace', file: policy.file, namespace: namespace.name };
+  return { kind: 'file', file: policy.file };
+}
+
+/** The source a record names; records written before policySource was kept name only the file. */
+export function recordedPolicySource(record: VerificationRecordV1): PolicySource {
+  if (record.policySource !== undefined) return record.policySource;
+  return record.policyFile === EMBEDDED_POLICY_SOURCE ? { kind: 'embedded' } : { kind: 'file', file: record.policyFile };
+}
+
+/** `/etc/containers/policy.json`, `/etc/pullguard/ns/team-a.json (policy of namespace team-a)`, `the embedded default policy`. */
+export function describePolicySource(source: PolicySource): string {
+  switch (source.kind) {
+    case 'embedded':
+      return 'the embedded default policy (no policy file existed)';
+    case 'namespace':
+      return `${source.file} (policy of namespace ${source.namespace})`;
+    case 'file':
+      return source.file;
+  }
+}
+
+export function samePolicySource(a: PolicySource, b: PolicySource): boolean {
+  return a.kind === b.kind && (a.kind === 'embedded' || (a.file === (b as { file: string }).file && (a.kind !== 'namespace' || a.namespace === (b as { namespace: string }).namespace)));
 }

@@ -66,6 +66,11 @@ async function eventually<T>(probe: () => T | undefined, what: string): Promise<
 }
 
 describe('pod Events and metrics from the running server', () => {
+  it('says once that metrics are served, with the URL', () => {
+    const lines = pullguard.logRecords().filter((r) => /metrics.*listening/.test(String(r['msg'])));
+    expect(lines).toHaveLength(1);
+    expect(String(lines[0]?.['url'])).toContain(new URL(metricsUrl).host);
+  });
   it('posts a SignatureRetrievalDegraded Warning Event on the pod, then aggregates the repeat', async () => {
     await pullAsPod(`${registry.host}/web:v1`);
     const event = await eventually(() => [...kube.events.values()][0] as Record<string, any> | undefined, 'an event');

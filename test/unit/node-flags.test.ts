@@ -14,7 +14,7 @@ const flags = SERVE_NODE_FLAGS.join(' ');
 describe('node flags of pullguard serve', () => {
   it('are the same wherever the daemon is started', () => {
     expect(flags).not.toBe('');
-    expect((JSON.parse(read('package.json')) as { scripts: { start: string } }).scripts.start).toBe(`node ${flags} dist/src/main.js serve`);
+    expect((JSON.parse(read('package.json')) as { scripts: { start: string } }).scripts.start).toBe(`exec node ${flags} dist/src/main.js serve`);
     expect(read('src/main.ts').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${flags}`);
     expect(read('deploy/systemd/pullguard.service')).toContain(`ExecStart=/usr/bin/node ${flags} /opt/pullguard/dist/src/main.js serve`);
     expect(read('deploy/kind/run.sh')).toContain(`ExecStart=/usr/local/bin/node ${flags} /opt/pullguard/dist/src/main.js serve`);

@@ -237,6 +237,20 @@ describe('PullService', () => {
     expect(store.images.get(second.imageId)?.repoTags.slice().sort()).toEqual(['registry.example/one:v1', 'registry.example/two:v1']);
   });
 
+  it('records the policy source and the pod namespace the image was accepted under', async () => {
+    const source = new MemorySource([100]);
+    const phase: SignaturePhase = async () => ({ verdict: verdict(true), signatures: [], policySource: { kind: 'namespace', file: '/etc/ns/team-a.json', namespace: 'team-a' } });
+    const pulls = service(source, phase);
+    const result = await pulls.pull({ image: 'registry.example/app:v1', namespace: 'team-a' });
+    const record = (result.record.verification as Record<string, Record<string, unknown>>)['registry.example/app'];
+    expect(record).toMatchObject({ policyFile: '/p.json', scope: 'default', namespace: 'team-a', policySource: { kind: 'namespace', file: '/etc/ns/team-a.json', namespace: 'team-a' } });
+    // A phase that does not say (and a pull without a namespace) leaves both out.
+    const plain = await service(new MemorySource([200], '2000')).pull({ image: 'registry.example/other:v1' });
+    const other = (plain.record.verification as Record<string, Record<string, unknown>>)['registry.example/other'];
+    expect(other).not.toHaveProperty('policySource');
+    expect(other).not.toHaveProperty('namespace');
+  });
+
   it('rejects a malformed name before touching the registry', async () => {
     const source = new MemorySource([10]);
     await expect(service(source).pull({ image: 'Not/Valid' })).rejects.toMatchObject({ code: 'INVALID_REFERENCE' });
