@@ -13,6 +13,7 @@
  *   await server.writeSignature('library/app', digest, 1, bytes);  // → <dir>/library/app@sha256=<hex>/signature-1
  *   server.fault(2, { status: 503, retryAfter: 1 });   // index 2 of any image
  *   server.fault(3, { failTimes: 1, fault: { reset: true }, then: 'serve' });
+ *   server.fault(2, { html: true }, 'library/app');    // index 2 of that repository's images only
  *   server.requests                                    // every request: path, index, headers, time
  *   server.requestsFor(2)                              // those for signature-2
  *
@@ -72,7 +73,8 @@ export interface LookasideServer {
   readonly requests: RecordedRequest[];
   requestsFor(index: number): RecordedRequest[];
   writeSignature(repoPath: string, digest: string, index: number, bytes: Uint8Array): Promise<string>;
-  fault(index: number, fault: LookasideFault): void;
+  /** With repoPath, only for that repository's images; it takes precedence over an index-wide fault. */
+  fault(index: number, fault: LookasideFault, repoPath?: string): void;
   /** Clears faults, per-index counters, recorded requests and the served directory. */
   reset(): Promise<void>;
   stop(): Promise<void>;
@@ -103,10 +105,20 @@ function signatureIndex(path: string): number | undefined {
   return match?.[1] !== undefined ? Number(match[1]) : undefined;
 }
 
+/** `library/app` of `/library/app@sha256=<hex>/signature-N`. */
+function repositoryPath(path: string): string | undefined {
+  try {
+    return /^\/(.+)@[a-z0-9]+=[0-9a-f]+\//.exec(decodeURIComponent(path))?.[1];
+  } catch {
+    return undefined; // malformed percent-encoding: no repository, index-wide faults only
+  }
+}
+
 export async function startLookasideServer(): Promise<LookasideServer> {
   const dir = await mkdtemp(join(tmpdir(), 'pullguard-lookaside-'));
   const requests: RecordedRequest[] = [];
   const faults = new Map<number, LookasideFault>();
+  const repoFaults = new Map<string, LookasideFault>(); // `${index} ${repoPath}`
   const served = new Map<number, number>();
   const timers = new Set<NodeJS.Timeout>();
   const later = (ms: number, fn: () => void): void => {
@@ -225,7 +237,9 @@ export async function startLookasideServer(): Promise<LookasideServer> {
     const isHop = /[?&](loop|hop)=/.test(path);
     const attempt = index === undefined || isHop ? 0 : (served.get(index) ?? 0) + 1;
     if (index !== undefined && !isHop) served.set(index, attempt);
-    apply(req, res, index === undefined ? undefined : faults.get(index), attempt).catch(() => req.socket.destroy());
+    const repoPath = index === undefined ? undefined : repositoryPath(path);
+    const fault = index === undefined ? undefined : (repoPath !== undefined ? repoFaults.get(`${index} ${repoPath}`) : undefined) ?? faults.get(index);
+    apply(req, res, fault, attempt).catch(() => req.socket.destroy());
   });
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
   const { port } = server.address() as AddressInfo;
@@ -244,9 +258,10 @@ export async function startLookasideServer(): Promise<LookasideServer> {
       await writeFile(file, bytes);
       return file;
     },
-    fault: (index, fault) => void faults.set(index, fault),
+    fault: (index, fault, repoPath) => void (repoPath === undefined ? faults.set(index, fault) : repoFaults.set(`${index} ${repoPath}`, fault)),
     async reset() {
       faults.clear();
+      repoFaults.clear();
       served.clear();
       requests.length = 0;
       await rm(dir, { recursive: true, force: true });
@@ -292,7 +307,7 @@ export function useLookasideServer(): LookasideServer {
     },
     requestsFor: (index) => get().requestsFor(index),
     writeSignature: (repoPath, digest, index, bytes) => get().writeSignature(repoPath, digest, index, bytes),
-    fault: (index, fault) => get().fault(index, fault),
+    fault: (index, fault, repoPath) => get().fault(index, fault, repoPath),
     reset: () => get().reset(),
     stop: () => get().stop(),
   };
