@@ -1,5 +1,5 @@
 /**
- * Runs the real containerd (Debian's 1.6, `/usr/bin/containerd`, as root) with root, state and
+ * Runs the real containerd (Debian's 1.6, `/usr/bin/containerd`, or 2.x built by .ci/build-peers, as root) with root, state and
  * sockets in a temp dir, the CRI plugin enabled and its registry hosts read from a temp certs.d:
  *
  *   const ctr = await startContainerd({ mirrors: { '127.0.0.1:5000': 'http://127.0.0.1:5050' } });
@@ -17,12 +17,19 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCriImageClient, type CriImageClient } from '../../src/cli/cri-client.js';
+import { peerBinary, peerUnavailableReason } from './peers.js';
 
 export const CONTAINERD_BIN = '/usr/bin/containerd';
 
 export interface StartContainerdOptions {
+  /** Debian's 1.6 (default) or 2.x built from its module by .ci/build-peers (test/helpers/peers.ts). */
+  readonly release?: '1.6' | '2';
   /** Registry host (`127.0.0.1:5000`) → mirror URL written into certs.d/<host>/hosts.toml. */
   readonly mirrors?: Readonly<Record<string, string>>;
+  /** Registry hosts containerd reaches directly over plain HTTP (a hosts.toml without a mirror). */
+  readonly plainHttp?: readonly string[];
+  /** 2.x: the image-verifier bin dir (`io.containerd.image-verifier.v1.bindir`); default none (allow all). */
+  readonly verifierBinDir?: string;
   /** Default overlayfs; `native` where overlay mounts are not allowed. */
   readonly snapshotter?: 'overlayfs' | 'native';
 }
@@ -45,10 +52,76 @@ process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL');
 });
 
-export function containerdUnavailableReason(): string | undefined {
-  if (!existsSync(CONTAINERD_BIN)) return `${CONTAINERD_BIN} is not installed`;
+export function containerdUnavailableReason(release: '1.6' | '2' = '1.6'): string | undefined {
+  if (release === '2') {
+    const missing = peerUnavailableReason('containerd');
+    if (missing !== undefined) return missing;
+  } else if (!existsSync(CONTAINERD_BIN)) return `${CONTAINERD_BIN} is not installed`;
   if (process.getuid?.() !== 0) return 'containerd needs root (mounts for unpacking layers)';
   return undefined;
+}
+
+function containerdBinary(release: '1.6' | '2'): string {
+  if (release === '1.6') return CONTAINERD_BIN;
+  const built = peerBinary('containerd');
+  if (built === undefined) throw new Error(peerUnavailableReason('containerd'));
+  return built;
+}
+
+/** Snapshotters this sandbox cannot have; tracing exporters nobody reads. */
+const DISABLED_PLUGINS_1_6 = ['io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.devmapper', 'io.containerd.snapshotter.v1.aufs', 'io.containerd.tracing.processor.v1.otlp', 'io.containerd.internal.v1.tracing'];
+const DISABLED_PLUGINS_2 = ['io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.devmapper', 'io.containerd.snapshotter.v1.erofs', 'io.containerd.tracing.processor.v1.otlp', 'io.containerd.internal.v1.tracing'];
+
+function configToml(dir: string, socketPath: string, certsDir: string, options: StartContainerdOptions): string {
+  const snapshotter = options.snapshotter ?? 'overlayfs';
+  if ((options.release ?? '1.6') === '1.6') {
+    return [
+      'version = 2',
+      `root = "${dir}/root"`,
+      `state = "${dir}/state"`,
+      `disabled_plugins = ${JSON.stringify(DISABLED_PLUGINS_1_6)}`,
+      '[grpc]',
+      `  address = "${socketPath}"`,
+      '[ttrpc]',
+      `  address = "${socketPath}.ttrpc"`,
+      '[plugins."io.containerd.internal.v1.opt"]',
+      `  path = "${dir}/opt"`,
+      '[plugins."io.containerd.grpc.v1.cri"]',
+      '  disable_tcp_service = true',
+      // This machine lacks CAP_SYS_RESOURCE: sandboxes may not lower oom_score_adj.
+      '  restrict_oom_score_adj = true',
+      '  [plugins."io.containerd.grpc.v1.cri".containerd]',
+      `    snapshotter = "${snapshotter}"`,
+      '  [plugins."io.containerd.grpc.v1.cri".registry]',
+      `    config_path = "${certsDir}"`,
+      '',
+    ].join('\n');
+  }
+  // Config version 3 (containerd 2.x). Registry hosts through config_path only: CRI `mirrors`,
+  // `configs` or `auths` would send 2.1+ back to the local pull path, which skips image verifiers.
+  return [
+    'version = 3',
+    `root = "${dir}/root"`,
+    `state = "${dir}/state"`,
+    `disabled_plugins = ${JSON.stringify(DISABLED_PLUGINS_2)}`,
+    '[grpc]',
+    `  address = "${socketPath}"`,
+    '[ttrpc]',
+    `  address = "${socketPath}.ttrpc"`,
+    "[plugins.'io.containerd.internal.v1.opt']",
+    `  path = "${dir}/opt"`,
+    "[plugins.'io.containerd.cri.v1.images']",
+    `  snapshotter = "${snapshotter}"`,
+    "[plugins.'io.containerd.cri.v1.images'.registry]",
+    `  config_path = "${certsDir}"`,
+    "[plugins.'io.containerd.cri.v1.runtime']",
+    '  restrict_oom_score_adj = true',
+    "[plugins.'io.containerd.transfer.v1.local']",
+    `  config_path = "${certsDir}"`,
+    "[plugins.'io.containerd.image-verifier.v1.bindir']",
+    `  bin_dir = "${options.verifierBinDir ?? join(dir, 'no-verifiers')}"`,
+    '',
+  ].join('\n');
 }
 
 export function hostsToml(upstream: string, mirrorUrl: string): string {
@@ -64,31 +137,14 @@ export async function startContainerd(options: StartContainerdOptions = {}): Pro
     await mkdir(join(certsDir, host), { recursive: true });
     await writeFile(join(certsDir, host, 'hosts.toml'), hostsToml(`http://${host}`, mirrorUrl));
   }
+  for (const host of options.plainHttp ?? []) {
+    await mkdir(join(certsDir, host), { recursive: true });
+    await writeFile(join(certsDir, host, 'hosts.toml'), `server = "http://${host}"\n`);
+  }
   const socketPath = join(dir, 'containerd.sock');
   const configPath = join(dir, 'config.toml');
-  await writeFile(
-    configPath,
-    [
-      'version = 2',
-      `root = "${dir}/root"`,
-      `state = "${dir}/state"`,
-      // Snapshotters this sandbox cannot have; the CRI plugin's CNI may stay unconfigured (no pods here).
-      'disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]',
-      '[grpc]',
-      `  address = "${socketPath}"`,
-      '[ttrpc]',
-      `  address = "${socketPath}.ttrpc"`,
-      '[plugins."io.containerd.internal.v1.opt"]',
-      `  path = "${dir}/opt"`,
-      '[plugins."io.containerd.grpc.v1.cri"]',
-      '  disable_tcp_service = true',
-      '  [plugins."io.containerd.grpc.v1.cri".containerd]',
-      `    snapshotter = "${options.snapshotter ?? 'overlayfs'}"`,
-      '  [plugins."io.containerd.grpc.v1.cri".registry]',
-      `    config_path = "${certsDir}"`,
-      '',
-    ].join('\n'),
-  );
+  await writeFile(configPath, configToml(dir, socketPath, certsDir, options));
+  const binary = containerdBinary(options.release ?? '1.6');
 
   let child: ChildProcess | undefined;
   let logTail = '';
@@ -96,7 +152,7 @@ export async function startContainerd(options: StartContainerdOptions = {}): Pro
 
   const start = async (): Promise<void> => {
     if (child !== undefined && child.exitCode === null) return;
-    const proc = spawn(CONTAINERD_BIN, ['--config', configPath, '--log-level', 'info'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(binary, ['--config', configPath, '--log-level', 'info'], { stdio: ['ignore', 'ignore', 'pipe'] });
     child = proc;
     children.add(proc);
     proc.stderr?.on('data', (chunk: Buffer) => {
