@@ -29,7 +29,14 @@ export interface DaemonConfig {
   readonly certsDir: string | undefined;
   readonly platform: { readonly os: string; readonly architecture: string; readonly variant?: string };
   readonly lookaside: { readonly requestTimeoutMs: number; readonly budgetMs: number };
-  readonly registry: { readonly connectTimeoutMs: number; readonly requestTimeoutMs: number; readonly layerConcurrency: number };
+  readonly registry: {
+    readonly connectTimeoutMs: number;
+    /** Whole manifest/token/ping read, retries included; a blob's allowance before the rate applies. */
+    readonly readTimeoutMs: number;
+    /** Average rate below which a blob read fails, after the allowance. */
+    readonly minBlobRateKiBps: number;
+    readonly layerConcurrency: number;
+  };
   readonly shutdownGraceMs: number;
   readonly metricsAddress: string | undefined;
   /** Pod Events: a kubeconfig file, or the in-cluster service account; neither = no Events. */
@@ -152,6 +159,17 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
     return n;
   };
 
+  const rate = (flag: string, fallback: number): number => {
+    const raw = setting(flag);
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1 || n > 1_048_576) {
+      problems.push(`--${flag} must be an integer number of KiB/s from 1 to 1048576`);
+      return fallback;
+    }
+    return n;
+  };
+
   const inCluster = setting('in-cluster') === true;
   const config: DaemonConfig = {
     stateDir,
@@ -167,7 +185,12 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
     certsDir,
     platform: { os: os ?? 'linux', architecture: architecture ?? 'amd64', ...(variant ? { variant } : {}) },
     lookaside: { requestTimeoutMs: duration('lookaside-timeout', 10_000), budgetMs: duration('signature-budget', 30_000) },
-    registry: { connectTimeoutMs: 10_000, requestTimeoutMs: 30_000, layerConcurrency: count('layer-concurrency', 4) },
+    registry: {
+      connectTimeoutMs: 10_000,
+      readTimeoutMs: duration('registry-read-timeout', 30_000),
+      minBlobRateKiBps: rate('min-blob-rate', 64),
+      layerConcurrency: count('layer-concurrency', 4),
+    },
     shutdownGraceMs: duration('shutdown-grace', 10_000),
     metricsAddress: text('metrics-address'),
     kubeconfig,

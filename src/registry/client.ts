@@ -19,8 +19,9 @@ import { basicAuthorization, credentialIdentity, parseTokenResponse, parseWwwAut
 import { DEFAULT_TIMEOUTS, header, pumpBody, readCapped, readErrorBody, send, type HttpResponse, type Timeouts } from './http.js';
 import { MANIFEST_ACCEPT, parseManifest } from './manifest.js';
 import { formatPlatform, selectInstance } from './platform.js';
+import { ReadDeadline } from './read-deadline.js';
 import { EMPTY_REGISTRIES_CONFIG, isInsecureHost, pullSources, type PullSource, type RegistriesConfig } from './registries-conf.js';
-import { cancelledError, classifyTransportError, isRetryableTransport, statusError, transportError, type RequestSubject } from './registry-errors.js';
+import { cancelledError, classifyTransportError, isRetryableTransport, readDeadlineError, statusError, transportError, type RequestSubject } from './registry-errors.js';
 
 export interface RetryPolicy {
   /** Attempts per request, including the first. */
@@ -34,6 +35,13 @@ export interface RetryPolicy {
 export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ maxAttempts: 4, baseDelayMs: 250, maxDelayMs: 8_000, maxRetryAfterMs: 30_000 });
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_TOKEN_BYTES = 1024 * 1024;
+/**
+ * A blob must arrive at 64 KiB/s on average after the `readMs` allowance (0.5 Mbit/s; four layers at
+ * once need 2 Mbit/s). Drips and stalls fail shortly after the allowance whatever this is, so it only
+ * decides how slow an honest, steadily progressing link may be: low enough for a constrained edge
+ * link, and still a bound (a 100 MiB layer gets 30 s + 26 min).
+ */
+export const DEFAULT_MIN_BLOB_BYTES_PER_SECOND = 64 * 1024;
 
 /** Credential-free notes for logs. */
 export type RegistryEvent =
@@ -55,7 +63,10 @@ export interface RegistryClientOptions {
   readonly tls?: { readonly certsDir?: string; readonly caFiles?: Readonly<Record<string, readonly string[]>> };
   /** Credentials from an auth file, when the request carries none. */
   readonly credentialsFor?: (host: string, repository: string) => RegistryCredentials | undefined;
+  /** `readMs` bounds every whole read (manifest, token, ping) and is a blob's allowance. */
   readonly timeouts?: Partial<Timeouts>;
+  /** Minimum average blob transfer rate after the `readMs` allowance; below it: REGISTRY_UNAVAILABLE. */
+  readonly minBlobBytesPerSecond?: number;
   readonly retry?: Partial<RetryPolicy>;
   readonly onEvent?: (event: RegistryEvent) => void;
   /** Milliseconds since the epoch (token expiry). */
@@ -87,6 +98,11 @@ export interface ImageArtifactReader {
   fetchManifestByTag(image: ResolvedImage, tag: string, opts: ResolveOptions): Promise<TaggedManifest>;
   /** A whole blob into memory: refused above `maxBytes` (TOO_LARGE), size and digest checked (SIZE_MISMATCH / DIGEST_MISMATCH). */
   fetchBlobBytes(image: ResolvedImage, blob: Pick<Descriptor, 'digest' | 'size' | 'mediaType'>, opts: ResolveOptions, maxBytes: number): Promise<Uint8Array>;
+}
+
+/** Internal: the caller's options plus the deadline of the read in progress (its abort signal is `signal`). */
+interface ReadOptions extends ResolveOptions {
+  readonly deadline?: ReadDeadline;
 }
 
 /** Internal: a client error passed through repoRequest to fetchManifestByTag. */
@@ -136,7 +152,10 @@ class RegistryClient implements RegistryImageSource {
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   private readonly random: () => number;
   private readonly maxManifestBytes: number;
+  private readonly minBlobRate: number;
   private readonly userAgent: string;
+  /** Aborted by close(): reads no caller can cancel (the shared ping) must not hold the Agents open. */
+  private readonly lifetime = new AbortController();
 
   constructor(private readonly options: RegistryClientOptions) {
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
@@ -153,10 +172,12 @@ class RegistryClient implements RegistryImageSource {
     this.sleep = options.sleep ?? ((ms, signal) => delay(ms, undefined, signal === undefined ? undefined : { signal }));
     this.random = options.random ?? Math.random;
     this.maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
+    this.minBlobRate = options.minBlobBytesPerSecond ?? DEFAULT_MIN_BLOB_BYTES_PER_SECOND;
     this.userAgent = options.userAgent ?? 'pullguard';
   }
 
   async close(): Promise<void> {
+    this.lifetime.abort();
     await Promise.all(this.owned.map((d) => d.close().catch(() => undefined)));
   }
 
@@ -203,20 +224,25 @@ class RegistryClient implements RegistryImageSource {
     return explicit ?? this.options.credentialsFor?.(endpoint.host, repository);
   }
 
-  /** `/v2/` once per endpoint: proves it is a registry and learns its auth challenge. */
+  /**
+   * `/v2/` once per endpoint: proves it is a registry and learns its auth challenge. Shared by every
+   * read on the endpoint, so it runs under its own deadline: one caller's cancellation or deadline
+   * must not fail the others waiting on it.
+   */
   private ping(endpoint: Endpoint, signal: AbortSignal | undefined): Promise<Challenge | undefined> {
+    const subject: RequestSubject = { host: endpoint.host, kind: 'ping', display: `${endpoint.host}/v2/` };
     let pending = this.challenges.get(endpoint.base);
     if (pending === undefined) {
-      pending = this.doPing(endpoint, signal);
+      pending = this.withDeadline(subject, { signal: this.lifetime.signal }, undefined, (opts) => this.doPing(endpoint, subject, opts));
       this.challenges.set(endpoint.base, pending);
       pending.catch(() => this.challenges.delete(endpoint.base));
     }
-    return pending;
+    return signal === undefined ? pending : untilAborted(pending, signal, subject);
   }
 
-  private async doPing(endpoint: Endpoint, signal: AbortSignal | undefined): Promise<Challenge | undefined> {
-    const subject: RequestSubject = { host: endpoint.host, kind: 'ping', display: `${endpoint.host}/v2/` };
-    const res = await this.withRetries(subject, signal, async () => this.sendOnce(new URL(`${endpoint.base}/v2/`), { method: 'GET', headers: {}, signal, maxRedirects: 3 }, subject));
+  private async doPing(endpoint: Endpoint, subject: RequestSubject, opts: ReadOptions): Promise<Challenge | undefined> {
+    const signal = opts.signal;
+    const res = await this.withRetries(subject, signal, async () => this.sendOnce(new URL(`${endpoint.base}/v2/`), { method: 'GET', headers: {}, signal, maxRedirects: 3 }, subject), opts.deadline);
     const body = await readErrorBody(res);
     if (res.status === 200) return undefined;
     if (res.status === 401) return this.pickChallenge(res);
@@ -235,8 +261,9 @@ class RegistryClient implements RegistryImageSource {
     scope: string,
     creds: RegistryCredentials | undefined,
     subject: RequestSubject,
-    signal: AbortSignal | undefined,
+    opts: ReadOptions,
   ): Promise<string | undefined> {
+    const signal = opts.signal;
     if (challenge === undefined) return undefined;
     if (challenge.scheme === 'basic') return basicAuthorization(creds);
     if (challenge.scheme !== 'bearer') return undefined;
@@ -246,8 +273,11 @@ class RegistryClient implements RegistryImageSource {
     if (cached !== undefined) return `Bearer ${cached}`;
     const req = tokenRequest(challenge, scope, creds, this.userAgent);
     const tokenSubject: RequestSubject = { host: endpoint.host, repository: subject.repository, kind: 'token', display: `${subject.display} (token from ${req.url.host})` };
-    const res = await this.withRetries(tokenSubject, signal, () =>
-      this.sendOnce(req.url, { method: req.method, headers: req.headers, ...(req.body !== undefined ? { body: req.body } : {}), signal, maxRedirects: 3 }, tokenSubject),
+    const res = await this.withRetries(
+      tokenSubject,
+      signal,
+      () => this.sendOnce(req.url, { method: req.method, headers: req.headers, ...(req.body !== undefined ? { body: req.body } : {}), signal, maxRedirects: 3 }, tokenSubject),
+      opts.deadline,
     );
     if (res.status !== 200) {
       const body = await readErrorBody(res);
@@ -300,8 +330,12 @@ class RegistryClient implements RegistryImageSource {
     }
   }
 
-  /** Runs `attempt` until a non-retryable answer: retries 429/5xx (Retry-After honoured) and dropped links. */
-  private async withRetries(subject: RequestSubject, signal: AbortSignal | undefined, attempt: () => Promise<HttpResponse>): Promise<HttpResponse> {
+  /**
+   * Runs `attempt` until a non-retryable answer: retries 429/5xx (Retry-After honoured) and dropped
+   * links. A retry that could not even start before the read's deadline is not waited for: the
+   * failure so far is the answer.
+   */
+  private async withRetries(subject: RequestSubject, signal: AbortSignal | undefined, attempt: () => Promise<HttpResponse>, deadline?: ReadDeadline): Promise<HttpResponse> {
     for (let n = 1; ; n++) {
       let res: HttpResponse;
       try {
@@ -312,6 +346,7 @@ class RegistryClient implements RegistryImageSource {
         if (kind === 'aborted' || signal?.aborted === true) throw cancelledError(subject, err.cause);
         if (!isRetryableTransport(kind) || n >= this.retry.maxAttempts) throw transportError(subject, kind, err.cause, n);
         const ms = this.backoff(n);
+        if (deadline !== undefined && ms >= deadline.remainingMs()) throw transportError(subject, kind, err.cause, n);
         this.options.onEvent?.({ type: 'retry', host: subject.host, repository: subject.repository, kind: subject.kind, attempt: n, delayMs: ms, reason: kind });
         await this.pause(ms, signal, subject);
         continue;
@@ -321,8 +356,8 @@ class RegistryClient implements RegistryImageSource {
         return res;
       }
       const body = await readErrorBody(res);
-      void body;
       const ms = (res.status === 429 || res.status === 503 ? this.retryAfterMs(res) : undefined) ?? this.backoff(n);
+      if (deadline !== undefined && ms >= deadline.remainingMs()) throw statusError(subject, res.status, body, n);
       this.options.onEvent?.({ type: 'retry', host: subject.host, repository: subject.repository, kind: subject.kind, attempt: n, delayMs: ms, reason: `HTTP ${res.status}` });
       await this.pause(ms, signal, subject);
     }
@@ -338,16 +373,19 @@ class RegistryClient implements RegistryImageSource {
     path: string,
     headers: Record<string, string>,
     subject: RequestSubject,
-    opts: ResolveOptions,
+    opts: ReadOptions,
     passClientErrors = false,
   ): Promise<HttpResponse> {
     const creds = this.credentials(endpoint, repository, opts.credentials);
     let challenge = await this.ping(endpoint, opts.signal);
     const scope = `repository:${repository}:pull`;
     for (let reauth = 0; ; reauth++) {
-      const authz = await this.authorization(endpoint, challenge, scope, creds, subject, opts.signal);
-      const res = await this.withRetries(subject, opts.signal, () =>
-        this.sendOnce(new URL(`${endpoint.base}${path}`), { method: 'GET', headers: { ...headers, ...(authz !== undefined ? { authorization: authz } : {}) }, signal: opts.signal, maxRedirects: 5 }, subject),
+      const authz = await this.authorization(endpoint, challenge, scope, creds, subject, opts);
+      const res = await this.withRetries(
+        subject,
+        opts.signal,
+        () => this.sendOnce(new URL(`${endpoint.base}${path}`), { method: 'GET', headers: { ...headers, ...(authz !== undefined ? { authorization: authz } : {}) }, signal: opts.signal, maxRedirects: 5 }, subject),
+        opts.deadline,
       );
       if (res.status >= 200 && res.status < 300) return res;
       const body = await readErrorBody(res);
@@ -381,12 +419,37 @@ class RegistryClient implements RegistryImageSource {
   ): Promise<{ bytes: Uint8Array; contentType: string | undefined; dcd: string | undefined }> {
     const display = ref.includes(':') ? `${physical.name}@${ref}` : `${physical.name}:${ref}`;
     const subject: RequestSubject = { host: endpoint.host, repository: physical.path, kind: 'manifest', display };
-    const res = await this.repoRequest(endpoint, physical.path, `/v2/${physical.path}/manifests/${ref}`, { accept: MANIFEST_ACCEPT }, subject, opts);
-    const bytes = await readCapped(res, this.maxManifestBytes, `manifest ${display}`).catch((err: unknown) => {
-      if (isPullguardError(err)) throw err;
-      throw transportError(subject, classifyTransportError(err), err);
+    return this.withDeadline(subject, opts, undefined, async (read) => {
+      const res = await this.repoRequest(endpoint, physical.path, `/v2/${physical.path}/manifests/${ref}`, { accept: MANIFEST_ACCEPT }, subject, read);
+      const bytes = await this.readManifestBody(res, subject, read);
+      return { bytes, contentType: header(res, 'content-type'), dcd: header(res, 'docker-content-digest') };
     });
-    return { bytes, contentType: header(res, 'content-type'), dcd: header(res, 'docker-content-digest') };
+  }
+
+  private readManifestBody(res: HttpResponse, subject: RequestSubject, read: ReadOptions): Promise<Uint8Array> {
+    return readCapped(res, this.maxManifestBytes, `manifest ${subject.display}`, (n) => read.deadline?.progress(n)).catch((err: unknown) => {
+      if (isPullguardError(err)) throw err;
+      throw transportError(subject, read.signal?.aborted === true ? 'aborted' : classifyTransportError(err), err);
+    });
+  }
+
+  /**
+   * Runs one whole read (with its authentication and retries) under its deadline
+   * (read-deadline.ts); the deadline's abort comes out as REGISTRY_UNAVAILABLE. `blobSize`: a blob
+   * read, whose deadline moves with the bytes received at the minimum rate.
+   */
+  private async withDeadline<T>(subject: RequestSubject, opts: ResolveOptions, blobSize: number | undefined, read: (opts: ReadOptions) => Promise<T>): Promise<T> {
+    const allowanceMs = this.timeouts.readMs;
+    const rate = blobSize !== undefined ? { minBytesPerSecond: this.minBlobRate } : {};
+    const deadline = new ReadDeadline({ allowanceMs, ...rate, ...(opts.signal !== undefined ? { parent: opts.signal } : {}) });
+    try {
+      return await read({ ...opts, signal: deadline.signal, deadline });
+    } catch (err) {
+      if (!deadline.expired || opts.signal?.aborted === true) throw err;
+      throw readDeadlineError(subject, { elapsedMs: deadline.elapsedMs(), allowanceMs, receivedBytes: deadline.receivedBytes, ...(blobSize !== undefined ? { sizeBytes: blobSize, ...rate } : {}) }, err);
+    } finally {
+      deadline.dispose();
+    }
   }
 
   async resolve(reference: ImageReference, opts: ResolveOptions): Promise<ResolvedImage> {
@@ -493,18 +556,17 @@ class RegistryClient implements RegistryImageSource {
     const endpoint = this.endpointForImage(image);
     const display = `${physical.name}:${tag}`;
     const subject: RequestSubject = { host: endpoint.host, repository: physical.path, kind: 'manifest', display };
-    let res: HttpResponse;
-    try {
-      res = await this.repoRequest(endpoint, physical.path, `/v2/${physical.path}/manifests/${encodeURIComponent(tag)}`, { accept: MANIFEST_ACCEPT }, subject, opts, true);
-    } catch (err) {
-      if (err instanceof ClientErrorAnswer) return { kind: 'client-error', status: err.status, body: err.body };
-      throw err;
-    }
-    const bytes = await readCapped(res, this.maxManifestBytes, `manifest ${display}`).catch((err: unknown) => {
-      if (isPullguardError(err)) throw err;
-      throw transportError(subject, classifyTransportError(err), err);
+    return this.withDeadline(subject, opts, undefined, async (read): Promise<TaggedManifest> => {
+      let res: HttpResponse;
+      try {
+        res = await this.repoRequest(endpoint, physical.path, `/v2/${physical.path}/manifests/${encodeURIComponent(tag)}`, { accept: MANIFEST_ACCEPT }, subject, read, true);
+      } catch (err) {
+        if (err instanceof ClientErrorAnswer) return { kind: 'client-error', status: err.status, body: err.body };
+        throw err;
+      }
+      const bytes = await this.readManifestBody(res, subject, read);
+      return { kind: 'manifest', bytes, contentType: header(res, 'content-type') };
     });
-    return { kind: 'manifest', bytes, contentType: header(res, 'content-type') };
   }
 
   async fetchBlobBytes(image: ResolvedImage, blob: Pick<Descriptor, 'digest' | 'size' | 'mediaType'>, opts: ResolveOptions, maxBytes: number): Promise<Uint8Array> {
@@ -521,8 +583,12 @@ class RegistryClient implements RegistryImageSource {
   // ---- blobs -----------------------------------------------------------------------------------
 
   async fetchBlob(image: ResolvedImage, blob: Descriptor, writer: BlobWriter, opts: ResolveOptions): Promise<void> {
+    const physical = image.physicalReference;
+    const endpoint = endpointOf.get(image) ?? endpointFor(physical.domain, isInsecureHost(this.registries, physical.domain, this.insecure));
+    const subject: RequestSubject = { host: endpoint.host, repository: physical.path, kind: 'blob', display: `${physical.name}@${blob.digest}` };
     try {
-      await this.streamBlob(image, blob, writer, opts);
+      // The transfer is bounded; the commit after it is local work (hashing, fsync).
+      await this.withDeadline(subject, opts, blob.size, (read) => this.streamBlob(image, endpoint, subject, blob, writer, read));
       await writer.commit();
     } catch (err) {
       await writer.abort().catch(() => undefined);
@@ -530,10 +596,8 @@ class RegistryClient implements RegistryImageSource {
     }
   }
 
-  private async streamBlob(image: ResolvedImage, blob: Descriptor, writer: BlobWriter, opts: ResolveOptions): Promise<void> {
+  private async streamBlob(image: ResolvedImage, endpoint: Endpoint, subject: RequestSubject, blob: Descriptor, writer: BlobWriter, opts: ReadOptions): Promise<void> {
     const physical = image.physicalReference;
-    const endpoint = endpointOf.get(image) ?? endpointFor(physical.domain, isInsecureHost(this.registries, physical.domain, this.insecure));
-    const subject: RequestSubject = { host: endpoint.host, repository: physical.path, kind: 'blob', display: `${physical.name}@${blob.digest}` };
     for (let attempt = 1; ; attempt++) {
       const offset = writer.offset;
       if (offset >= blob.size && offset > 0) return;
@@ -568,6 +632,7 @@ class RegistryClient implements RegistryImageSource {
               facts: { host: endpoint.host, repository: physical.path, digest: blob.digest, expectedSize: blob.size },
             });
           }
+          opts.deadline?.progress(data.length);
           return writer.write(data);
         });
         return;
@@ -577,11 +642,31 @@ class RegistryClient implements RegistryImageSource {
         if (kind === 'aborted' || opts.signal?.aborted === true) throw cancelledError(subject, err);
         if (!isRetryableTransport(kind) || attempt >= this.retry.maxAttempts) throw transportError(subject, kind, err, attempt);
         const ms = this.backoff(attempt);
+        if (opts.deadline !== undefined && ms >= opts.deadline.remainingMs()) throw transportError(subject, kind, err, attempt);
         this.options.onEvent?.({ type: 'retry', host: endpoint.host, repository: physical.path, kind: 'blob', attempt, delayMs: ms, reason: kind });
         await this.pause(ms, opts.signal, subject);
       }
     }
   }
+}
+
+/** `p`, or CANCELLED as soon as `signal` aborts (`p` itself goes on for its other waiters). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal, subject: RequestSubject): Promise<T> {
+  if (signal.aborted) return Promise.reject(cancelledError(subject, signal.reason));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(cancelledError(subject, signal.reason));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }
 
 /** Marks a failure from the transport (as opposed to a coded error) inside the retry loop. */

@@ -1,6 +1,8 @@
 /**
  * One HTTP exchange on an injected undici Dispatcher: per-request header/idle-body timeouts, manual
- * redirects (Authorization is dropped when the origin changes), and capped body reads.
+ * redirects (Authorization is dropped when the origin changes), and capped body reads. The overall
+ * bound on a whole read (`readMs`, a slow drip never trips the idle timeout) is the caller's abort
+ * signal: see read-deadline.ts.
  */
 import { finished } from 'node:stream';
 import type { Dispatcher } from 'undici';
@@ -13,9 +15,14 @@ export interface Timeouts {
   readonly headersMs: number;
   /** Longest gap between body chunks. */
   readonly bodyIdleMs: number;
+  /**
+   * Whole read, retries and authentication included: a manifest, token or ping must be complete by
+   * then; a blob gets this as its allowance on top of its minimum transfer rate (read-deadline.ts).
+   */
+  readonly readMs: number;
 }
 
-export const DEFAULT_TIMEOUTS: Timeouts = Object.freeze({ connectMs: 10_000, headersMs: 30_000, bodyIdleMs: 30_000 });
+export const DEFAULT_TIMEOUTS: Timeouts = Object.freeze({ connectMs: 10_000, headersMs: 30_000, bodyIdleMs: 30_000, readMs: 30_000 });
 
 export interface HttpResponse {
   readonly status: number;
@@ -88,7 +95,7 @@ export async function send(
 }
 
 /** Reads a whole body, failing with TOO_LARGE beyond `cap` bytes (and destroying the stream). */
-export async function readCapped(res: HttpResponse, cap: number, what: string): Promise<Uint8Array> {
+export async function readCapped(res: HttpResponse, cap: number, what: string, onBytes?: (n: number) => void): Promise<Uint8Array> {
   const declared = Number(header(res, 'content-length'));
   if (Number.isFinite(declared) && declared > cap) {
     res.body.destroy();
@@ -98,6 +105,7 @@ export async function readCapped(res: HttpResponse, cap: number, what: string): 
   let total = 0;
   for await (const chunk of res.body as AsyncIterable<Buffer>) {
     total += chunk.length;
+    onBytes?.(chunk.length);
     if (total > cap) {
       res.body.destroy();
       throw new PullguardError('TOO_LARGE', `${what} is larger than the ${cap}-byte limit`, { facts: { cap } });

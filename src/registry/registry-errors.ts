@@ -131,6 +131,48 @@ export function transportError(subject: RequestSubject, kind: TransportFailure, 
   );
 }
 
+/** How a read overran its deadline (src/registry/read-deadline.ts), for the message and facts. */
+export interface DeadlineOverrun {
+  readonly elapsedMs: number;
+  readonly allowanceMs: number;
+  readonly receivedBytes: number;
+  /** Blobs: the declared size and the minimum average rate. */
+  readonly sizeBytes?: number;
+  readonly minBytesPerSecond?: number;
+}
+
+function seconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
+function rate(bytesPerSecond: number): string {
+  return bytesPerSecond >= 1024 && bytesPerSecond % 1024 === 0 ? `${bytesPerSecond / 1024} KiB/s` : `${bytesPerSecond} B/s`;
+}
+
+/**
+ * A read that took too long overall: the registry counts as unavailable, as for a timeout. The
+ * message names only the configured bounds (deterministic, as every message kubelet compares across
+ * its credential retries); elapsed time and bytes received are facts.
+ */
+export function readDeadlineError(subject: RequestSubject, overrun: DeadlineOverrun, cause?: unknown): PullguardError {
+  const how =
+    overrun.minBytesPerSecond !== undefined && overrun.sizeBytes !== undefined
+      ? `transfer slower than the minimum ${rate(overrun.minBytesPerSecond)} after a ${seconds(overrun.allowanceMs)} allowance`
+      : `response not complete within ${seconds(overrun.allowanceMs)}`;
+  return new PullguardError('REGISTRY_UNAVAILABLE', `registry ${subject.host} is unavailable: ${how} (${subject.kind} ${subject.display})`, {
+    cause,
+    facts: {
+      ...where(subject),
+      transport: 'deadline',
+      elapsedMs: Math.round(overrun.elapsedMs),
+      allowanceMs: overrun.allowanceMs,
+      receivedBytes: overrun.receivedBytes,
+      sizeBytes: overrun.sizeBytes,
+      minBytesPerSecond: overrun.minBytesPerSecond,
+    },
+  });
+}
+
 /** The first distribution error code in a JSON error body, if any. */
 export function distributionErrorCode(body: Uint8Array | undefined): string | undefined {
   if (body === undefined || body.length === 0) return undefined;

@@ -17,7 +17,9 @@
  * after a delay),
  * truncate (send only N bytes with a matching Content-Length), stall-after (send N bytes then
  * nothing), ignore-range (answer 200 with the full body even when Range was asked), redirect
- * (307 to `location`, e.g. another fault registry's `/v2/x/blobs/<digest>`, like blob storage).
+ * (307 to `location`, e.g. another fault registry's `/v2/x/blobs/<digest>`, like blob storage),
+ * drip (headers at once, then `bytes` (default 1) every `intervalMs`: never idle long enough for an
+ * idle timeout, so only an overall deadline ends it; also for the key `/v2/`, the ping).
  * `startFaultRegistry({ basic: { username, password } })` demands HTTP Basic on every /v2 request.
  */
 import { createHash } from 'node:crypto';
@@ -32,7 +34,8 @@ export type Fault =
   | { readonly kind: 'truncate'; readonly bytes: number }
   | { readonly kind: 'stall-after'; readonly bytes: number }
   | { readonly kind: 'ignore-range' }
-  | { readonly kind: 'redirect'; readonly location: string };
+  | { readonly kind: 'redirect'; readonly location: string }
+  | { readonly kind: 'drip'; readonly intervalMs: number; readonly bytes?: number };
 
 export interface RecordedRequest {
   readonly method: string;
@@ -48,7 +51,7 @@ export interface FaultRegistry {
   addBlob(bytes: Uint8Array): string;
   addManifest(repo: string, tag: string | undefined, bytes: Uint8Array, mediaType: string): string;
   addImage(repo: string, tag: string, image: BuiltImage): void;
-  /** Queues faults for a blob digest or a manifest key `repo:ref`. */
+  /** Queues faults for a blob digest or a manifest key `repo:ref` (or `/v2/`: only `drip`). */
   fault(key: string, ...faults: Fault[]): void;
   /** Drops the faults still queued for `key`: it is served intact from now on. */
   clearFaults(key: string): void;
@@ -111,6 +114,10 @@ export async function startFaultRegistry(options: { readonly basic?: { readonly 
       res.write(body.subarray(0, fault.bytes), () => setTimeout(() => res.socket?.destroy(), 20));
       return;
     }
+    if (fault?.kind === 'drip') {
+      drip(res, body, fault);
+      return;
+    }
     if (fault?.kind === 'stall-after') {
       res.write(body.subarray(0, fault.bytes)); // and never finish; stop() destroys the socket
       return;
@@ -120,6 +127,21 @@ export async function startFaultRegistry(options: { readonly basic?: { readonly 
       return;
     }
     res.end(body);
+  }
+
+  function drip(res: ServerResponse, body: Buffer, fault: Extract<Fault, { kind: 'drip' }>): void {
+    res.flushHeaders();
+    let offset = 0;
+    const timer = setInterval(() => {
+      if (offset >= body.length) {
+        clearInterval(timer);
+        res.end();
+        return;
+      }
+      res.write(body.subarray(offset, offset + (fault.bytes ?? 1)));
+      offset += fault.bytes ?? 1;
+    }, fault.intervalMs);
+    res.on('close', () => clearInterval(timer));
   }
 
   const server = createServer((req, res) => {
@@ -135,7 +157,10 @@ export async function startFaultRegistry(options: { readonly basic?: { readonly 
       return;
     }
     if (url.pathname === '/v2/' || url.pathname === '/v2') {
-      res.writeHead(200, { 'content-type': 'application/json', 'docker-distribution-api-version': 'registry/2.0' }).end('{}');
+      const fault = faults.get('/v2/')?.shift();
+      res.writeHead(200, { 'content-type': 'application/json', 'docker-distribution-api-version': 'registry/2.0' });
+      if (fault?.kind === 'drip') drip(res, Buffer.from('{}'), fault);
+      else res.end('{}');
       return;
     }
     const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(url.pathname);

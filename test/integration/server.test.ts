@@ -141,7 +141,7 @@ describe('ImageService over the unix socket', () => {
       (e: { code: number; stderr: string }) => e,
     );
     expect(fsck.code).toBe(1);
-    expect(fsck.stderr).toMatch(/is in use by process \d+ \(a running pullguard serve\); stop it first/);
+    expect(fsck.stderr).toMatch(/is in use by process \d+ \(a running pullguard serve, fsck or verify\); stop it first/);
   });
 
   it('binds the socket with mode 0660 and refuses to start beside a live server', async () => {

@@ -57,7 +57,7 @@ describe('the serve settings table', () => {
     const withFile: Environment = { ...environment, readFile: () => JSON.stringify({ ...file, platform: 'linux/amd64', logLevel: 'info', backend: 'unix:///run/x.sock' }) };
     expect(() => loadDaemonConfig(['--config', '/c.json'], withFile)).not.toThrow();
     // Every flag with a value is accepted.
-    const argv = SERVE_SETTINGS.filter((s) => s.value !== undefined && s.flag !== 'config').flatMap((s) => [`--${s.flag}`, s.flag === 'platform' ? 'linux/amd64' : s.flag === 'log-level' ? 'info' : s.flag === 'backend' ? 'unix:///run/x.sock' : s.value === 'DUR' ? '1s' : s.value === 'N' ? '2' : s.flag === 'insecure-registry' ? 'r.example:5000' : '/x']);
+    const argv = SERVE_SETTINGS.filter((s) => s.value !== undefined && s.flag !== 'config').flatMap((s) => [`--${s.flag}`, s.flag === 'platform' ? 'linux/amd64' : s.flag === 'log-level' ? 'info' : s.flag === 'backend' ? 'unix:///run/x.sock' : s.value === 'DUR' ? '1s' : s.value === 'N' || s.value === 'KIB/S' ? '2' : s.flag === 'insecure-registry' ? 'r.example:5000' : '/x']);
     expect(() => loadDaemonConfig(argv, environment)).not.toThrow();
   });
 });
