@@ -12,12 +12,13 @@ import { runClientCommand, CLIENT_HELP } from './cli/commands.js';
 import { describeError, runFsck, runVerify } from './cli/offline-commands.js';
 import { acceptLocalAuthority } from './cri/authority.js';
 import { createBackendHandlers, backendServiceDefinitions } from './cri/backend-handlers.js';
-import { createImageServiceHandlers, criServiceDefinitions, type ImageServiceDeps } from './cri/image-service.js';
+import { createImageServiceHandlers, criServiceDefinitions } from './cri/image-service.js';
+import { countRpcs } from './cri/instrument.js';
 import { createCriBackend } from './backend/cri-backend.js';
-import { describePullWarnings } from './events/event-object.js';
 import { createEventRecorder } from './events/event-recorder.js';
+import { PullWarningEvents } from './events/pull-warning-events.js';
 import { startMetricsServer } from './metrics/metrics-server.js';
-import { createPullguardMetrics, observeLookasideEvents, observePullEvents, pullOutcomeOf } from './metrics/pullguard-metrics.js';
+import { createPullguardMetrics, observeLookasideEvents, PullMetrics } from './metrics/pullguard-metrics.js';
 import { startMirror } from './mirror/mirror-server.js';
 import { InFlightImages } from './pull/in-flight-images.js';
 import { startCriServer } from './cri/server.js';
@@ -27,12 +28,14 @@ import { formatSettingsHelp, parseOptionsFor } from './config/flag-table.js';
 import { describeEmbeddedDefault, PolicySelector } from './config/policy-loader.js';
 import { loadRegistriesD, parseRegistriesD, UPSTREAM_DEFAULT_LOOKASIDE, type RegistriesD } from './config/registries-d.js';
 import { ImageCatalog } from './images/image-catalog.js';
-import { policySourceOf } from './pull/verification-record.js';
 import { createLookasideSource, type LookasideEvent } from './lookaside/lookaside-source.js';
 import { createLogger, type Logger } from './log/logger.js';
+import { eachListener } from './pull/observers.js';
+import { logLookasideEvents, logRegistryEvents, PullLog } from './pull/pull-log.js';
 import { PullService } from './pull/pull-service.js';
-import type { RegistryCredentials, SignatureSource } from './pull/ports.js';
-import { runSignaturePhaseWithSignatures } from './pull/signature-phase.js';
+import type { LoadedTrust, RegistryCredentials } from './pull/ports.js';
+import { signaturePhaseUnder } from './pull/signature-phase.js';
+import { ConfiguredTrust, TrustConfigurationHolder } from './pull/trust-configuration.js';
 import { loadAuthFile, lookupCredentials } from './registry/auth-file.js';
 import { createRegistryClient, type ImageArtifactReader } from './registry/client.js';
 import { createSigstoreAttachmentSource } from './sigstore/attachment-source.js';
@@ -98,21 +101,17 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-/** Everything SIGHUP may replace. Swapped whole, and only once the new set loaded cleanly. */
-interface ReloadableConfig {
-  readonly policies: PolicySelector;
-  readonly registriesD: RegistriesD;
-  /** Lookaside first, then sigstore attachments: simple signing before sigstore, as containers/image. */
-  readonly signatureSources: readonly SignatureSource[];
-}
-
-async function loadReloadable(
+/**
+ * Loads the trust configuration: every policy with its keys, registries.d, and the signature sources
+ * it configures. At start-up, and again at each SIGHUP (which keeps the previous one if this fails).
+ */
+async function loadTrust(
   config: DaemonConfig,
   registry: ImageArtifactReader,
   lookasideDispatcher: Agent,
   logger: Logger,
-  observeLookaside?: (event: LookasideEvent) => void,
-): Promise<ReloadableConfig> {
+  onLookasideEvent: (event: LookasideEvent) => void,
+): Promise<LoadedTrust> {
   const policies = new PolicySelector({ ...policySelection(config), reload: 'explicit' });
   // Load every policy and its keys now: an invalid policy or a missing key file fails here, at
   // start-up or at a SIGHUP reload (which then keeps the previous configuration), not at a pull.
@@ -120,7 +119,7 @@ async function loadReloadable(
   if (global.embedded) logger.warn({ policy: '<embedded>' }, describeEmbeddedDefault());
   // Embedded defaults keep everything under the state dir; with a registries.d directory the
   // upstream built-in default applies, as in containers/image.
-  const registriesD =
+  const registriesD: RegistriesD =
     config.registriesD !== undefined
       ? await loadRegistriesD(config.registriesD, { defaultLookaside: UPSTREAM_DEFAULT_LOOKASIDE })
       : parseRegistriesD([], { defaultLookaside: `file://${join(config.stateDir, 'sigstore')}` });
@@ -130,14 +129,14 @@ async function loadReloadable(
     requestTimeoutMs: config.lookaside.requestTimeoutMs,
     budgetMs: config.lookaside.budgetMs,
     userAgent: `pullguard/${VERSION}`,
-    onEvent: (event) => {
-      observeLookaside?.(event);
-      if (event.type === 'retry') logger.info({ lookaside: event }, 'retrying signature request');
-      else logger.debug({ lookaside: event }, 'lookaside');
-    },
+    onEvent: onLookasideEvent,
   });
   const attachments = createSigstoreAttachmentSource({ registriesD, registry, budgetMs: config.lookaside.budgetMs });
-  return { policies, registriesD, signatureSources: [lookaside, attachments] };
+  return new ConfiguredTrust({
+    policies,
+    ...(config.signaturePolicyDir !== undefined ? { namespaceDir: config.signaturePolicyDir } : {}),
+    signatureSources: [lookaside, attachments],
+  });
 }
 
 async function serve(argv: readonly string[], environment: Environment): Promise<number> {
@@ -162,64 +161,43 @@ async function serve(argv: readonly string[], environment: Environment): Promise
     insecureRegistries: config.insecureRegistries,
     ...(config.certsDir !== undefined ? { tls: { certsDir: config.certsDir } } : {}),
     ...(authFile !== undefined ? { credentialsFor: (host: string, repository: string): RegistryCredentials | undefined => lookupCredentials(authFile, host, repository) } : {}),
-    timeouts: { connectMs: config.registry.connectTimeoutMs },
+    timeouts: { connectMs: config.registry.connectTimeoutMs, readMs: config.registry.readTimeoutMs },
+    minBlobBytesPerSecond: config.registry.minBlobRateKiBps * 1024,
     userAgent: `pullguard/${VERSION}`,
-    onEvent: (event) => logger.info({ registry: event }, `registry ${event.type}`),
+    onEvent: logRegistryEvents(logger),
   });
   // Lookaside servers get their own connection pool: they never see registry credentials.
   const lookasideDispatcher = new Agent({ connect: { timeout: config.lookaside.requestTimeoutMs } });
   const metrics = createPullguardMetrics();
-  const observeLookaside = observeLookasideEvents(metrics);
-  let reloadable = await loadReloadable(config, registry, lookasideDispatcher, logger, observeLookaside);
+  const onLookasideEvent = eachListener(observeLookasideEvents(metrics), logLookasideEvents(logger));
+  const trust = new TrustConfigurationHolder(await loadTrust(config, registry, lookasideDispatcher, logger, onLookasideEvent));
 
-  const shutdown = new AbortController();
-  const observePull = observePullEvents(metrics);
-  const inFlight = new InFlightImages();
-  const pulls = new PullService({
-    inFlight,
-    source: registry,
-    signaturePhase: async ({ namespace, image, credentials, signal }) => {
-      const current = reloadable;
-      const policy = await current.policies.policyForNamespace(namespace);
-      const outcome = await runSignaturePhaseWithSignatures({
-        policy,
-        image,
-        sources: current.signatureSources,
-        ...(signal !== undefined ? { signal } : {}),
-        ...(credentials !== undefined ? { credentials } : {}),
-      });
-      // Kept in the verification record: `pullguard verify` names it and compares.
-      const namespaceFile = namespace !== undefined && namespace !== '' && config.signaturePolicyDir !== undefined ? { name: namespace, file: join(config.signaturePolicyDir, `${namespace}.json`) } : undefined;
-      return { ...outcome, policySource: policySourceOf({ embedded: policy.embedded, file: policy.policy.source }, namespaceFile) };
-    },
-    content: store.blobs,
-    images: store.images,
-    leases: store.blobs,
-    collectGarbage: () => store.images.collectGarbage(),
-    clock: () => new Date(),
-    version: VERSION,
-    layerConcurrency: config.registry.layerConcurrency,
-    onEvent: (event) => {
-      observePull(event);
-      if (event.type === 'verdict') {
-        logger.info({ image: event.image, allowed: event.verdict.allowed, policyFile: event.verdict.scope.policyFile, scope: event.verdict.scope.scope, troubles: event.verdict.troubles.length }, 'signature verdict');
-      } else logger.debug({ pull: event }, `pull ${event.type}`);
-    },
-  });
-  const catalog = new ImageCatalog(store.images, {
-    collectGarbage: () => store.images.collectGarbage(),
-    fsInfo: async () => store.blobs.fsInfo(),
-  });
   const events = await createEventRecorder({
     logger,
     nodeName: config.nodeName,
     ...(config.kubeconfig !== undefined ? { kubeconfigPath: config.kubeconfig } : {}),
     inCluster: config.inCluster,
-    onOutcome: (outcome) => metrics.recordEvent(outcome),
+    outcomes: metrics,
   });
-  const onPullWarnings: ImageServiceDeps['onPullWarnings'] = ({ image, pod, warnings }) => {
-    if (pod !== undefined) events.warn(pod, { reason: 'SignatureRetrievalDegraded', message: describePullWarnings(warnings), image });
-  };
+  const shutdown = new AbortController();
+  const inFlight = new InFlightImages();
+  const pulls = new PullService({
+    inFlight,
+    source: registry,
+    signaturePhase: signaturePhaseUnder(trust),
+    content: store.blobs,
+    images: store.images,
+    leases: store.blobs,
+    garbage: store.images,
+    version: VERSION,
+    layerConcurrency: config.registry.layerConcurrency,
+    // Every pull, in either CRI mode, is counted, logged and (with warnings) told to its pod.
+    observers: [new PullMetrics(metrics), new PullLog(logger), new PullWarningEvents(events)],
+  });
+  const catalog = new ImageCatalog(store.images, {
+    collectGarbage: () => store.images.collectGarbage(),
+    fsInfo: async () => store.blobs.fsInfo(),
+  });
   const metricsServer = config.metricsAddress !== undefined ? await startMetricsServer({ address: config.metricsAddress, metrics, logger }) : undefined;
 
   // Backend mode: verified pulls are handed to the runtime pinned by digest; it fetches the
@@ -227,19 +205,12 @@ async function serve(argv: readonly string[], environment: Environment): Promise
   const backend = config.backend !== undefined ? createCriBackend({ endpoint: config.backend }) : undefined;
   const mirror = backend !== undefined ? await startMirror({ address: config.mirrorAddress, blobs: store.blobs, index: store.images, inFlight, logger }) : undefined;
   if (mirror !== undefined) logger.info({ backend: config.backend, mirror: mirror.url }, 'backend mode: serving verified content to the runtime');
-  const handlers =
+  const handlers = countRpcs(
     backend !== undefined
-      ? createBackendHandlers({ pulls, backend, index: store.images, collectGarbage: () => store.images.collectGarbage(), logger, shutdownSignal: shutdown.signal, version: VERSION, onPullWarnings })
-      : createImageServiceHandlers({
-          pulls,
-          catalog,
-          logger,
-          version: VERSION,
-          clock: () => new Date(),
-          shutdownSignal: shutdown.signal,
-          onPullWarnings,
-          observer: { rpc: (rpc, code) => metrics.recordRpc(rpc, code), pull: (result, seconds) => metrics.recordPull(pullOutcomeOf(result), seconds) },
-        });
+      ? createBackendHandlers({ pulls, backend, index: store.images, collectGarbage: () => store.images.collectGarbage(), logger, shutdownSignal: shutdown.signal, version: VERSION })
+      : createImageServiceHandlers({ pulls, catalog, logger, version: VERSION, clock: () => new Date(), shutdownSignal: shutdown.signal }),
+    metrics,
+  );
   const definitions = backend !== undefined ? backendServiceDefinitions() : criServiceDefinitions();
   const server = await startCriServer({
     socketPath: config.socket,
@@ -252,9 +223,9 @@ async function serve(argv: readonly string[], environment: Environment): Promise
   });
 
   process.on('SIGHUP', () => {
-    loadReloadable(config, registry, lookasideDispatcher, logger, observeLookaside).then(
+    loadTrust(config, registry, lookasideDispatcher, logger, onLookasideEvent).then(
       (next) => {
-        reloadable = next;
+        trust.replace(next);
         logger.info('configuration reloaded');
       },
       (err: unknown) => logger.error({ err: describeError(err) }, 'configuration reload failed; keeping the previous configuration'),

@@ -15,22 +15,10 @@ import { parsePolicy } from '../policy/parse-policy.js';
 import type { KeySource, Policy, PolicyRequirement, SignedByRequirement, SigstoreSignedRequirement } from '../policy/types.js';
 import { loadGpgKeys, type GpgKeySet } from '../signature/gpg-keys.js';
 import { parseSigstorePublicKey, type SigstoreKeySet, type SigstorePublicKey } from '../sigstore/public-keys.js';
+import { EMBEDDED_POLICY_SOURCE, type LoadedPolicy } from '../pull/ports.js';
 
-export const EMBEDDED_POLICY_SOURCE = '<embedded>';
-
-export interface LoadedPolicy {
-  readonly policy: Policy;
-  /** Keys for each GPGKeys `signedBy` requirement (keyed by the requirement object). */
-  readonly gpgKeys: ReadonlyMap<SignedByRequirement, GpgKeySet>;
-  /**
-   * Public (and Rekor) keys for each key-based `sigstoreSigned` requirement, parsed once per load.
-   * Optional so hand-built LoadedPolicy values keep compiling; the signature phase fails (never
-   * accepts) when a requirement has no entry.
-   */
-  readonly sigstoreKeys?: ReadonlyMap<SigstoreSignedRequirement, SigstoreKeySet>;
-  /** True for the built-in fallback used when no policy file exists. */
-  readonly embedded: boolean;
-}
+// What a load produces is defined by the pull's port; re-exported for the loader's callers.
+export type { LoadedPolicy };
 
 const EMBEDDED_POLICY_TEXT = '{"default":[{"type":"insecureAcceptAnything"}]}';
 

@@ -17,12 +17,11 @@ import { ImageCatalog } from '../images/image-catalog.js';
 import type { ImageIndexReader, ImageRecord } from '../images/ports.js';
 import type { Logger } from '../log/logger.js';
 import type { AllowedImage, PullResult, PullService } from '../pull/pull-service.js';
-import { credentialsFromAuthConfig } from './auth-config.js';
 import type { CriImage, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest, RemoveImageRequest } from './cri-types.js';
-import { CRI_API_VERSION, criServiceDefinitions, type ImageServiceDeps } from './image-service.js';
+import { CRI_API_VERSION, criServiceDefinitions, requireImageName, toPullRequest } from './image-service.js';
 import { repositoryNamed } from '../pull/reverify.js';
 import { verificationRecordFor } from '../pull/verification-record.js';
-import { instrumentUnary, type RpcHandler } from './instrument.js';
+import { instrumentUnary, type CriHandlers, type RpcHandler } from './instrument.js';
 import { warningsMetadata } from './status.js';
 
 export interface BackendHandlerDeps {
@@ -35,10 +34,7 @@ export interface BackendHandlerDeps {
   readonly logger: Logger;
   readonly shutdownSignal: AbortSignal;
   readonly version: string;
-  readonly onPullWarnings?: ImageServiceDeps['onPullWarnings'];
 }
-
-type Handlers = { image: grpc.UntypedServiceImplementation; runtime: grpc.UntypedServiceImplementation };
 
 /** A known image, and for a request by tag the digest reference to ask the runtime instead. */
 interface KnownImage {
@@ -51,7 +47,7 @@ function pinnedReference(image: Pick<AllowedImage, 'reference' | 'manifestDigest
   return `${image.reference.name}@${image.manifestDigest}`;
 }
 
-export function createBackendHandlers(deps: BackendHandlerDeps): Handlers {
+export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
   const { pulls, backend } = deps;
   const collectGarbage = deps.collectGarbage ?? (async () => undefined);
   const catalog = new ImageCatalog(deps.index, {
@@ -77,13 +73,11 @@ export function createBackendHandlers(deps: BackendHandlerDeps): Handlers {
     return { record };
   };
 
-  const pullImage: RpcHandler<Buffer, Buffer> = async (raw, { signal, log }) => {
+  const pullImage: RpcHandler<Buffer, Buffer> = async (raw, context) => {
+    const { signal, log } = context;
     const codec = imageRpcCodec('PullImage');
     const request = decodeRequest<PullImageRequest>('PullImage', raw);
-    const image = requireImageName(request.image);
-    const credentials = credentialsFromAuthConfig(request.auth);
-    const metadata = request.sandbox_config?.metadata ?? undefined;
-    const namespace = metadata?.namespace !== undefined && metadata.namespace !== '' ? metadata.namespace : undefined;
+    const pull = toPullRequest(request, context);
     // The runtime is asked only once the policy allowed the image (a denied image never reaches
     // it), and then at once: it downloads from the mirror while pullguard is still fetching, and
     // the mirror hands out each blob only after pullguard has committed (verified) it.
@@ -104,14 +98,11 @@ export function createBackendHandlers(deps: BackendHandlerDeps): Handlers {
     try {
       try {
         result = await pulls.pull({
-          image,
-          signal,
+          ...pull,
           onAllowed: (allowed) => {
             runtimePull ??= askRuntime(allowed);
             runtimePull.catch(() => undefined); // awaited below; pullguard's own failure comes first
           },
-          ...(credentials !== undefined ? { credentials } : {}),
-          ...(namespace !== undefined ? { namespace } : {}),
         });
       } catch (err) {
         // pullguard's verdict or fetch failed: the runtime must not finish (the mirror already
@@ -133,16 +124,7 @@ export function createBackendHandlers(deps: BackendHandlerDeps): Handlers {
       log.warn({ pinned, imageRef: response.image_ref, expectedId: result.imageId }, 'the runtime reports a different image id than the verified config digest');
     }
     log.info({ pinned, imageRef: response.image_ref }, 'runtime pulled the verified digest');
-    const warnings = result.verdict.warnings;
-    // The per-RPC logger already carries `image` (bounded): naming it again gives the line two `image` keys.
-    for (const warning of warnings) {
-      log.warn({ manifestDigest: result.manifestDigest, warningCode: warning.code, signatureIndex: warning.location?.index, url: warning.location?.url }, warning.message);
-    }
-    if (warnings.length > 0 && deps.onPullWarnings !== undefined) {
-      const pod = metadata?.name && metadata.namespace ? { name: metadata.name, namespace: metadata.namespace, uid: metadata.uid ?? '' } : undefined;
-      deps.onPullWarnings({ image, ...(namespace !== undefined ? { namespace } : {}), ...(pod !== undefined ? { pod } : {}), warnings });
-    }
-    const trailers = warningsMetadata(warnings);
+    const trailers = warningsMetadata(result.verdict.warnings);
     return { response: responseBytes, ...(trailers !== undefined ? { trailers } : {}) };
   };
 
@@ -247,12 +229,6 @@ function decodeRequest<T>(rpc: ImageRpc, raw: Buffer): T {
   } catch (err) {
     throw new PullguardError('INVALID_ARGUMENT', `malformed ${rpc} request`, { cause: err });
   }
-}
-
-function requireImageName(spec: { image?: string } | null | undefined): string {
-  const image = spec?.image ?? '';
-  if (image === '') throw new PullguardError('INVALID_ARGUMENT', 'image name is empty');
-  return image;
 }
 
 /** `nginx` → {name: docker.io/library/nginx, display: docker.io/library/nginx:latest}; undefined for ids. */

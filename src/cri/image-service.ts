@@ -1,14 +1,14 @@
 /**
  * The CRI ImageService and RuntimeService.Version handlers. Each maps the request to one call on a
- * use case and the result to the response; errors go through instrument.ts → status.ts.
+ * use case and the result to the response; errors go through instrument.ts → status.ts. What a pull
+ * reports (metrics, logs, Events) the use case tells its observers.
  */
 import * as grpc from '@grpc/grpc-js';
 import { PullguardError } from '../domain/errors.js';
 import type { ImageCatalog } from '../images/image-catalog.js';
-import type { Verdict } from '../domain/signature.js';
 import type { ImageRecord } from '../images/ports.js';
 import type { Logger } from '../log/logger.js';
-import type { PullService } from '../pull/pull-service.js';
+import type { PullRequest, PullService } from '../pull/pull-service.js';
 import { credentialsFromAuthConfig } from './auth-config.js';
 import type {
   CriImage,
@@ -19,9 +19,8 @@ import type {
   RemoveImageRequest,
 } from './cri-types.js';
 import { ImageListEncoder } from './image-list-encoder.js';
-import { instrumentUnary, type RpcHandler } from './instrument.js';
+import { instrumentUnary, type CriHandlers, type RpcContext, type RpcHandler } from './instrument.js';
 import { loadCriPackageDefinition } from './proto.js';
-import { isSignatureDeniedError } from '../pull/pull-errors.js';
 import { repositoryNamed } from '../pull/reverify.js';
 import { verificationRecordFor } from '../pull/verification-record.js';
 import { warningsMetadata } from './status.js';
@@ -35,19 +34,29 @@ export interface ImageServiceDeps {
   readonly version: string;
   readonly clock: () => Date;
   readonly shutdownSignal: AbortSignal;
-  /** Metrics hooks: every RPC's code, and every pull's outcome. */
-  readonly observer?: {
-    readonly rpc?: (rpc: string, code: grpc.status) => void;
-    readonly pull?: (result: { readonly verdict?: Verdict; readonly error?: unknown }, seconds: number) => void;
-  };
-  /** Called after each successful pull with warnings (events, metrics). */
-  readonly onPullWarnings?: (info: { image: string; namespace?: string; pod?: { name: string; namespace: string; uid: string } ; warnings: readonly { code: string; message: string }[] }) => void;
 }
 
-function requireImageName(spec: { image?: string } | null | undefined): string {
+export function requireImageName(spec: { image?: string } | null | undefined): string {
   const image = spec?.image ?? '';
   if (image === '') throw new PullguardError('INVALID_ARGUMENT', 'image name is empty');
   return image;
+}
+
+/** A PullImageRequest as the pull use case takes it: the pod's namespace picks the policy, the pod gets the Events. */
+export function toPullRequest(request: PullImageRequest, { signal, logFields }: RpcContext): PullRequest {
+  const image = requireImageName(request.image);
+  const credentials = credentialsFromAuthConfig(request.auth);
+  const metadata = request.sandbox_config?.metadata ?? undefined;
+  const namespace = metadata?.namespace !== undefined && metadata.namespace !== '' ? metadata.namespace : undefined;
+  const pod = metadata?.name && metadata.namespace ? { name: metadata.name, namespace: metadata.namespace, uid: metadata.uid ?? '' } : undefined;
+  return {
+    image,
+    signal,
+    logFields,
+    ...(credentials !== undefined ? { credentials } : {}),
+    ...(namespace !== undefined ? { namespace } : {}),
+    ...(pod !== undefined ? { pod } : {}),
+  };
 }
 
 /** `User` from the image config → CRI uid/username, as containerd's getUserFromImage does. */
@@ -76,38 +85,13 @@ export function toCriImage(record: ImageRecord): CriImage {
   };
 }
 
-export function createImageServiceHandlers(deps: ImageServiceDeps): { image: grpc.UntypedServiceImplementation; runtime: grpc.UntypedServiceImplementation } {
+export function createImageServiceHandlers(deps: ImageServiceDeps): CriHandlers {
   const { pulls, catalog } = deps;
   const definitions = criServiceDefinitions();
 
-  const pullImage: RpcHandler<PullImageRequest, { image_ref: string }> = async (request, { signal, log }) => {
-    const image = requireImageName(request.image);
-    const credentials = credentialsFromAuthConfig(request.auth);
-    const metadata = request.sandbox_config?.metadata ?? undefined;
-    const namespace = metadata?.namespace !== undefined && metadata.namespace !== '' ? metadata.namespace : undefined;
-    const started = performance.now();
-    const seconds = (): number => (performance.now() - started) / 1000;
-    let result: Awaited<ReturnType<PullService['pull']>>;
-    try {
-      result = await pulls.pull({ image, signal, ...(credentials !== undefined ? { credentials } : {}), ...(namespace !== undefined ? { namespace } : {}) });
-    } catch (err) {
-      deps.observer?.pull?.({ error: err, ...(isSignatureDeniedError(err) ? { verdict: err.verdict } : {}) }, seconds());
-      throw err;
-    }
-    deps.observer?.pull?.({ verdict: result.verdict }, seconds());
-    const warnings = result.verdict.warnings;
-    // The per-RPC logger already carries `image` (bounded): naming it again gives the line two `image` keys.
-    for (const warning of warnings) {
-      log.warn(
-        { manifestDigest: result.manifestDigest, warningCode: warning.code, signatureIndex: warning.location?.index, url: warning.location?.url },
-        warning.message,
-      );
-    }
-    if (warnings.length > 0 && deps.onPullWarnings !== undefined) {
-      const pod = metadata?.name && metadata.namespace ? { name: metadata.name, namespace: metadata.namespace, uid: metadata.uid ?? '' } : undefined;
-      deps.onPullWarnings({ image, ...(namespace !== undefined ? { namespace } : {}), ...(pod !== undefined ? { pod } : {}), warnings });
-    }
-    const trailers = warningsMetadata(warnings);
+  const pullImage: RpcHandler<PullImageRequest, { image_ref: string }> = async (request, context) => {
+    const result = await pulls.pull(toPullRequest(request, context));
+    const trailers = warningsMetadata(result.verdict.warnings);
     return { response: { image_ref: result.imageId }, ...(trailers !== undefined ? { trailers } : {}) };
   };
 
@@ -161,7 +145,7 @@ export function createImageServiceHandlers(deps: ImageServiceDeps): { image: grp
     response: { version: '0.1.0', runtime_name: 'pullguard', runtime_version: deps.version, runtime_api_version: CRI_API_VERSION },
   });
 
-  const common = { logger: deps.logger, shutdownSignal: deps.shutdownSignal, ...(deps.observer?.rpc !== undefined ? { onCompleted: deps.observer.rpc } : {}) };
+  const common = { logger: deps.logger, shutdownSignal: deps.shutdownSignal };
   // Bounded: a hostile 4 MiB name must not become a 4 MiB log line.
   const describeImage = (request: { image?: { image?: string } | null }): Record<string, unknown> => ({ image: truncateForLog(request.image?.image ?? '') });
   return {

@@ -4,17 +4,15 @@
  * `kubectl describe pod` and `kubectl get events` show it next to the kubelet's own pull events.
  */
 
+import type { PodRef } from '../pull/ports.js';
+
 export const EVENT_COMPONENT = 'pullguard';
 
 /** Reasons pullguard posts. CamelCase, like every kubelet reason. */
 export type EventReason = 'SignatureRetrievalDegraded';
 
-export interface PodRef {
-  readonly name: string;
-  readonly namespace: string;
-  /** May be empty (crictl --pod-config without uid); then it is left out of involvedObject. */
-  readonly uid: string;
-}
+/** The pod an Event is posted on: the pod a pull was for. */
+export type { PodRef } from '../pull/ports.js';
 
 /** The body of `POST /api/v1/namespaces/{ns}/events` (client-node's CoreV1Event shape). */
 export interface PodWarningEvent {

@@ -41,6 +41,10 @@ export interface EventRecorder {
   close(): Promise<void>;
 }
 
+export interface EventOutcomeCounter {
+  recordEvent(outcome: EventOutcome): void;
+}
+
 export interface EventRecorderOptions {
   readonly logger: Logger;
   /** The node's name: `source.host` and `reportingInstance`. */
@@ -62,8 +66,8 @@ export interface EventRecorderOptions {
   readonly maxMessageBytes?: number;
   /** Events remembered for aggregation. Default 4096 (client-go's LRU size). */
   readonly maxRemembered?: number;
-  /** Counts outcomes (wire to PullguardMetrics.recordEvent). */
-  readonly onOutcome?: (outcome: EventOutcome) => void;
+  /** Counts what became of each warning (PullguardMetrics is one). */
+  readonly outcomes?: EventOutcomeCounter;
   /** Tests may bring their own sink; otherwise one is built from the kubeconfig. */
   readonly sink?: EventSink;
 }
@@ -138,10 +142,10 @@ class QueuedEventRecorder implements EventRecorder {
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.#buckets = new KeyedTokenBuckets({ ...DEFAULT_RATE_LIMIT, ...options.rateLimit });
     this.#remembered = new LruMap(options.maxRemembered ?? 4096);
-    const onOutcome = options.onOutcome;
+    const outcomes = options.outcomes;
     this.#onOutcome = (outcome) => {
       try {
-        onOutcome?.(outcome);
+        outcomes?.recordEvent(outcome);
       } catch {
         // An observer must not break the recorder.
       }

@@ -4,12 +4,10 @@
  * text can reach a label and the number of series is fixed.
  */
 import type { LookasideEvent } from '../lookaside/lookaside-source.js';
-import type { PullEvent } from '../pull/pull-service.js';
+import type { BlobStored, PullDecided, PullEnded, PullObserver } from '../pull/ports.js';
+import { PULL_OUTCOMES, type PullOutcome } from '../pull/pull-outcome.js';
 import type { TroubleKind, Verdict } from '../domain/signature.js';
 import { MetricsRegistry, type Counter, type Histogram } from './registry.js';
-
-export const PULL_OUTCOMES = ['allowed', 'allowed_with_warnings', 'denied', 'error'] as const;
-export type PullOutcome = (typeof PULL_OUTCOMES)[number];
 
 export const TROUBLE_KINDS = [
   'http-status',
@@ -75,7 +73,7 @@ export interface PullguardMetrics {
   readonly blobs: Counter<'result'>;
   readonly blobBytes: Counter;
   readonly events: Counter<'outcome'>;
-  /** One finished PullImage (the RPC's own view: after the pull and any wait on a shared pull). */
+  /** One caller's pull ended (its own wait, on a shared pull too: one per PullImage). */
   recordPull(outcome: PullOutcome, seconds: number): void;
   /** One policy decision: the verdict, each trouble by kind, and the signature phase's duration. */
   recordVerdict(verdict: Verdict, signaturePhaseSeconds: number): void;
@@ -182,49 +180,26 @@ function oneOf<T extends string>(allowed: readonly T[], value: string, fallback:
   return (allowed as readonly string[]).includes(value) ? (value as T) : fallback;
 }
 
-/** The outcome label of a finished pull: a denial is the policy saying no, anything else thrown is `error`. */
-export function pullOutcomeOf(result: { readonly verdict?: Verdict; readonly error?: unknown }): PullOutcome {
-  if (result.error !== undefined) {
-    const code = (result.error as { code?: unknown } | null)?.code;
-    return code === 'SIGNATURE_VALIDATION_FAILED' ? 'denied' : 'error';
-  }
-  if (result.verdict === undefined) return 'error';
-  if (!result.verdict.allowed) return 'denied';
-  return result.verdict.warnings.length > 0 ? 'allowed_with_warnings' : 'allowed';
-}
+/** The pull observer that feeds the metrics: pulls and their durations, verdicts and troubles, blobs. */
+export class PullMetrics implements PullObserver {
+  readonly #metrics: PullguardMetrics;
 
-/**
- * A PullService `onEvent` observer: times the signature phase (from `resolved` to `verdict` of the
- * same image), records the verdict, and counts blobs. Pulls of one image that overlap are matched
- * first-in first-out, which is exact whenever they take turns and close enough otherwise.
- */
-export function observePullEvents(metrics: PullguardMetrics, nowMs: () => number = () => performance.now()): (event: PullEvent) => void {
-  const started = new Map<string, number[]>();
-  return (event) => {
-    try {
-      switch (event.type) {
-        case 'resolved': {
-          const queue = started.get(event.image) ?? [];
-          queue.push(nowMs());
-          started.set(event.image, queue);
-          return;
-        }
-        case 'verdict': {
-          const queue = started.get(event.image);
-          const start = queue?.shift();
-          if (queue !== undefined && queue.length === 0) started.delete(event.image);
-          metrics.recordVerdict(event.verdict, start === undefined ? 0 : (nowMs() - start) / 1000);
-          return;
-        }
-        case 'blob-done':
-          metrics.blobs.inc({ result: event.skipped ? 'reused' : 'fetched' });
-          if (!event.skipped) metrics.blobBytes.inc(undefined, Math.max(0, event.size));
-          return;
-      }
-    } catch {
-      // Metrics must never change the outcome of a pull.
-    }
-  };
+  constructor(metrics: PullguardMetrics) {
+    this.#metrics = metrics;
+  }
+
+  decided({ verdict, signaturePhaseSeconds }: PullDecided): void {
+    this.#metrics.recordVerdict(verdict, signaturePhaseSeconds);
+  }
+
+  blobStored({ fetched, size }: BlobStored): void {
+    this.#metrics.blobs.inc({ result: fetched ? 'fetched' : 'reused' });
+    if (fetched) this.#metrics.blobBytes.inc(undefined, Math.max(0, size));
+  }
+
+  pullEnded({ outcome, durationSeconds }: PullEnded): void {
+    this.#metrics.recordPull(outcome, durationSeconds);
+  }
 }
 
 /** A lookaside source `onEvent` observer: per-index outcomes and retries. */

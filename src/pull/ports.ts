@@ -1,14 +1,20 @@
 /**
- * The ports the pull use case depends on. Adapters (src/registry, src/lookaside, src/store,
- * src/signature) implement them; src/main.ts wires them. Nothing here imports undici, fs or grpc.
+ * The ports the pull use case depends on, and the one it reports through (PullObserver). Adapters
+ * (src/registry, src/lookaside, src/store, src/config, src/metrics, src/events) implement them;
+ * src/main.ts wires them. Nothing here imports undici, fs or grpc.
  */
 import type { Digest } from '../domain/digest.js';
 import type { Descriptor, Platform } from '../domain/image.js';
 import type { ImageRecord } from '../domain/image-record.js';
+import type { ImageReference } from '../domain/reference.js';
+import type { SignatureFetchReport, UntrustedSignatureBlob, Verdict, Warning } from '../domain/signature.js';
+import type { Policy, SignedByRequirement, SigstoreSignedRequirement } from '../policy/types.js';
+import type { GpgKeySet } from '../signature/gpg-keys.js';
+import type { SigstoreKeySet } from '../sigstore/public-keys.js';
+import type { PullOutcome } from './pull-outcome.js';
+import type { PolicySource } from './verification-record.js';
 
 export type { ImageRecord };
-import type { ImageReference } from '../domain/reference.js';
-import type { SignatureFetchReport } from '../domain/signature.js';
 
 /** Credentials for one pull, from CRI AuthConfig or the auth file. Never logged. */
 export interface RegistryCredentials {
@@ -97,4 +103,137 @@ export interface ImageRecorder {
 /** Keeps blobs a pull has committed but not yet recorded safe from garbage collection. */
 export interface BlobLeases {
   withLease<T>(digests: readonly Digest[], work: () => Promise<T>): Promise<T>;
+}
+
+/** Removes unreferenced, unleased blobs (the image index does it). */
+export interface GarbageCollector {
+  collectGarbage(): Promise<unknown>;
+}
+
+/** The `source` of the embedded default policy (used when no policy file exists). */
+export const EMBEDDED_POLICY_SOURCE = '<embedded>';
+
+/** A policy with the keys its requirements name, loaded once per (re)load (src/config/policy-loader.ts). */
+export interface LoadedPolicy {
+  readonly policy: Policy;
+  /** Keys for each GPGKeys `signedBy` requirement (keyed by the requirement object). */
+  readonly gpgKeys: ReadonlyMap<SignedByRequirement, GpgKeySet>;
+  /**
+   * Public (and Rekor) keys for each key-based `sigstoreSigned` requirement, parsed once per load.
+   * Optional so hand-built LoadedPolicy values keep compiling; the signature phase fails (never
+   * accepts) when a requirement has no entry.
+   */
+  readonly sigstoreKeys?: ReadonlyMap<SigstoreSignedRequirement, SigstoreKeySet>;
+  /** True for the built-in fallback used when no policy file exists. */
+  readonly embedded: boolean;
+}
+
+/** The policy that decides one pull, and where it came from (kept in the verification record). */
+export interface SelectedPolicy {
+  readonly policy: LoadedPolicy;
+  readonly source: PolicySource;
+}
+
+/** One loaded trust configuration. Never changes; a reload loads a new one. */
+export interface LoadedTrust {
+  /** The per-namespace policy when there is one, else the global policy (CRI-O `signature_policy_dir`). */
+  policyFor(namespace: string | undefined): Promise<SelectedPolicy>;
+  /** Lookaside first, then sigstore attachments: simple signing before sigstore, as containers/image. */
+  readonly signatureSources: readonly SignatureSource[];
+}
+
+/**
+ * The trust configuration in force (policies, keys, registries.d, signature sources). The signature
+ * phase asks it once per pull; a reload (SIGHUP) swaps what it holds.
+ */
+export interface TrustConfiguration {
+  current(): LoadedTrust;
+}
+
+/** The signature phase as the pull sees it: decides one resolved image (src/pull/signature-phase.ts). */
+export type SignaturePhase = (input: {
+  readonly namespace?: string;
+  readonly image: ResolvedImage;
+  readonly credentials?: RegistryCredentials;
+  readonly signal?: AbortSignal;
+}) => Promise<SignaturePhaseResult>;
+
+export interface SignaturePhaseResult {
+  readonly verdict: Verdict;
+  /** Every signature that parsed, in source and index order (kept as the forensic record). */
+  readonly signatures: readonly UntrustedSignatureBlob[];
+  /** Which policy decided (kept in the record, so `pullguard verify` can name it). */
+  readonly policySource?: PolicySource;
+}
+
+/** The pod a pull is made for (CRI sandbox metadata): where a Kubernetes Event about it goes. */
+export interface PodRef {
+  readonly name: string;
+  readonly namespace: string;
+  /** May be empty (crictl --pod-config without uid); then it is left out of involvedObject. */
+  readonly uid: string;
+}
+
+/**
+ * What a pull reports, to every observer the composition root lists (metrics, logs, Kubernetes
+ * Events). A flight shared by identical concurrent pulls reports its manifest, verdict and blobs
+ * once; each caller's end is reported once per caller, joiners included (one PullImage, one end).
+ * Observers must not throw; if one does, the pull goes on and the others are still told.
+ */
+export interface PullObserver {
+  resolved?(event: PullResolved): void;
+  decided?(event: PullDecided): void;
+  blobStored?(event: BlobStored): void;
+  pullEnded?(event: PullEnded): void;
+}
+
+export interface PullResolved {
+  /** The reference, normalised. */
+  readonly image: string;
+  readonly manifestDigest: Digest;
+  readonly layers: number;
+  /** Config and layers. */
+  readonly bytes: number;
+}
+
+export interface PullDecided {
+  readonly image: string;
+  readonly manifestDigest: Digest;
+  readonly verdict: Verdict;
+  /** Fetch, verify and decide, on the service's monotonic clock. */
+  readonly signaturePhaseSeconds: number;
+}
+
+export interface BlobStored {
+  readonly image: string;
+  readonly digest: Digest;
+  readonly size: number;
+  /** False when the blob was in the store already. */
+  readonly fetched: boolean;
+}
+
+export interface PullEnded {
+  /** The image as the caller named it. */
+  readonly image: string;
+  readonly outcome: PullOutcome;
+  /** This caller's wait, on the service's monotonic clock (a shared flight included). */
+  readonly durationSeconds: number;
+  /** Absent when the pull failed before the policy decided. */
+  readonly verdict?: Verdict;
+  readonly manifestDigest?: Digest;
+  /** The verdict's warnings when the pull succeeded; none otherwise. */
+  readonly warnings: readonly Warning[];
+  readonly error?: unknown;
+  readonly namespace?: string;
+  readonly pod?: PodRef;
+  /** The caller's fields for log lines about this pull (the RPC and its request id). */
+  readonly logFields?: Readonly<Record<string, unknown>>;
+}
+
+/** Structured logging as the pull's log observer uses it; pino's Logger is one. */
+export interface StructuredLog {
+  child(bindings: Record<string, unknown>): StructuredLog;
+  debug(fields: object, message: string): void;
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
 }

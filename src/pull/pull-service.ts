@@ -1,6 +1,7 @@
 /**
  * The pull use case: resolve → signature phase (policy decides) → only if allowed, fetch config and
- * layers into the store → record the image with its verification record. Depends on ports only.
+ * layers into the store → record the image with its verification record. Depends on ports only, and
+ * owns the whole pull to its end: it times it, classifies its outcome and tells the observers.
  */
 import { createHash } from 'node:crypto';
 import type { Digest } from '../domain/digest.js';
@@ -9,41 +10,36 @@ import type { Descriptor } from '../domain/image.js';
 import { imageIdConflict } from '../domain/image-record.js';
 import { formatReference, parseReference, type ImageReference } from '../domain/reference.js';
 import type { UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
-import { SignatureDeniedError } from './pull-errors.js';
+import { SignatureDeniedError, isSignatureDeniedError } from './pull-errors.js';
 import type {
   BlobLeases,
   ContentStore,
+  GarbageCollector,
   ImageRecorder,
   ImageSource,
   ImageRecord,
+  PodRef,
+  PullEnded,
+  PullObserver,
   RegistryCredentials,
   ResolvedImage,
+  SignaturePhase,
 } from './ports.js';
 import type { InFlightEntry, InFlightImages } from './in-flight-images.js';
+import { tellEach } from './observers.js';
+import { pullOutcomeOf } from './pull-outcome.js';
 import { SingleFlight } from './single-flight.js';
 import { signatureBlobsOf, toVerificationRecord, withVerificationRecord, type PolicySource } from './verification-record.js';
-
-/** The signature phase as the pipeline sees it (src/pull/signature-phase.ts, wired in main). */
-export type SignaturePhase = (input: {
-  readonly namespace?: string;
-  readonly image: ResolvedImage;
-  readonly credentials?: RegistryCredentials;
-  readonly signal?: AbortSignal;
-}) => Promise<SignaturePhaseResult>;
-
-export interface SignaturePhaseResult {
-  readonly verdict: Verdict;
-  /** Every signature that parsed, in source and index order (kept as the forensic record). */
-  readonly signatures: readonly UntrustedSignatureBlob[];
-  /** Which policy decided (kept in the record, so `pullguard verify` can name it). */
-  readonly policySource?: PolicySource;
-}
 
 export interface PullRequest {
   readonly image: string;
   readonly credentials?: RegistryCredentials;
   /** Pod namespace, for per-namespace policies. */
   readonly namespace?: string;
+  /** The pod the image is for, when the caller named one (observers post Events on it). */
+  readonly pod?: PodRef;
+  /** The caller's fields for log lines about this pull (the RPC and its request id); only observers read them. */
+  readonly logFields?: Readonly<Record<string, unknown>>;
   readonly signal?: AbortSignal;
   /**
    * Called once the verdict allowed the image and its manifests are stored, while its blobs are
@@ -66,7 +62,7 @@ export interface PullResult {
   readonly reference: ImageReference;
   readonly manifestDigest: Digest;
   readonly verdict: Verdict;
-  /** True when this caller joined a pull already in flight. */
+  /** What the image index now holds for the image (its verification records of other repositories included). */
   readonly record: ImageRecord;
 }
 
@@ -76,22 +72,20 @@ export interface PullServiceOptions {
   readonly content: ContentStore;
   readonly images: ImageRecorder;
   readonly leases: BlobLeases;
-  readonly clock: () => Date;
   readonly version: string;
+  /** Wall time, for `pulledAt` and the verification record; default: now. */
+  readonly clock?: () => Date;
+  /** Milliseconds on a monotonic clock, for durations; default: performance.now. */
+  readonly monotonicMs?: () => number;
   /** Layers fetched at once per pull. */
   readonly layerConcurrency?: number;
-  /** Removes unreferenced, unleased blobs; called after a pull fails part-way through its fetches. */
-  readonly collectGarbage?: () => Promise<unknown>;
-  /** Progress and events for logs/CLI; never given credentials. */
-  readonly onEvent?: (event: PullEvent) => void;
+  /** Called after a pull fails part-way through its fetches, to give back what it stored. */
+  readonly garbage?: GarbageCollector;
+  /** Told what each pull does and how it ended (metrics, logs, Events); never given credentials. */
+  readonly observers?: readonly PullObserver[];
   /** Where allowed images are listed while their blobs are fetched (the local mirror reads it). */
   readonly inFlight?: InFlightImages;
 }
-
-export type PullEvent =
-  | { type: 'resolved'; image: string; manifestDigest: Digest; layers: number; bytes: number }
-  | { type: 'verdict'; image: string; verdict: Verdict }
-  | { type: 'blob-done'; image: string; digest: Digest; size: number; skipped: boolean };
 
 const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 const DEFAULT_LAYER_CONCURRENCY = 4;
@@ -110,15 +104,53 @@ interface AllowedListeners {
 
 export class PullService {
   readonly #options: PullServiceOptions;
+  readonly #clock: () => Date;
+  readonly #monotonicMs: () => number;
+  readonly #observers: readonly PullObserver[];
   readonly #pulls = new SingleFlight<PullResult, AllowedListeners>(() => ({ callbacks: new Set() }));
   readonly #blobs = new SingleFlight<boolean>();
 
   constructor(options: PullServiceOptions) {
     this.#options = options;
+    this.#clock = options.clock ?? (() => new Date());
+    this.#monotonicMs = options.monotonicMs ?? (() => performance.now());
+    this.#observers = options.observers ?? [];
   }
 
-  /** Pulls (or joins an identical pull in flight: same image, credentials and namespace). */
+  /**
+   * Pulls (or joins an identical pull in flight: same image, credentials and namespace). Every call
+   * ends in exactly one `pullEnded`, timed from this call: a caller that joined a flight waited for
+   * it too, and kubelet sees one PullImage each.
+   */
   async pull(request: PullRequest): Promise<PullResult> {
+    const started = this.#monotonicMs();
+    let result: PullResult;
+    try {
+      result = await this.#join(request);
+    } catch (err) {
+      this.#ended(request, started, { error: err, ...(isSignatureDeniedError(err) ? { verdict: err.verdict, manifestDigest: err.manifestDigest } : {}) });
+      throw err;
+    }
+    this.#ended(request, started, { verdict: result.verdict, manifestDigest: result.manifestDigest });
+    return result;
+  }
+
+  #ended(request: PullRequest, started: number, end: { readonly verdict?: Verdict; readonly manifestDigest?: Digest; readonly error?: unknown }): void {
+    const durationSeconds = Math.max(0, (this.#monotonicMs() - started) / 1000);
+    const ended: PullEnded = {
+      image: request.image,
+      outcome: pullOutcomeOf(end),
+      durationSeconds,
+      ...end,
+      warnings: end.error === undefined && end.verdict !== undefined ? end.verdict.warnings : [],
+      ...(request.namespace !== undefined ? { namespace: request.namespace } : {}),
+      ...(request.pod !== undefined ? { pod: request.pod } : {}),
+      ...(request.logFields !== undefined ? { logFields: request.logFields } : {}),
+    };
+    tellEach(this.#observers, (observer) => observer.pullEnded?.(ended));
+  }
+
+  async #join(request: PullRequest): Promise<PullResult> {
     const reference = parseReference(request.image);
     const key = [formatReference(reference), credentialKey(request.credentials), request.namespace ?? ''].join('\0');
     const onAllowed = request.onAllowed;
@@ -143,22 +175,24 @@ export class PullService {
     const transport = { credentials: request.credentials, signal };
     const image = await source.resolve(reference, transport);
     const display = formatReference(reference);
-    this.#emit({
-      type: 'resolved',
+    const resolved = {
       image: display,
       manifestDigest: image.manifestDigest,
       layers: image.layers.length,
       bytes: image.layers.reduce((sum, layer) => sum + layer.size, image.config.size),
-    });
+    };
+    tellEach(this.#observers, (observer) => observer.resolved?.(resolved));
 
     // The policy decides BEFORE any other blob is read (c/image copy/single.go, containerd transfer).
+    const phaseStarted = this.#monotonicMs();
     const { verdict, signatures, policySource } = await signaturePhase({
       image,
       signal,
       ...(request.namespace !== undefined ? { namespace: request.namespace } : {}),
       ...(request.credentials !== undefined ? { credentials: request.credentials } : {}),
     });
-    this.#emit({ type: 'verdict', image: display, verdict });
+    const decided = { image: display, manifestDigest: image.manifestDigest, verdict, signaturePhaseSeconds: Math.max(0, (this.#monotonicMs() - phaseStarted) / 1000) };
+    tellEach(this.#observers, (observer) => observer.decided?.(decided));
     if (!verdict.allowed) throw new SignatureDeniedError(display, image.manifestDigest, verdict);
     // Before any layer is fetched; the index refuses it again at put, should a pull race this one.
     const holder = this.#options.images.get(image.config.digest);
@@ -171,7 +205,7 @@ export class PullService {
     } catch (err) {
       // A failed pull keeps nothing it fetched (a disk-full pull must give its space back). Run
       // after the lease is released; other pulls' blobs stay leased and are not touched.
-      await this.#options.collectGarbage?.().catch(() => undefined);
+      await this.#options.garbage?.collectGarbage().catch(() => undefined);
       throw err;
     }
   }
@@ -226,7 +260,7 @@ export class PullService {
     readonly signatureDigests: readonly Digest[];
   }): Promise<PullResult> {
     const { image, reference, namespace, verdict, policySource, signatures, signatureDigests } = fetched;
-    const { clock } = this.#options;
+    const clock = this.#clock;
     const config = await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES);
     // Kept per repository: the same image pulled from elsewhere keeps its own record.
     const verification = withVerificationRecord(
@@ -314,7 +348,8 @@ export class PullService {
         return false;
       });
       inFlight?.committed(descriptor.digest);
-      this.#emit({ type: 'blob-done', image: formatReference(image.reference), digest: descriptor.digest, size: descriptor.size, skipped });
+      const stored = { image: formatReference(image.reference), digest: descriptor.digest, size: descriptor.size, fetched: !skipped };
+      tellEach(this.#observers, (observer) => observer.blobStored?.(stored));
     };
     const worker = async (): Promise<void> => {
       for (let blob = queue.shift(); blob !== undefined && !local.signal.aborted; blob = queue.shift()) {
@@ -332,10 +367,6 @@ export class PullService {
       signal.removeEventListener('abort', forward);
     }
     if (firstError !== undefined) throw firstError;
-  }
-
-  #emit(event: PullEvent): void {
-    this.#options.onEvent?.(event);
   }
 }
 

@@ -4,12 +4,11 @@
  * parsed) signatures count; there are no troubles, so the verdict says whether what was kept still
  * satisfies the policy on its own.
  */
-import type { LoadedPolicy } from '../config/policy-loader.js';
 import { PullguardError } from '../domain/errors.js';
 import { MEDIA_TYPES } from '../domain/image.js';
 import { parseReference, type ImageReference } from '../domain/reference.js';
 import type { SignatureFetchReport, UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
-import type { ContentStore, ImageRecord, ResolvedImage, SignatureSource } from './ports.js';
+import type { ContentStore, ImageRecord, LoadedPolicy, ResolvedImage, SignatureSource } from './ports.js';
 import { runSignaturePhase } from './signature-phase.js';
 import { verificationRecordFor, type VerificationRecordV1 } from './verification-record.js';
 
@@ -53,7 +52,8 @@ export async function reverifyStoredImage(input: {
     config: { digest: record.configDigest, size: 0, mediaType: MEDIA_TYPES.ociConfig },
     layers: [],
   };
-  return runSignaturePhase({ policy: input.policy, image, sources: [storedSource], ...(input.now !== undefined ? { now: input.now } : {}) });
+  const { verdict } = await runSignaturePhase({ policy: input.policy, image, sources: [storedSource], ...(input.now !== undefined ? { now: input.now } : {}) });
+  return verdict;
 }
 
 /** The repository a name refers to, or undefined for an id or id prefix. */

@@ -6,8 +6,7 @@
  * an error, never an acceptance.
  */
 import { PullguardError, isPullguardError } from '../domain/errors.js';
-import type { SignatureCheck, SignatureLocation, SignatureTrouble, UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
-import type { LoadedPolicy } from '../config/policy-loader.js';
+import type { SignatureCheck, SignatureLocation, SignatureTrouble, UntrustedSignatureBlob } from '../domain/signature.js';
 import { decide, type RequirementChecks } from '../policy/decide.js';
 import { matchesSignedIdentity } from '../policy/identity.js';
 import { requirementsFor } from '../policy/scope.js';
@@ -16,7 +15,7 @@ import { verifySimpleSigning } from '../signature/simple-signing.js';
 import { yieldsOnlySigstore } from '../sigstore/attachment-source.js';
 import { SIGSTORE_SIGNATURE_MIME_TYPE } from '../sigstore/constants.js';
 import { verifySigstoreSignature } from '../sigstore/verify.js';
-import type { RegistryCredentials, ResolvedImage, SignatureSource } from './ports.js';
+import type { LoadedPolicy, RegistryCredentials, ResolvedImage, SignaturePhase, SignaturePhaseResult, SignatureSource, TrustConfiguration } from './ports.js';
 
 export interface SignaturePhaseInput {
   readonly policy: LoadedPolicy;
@@ -137,18 +136,8 @@ function sigstoreChecks(input: SignaturePhaseInput, requirement: SigstoreSignedR
   return { requirement, checks, skipped: { nonSigstore, nonSignatureAttachments } };
 }
 
-/** The verdict plus every parsed signature (source and index order), for the forensic record. */
-export interface SignaturePhaseOutcome {
-  readonly verdict: Verdict;
-  readonly signatures: readonly UntrustedSignatureBlob[];
-}
-
-export async function runSignaturePhase(input: SignaturePhaseInput): Promise<Verdict> {
-  return (await runSignaturePhaseWithSignatures(input)).verdict;
-}
-
-/** As runSignaturePhase, also returning the signatures that were read (matches pull-service's SignaturePhaseResult). */
-export async function runSignaturePhaseWithSignatures(input: SignaturePhaseInput): Promise<SignaturePhaseOutcome> {
+/** The verdict, and every signature that parsed (source and index order) for the forensic record. */
+export async function runSignaturePhase(input: SignaturePhaseInput): Promise<SignaturePhaseResult> {
   const { scope, requirements } = requirementsFor(input.policy.policy, input.image.reference);
   const wantSigstore = requirements.some(verifiesSigstoreSignatures);
   const needsSignatures = (wantSigstore || requirements.some(verifiesGpgSignatures)) && !requirements.some(alwaysDenies);
@@ -179,4 +168,23 @@ export async function runSignaturePhaseWithSignatures(input: SignaturePhaseInput
     retried: collected.retried,
   });
   return { verdict, signatures: Object.freeze([...collected.blobs]) };
+}
+
+/**
+ * The signature phase of PullService under the trust configuration in force. It asks for that
+ * configuration once, as the phase starts: a reload meanwhile applies from the next pull on.
+ */
+export function signaturePhaseUnder(trust: TrustConfiguration): SignaturePhase {
+  return async ({ namespace, image, credentials, signal }) => {
+    const loaded = trust.current();
+    const { policy, source } = await loaded.policyFor(namespace);
+    const result = await runSignaturePhase({
+      policy,
+      image,
+      sources: loaded.signatureSources,
+      ...(signal !== undefined ? { signal } : {}),
+      ...(credentials !== undefined ? { credentials } : {}),
+    });
+    return { ...result, policySource: source };
+  };
 }

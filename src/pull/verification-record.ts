@@ -3,10 +3,9 @@
  * which policy and scope were used, which signature satisfied each requirement, every other signature
  * that parsed, and every trouble. Signature bytes are stored as blobs; this record names them by digest.
  */
-import { EMBEDDED_POLICY_SOURCE } from '../config/policy-loader.js';
 import type { Digest } from '../domain/digest.js';
 import type { SignatureLocation, UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
-import type { ResolvedImage } from './ports.js';
+import { EMBEDDED_POLICY_SOURCE, type ResolvedImage } from './ports.js';
 
 /**
  * Where the policy that decided came from: the global file, the per-namespace file of the pod's

@@ -13,8 +13,9 @@ import { parseReference, type ImageReference } from '../../src/domain/reference.
 import type { SignatureFetchReport } from '../../src/domain/signature.js';
 import type { BlobWriter, ImageSource, ResolvedImage, SignatureSource } from '../../src/pull/ports.js';
 import { PullService } from '../../src/pull/pull-service.js';
-import { runSignaturePhaseWithSignatures } from '../../src/pull/signature-phase.js';
-import { policySourceOf, type VerificationRecordV1 } from '../../src/pull/verification-record.js';
+import { signaturePhaseUnder } from '../../src/pull/signature-phase.js';
+import { ConfiguredTrust, TrustConfigurationHolder } from '../../src/pull/trust-configuration.js';
+import type { VerificationRecordV1 } from '../../src/pull/verification-record.js';
 import { openStore } from '../../src/store/open-store.js';
 import { MANIFEST_DIGEST, SIGNATURE_FIXTURES_DIR, SIGNED_IDENTITY, manifestFixture, signatureFixture } from '../fixtures/signatures/fixtures.js';
 
@@ -58,17 +59,16 @@ const lookaside: SignatureSource = {
 
 /** Pulls the fixture into the store at `storeDir` under `selection`; returns the verification record. */
 export async function pullSignedFixture(storeDir: string, selection: PolicySelectorOptions, namespace?: string): Promise<VerificationRecordV1> {
-  const policies = new PolicySelector(selection);
+  const trust = new ConfiguredTrust({
+    policies: new PolicySelector(selection),
+    ...(selection.namespaceDir !== undefined ? { namespaceDir: selection.namespaceDir } : {}),
+    signatureSources: [lookaside],
+  });
   const store = await openStore(storeDir);
   try {
     const pulls = new PullService({
       source: new FixtureSource(),
-      signaturePhase: async ({ namespace: ns, image }) => {
-        const policy = await policies.policyForNamespace(ns);
-        const outcome = await runSignaturePhaseWithSignatures({ policy, image, sources: [lookaside] });
-        const namespaceFile = ns !== undefined && selection.namespaceDir !== undefined ? { name: ns, file: join(selection.namespaceDir, `${ns}.json`) } : undefined;
-        return { ...outcome, policySource: policySourceOf({ embedded: policy.embedded, file: policy.policy.source }, namespaceFile) };
-      },
+      signaturePhase: signaturePhaseUnder(new TrustConfigurationHolder(trust)),
       content: store.blobs,
       images: store.images,
       leases: store.blobs,

@@ -138,6 +138,7 @@ describe('policy configuration', () => {
       (e: { code: number; stderr: string }) => e,
     );
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/--insecure-registry .*--platform .*--lookaside-timeout|--insecure-registry.*;.*;/);
+    // One problem per line, all three in one run.
+    expect(result.stderr).toMatch(/invalid configuration:\n {2}- --insecure-registry "bad host".*\n {2}- --platform "linux".*\n {2}- --lookaside-timeout "soon"/);
   });
 });

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadRpcRoot } from '../../src/cri/proto.js';
+import { startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
 import { useLookasideServer, type LookasideFault } from '../helpers/lookaside-server.js';
 import { buildOciImage, type BuiltImage } from '../helpers/oci-image.js';
 import { promisify } from 'node:util';
@@ -31,6 +32,7 @@ let trusted: GpgSigner;
 let untrusted: GpgSigner;
 let app: SignedPush; // signature-1 by trusted, signature-2 by untrusted
 let fresh: { image: BuiltImage; signed: SignedPush }; // signed by the untrusted key only
+let elsewhere: FaultRegistry; // a registry outside every signed scope
 let pullguard: RunningPullguard;
 
 beforeAll(async () => {
@@ -42,16 +44,18 @@ beforeAll(async () => {
   fresh = { image: freshImage, signed: await pushSignedImage(freshImage.dir, 'fresh:v1', registry, untrusted) };
   const unsigned = await buildOciImage(join(work, 'unsigned'), { tag: 'v1', layers: [{ size: 1024 }], seed: 13 });
   await pushImage(unsigned.dir, 'unsigned:v1', registry);
+  elsewhere = await startFaultRegistry();
+  elsewhere.addImage('elsewhere', 'v1', unsigned);
 
   const { policy, registriesD } = await writeSigningConfig(work, { publicKeyPath: trusted.publicKeyPath, lookasideUrl: lookaside.url, scope: registry.host });
   pullguard = await startPullguard({
-    args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--lookaside-timeout', `${LOOKASIDE_TIMEOUT_MS}ms`, '--signature-budget', `${BUDGET_MS}ms`],
+    args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--insecure-registry', elsewhere.host, '--lookaside-timeout', `${LOOKASIDE_TIMEOUT_MS}ms`, '--signature-budget', `${BUDGET_MS}ms`],
   });
 }, 120_000);
 
 afterAll(async () => {
   await pullguard?.stop();
-  await Promise.all([registry?.stop(), trusted?.dispose(), untrusted?.dispose()]);
+  await Promise.all([registry?.stop(), elsewhere?.stop(), trusted?.dispose(), untrusted?.dispose()]);
   await rm(work, { recursive: true, force: true });
 });
 
@@ -191,8 +195,11 @@ describe('PullImage with lookaside signatures (real skopeo signatures, real regi
 
   it('rejects images outside any signed scope by the default reject requirement without fetching signatures', async () => {
     const before = lookaside.requests.length;
-    const outcome = await pull('127.0.0.2:1/elsewhere:v1');
-    expect(outcome.error).toBeDefined();
+    const outcome = await pull(`${elsewhere.host}/elsewhere:v1`);
+    // The manifest was resolved (the policy decides after that), then the default requirement said no.
+    expect(outcome.error?.details).toBe(`SignatureValidationFailed: Source image rejected: Running image docker://${elsewhere.host}/elsewhere:v1 is rejected by policy.`);
+    expect(elsewhere.requests.some((r) => r.path.startsWith('/v2/elsewhere/manifests/'))).toBe(true);
+    expect(elsewhere.requests.filter((r) => r.path.includes('/blobs/'))).toEqual([]);
     expect(lookaside.requests.length).toBe(before);
   });
 

@@ -3,19 +3,19 @@
  * `reject`: the manifest is read before the policy) or a small blob a byte at a time, never idle long
  * enough for the idle timeout. PullImage — on which kubelet sets no deadline — must fail with
  * `RegistryUnavailable:` within the read bound instead of holding the node's pulls for minutes.
- * The server runs with its default bound (no flag sets it yet), so this test takes about that long.
+ * The server runs with a 2 s bound (--registry-read-timeout), so the test takes seconds.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_TIMEOUTS } from '../../src/registry/http.js';
 import { startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
 import { buildOciImage, type BuiltImage } from '../helpers/oci-image.js';
 import { startPullguard, type RunningPullguard } from '../helpers/pullguard-server.js';
 
-const READ_MS = DEFAULT_TIMEOUTS.readMs;
+/** A short bound (--registry-read-timeout) so the test takes seconds; the default is DEFAULT_TIMEOUTS.readMs. */
+const READ_MS = 2_000;
 const SLACK_MS = 10_000;
 /** A byte a second: far inside the idle timeout, and a few hundred bytes take minutes. */
 const DRIP = { kind: 'drip', intervalMs: 1000 } as const;
@@ -35,7 +35,7 @@ beforeAll(async () => {
   faults.addImage('small', 'v1', small);
   const policy = join(work, 'policy.json');
   await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }], transports: { docker: { [`${faults.host}/rejected`]: [{ type: 'reject' }] } } }));
-  server = await startPullguard({ args: ['--signature-policy', policy, '--insecure-registry', faults.host] });
+  server = await startPullguard({ args: ['--signature-policy', policy, '--insecure-registry', faults.host, '--registry-read-timeout', `${READ_MS}ms`] });
 }, 60_000);
 
 afterAll(async () => {

@@ -14,7 +14,8 @@ import type { Verdict } from '../../../src/domain/signature.js';
 import { createLogger } from '../../../src/log/logger.js';
 import { startMirror, type MirrorServeEvent, type RunningMirror } from '../../../src/mirror/mirror-server.js';
 import { InFlightImages } from '../../../src/pull/in-flight-images.js';
-import { PullService, type SignaturePhase } from '../../../src/pull/pull-service.js';
+import type { SignaturePhase } from '../../../src/pull/ports.js';
+import { PullService } from '../../../src/pull/pull-service.js';
 import { createRegistryClient, type RegistryImageSource } from '../../../src/registry/client.js';
 import { openStore, type OpenedStore } from '../../../src/store/open-store.js';
 

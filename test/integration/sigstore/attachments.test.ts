@@ -57,7 +57,7 @@ async function setUp(repo: string, layers: AttachmentLayer[], corrupt: number[] 
 }
 
 async function phase(repo: string, sources: SignatureSource[] = [source]) {
-  return runSignaturePhase({ policy, image: resolved.get(repo) as ResolvedImage, sources });
+  return (await runSignaturePhase({ policy, image: resolved.get(repo) as ResolvedImage, sources })).verdict;
 }
 
 /** skopeo (c/image 5.23) with the same policy: true when it allows the copy. */

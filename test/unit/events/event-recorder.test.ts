@@ -64,7 +64,7 @@ async function recorder(extra: Partial<EventRecorderOptions> = {}): Promise<{ re
     nodeName: 'node-1',
     kubeconfigPath: api.kubeconfigPath,
     clock,
-    onOutcome: (outcome) => metrics.recordEvent(outcome),
+    outcomes: metrics,
     ...extra,
   });
   recorders.push(created);

@@ -1,12 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { SignatureTrouble, TroubleKind, Verdict } from '../../../src/domain/signature.js';
-import { PullguardError } from '../../../src/domain/errors.js';
 import {
+  PullMetrics,
   TROUBLE_KINDS,
   createPullguardMetrics,
   observeLookasideEvents,
-  observePullEvents,
-  pullOutcomeOf,
 } from '../../../src/metrics/pullguard-metrics.js';
 import { parseExposition, type Sample } from './exposition.js';
 
@@ -99,29 +97,25 @@ describe('createPullguardMetrics', () => {
     expect(text).not.toContain('registry.example');
   });
 
-  it('pullOutcomeOf classifies results and errors', () => {
-    expect(pullOutcomeOf({ verdict: verdict(true) })).toBe('allowed');
-    expect(pullOutcomeOf({ verdict: verdict(true, [trouble('timeout', 1)], 1) })).toBe('allowed_with_warnings');
-    expect(pullOutcomeOf({ error: new PullguardError('SIGNATURE_VALIDATION_FAILED', 'no') })).toBe('denied');
-    expect(pullOutcomeOf({ error: new PullguardError('REGISTRY_UNAVAILABLE', 'down') })).toBe('error');
-    expect(pullOutcomeOf({ error: new TypeError('x') })).toBe('error');
-  });
-
-  it('observePullEvents times the signature phase from resolved to verdict and counts blobs', () => {
+  it('PullMetrics times the signature phase, counts blobs, and counts each ended pull with its duration', () => {
     const metrics = createPullguardMetrics();
-    let now = 1000;
-    const observe = observePullEvents(metrics, () => now);
+    const observer = new PullMetrics(metrics);
     const digest = `sha256:${'a'.repeat(64)}` as const;
-    observe({ type: 'resolved', image: 'docker.io/library/app:1', manifestDigest: digest as never, layers: 1, bytes: 10 });
-    now += 250;
-    observe({ type: 'verdict', image: 'docker.io/library/app:1', verdict: verdict(true, [trouble('budget', 5)], 1) });
-    observe({ type: 'blob-done', image: 'docker.io/library/app:1', digest: digest as never, size: 1234, skipped: false });
-    observe({ type: 'blob-done', image: 'docker.io/library/app:1', digest: digest as never, size: 99, skipped: true });
+    observer.decided({ image: 'docker.io/library/app:1', manifestDigest: digest as never, verdict: verdict(true, [trouble('budget', 5)], 1), signaturePhaseSeconds: 0.25 });
+    observer.blobStored({ image: 'docker.io/library/app:1', digest: digest as never, size: 1234, fetched: true });
+    observer.blobStored({ image: 'docker.io/library/app:1', digest: digest as never, size: 99, fetched: false });
     expect(metrics.signaturePhaseDuration.snapshot()).toEqual({ count: 1, sum: 0.25 });
     expect(metrics.troubles.get({ kind: 'budget' })).toBe(1);
     expect(metrics.blobs.get({ result: 'fetched' })).toBe(1);
     expect(metrics.blobs.get({ result: 'reused' })).toBe(1);
     expect(metrics.blobBytes.get()).toBe(1234);
+
+    observer.pullEnded({ image: 'docker.io/library/app:1', outcome: 'allowed_with_warnings', durationSeconds: 1.5, warnings: [] });
+    observer.pullEnded({ image: 'docker.io/library/app:1', outcome: 'denied', durationSeconds: 0.2, warnings: [] });
+    expect(metrics.pulls.get({ outcome: 'allowed_with_warnings' })).toBe(1);
+    expect(metrics.pulls.get({ outcome: 'denied' })).toBe(1);
+    expect(metrics.pullDuration.snapshot().count).toBe(2);
+    expect(metrics.pullDuration.snapshot().sum).toBeCloseTo(1.7);
   });
 
   it('observeLookasideEvents counts per-index outcomes and retries', () => {

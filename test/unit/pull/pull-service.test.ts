@@ -12,9 +12,9 @@ import { PullguardError } from '../../../src/domain/errors.js';
 import { MEDIA_TYPES, type Descriptor } from '../../../src/domain/image.js';
 import { parseReference, type ImageReference } from '../../../src/domain/reference.js';
 import type { Verdict } from '../../../src/domain/signature.js';
-import type { BlobWriter, ImageSource, ResolvedImage } from '../../../src/pull/ports.js';
+import type { BlobWriter, ImageSource, PullEnded, PullObserver, ResolvedImage, SignaturePhase } from '../../../src/pull/ports.js';
 import { InFlightImages } from '../../../src/pull/in-flight-images.js';
-import { PullService, type AllowedImage, type SignaturePhase } from '../../../src/pull/pull-service.js';
+import { PullService, type AllowedImage } from '../../../src/pull/pull-service.js';
 import { SingleFlight } from '../../../src/pull/single-flight.js';
 import { openStore, type OpenedStore } from '../../../src/store/open-store.js';
 
@@ -87,10 +87,23 @@ function service(source: ImageSource, phase: SignaturePhase = async () => ({ ver
     content: store.blobs,
     images: store.images,
     leases: store.blobs,
-    collectGarbage: () => store.images.collectGarbage(),
+    garbage: store.images,
     clock: () => new Date('2026-01-01T00:00:00Z'),
     version: 'test',
   });
+}
+
+/** An observer that keeps every event, in order, named by the method that was told. */
+function recordingObserver(): { observer: PullObserver; events: ({ kind: keyof PullObserver } & Record<string, unknown>)[]; ended: () => PullEnded[] } {
+  const events: ({ kind: keyof PullObserver } & Record<string, unknown>)[] = [];
+  const keep = (kind: keyof PullObserver) => (event: object): void => {
+    events.push({ kind, ...event });
+  };
+  return {
+    observer: { resolved: keep('resolved'), decided: keep('decided'), blobStored: keep('blobStored'), pullEnded: keep('pullEnded') },
+    events,
+    ended: () => events.filter((e) => e.kind === 'pullEnded').map(({ kind: _kind, ...ended }) => ended as unknown as PullEnded),
+  };
 }
 
 describe('PullService', () => {
@@ -212,7 +225,7 @@ describe('PullService', () => {
       content: store.blobs,
       images: store.images,
       leases: store.blobs,
-      collectGarbage: () => store.images.collectGarbage(),
+      garbage: store.images,
       clock: () => new Date(),
       version: 'test',
       layerConcurrency: 1,
@@ -249,6 +262,95 @@ describe('PullService', () => {
     const other = (plain.record.verification as Record<string, Record<string, unknown>>)['registry.example/other'];
     expect(other).not.toHaveProperty('policySource');
     expect(other).not.toHaveProperty('namespace');
+  });
+
+  it('tells the observers the flight once and each caller\'s end once, timed on the monotonic clock', async () => {
+    const source = new MemorySource([1000, 2000]);
+    let now = 1000;
+    const warned: Verdict = { ...verdict(true), warnings: [{ code: 'PGW001', message: 'signature-2 could not be read', location: { source: 'lookaside', index: 2, url: 'http://sigs/signature-2' } }] };
+    const seen = recordingObserver();
+    const pulls = new PullService({
+      source,
+      signaturePhase: async () => {
+        now += 250;
+        return { verdict: warned, signatures: [] };
+      },
+      content: store.blobs,
+      images: store.images,
+      leases: store.blobs,
+      version: 'test',
+      monotonicMs: () => now,
+      observers: [seen.observer],
+    });
+    const pod = { name: 'web-0', namespace: 'shop', uid: 'u-1' };
+    const first = pulls.pull({ image: 'registry.example/app:v1', namespace: 'shop', pod, logFields: { rpc: 'PullImage', requestId: 7 } });
+    now = 1100;
+    // Joins the flight: one resolve, one verdict, one fetch of each blob; but its own end.
+    const second = pulls.pull({ image: 'registry.example/app:v1', namespace: 'shop' });
+    const [result] = await Promise.all([first, second]);
+
+    expect(source.resolves).toBe(1);
+    expect(seen.events.filter((e) => e.kind === 'resolved')).toEqual([
+      { kind: 'resolved', image: 'registry.example/app:v1', manifestDigest: result.manifestDigest, layers: 2, bytes: source.config.size + 3000 },
+    ]);
+    expect(seen.events.filter((e) => e.kind === 'decided')).toEqual([{ kind: 'decided', image: 'registry.example/app:v1', manifestDigest: result.manifestDigest, verdict: warned, signaturePhaseSeconds: 0.25 }]);
+    const blobs = seen.events.filter((e) => e.kind === 'blobStored');
+    expect(blobs.map((e) => e['digest']).sort()).toEqual([source.config.digest, ...source.layers.map((l) => l.digest)].sort());
+    expect(blobs.every((e) => e['fetched'] === true)).toBe(true);
+    const ends = seen.ended();
+    expect(ends).toHaveLength(2);
+    expect(ends[0]).toEqual({
+      image: 'registry.example/app:v1',
+      outcome: 'allowed_with_warnings',
+      durationSeconds: 0.35,
+      verdict: warned,
+      manifestDigest: result.manifestDigest,
+      warnings: warned.warnings,
+      namespace: 'shop',
+      pod,
+      logFields: { rpc: 'PullImage', requestId: 7 },
+    });
+    expect(ends[1]).toMatchObject({ outcome: 'allowed_with_warnings', durationSeconds: 0.25, warnings: warned.warnings });
+    expect(ends[1]).not.toHaveProperty('pod');
+    // Every event of a pull comes before its end.
+    expect(seen.events.at(-1)?.kind).toBe('pullEnded');
+
+    // In the store already: the next pull's blobs are not fetched again.
+    seen.events.length = 0;
+    await pulls.pull({ image: 'registry.example/app:v1' });
+    expect(seen.events.filter((e) => e.kind === 'blobStored').every((e) => e['fetched'] === false)).toBe(true);
+  });
+
+  it('ends a denied pull as denied with its verdict and no warnings, a failure as error, and survives a throwing observer', async () => {
+    const seen = recordingObserver();
+    const throwing: PullObserver = {
+      decided: () => {
+        throw new Error('observer bug');
+      },
+      pullEnded: () => {
+        throw new Error('observer bug');
+      },
+    };
+    const denying = new PullService({
+      source: new MemorySource([100]),
+      signaturePhase: async () => ({ verdict: { ...verdict(false), warnings: [{ code: 'PGW001', message: 'unread' }] }, signatures: [] }),
+      content: store.blobs,
+      images: store.images,
+      leases: store.blobs,
+      version: 'test',
+      observers: [throwing, seen.observer],
+    });
+    await expect(denying.pull({ image: 'registry.example/app:v1' })).rejects.toMatchObject({ code: 'SIGNATURE_VALIDATION_FAILED' });
+    expect(seen.events.map((e) => e.kind)).toEqual(['resolved', 'decided', 'pullEnded']);
+    const [denied] = seen.ended();
+    expect(denied).toMatchObject({ outcome: 'denied', verdict: { allowed: false }, warnings: [], error: { code: 'SIGNATURE_VALIDATION_FAILED' } });
+
+    seen.events.length = 0;
+    await expect(denying.pull({ image: 'Not/Valid' })).rejects.toMatchObject({ code: 'INVALID_REFERENCE' });
+    expect(seen.events.map((e) => e.kind)).toEqual(['pullEnded']);
+    const [failed] = seen.ended();
+    expect(failed).toMatchObject({ image: 'Not/Valid', outcome: 'error', warnings: [], error: { code: 'INVALID_REFERENCE' } });
+    expect(failed).not.toHaveProperty('verdict');
   });
 
   it('rejects a malformed name before touching the registry', async () => {

@@ -2,10 +2,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { loadPolicyFromText, type LoadedPolicy } from '../../../src/config/policy-loader.js';
+import { loadPolicyFromText } from '../../../src/config/policy-loader.js';
 import type { SignatureFetchReport, SignatureTrouble, UntrustedSignatureBlob } from '../../../src/domain/signature.js';
 import { parseReference } from '../../../src/domain/reference.js';
-import type { ResolvedImage, SignatureSource } from '../../../src/pull/ports.js';
+import type { LoadedPolicy, ResolvedImage, SignatureSource } from '../../../src/pull/ports.js';
 import { runSignaturePhase } from '../../../src/pull/signature-phase.js';
 import * as fx from '../../fixtures/signatures/fixtures.js';
 
@@ -61,12 +61,12 @@ afterAll(async () => rm(dir, { recursive: true, force: true }));
 
 describe('runSignaturePhase', () => {
   test('valid skopeo signature + HTML page: allowed with a PGW001 warning', async () => {
-    const verdict = await runSignaturePhase({ policy: signedBy, image, sources: [staticSource({ signatures: [sig(1, 'valid')], troubles: [htmlTrouble(2)] })] });
+    const { verdict } = await runSignaturePhase({ policy: signedBy, image, sources: [staticSource({ signatures: [sig(1, 'valid')], troubles: [htmlTrouble(2)] })] });
     expect(verdict).toMatchObject({ allowed: true, scope: { policyFile: 'policy.json', scope: 'registry.example' } });
     expect(verdict.warnings.map((w) => w.code)).toEqual(['PGW001']);
   });
   test('untrusted + wrong identity + HTML: denied with both rejections and the trouble', async () => {
-    const verdict = await runSignaturePhase({
+    const { verdict } = await runSignaturePhase({
       policy: signedBy,
       image,
       sources: [staticSource({ signatures: [sig(1, 'untrusted-key'), sig(3, 'wrong-identity')], troubles: [htmlTrouble(2)] })],
@@ -79,22 +79,22 @@ describe('runSignaturePhase', () => {
   });
   test('a source that throws is a trouble, never an acceptance', async () => {
     const broken: SignatureSource = { fetch: () => Promise.reject(new Error('socket hang up')) };
-    const verdict = await runSignaturePhase({ policy: signedBy, image, sources: [broken] });
+    const { verdict } = await runSignaturePhase({ policy: signedBy, image, sources: [broken] });
     expect(verdict.allowed).toBe(false);
     expect(verdict.denial).toMatch(/^A signature was required, but no signature exists; additionally 1 signature could not be read: .*socket hang up/);
   });
   test('insecureAcceptAnything and reject never fetch', async () => {
     const source = staticSource({ signatures: [sig(1, 'valid')] });
     const open = { ...image, reference: parseReference('registry.example/app:v1-open') };
-    expect((await runSignaturePhase({ policy: signedBy, image: open, sources: [source] })).allowed).toBe(true);
+    expect((await runSignaturePhase({ policy: signedBy, image: open, sources: [source] })).verdict.allowed).toBe(true);
     const other = { ...image, reference: parseReference('elsewhere.example/app:v1') };
-    expect((await runSignaturePhase({ policy: signedBy, image: other, sources: [source] })).denial).toBe(
+    expect((await runSignaturePhase({ policy: signedBy, image: other, sources: [source] })).verdict.denial).toBe(
       'Running image docker://elsewhere.example/app:v1 is rejected by policy.',
     );
     expect(source.calls).toBe(0);
   });
   test('no signatures (gap/404 at 1) → no signature exists', async () => {
-    const verdict = await runSignaturePhase({ policy: signedBy, image, sources: [staticSource({})] });
+    const { verdict } = await runSignaturePhase({ policy: signedBy, image, sources: [staticSource({})] });
     expect(verdict.denial).toBe('A signature was required, but no signature exists');
   });
 });

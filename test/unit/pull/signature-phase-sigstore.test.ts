@@ -2,10 +2,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { loadPolicyFromText, type LoadedPolicy } from '../../../src/config/policy-loader.js';
+import { loadPolicyFromText } from '../../../src/config/policy-loader.js';
 import { parseReference } from '../../../src/domain/reference.js';
 import type { SignatureFetchReport, SignatureTrouble, UntrustedSignatureBlob } from '../../../src/domain/signature.js';
-import type { ResolvedImage, SignatureSource } from '../../../src/pull/ports.js';
+import type { LoadedPolicy, ResolvedImage, SignatureSource } from '../../../src/pull/ports.js';
 import { runSignaturePhase } from '../../../src/pull/signature-phase.js';
 import type { SigstoreAttachmentSource } from '../../../src/sigstore/attachment-source.js';
 import { signedLayer, sigstoreKey, type AttachmentLayer } from '../../fixtures/sigstore/cosign.js';
@@ -67,34 +67,34 @@ const sigstoreSigned = (extra: object = {}) => ({ type: 'sigstoreSigned', keyPat
 
 describe('signature phase with sigstoreSigned', () => {
   test('mixed policy: each requirement is satisfied by its own kind of signature', async () => {
-    const verdict = await runSignaturePhase({ policy: await load([signedBy(), sigstoreSigned()]), image, sources: [lookaside(), attachments([attachment(1, goodLayer)])] });
+    const { verdict } = await runSignaturePhase({ policy: await load([signedBy(), sigstoreSigned()]), image, sources: [lookaside(), attachments([attachment(1, goodLayer)])] });
     expect(verdict).toMatchObject({ allowed: true, warnings: [] });
     expect(verdict.requirements.map((r) => r.satisfiedBy?.location.source)).toEqual(['lookaside', 'sigstore-attachment']);
   });
 
   test('mixed policy without an attachment: sigstoreSigned counts the simple-signing signature as non-sigstore', async () => {
     const attestation: AttachmentLayer = { ...goodLayer, mediaType: 'application/vnd.dsse.envelope.v1+json' };
-    const verdict = await runSignaturePhase({ policy: await load([signedBy(), sigstoreSigned()]), image, sources: [lookaside(), attachments([attachment(1, attestation)])] });
+    const { verdict } = await runSignaturePhase({ policy: await load([signedBy(), sigstoreSigned()]), image, sources: [lookaside(), attachments([attachment(1, attestation)])] });
     expect(verdict.requirements.map((r) => r.satisfied)).toEqual([true, false]);
     expect(verdict.denial).toBe('A signature was required, but no signature exists (1 non-sigstore signatures, 1 sigstore non-signature attachments)');
   });
 
   test('signedBy ignores sigstore signatures, and attachments are not even fetched for it', async () => {
     const sigstoreOnly = attachments([attachment(1, goodLayer)]);
-    const verdict = await runSignaturePhase({ policy: await load([signedBy()]), image, sources: [lookaside([]), sigstoreOnly] });
+    const { verdict } = await runSignaturePhase({ policy: await load([signedBy()]), image, sources: [lookaside([]), sigstoreOnly] });
     expect(verdict.denial).toBe('A signature was required, but no signature exists');
     expect(sigstoreOnly.calls).toBe(0);
   });
 
   test('partial sufficiency: an unreadable layer beside a valid one → allowed with PGW001 naming the attachment', async () => {
-    const verdict = await runSignaturePhase({ policy: await load([sigstoreSigned()]), image, sources: [lookaside([]), attachments([attachment(1, goodLayer)], [unreadable(2)])] });
+    const { verdict } = await runSignaturePhase({ policy: await load([sigstoreSigned()]), image, sources: [lookaside([]), attachments([attachment(1, goodLayer)], [unreadable(2)])] });
     expect(verdict.allowed).toBe(true);
     expect(verdict.warnings).toEqual([expect.objectContaining({ code: 'PGW001', message: expect.stringContaining(`sigstore-attachment-2 (docker://${reference.name}@sha256:2): reading blob: HTTP 500 (HTTP 500)`) })]);
   });
 
   test('no valid signature: denied with the rejection and the trouble', async () => {
     const forged = signedLayer(cosign, { digest: fx.MANIFEST_DIGEST, reference: reference.name }, { signWith: sigstoreKey('other') });
-    const verdict = await runSignaturePhase({ policy: await load([sigstoreSigned()]), image, sources: [attachments([attachment(1, forged)], [unreadable(2)])] });
+    const { verdict } = await runSignaturePhase({ policy: await load([sigstoreSigned()]), image, sources: [attachments([attachment(1, forged)], [unreadable(2)])] });
     expect(verdict.denial).toBe(
       `cryptographic signature verification failed: invalid signature when validating ASN.1 encoded signature; additionally 1 signature could not be read: sigstore-attachment-2 (docker://${reference.name}@sha256:2): reading blob: HTTP 500 (HTTP 500)`,
     );
@@ -102,7 +102,7 @@ describe('signature phase with sigstoreSigned', () => {
 
   test('a throwing attachment source is a sigstore-attachment trouble at index 0', async () => {
     const broken: SigstoreAttachmentSource = { yields: 'sigstore', fetch: async () => Promise.reject(new Error('boom')) };
-    const verdict = await runSignaturePhase({ policy: await load([sigstoreSigned()]), image, sources: [lookaside([]), broken] });
+    const { verdict } = await runSignaturePhase({ policy: await load([sigstoreSigned()]), image, sources: [lookaside([]), broken] });
     expect(verdict.troubles).toEqual([expect.objectContaining({ location: expect.objectContaining({ source: 'sigstore-attachment', index: 0 }), message: 'reading signatures: boom' })]);
     expect(verdict.allowed).toBe(false);
   });

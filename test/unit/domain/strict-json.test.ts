@@ -1,4 +1,3 @@
-// Lives here (not test/unit/domain) because strict-json is owned by the signature core.
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { isPullguardError } from '../../../src/domain/errors.js';

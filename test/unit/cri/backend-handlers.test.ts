@@ -1,18 +1,21 @@
 /**
  * The backend handlers between a CRI client and a fake runtime (real protocol, exact bytes seen):
  * what pullguard changes (the pinned pull, tags kept for digest pulls) and what it must not
- * (everything else, byte for byte). The registry is the real docker-registry.
+ * (everything else, byte for byte). The registry is the real docker-registry. Last, the real
+ * server in backend mode counts its pulls and RPCs as it does in front of nothing.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { identity, imageRpcCodec, type ImageRpc } from '../../../src/backend/cri-wire.js';
 import { buildOciImage, type BuiltImage } from '../../helpers/oci-image.js';
-import { pushImage, startRegistry, type StartedRegistry } from '../../helpers/registry.js';
+import { startPullguard as startServer, type RunningPullguard } from '../../helpers/pullguard-server.js';
+import { freePort, pushImage, startRegistry, type StartedRegistry } from '../../helpers/registry.js';
 import { startPullguard, startStoreAndMirror, verdict, type PullguardStack } from '../../integration/containerd/pullguard-stack.js';
-import { startFakeCriBackend, type FakeCriBackend } from './fake-cri-backend.js';
+import { startFakeCriBackend, type FakeCriBackend } from '../backend/fake-cri-backend.js';
+import { parseExposition } from '../metrics/exposition.js';
 
 let dir: string;
 let registry: StartedRegistry;
@@ -140,5 +143,48 @@ describe('backend handlers', () => {
     } finally {
       await fake.start();
     }
+  });
+});
+
+describe('metrics in backend mode (the real server)', () => {
+  let server: RunningPullguard;
+  let metricsUrl: string;
+
+  beforeAll(async () => {
+    // team/app is accepted, anything else on the registry rejected.
+    const policy = join(dir, 'backend-policy.json');
+    await writeFile(policy, JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: { [`${registry.host}/team/app`]: [{ type: 'insecureAcceptAnything' }] } } }));
+    const [metricsPort, mirrorPort] = [await freePort(), await freePort()];
+    metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    server = await startServer({
+      args: ['--backend', fake.endpoint, '--mirror-address', `127.0.0.1:${mirrorPort}`, '--metrics-address', `127.0.0.1:${metricsPort}`, '--signature-policy', policy, '--insecure-registry', registry.host],
+    });
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('counts pulls by outcome, their durations, verdicts and every RPC', async () => {
+    fake.answer = (rpc) => (rpc === 'PullImage' ? imageRpcCodec('PullImage').encodeResponse({ image_ref: app.configDigest }) : Buffer.alloc(0));
+    await expect(server.client.call('PullImage', { image: { image: tag } })).resolves.toMatchObject({ image_ref: app.configDigest });
+    const denied = (await server.client.call('PullImage', { image: { image: `${registry.host}/team/evil:v1` } }).catch((e: unknown) => e)) as grpc.ServiceError;
+    expect(denied.details).toMatch(/^SignatureValidationFailed: /);
+    await server.client.call('ListImages', {});
+
+    const families = parseExposition(await (await fetch(metricsUrl)).text());
+    const value = (family: string, labels: Record<string, string> = {}, name = family): number | undefined =>
+      families.get(family)?.samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+    expect(value('pullguard_pulls_total', { outcome: 'allowed' })).toBe(1);
+    expect(value('pullguard_pulls_total', { outcome: 'denied' })).toBe(1);
+    expect(value('pullguard_pull_duration_seconds', {}, 'pullguard_pull_duration_seconds_count')).toBe(2);
+    expect(value('pullguard_pull_duration_seconds', {}, 'pullguard_pull_duration_seconds_sum')).toBeGreaterThan(0);
+    expect(value('pullguard_verdicts_total', { verdict: 'allowed' })).toBe(1);
+    expect(value('pullguard_verdicts_total', { verdict: 'denied' })).toBe(1);
+    expect(value('pullguard_signature_phase_duration_seconds', {}, 'pullguard_signature_phase_duration_seconds_count')).toBe(2);
+    expect(value('pullguard_blobs_total', { result: 'fetched' })).toBe(2);
+    expect(value('pullguard_rpc_total', { rpc: 'PullImage', code: 'OK' })).toBe(1);
+    expect(value('pullguard_rpc_total', { rpc: 'PullImage', code: 'UNKNOWN' })).toBe(1);
+    expect(value('pullguard_rpc_total', { rpc: 'ListImages', code: 'OK' })).toBe(1);
   });
 });
