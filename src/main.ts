@@ -200,14 +200,18 @@ async function serve(argv: readonly string[], environment: Environment): Promise
   });
   const metricsServer = config.metricsAddress !== undefined ? await startMetricsServer({ address: config.metricsAddress, metrics, logger }) : undefined;
 
-  // Backend mode: verified pulls are handed to the runtime pinned by digest; it fetches the
-  // verified bytes from the loopback mirror (containerd hosts.toml / CRI-O registries.conf).
+  // Backend mode: verified pulls are handed to the runtime pinned by digest. By default it fetches
+  // them from its own registry configuration; with --runtime-fetch mirror, from pullguard's loopback
+  // mirror of verified bytes (containerd hosts.toml / CRI-O registries.conf).
   const backend = config.backend !== undefined ? createCriBackend({ endpoint: config.backend }) : undefined;
-  const mirror = backend !== undefined ? await startMirror({ address: config.mirrorAddress, blobs: store.blobs, index: store.images, inFlight, logger }) : undefined;
-  if (mirror !== undefined) logger.info({ backend: config.backend, mirror: mirror.url }, 'backend mode: serving verified content to the runtime');
+  const mirror =
+    backend !== undefined && config.runtimeFetch === 'mirror' ? await startMirror({ address: config.mirrorAddress, blobs: store.blobs, index: store.images, inFlight, logger }) : undefined;
+  if (backend !== undefined) {
+    logger.info({ backend: config.backend, runtimeFetch: config.runtimeFetch, ...(mirror !== undefined ? { mirror: mirror.url } : {}) }, 'backend mode: the runtime pulls verified digests');
+  }
   const handlers = countRpcs(
     backend !== undefined
-      ? createBackendHandlers({ pulls, backend, index: store.images, collectGarbage: () => store.images.collectGarbage(), logger, shutdownSignal: shutdown.signal, version: VERSION })
+      ? createBackendHandlers({ pulls, backend, fetchMode: config.runtimeFetch, index: store.images, collectGarbage: () => store.images.collectGarbage(), logger, shutdownSignal: shutdown.signal, version: VERSION })
       : createImageServiceHandlers({ pulls, catalog, logger, version: VERSION, clock: () => new Date(), shutdownSignal: shutdown.signal }),
     metrics,
   );

@@ -130,13 +130,11 @@ contexts:
 current-context: pullguard
 KUBECONFIG
 
-echo "==> pullguard in the node, containerd pulling from its mirror"
+echo "==> pullguard in the node; containerd pulls the verified digests itself"
+# The demo registry speaks plain HTTP: containerd must be told so (kind sets config_path).
 in_node mkdir -p /etc/containerd/certs.d/kind-registry:5000
 in_node sh -c 'cat > /etc/containerd/certs.d/kind-registry:5000/hosts.toml' <<'TOML'
 server = "http://kind-registry:5000"
-
-[host."http://127.0.0.1:5050"]
-  capabilities = ["pull"]
 TOML
 docker cp "$repo/deploy/systemd/pullguard.service" "$node_name:/etc/systemd/system/pullguard.service"
 in_node mkdir -p /etc/systemd/system/pullguard.service.d
@@ -145,7 +143,7 @@ in_node sh -c 'cat > /etc/systemd/system/pullguard.service.d/10-kind.conf' <<'UN
 ExecStart=
 ExecStart=/usr/local/bin/node --max-semi-space-size=2 /opt/pullguard/dist/src/main.js serve \
   --socket /run/pullguard/pullguard.sock --state-dir /var/lib/pullguard \
-  --backend unix:///run/containerd/containerd.sock --mirror-address 127.0.0.1:5050 \
+  --backend unix:///run/containerd/containerd.sock \
   --signature-policy /etc/pullguard/policy.json --registries-d /etc/pullguard/registries.d \
   --insecure-registry kind-registry:5000 \
   --kubeconfig /etc/pullguard/kubeconfig --node-name @NODE_NAME@

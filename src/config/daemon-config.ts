@@ -47,6 +47,8 @@ export interface DaemonConfig {
   readonly backend: string | undefined;
   /** Backend mode: where the read-only verified-content mirror listens (loopback only). */
   readonly mirrorAddress: string;
+  /** Backend mode: the runtime fetches the layers itself, or pullguard does and serves them from its mirror. */
+  readonly runtimeFetch: 'runtime' | 'mirror';
 }
 
 const GO_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
@@ -170,6 +172,13 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
     return n;
   };
 
+  const runtimeFetchMode = (): 'runtime' | 'mirror' => {
+    const raw = text('runtime-fetch');
+    if (raw === undefined || raw === 'runtime' || raw === 'mirror') return raw ?? 'runtime';
+    problems.push(`--runtime-fetch ${JSON.stringify(raw)} is not runtime or mirror`);
+    return 'runtime';
+  };
+
   const inCluster = setting('in-cluster') === true;
   const config: DaemonConfig = {
     stateDir,
@@ -199,6 +208,7 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
     nodeName: text('node-name') ?? environment.env['NODE_NAME'] ?? environment.hostname.toLowerCase(),
     backend: text('backend'),
     mirrorAddress: text('mirror-address') ?? '127.0.0.1:5050',
+    runtimeFetch: runtimeFetchMode(),
   };
   if (config.backend !== undefined && !/^unix:\/\/\/./.test(config.backend)) problems.push(`--backend ${JSON.stringify(config.backend)} is not unix:///PATH`);
   if (config.kubeconfig !== undefined && config.inCluster) problems.push('--kubeconfig and --in-cluster are mutually exclusive');

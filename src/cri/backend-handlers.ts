@@ -16,7 +16,7 @@ import { formatReference, parseReference } from '../domain/reference.js';
 import { ImageCatalog } from '../images/image-catalog.js';
 import type { ImageIndexReader, ImageRecord } from '../images/ports.js';
 import type { Logger } from '../log/logger.js';
-import type { AllowedImage, PullResult, PullService } from '../pull/pull-service.js';
+import type { AllowedImage, PullRequest, PullResult, PullService } from '../pull/pull-service.js';
 import type { CriImage, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest, RemoveImageRequest } from './cri-types.js';
 import { CRI_API_VERSION, criServiceDefinitions, requireImageName, toPullRequest } from './image-service.js';
 import { repositoryNamed } from '../pull/reverify.js';
@@ -24,8 +24,13 @@ import { verificationRecordFor } from '../pull/verification-record.js';
 import { instrumentUnary, type CriHandlers, type RpcHandler } from './instrument.js';
 import { warningsMetadata } from './status.js';
 
+/** Who fetches the layers: the runtime itself, pinned to the verified digest, or pullguard (served by its mirror). */
+export type RuntimeFetchMode = 'runtime' | 'mirror';
+
 export interface BackendHandlerDeps {
   readonly pulls: PullService;
+  /** Default 'runtime'. */
+  readonly fetchMode?: RuntimeFetchMode;
   readonly backend: CriBackend;
   /** pullguard's own image index: the verified records and the tags the user pulled. */
   readonly index: ImageIndexReader;
@@ -49,6 +54,7 @@ function pinnedReference(image: Pick<AllowedImage, 'reference' | 'manifestDigest
 
 export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
   const { pulls, backend } = deps;
+  const fetchMode = deps.fetchMode ?? 'runtime';
   const collectGarbage = deps.collectGarbage ?? (async () => undefined);
   const catalog = new ImageCatalog(deps.index, {
     collectGarbage,
@@ -73,14 +79,32 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
     return { record };
   };
 
-  const pullImage: RpcHandler<Buffer, Buffer> = async (raw, context) => {
-    const { signal, log } = context;
-    const codec = imageRpcCodec('PullImage');
-    const request = decodeRequest<PullImageRequest>('PullImage', raw);
-    const pull = toPullRequest(request, context);
-    // The runtime is asked only once the policy allowed the image (a denied image never reaches
-    // it), and then at once: it downloads from the mirror while pullguard is still fetching, and
-    // the mirror hands out each blob only after pullguard has committed (verified) it.
+  /**
+   * Runtime fetches (the default): pullguard decides on the manifest, keeps manifests, config and
+   * signatures, and the runtime pulls `name@<verified digest>` from its own registry configuration.
+   * The runtime checks every blob against that digest's manifest, so it gets exactly the verified
+   * content or fails; the image is recorded only once it succeeded.
+   */
+  const pullThroughRuntime = async (pull: PullRequest, pinnedRequest: (allowed: AllowedImage) => Buffer, signal: AbortSignal): Promise<{ result: PullResult; responseBytes: Buffer }> => {
+    let responseBytes: Buffer | undefined;
+    const result = await pulls.pull({
+      ...pull,
+      runtimeFetch: async (allowed, flightSignal) => {
+        responseBytes = await backend.call('PullImage', pinnedRequest(allowed), { signal: flightSignal });
+      },
+    });
+    // A caller that joined another caller's flight: the runtime has the image now; its own answer is cheap.
+    responseBytes ??= await backend.call('PullImage', pinnedRequest(result), { signal });
+    return { result, responseBytes };
+  };
+
+  /**
+   * Verified mirror (`--runtime-fetch mirror`): pullguard fetches every blob into its store and the
+   * runtime, whose registry hosts point at pullguard's loopback mirror, gets each one only after it
+   * was committed (verified). The runtime is asked only once the policy allowed the image (a denied
+   * image never reaches it), and then at once, so its download overlaps pullguard's.
+   */
+  const pullThroughMirror = async (pull: PullRequest, pinnedRequest: (allowed: AllowedImage) => Buffer, signal: AbortSignal): Promise<{ result: PullResult; responseBytes: Buffer }> => {
     const runtime = new AbortController();
     const cancelRuntime = (): void => runtime.abort(signal.reason);
     signal.addEventListener('abort', cancelRuntime, { once: true });
@@ -88,14 +112,10 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
     let fetchEnded!: () => void;
     // The runtime's own deadline runs from here: until then it may be waiting on our mirror.
     const fetched = new Promise<void>((resolve) => (fetchEnded = resolve));
-    const askRuntime = (allowed: AllowedImage): Promise<Buffer> => {
-      // Auth, sandbox config, annotations and any newer ImageSpec fields go along unchanged.
-      const forwarded = { ...request, image: { ...(request.image as ImageSpec), image: pinnedReference(allowed) } };
-      return backend.call('PullImage', codec.encodeRequest(forwarded), { signal: runtime.signal, timeoutStartsWhen: fetched });
-    };
-    let result: PullResult;
-    let responseBytes: Buffer;
+    const askRuntime = (allowed: AllowedImage): Promise<Buffer> =>
+      backend.call('PullImage', pinnedRequest(allowed), { signal: runtime.signal, timeoutStartsWhen: fetched });
     try {
+      let result: PullResult;
       try {
         result = await pulls.pull({
           ...pull,
@@ -114,10 +134,22 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
         fetchEnded();
       }
       runtimePull ??= askRuntime(result); // joined a pull already past its verdict
-      responseBytes = await runtimePull;
+      return { result, responseBytes: await runtimePull };
     } finally {
       signal.removeEventListener('abort', cancelRuntime);
     }
+  };
+
+  const pullImage: RpcHandler<Buffer, Buffer> = async (raw, context) => {
+    const { log } = context;
+    const codec = imageRpcCodec('PullImage');
+    const request = decodeRequest<PullImageRequest>('PullImage', raw);
+    const pull = toPullRequest(request, context);
+    /** The same request, for `name@<verified digest>`: auth, sandbox config, annotations and newer ImageSpec fields go along unchanged. */
+    const pinnedRequest = (allowed: AllowedImage): Buffer =>
+      codec.encodeRequest({ ...request, image: { ...(request.image as ImageSpec), image: pinnedReference(allowed) } });
+    const { result, responseBytes } =
+      fetchMode === 'runtime' ? await pullThroughRuntime(pull, pinnedRequest, context.signal) : await pullThroughMirror(pull, pinnedRequest, context.signal);
     const pinned = pinnedReference(result);
     const response = codec.decodeResponse(responseBytes) as { image_ref?: string };
     if (response.image_ref !== result.imageId) {

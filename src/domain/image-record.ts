@@ -22,6 +22,12 @@ export interface ImageRecord {
   readonly topMediaType: string;
   readonly configDigest: Digest;
   readonly layers: readonly LayerRecord[];
+  /**
+   * false when the runtime fetched the layers itself (`--runtime-fetch runtime`): the store then
+   * holds the manifests, config and signatures, and the layers live only in the runtime. Absent
+   * (older records, mirror mode): every layer is in the store.
+   */
+  readonly layersStored?: false;
   /** config + manifest (+ index) + layers as stored. */
   readonly size: number;
   /** config.config.User */

@@ -41,7 +41,8 @@ export function buildAllowSet(records: readonly ImageRecord[]): AllowSet {
       content.manifests.set(record.manifestDigest, record.manifestMediaType);
       content.manifests.set(record.topDigest, record.topMediaType);
       content.blobs.add(record.configDigest);
-      for (const layer of record.layers) content.blobs.add(layer.digest);
+      // Layers the runtime fetched itself are not here to serve (and must not be served from elsewhere).
+      if (record.layersStored !== false) for (const layer of record.layers) content.blobs.add(layer.digest);
     }
   }
   return allow;

@@ -47,6 +47,14 @@ export interface PullRequest {
    * a caller that joins a pull already past that point.
    */
   readonly onAllowed?: (image: AllowedImage) => void;
+  /**
+   * The runtime fetches the layers itself (`--runtime-fetch runtime`): called once the verdict
+   * allowed the image and its manifests, config and signatures are stored. No layer is fetched into
+   * the store, and the image is recorded only after this resolves, so a runtime pull that failed
+   * (say, a registry answering the pinned digest with other bytes) leaves no record. In a shared
+   * flight, the first caller's is used: its result stands for every caller of the flight.
+   */
+  readonly runtimeFetch?: (image: AllowedImage, signal: AbortSignal) => Promise<void>;
 }
 
 /** An image the policy allowed, before its blobs are all in the store. */
@@ -241,8 +249,15 @@ export class PullService {
         const runtimeWaits = listeners.callbacks.size > 0;
         listeners.allowed = { reference, manifestDigest: image.manifestDigest, imageId: image.config.digest };
         for (const callback of listeners.callbacks) callback(listeners.allowed);
+        const runtimeFetch = request.runtimeFetch;
+        if (runtimeFetch !== undefined) {
+          // The config only (the record's user and the id check); the runtime pulls name@digest itself.
+          await this.#fetchBlobs(image, [image.config], request.credentials, signal, { runtimeOrder: true, inFlight });
+          await runtimeFetch(listeners.allowed, signal);
+          return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, signatures, signatureDigests, layersStored: false });
+        }
         await this.#fetchBlobs(image, blobs, request.credentials, signal, { runtimeOrder: runtimeWaits, inFlight });
-        return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, signatures, signatureDigests });
+        return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, signatures, signatureDigests, layersStored: true });
       } finally {
         // After the record is in the index (or the pull failed): the mirror now goes by the index.
         inFlight?.end();
@@ -258,8 +273,10 @@ export class PullService {
     readonly policySource: PolicySource | undefined;
     readonly signatures: readonly UntrustedSignatureBlob[];
     readonly signatureDigests: readonly Digest[];
+    /** false: the runtime holds the layers (runtimeFetch), the store does not. */
+    readonly layersStored: boolean;
   }): Promise<PullResult> {
-    const { image, reference, namespace, verdict, policySource, signatures, signatureDigests } = fetched;
+    const { image, reference, namespace, verdict, policySource, signatures, signatureDigests, layersStored } = fetched;
     const clock = this.#clock;
     const config = await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES);
     // Kept per repository: the same image pulled from elsewhere keeps its own record.
@@ -286,6 +303,7 @@ export class PullService {
       topMediaType: image.topMediaType,
       configDigest: image.config.digest,
       layers: image.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
+      ...(layersStored ? {} : { layersStored: false as const }),
       size: image.config.size + image.manifestBytes.byteLength + image.layers.reduce((sum, l) => sum + l.size, 0),
       ...optionalUser(configUser(config)),
       pulledAt: clock().toISOString(),

@@ -4,9 +4,10 @@ import { ValidationError } from '../domain/errors.js';
 
 export type { ImageRecord, LayerRecord } from '../domain/image-record.js';
 
-/** Every blob a record needs; garbage collection keeps exactly these. */
+/** Every blob a record needs in the store; garbage collection keeps exactly these. */
 export function referencedBlobs(record: ImageRecord): Digest[] {
-  return [...new Set([record.configDigest, record.manifestDigest, record.topDigest, ...record.layers.map((l) => l.digest), ...(record.signatureBlobs ?? [])])];
+  const layers = record.layersStored === false ? [] : record.layers.map((l) => l.digest);
+  return [...new Set([record.configDigest, record.manifestDigest, record.topDigest, ...layers, ...(record.signatureBlobs ?? [])])];
 }
 
 /** Checks a record's shape, reporting every problem at once (INVALID_ARGUMENT). */
@@ -46,6 +47,7 @@ export function validateImageRecord(record: ImageRecord): void {
       if (typeof layer?.mediaType !== 'string') problems.push(`layers[${i}].mediaType is missing`);
     });
   }
+  if (record.layersStored !== undefined && record.layersStored !== false) problems.push('layersStored is false or absent');
   (record.signatureBlobs ?? []).forEach((d, i) => digestField(`signatureBlobs[${i}]`, d));
   if (!Number.isSafeInteger(record.size) || record.size < 0) problems.push('size is not a size');
   if (typeof record.pulledAt !== 'string' || Number.isNaN(Date.parse(record.pulledAt))) problems.push('pulledAt is not an ISO time');

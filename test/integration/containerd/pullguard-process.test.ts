@@ -43,7 +43,7 @@ describe.skipIf(unavailable !== undefined)(`pullguard serve --backend containerd
     containerd = await startContainerd({ mirrors: { [registry.host]: `http://127.0.0.1:${mirrorPort}` } });
     const { policy, registriesD } = await writeSigningConfig(work, { publicKeyPath: signer.publicKeyPath, lookasideUrl: lookaside.url });
     pullguard = await startPullguard({
-      args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--backend', containerd.endpoint, '--mirror-address', `127.0.0.1:${mirrorPort}`],
+      args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--backend', containerd.endpoint, '--runtime-fetch', 'mirror', '--mirror-address', `127.0.0.1:${mirrorPort}`],
     });
   }, 180_000);
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCriBackend, type CriBackend } from '../../../src/backend/cri-backend.js';
 import { createCriImageClient, type CriImageClient } from '../../../src/cli/cri-client.js';
-import { backendServiceDefinitions, createBackendHandlers } from '../../../src/cri/backend-handlers.js';
+import { backendServiceDefinitions, createBackendHandlers, type RuntimeFetchMode } from '../../../src/cri/backend-handlers.js';
 import { startCriServer, type RunningCriServer } from '../../../src/cri/server.js';
 import type { Verdict } from '../../../src/domain/signature.js';
 import { createLogger } from '../../../src/log/logger.js';
@@ -58,6 +58,8 @@ export async function startPullguard(options: {
   readonly backendEndpoint: string;
   readonly signaturePhase?: SignaturePhase;
   readonly callTimeoutMs?: number;
+  /** Who fetches the layers; default 'mirror' (the stack's mirror serves them). */
+  readonly fetchMode?: RuntimeFetchMode;
 }): Promise<PullguardStack> {
   const { dir, store, inFlight, mirror, mirrorEvents } = options.base;
   const logger = createLogger({ level: process.env['PULLGUARD_TEST_LOG'] ?? 'silent' });
@@ -79,7 +81,7 @@ export async function startPullguard(options: {
   });
   const backend = createCriBackend({ endpoint: options.backendEndpoint, ...(options.callTimeoutMs !== undefined ? { callTimeoutMs: options.callTimeoutMs } : {}) });
   const shutdown = new AbortController();
-  const handlers = createBackendHandlers({ pulls, backend, index: store.images, collectGarbage: () => store.images.collectGarbage(), logger, shutdownSignal: shutdown.signal, version: 'test' });
+  const handlers = createBackendHandlers({ pulls, backend, fetchMode: options.fetchMode ?? 'mirror', index: store.images, collectGarbage: () => store.images.collectGarbage(), logger, shutdownSignal: shutdown.signal, version: 'test' });
   const definitions = backendServiceDefinitions();
   const socketPath = join(dir, 'pullguard.sock');
   const server: RunningCriServer = await startCriServer({

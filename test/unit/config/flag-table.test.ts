@@ -54,10 +54,10 @@ describe('the serve settings table', () => {
     // Every config key is accepted with a value of its type.
     const sample = { string: 'x', 'string[]': [], number: 1, boolean: false } as const;
     const file = Object.fromEntries([...configFileKeys()].map(([key, type]) => [key, sample[type]]));
-    const withFile: Environment = { ...environment, readFile: () => JSON.stringify({ ...file, platform: 'linux/amd64', logLevel: 'info', backend: 'unix:///run/x.sock' }) };
+    const withFile: Environment = { ...environment, readFile: () => JSON.stringify({ ...file, platform: 'linux/amd64', logLevel: 'info', backend: 'unix:///run/x.sock', runtimeFetch: 'mirror' }) };
     expect(() => loadDaemonConfig(['--config', '/c.json'], withFile)).not.toThrow();
     // Every flag with a value is accepted.
-    const argv = SERVE_SETTINGS.filter((s) => s.value !== undefined && s.flag !== 'config').flatMap((s) => [`--${s.flag}`, s.flag === 'platform' ? 'linux/amd64' : s.flag === 'log-level' ? 'info' : s.flag === 'backend' ? 'unix:///run/x.sock' : s.value === 'DUR' ? '1s' : s.value === 'N' || s.value === 'KIB/S' ? '2' : s.flag === 'insecure-registry' ? 'r.example:5000' : '/x']);
+    const argv = SERVE_SETTINGS.filter((s) => s.value !== undefined && s.flag !== 'config').flatMap((s) => [`--${s.flag}`, s.flag === 'platform' ? 'linux/amd64' : s.flag === 'log-level' ? 'info' : s.flag === 'backend' ? 'unix:///run/x.sock' : s.flag === 'runtime-fetch' ? 'mirror' : s.value === 'DUR' ? '1s' : s.value === 'N' || s.value === 'KIB/S' ? '2' : s.flag === 'insecure-registry' ? 'r.example:5000' : '/x']);
     expect(() => loadDaemonConfig(argv, environment)).not.toThrow();
   });
 });

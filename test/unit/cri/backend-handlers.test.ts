@@ -157,7 +157,7 @@ describe('metrics in backend mode (the real server)', () => {
     const [metricsPort, mirrorPort] = [await freePort(), await freePort()];
     metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     server = await startServer({
-      args: ['--backend', fake.endpoint, '--mirror-address', `127.0.0.1:${mirrorPort}`, '--metrics-address', `127.0.0.1:${metricsPort}`, '--signature-policy', policy, '--insecure-registry', registry.host],
+      args: ['--backend', fake.endpoint, '--runtime-fetch', 'mirror', '--mirror-address', `127.0.0.1:${mirrorPort}`, '--metrics-address', `127.0.0.1:${metricsPort}`, '--signature-policy', policy, '--insecure-registry', registry.host],
     });
   });
 
