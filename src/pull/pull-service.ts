@@ -8,7 +8,7 @@ import type { Digest } from '../domain/digest.js';
 import { PullguardError } from '../domain/errors.js';
 import type { Descriptor } from '../domain/image.js';
 import { imageIdConflict } from '../domain/image-record.js';
-import { formatReference, parseReference, type ImageReference } from '../domain/reference.js';
+import { formatReference, parseReference, withDigest, type ImageReference } from '../domain/reference.js';
 import type { UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
 import { SignatureDeniedError, isSignatureDeniedError } from './pull-errors.js';
 import type {
@@ -55,6 +55,19 @@ export interface PullRequest {
    * flight, the first caller's is used: its result stands for every caller of the flight.
    */
   readonly runtimeFetch?: (image: AllowedImage, signal: AbortSignal) => Promise<void>;
+}
+
+/**
+ * An image to verify for someone else who fetches it (containerd's image verifier, PullService.verify):
+ * no credentials, no namespace (the global policy decides), no layer fetched.
+ */
+export interface VerifyRequest {
+  /** The name as the caller gave it (containerd's `-name`): the policy judges it, its tag included. */
+  readonly image: string;
+  /** What the caller resolved that name to (containerd's `-digest`): fetched by this digest, never by the tag. */
+  readonly digest: Digest;
+  readonly logFields?: Readonly<Record<string, unknown>>;
+  readonly signal?: AbortSignal;
 }
 
 /** An image the policy allowed, before its blobs are all in the store. */
@@ -131,10 +144,32 @@ export class PullService {
    * it too, and kubelet sees one PullImage each.
    */
   async pull(request: PullRequest): Promise<PullResult> {
+    return this.#observed(request, () => this.#join(request, 'pull'));
+  }
+
+  /**
+   * Verifies an image another party fetches (containerd 2.x's image verifier): resolve the given
+   * digest → signature phase → manifests, config and signatures into the store → the record
+   * (`layersStored: false`, as a pull whose runtime fetches the layers). No layer is fetched. The
+   * observers are told as of a pull; flights are never shared with pulls (a pull must fetch what a
+   * verification does not). A name that carries a digest is judged by that digest (CRI drops the tag
+   * then), which must be the one given.
+   */
+  async verify(request: VerifyRequest): Promise<PullResult> {
+    const asPull: PullRequest = {
+      image: request.image,
+      ...(request.logFields !== undefined ? { logFields: request.logFields } : {}),
+      ...(request.signal !== undefined ? { signal: request.signal } : {}),
+      runtimeFetch: async () => undefined,
+    };
+    return this.#observed(asPull, () => this.#join(asPull, 'verify', request.digest));
+  }
+
+  async #observed(request: PullRequest, run: () => Promise<PullResult>): Promise<PullResult> {
     const started = this.#monotonicMs();
     let result: PullResult;
     try {
-      result = await this.#join(request);
+      result = await run();
     } catch (err) {
       this.#ended(request, started, { error: err, ...(isSignatureDeniedError(err) ? { verdict: err.verdict, manifestDigest: err.manifestDigest } : {}) });
       throw err;
@@ -158,9 +193,13 @@ export class PullService {
     tellEach(this.#observers, (observer) => observer.pullEnded?.(ended));
   }
 
-  async #join(request: PullRequest): Promise<PullResult> {
-    const reference = parseReference(request.image);
-    const key = [formatReference(reference), credentialKey(request.credentials), request.namespace ?? ''].join('\0');
+  async #join(request: PullRequest, mode: 'pull' | 'verify', pinned?: Digest): Promise<PullResult> {
+    let reference = parseReference(request.image);
+    if (pinned !== undefined && reference.digest !== undefined) {
+      if (reference.digest !== pinned) throw new PullguardError('INVALID_ARGUMENT', `${formatReference(reference)} names another digest than ${pinned}`);
+      reference = withDigest(reference, pinned);
+    }
+    const key = [mode, formatReference(reference), pinned ?? '', credentialKey(request.credentials), request.namespace ?? ''].join('\0');
     const onAllowed = request.onAllowed;
     let joined: AllowedListeners | undefined;
     // The listeners live and die with the flight: a later pull of the same key never sees this verdict.
@@ -171,17 +210,19 @@ export class PullService {
       else listeners.callbacks.add(onAllowed);
     };
     try {
-      return await this.#pulls.run(key, request.signal, (signal, listeners) => this.#pull(reference, request, signal, listeners), listen);
+      return await this.#pulls.run(key, request.signal, (signal, listeners) => this.#pull(reference, request, signal, listeners, pinned), listen);
     } finally {
       // A caller that gave up while the flight goes on is not told later.
       if (onAllowed !== undefined) joined?.callbacks.delete(onAllowed);
     }
   }
 
-  async #pull(reference: ImageReference, request: PullRequest, signal: AbortSignal, listeners: AllowedListeners): Promise<PullResult> {
+  async #pull(reference: ImageReference, request: PullRequest, signal: AbortSignal, listeners: AllowedListeners, pinned?: Digest): Promise<PullResult> {
     const { source, signaturePhase } = this.#options;
     const transport = { credentials: request.credentials, signal };
-    const image = await source.resolve(reference, transport);
+    // Pinned (verify): fetched by the digest the caller resolved, judged under the name it gave.
+    const image =
+      pinned === undefined || reference.digest !== undefined ? await source.resolve(reference, transport) : { ...(await source.resolve(withDigest(reference, pinned), transport)), reference };
     const display = formatReference(reference);
     const resolved = {
       image: display,
@@ -251,9 +292,29 @@ export class PullService {
         for (const callback of listeners.callbacks) callback(listeners.allowed);
         const runtimeFetch = request.runtimeFetch;
         if (runtimeFetch !== undefined) {
-          // The config only (the record's user and the id check); the runtime pulls name@digest itself.
-          await this.#fetchBlobs(image, [image.config], request.credentials, signal, { runtimeOrder: true, inFlight });
-          await runtimeFetch(listeners.allowed, signal);
+          // The runtime pulls name@digest itself; meanwhile the config (for the record's user) comes
+          // into the store. Either failing cancels the other, and nothing is recorded.
+          const both = new AbortController();
+          const cancel = (): void => both.abort(signal.reason);
+          signal.addEventListener('abort', cancel, { once: true });
+          const allowedImage = listeners.allowed;
+          // The first failure is the cause; the other one was only cancelled by it.
+          let firstFailure: { readonly error: unknown } | undefined;
+          const cancelOtherOnFailure = (work: Promise<void>): Promise<void> =>
+            work.catch((error: unknown) => {
+              firstFailure ??= { error };
+              both.abort(error);
+            });
+          try {
+            // Both settle before the pull answers: a failure never leaves the other still running.
+            await Promise.all([
+              cancelOtherOnFailure(this.#fetchBlobs(image, [image.config], request.credentials, both.signal, { runtimeOrder: true, inFlight })),
+              cancelOtherOnFailure(runtimeFetch(allowedImage, both.signal)),
+            ]);
+          } finally {
+            signal.removeEventListener('abort', cancel);
+          }
+          if (firstFailure !== undefined) throw firstFailure.error;
           return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, signatures, signatureDigests, layersStored: false });
         }
         await this.#fetchBlobs(image, blobs, request.credentials, signal, { runtimeOrder: runtimeWaits, inFlight });
@@ -276,7 +337,10 @@ export class PullService {
     /** false: the runtime holds the layers (runtimeFetch), the store does not. */
     readonly layersStored: boolean;
   }): Promise<PullResult> {
-    const { image, reference, namespace, verdict, policySource, signatures, signatureDigests, layersStored } = fetched;
+    const { image, reference, namespace, verdict, policySource, signatures, signatureDigests } = fetched;
+    // Recorded again without layers (a verification) while they are stored: they stay stored and kept.
+    const previous = this.#options.images.get(image.config.digest);
+    const layersStored = fetched.layersStored || (previous !== undefined && previous.manifestDigest === image.manifestDigest && previous.layersStored !== false);
     const clock = this.#clock;
     const config = await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES);
     // Kept per repository: the same image pulled from elsewhere keeps its own record.

@@ -1,0 +1,148 @@
+/**
+ * Issue 17, runtime fetches (backend mode's default): crictl through pullguard against crictl
+ * straight at containerd, same registry, same run, alternating, fresh containerd root each run.
+ *   (a) `crictl --image-endpoint <pullguard> pull REF`: pullguard resolves, decides (insecureAcceptAnything,
+ *       so only the pipeline is compared), keeps manifest and config, asks containerd for REF@digest;
+ *   (b) `crictl --image-endpoint <containerd> pull REF`.
+ * Three shapes: 4 × 64 MiB, 40 × 1 MiB, 2 × 1 MiB (random, incompressible layers). Medians of five
+ * runs each; ratios (a)/(b) for the large shapes and the added milliseconds for the small one;
+ * pullguard's state directory after (a) as a share of the image; pullguard's peak RSS during (a).
+ * Each path first pulls a small unrelated image (untimed): a node's pullguard and containerd are
+ * long-running, so connections and JIT are warm when kubelet asks; both paths get the same warm-up.
+ * containerd is the 2.x built by .ci/build-peers (the current release), crictl too.
+ */
+import { execFile } from 'node:child_process';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { containerdUnavailableReason, startContainerd } from '../helpers/containerd.js';
+import { peerBinary, peerUnavailableReason } from '../helpers/peers.js';
+import { startRegistry, type StartedRegistry } from '../helpers/registry.js';
+import { acceptAnythingConfig, log, makeWorkDir, pushLayout, removeDir, serverPid, startBenchServer, touchFreeMemory } from './bench-env.js';
+import { buildLargeOciImage, type LargeImage } from './large-image.js';
+import { printTable, type Figure, type PartResult } from './report.js';
+import { sampleRss } from './rss.js';
+import { median, MiB, round, timed } from './stats.js';
+
+const execFileAsync = promisify(execFile);
+const RUNS = 5;
+const TOUCH_BYTES = 768 * MiB;
+
+interface Shape {
+  readonly name: string;
+  readonly layerSizes: readonly number[];
+  /** (a)/(b) at most this, or (for small images) (a) − (b) at most this many ms. */
+  readonly target: { readonly ratio: number } | { readonly addedMs: number };
+}
+
+const SHAPES: readonly Shape[] = [
+  { name: '4x64MiB', layerSizes: Array.from({ length: 4 }, () => 64 * MiB), target: { ratio: 1.05 } },
+  { name: '40x1MiB', layerSizes: Array.from({ length: 40 }, () => MiB), target: { ratio: 1.1 } },
+  { name: '2x1MiB', layerSizes: [MiB, MiB], target: { addedMs: 20 } },
+];
+
+async function crictlPull(endpoint: string, reference: string): Promise<{ ms: number; imageId: string }> {
+  const crictl = peerBinary('crictl');
+  if (crictl === undefined) throw new Error(peerUnavailableReason('crictl'));
+  const { ms, value } = await timed(() => execFileAsync(crictl, ['--image-endpoint', endpoint, '--timeout', '10m', 'pull', reference], { timeout: 600_000 }));
+  // "Image is up to date for sha256:…"
+  const imageId = /sha256:[0-9a-f]{64}/.exec(value.stdout)?.[0] ?? '';
+  return { ms, imageId };
+}
+
+async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).size;
+  }
+  return total;
+}
+
+interface Sample {
+  readonly viaMs: number;
+  readonly directMs: number;
+  readonly stateBytes: number;
+  readonly peakRssMiB: number;
+}
+
+async function onePair(registry: StartedRegistry, reference: string, warmUp: string, image: LargeImage, config: { policy: string; registriesD: string }, work: string, run: number): Promise<Sample> {
+  // (a) through pullguard
+  await touchFreeMemory(TOUCH_BYTES);
+  const viaContainerd = await startContainerd({ release: '2', plainHttp: [registry.host] });
+  let via: { ms: number; imageId: string };
+  let stateBytes: number;
+  let peakRssMiB: number;
+  const stateDir = join(work, `state-${run}`);
+  const server = await startBenchServer({ registryHost: registry.host, ...config, stateDir, extraArgs: ['--backend', viaContainerd.endpoint] });
+  try {
+    await crictlPull(`unix://${server.socket}`, warmUp);
+    const rss = sampleRss(serverPid(server));
+    via = await crictlPull(`unix://${server.socket}`, reference);
+    peakRssMiB = rss.stop().peakSampledMiB;
+    stateBytes = await dirBytes(join(stateDir, 'store'));
+  } finally {
+    await server.stop({ keepState: true });
+    await viaContainerd.destroy();
+    await removeDir(stateDir);
+  }
+  if (via.imageId !== image.configDigest) throw new Error(`crictl through pullguard pulled ${via.imageId}, expected ${image.configDigest}`);
+  // (b) straight at containerd
+  await touchFreeMemory(TOUCH_BYTES);
+  const direct = await startContainerd({ release: '2', plainHttp: [registry.host] });
+  try {
+    await crictlPull(direct.endpoint, warmUp);
+    const pulled = await crictlPull(direct.endpoint, reference);
+    if (pulled.imageId !== image.configDigest) throw new Error(`crictl straight at containerd pulled ${pulled.imageId}, expected ${image.configDigest}`);
+    return { viaMs: via.ms, directMs: pulled.ms, stateBytes, peakRssMiB };
+  } finally {
+    await direct.destroy();
+  }
+}
+
+export async function runRuntimeFetchBench(): Promise<PartResult> {
+  const started = Date.now();
+  const unavailable = containerdUnavailableReason('2') ?? peerUnavailableReason('crictl');
+  if (unavailable !== undefined) throw new Error(`runtime-fetch bench cannot run: ${unavailable}`);
+  const work = await makeWorkDir('runtime-fetch');
+  const registry = await startRegistry();
+  const figures: Figure[] = [];
+  const rows: string[][] = [];
+  const details: Record<string, unknown> = {};
+  try {
+    const config = await acceptAnythingConfig(work);
+    const warm = await buildLargeOciImage(join(work, 'warm-up'), { tag: 'v1', layerSizes: [64 * 1024] });
+    await pushLayout(warm.dir, 'v1', registry.host, 'bench/warm-up:v1');
+    const warmUp = `${registry.host}/bench/warm-up:v1`;
+    // PULLGUARD_BENCH_SHAPES=2x1MiB,… runs only those (a quick look); the full part runs all three.
+    const only = process.env['PULLGUARD_BENCH_SHAPES']?.split(',');
+    for (const shape of SHAPES.filter((s) => only === undefined || only.includes(s.name))) {
+      const image = await buildLargeOciImage(join(work, shape.name), { tag: 'v1', layerSizes: shape.layerSizes });
+      const reference = `${registry.host}/bench/${shape.name.toLowerCase()}:v1`;
+      await pushLayout(image.dir, 'v1', registry.host, `bench/${shape.name.toLowerCase()}:v1`);
+      const samples: Sample[] = [];
+      for (let run = 0; run < RUNS; run++) {
+        samples.push(await onePair(registry, reference, warmUp, image, config, work, run));
+        log(`runtime-fetch ${shape.name} run ${run + 1}: via ${round(samples.at(-1)!.viaMs)} ms, direct ${round(samples.at(-1)!.directMs)} ms`);
+      }
+      const via = median(samples.map((s) => s.viaMs));
+      const direct = median(samples.map((s) => s.directMs));
+      const state = median(samples.map((s) => s.stateBytes));
+      const rss = Math.max(...samples.map((s) => s.peakRssMiB));
+      if ('ratio' in shape.target) {
+        figures.push({ name: `${shape.name} crictl via-pullguard/direct`, value: round(via / direct, 2), unit: '', target: { op: '<=', value: shape.target.ratio } });
+      } else {
+        figures.push({ name: `${shape.name} crictl via-pullguard − direct`, value: round(via - direct, 1), unit: 'ms', target: { op: '<=', value: shape.target.addedMs } });
+      }
+      figures.push({ name: `${shape.name} pullguard state / image`, value: round((100 * state) / image.totalBytes, 2), unit: '%', target: { op: '<', value: 5 } });
+      figures.push({ name: `${shape.name} pullguard peak RSS during pull`, value: round(rss, 1), unit: 'MiB' });
+      rows.push([shape.name, `${round(via)} ms`, `${round(direct)} ms`, `${round(via / direct, 2)}`, `${round(via - direct, 1)} ms`, `${round(state / 1024, 1)} KiB`, `${round(rss, 1)} MiB`]);
+      details[shape.name] = { samples, imageBytes: image.totalBytes };
+      await removeDir(image.dir);
+    }
+  } finally {
+    await registry.stop();
+    await removeDir(work);
+  }
+  printTable(['image', 'via pullguard', 'direct', 'ratio', 'added', 'pullguard state', 'peak RSS'], rows);
+  return { part: 'runtime-fetch', figures, details, seconds: Math.round((Date.now() - started) / 1000) };
+}
