@@ -1,5 +1,6 @@
 /**
- * Loads containers-policy.json and its GPG key material at configuration time.
+ * Loads containers-policy.json and its key material (GPG keys, sigstore keys and CA certificates) at
+ * configuration time.
  *
  * - Key files are read and parsed once per load (not per signature, unlike upstream), so a missing
  *   or unreadable key file is a configuration error even when an image has no signatures.
@@ -12,8 +13,9 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PullguardError, isPullguardError } from '../domain/errors.js';
 import { parsePolicy } from '../policy/parse-policy.js';
-import type { KeySource, Policy, PolicyRequirement, SignedByRequirement, SigstoreSignedRequirement } from '../policy/types.js';
+import type { KeySource, PathOrData, Policy, PolicyRequirement, SignedByRequirement, SigstoreSignedRequirement } from '../policy/types.js';
 import { loadGpgKeys, type GpgKeySet } from '../signature/gpg-keys.js';
+import { loadFulcioTrustRoot, loadPkiTrustRoot } from '../sigstore/certificate-trust.js';
 import { parseSigstorePublicKey, type SigstoreKeySet, type SigstorePublicKey } from '../sigstore/public-keys.js';
 import { EMBEDDED_POLICY_SOURCE, type LoadedPolicy } from '../pull/ports.js';
 
@@ -50,35 +52,60 @@ function signedByRequirements(policy: Policy): SignedByRequirement[] {
   return allRequirements(policy).filter((r): r is SignedByRequirement => r.type === 'signedBy' && r.keyType === 'GPGKeys');
 }
 
-export const SIGSTORE_FULCIO_PKI_UNSUPPORTED = 'sigstoreSigned with fulcio/pki is not supported yet';
-
-/** Loads every key a sigstoreSigned requirement names (one PEM public key per path or data item). */
+/**
+ * Loads every key and trust root a sigstoreSigned requirement names: one PEM public key per
+ * path or data item, and for fulcio/pki the CA certificates (certificate-trust.ts), so that a
+ * missing or unusable file is a configuration error, never a per-pull surprise.
+ */
 async function loadSigstoreKeys(
   requirement: SigstoreSignedRequirement,
   read: (path: string) => Promise<Uint8Array>,
 ): Promise<SigstoreKeySet> {
-  if (requirement.trust.kind !== 'keys') {
-    throw new PullguardError('KEY_LOAD_FAILED', `${SIGSTORE_FULCIO_PKI_UNSUPPORTED} (requirement uses ${requirement.trust.kind})`);
-  }
+  const readFileOf = (path: string, what: string): Promise<Uint8Array> =>
+    read(path).catch((err: unknown) => {
+      throw new PullguardError('KEY_LOAD_FAILED', `reading ${what} file ${JSON.stringify(path)}: ${(err as Error).message}`, { cause: err });
+    });
   const load = async (source: KeySource, what: string, ecdsaOnly: boolean): Promise<SigstorePublicKey[]> => {
     const items: { bytes: Promise<Uint8Array>; where: string }[] =
       source.kind === 'data'
         ? [{ bytes: Promise.resolve(source.data), where: `${what}Data` }]
         : source.kind === 'datas'
           ? source.datas.map((data, i) => ({ bytes: Promise.resolve(data), where: `${what}Datas[${i}]` }))
-          : (source.kind === 'path' ? [source.path] : source.paths).map((path) => ({
-              bytes: read(path).catch((err: unknown) => {
-                throw new PullguardError('KEY_LOAD_FAILED', `reading key file ${JSON.stringify(path)}: ${(err as Error).message}`, { cause: err });
-              }),
-              where: `key file ${JSON.stringify(path)}`,
-            }));
+          : (source.kind === 'path' ? [source.path] : source.paths).map((path) => ({ bytes: readFileOf(path, 'key'), where: `key file ${JSON.stringify(path)}` }));
     const keys: SigstorePublicKey[] = [];
     for (const item of items) keys.push(parseSigstorePublicKey(await item.bytes, item.where, { ecdsaOnly }));
     return keys;
   };
-  const publicKeys = await load(requirement.trust.keys, 'key', false);
+  const bytesOf = (source: PathOrData, what: string): Promise<Uint8Array> => (source.kind === 'data' ? Promise.resolve(source.data) : readFileOf(source.path, what));
+  /** Trust-root problems name the requirement's field, as key problems name the key. */
+  const trustRoot = <T>(where: string, make: () => T): T => {
+    try {
+      return make();
+    } catch (err) {
+      throw new PullguardError('KEY_LOAD_FAILED', `${where}: ${(err as Error).message}`, { cause: err });
+    }
+  };
   const rekorKeys = requirement.rekorPublicKeys !== undefined ? await load(requirement.rekorPublicKeys, 'rekorPublicKey', true) : undefined;
-  return Object.freeze({ publicKeys: Object.freeze(publicKeys), ...(rekorKeys !== undefined ? { rekorKeys: Object.freeze(rekorKeys) } : {}) });
+  const withRekor = rekorKeys !== undefined ? { rekorKeys: Object.freeze(rekorKeys) } : {};
+  const trust = requirement.trust;
+  switch (trust.kind) {
+    case 'keys':
+      return Object.freeze({ publicKeys: Object.freeze(await load(trust.keys, 'key', false)), ...withRekor });
+    case 'fulcio': {
+      const { ca, oidcIssuer, subjectEmail } = trust.fulcio;
+      const caPem = await bytesOf(ca, 'Fulcio CA');
+      const where = ca.kind === 'path' ? `fulcio CA file ${JSON.stringify(ca.path)}` : 'fulcio caData';
+      return Object.freeze({ publicKeys: Object.freeze([]), ...withRekor, fulcio: trustRoot(where, () => loadFulcioTrustRoot(caPem, oidcIssuer, subjectEmail)) });
+    }
+    case 'pki': {
+      const { caRoots, caIntermediates, subjectEmail, subjectHostname } = trust.pki;
+      const rootsPem = await bytesOf(caRoots, 'PKI CA roots');
+      const intermediatesPem = caIntermediates !== undefined ? await bytesOf(caIntermediates, 'PKI CA intermediates') : undefined;
+      const where = caRoots.kind === 'path' ? `pki CA roots file ${JSON.stringify(caRoots.path)}` : 'pki caRootsData';
+      const identity = { ...(subjectEmail !== undefined ? { subjectEmail } : {}), ...(subjectHostname !== undefined ? { subjectHostname } : {}) };
+      return Object.freeze({ publicKeys: Object.freeze([]), ...withRekor, pki: trustRoot(where, () => loadPkiTrustRoot(rootsPem, intermediatesPem, identity)) });
+    }
+  }
 }
 
 /** Parses policy text (already read) and loads every key it names. */

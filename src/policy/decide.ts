@@ -45,6 +45,12 @@ export interface DecideInput {
   readonly notices?: readonly string[];
   /** Indices whose requests needed retries: PGW003 on allowed verdicts. */
   readonly retried?: readonly SignatureLocation[];
+  /**
+   * "Must verify something" (upstream's RequireSignatureVerification): an image the requirements
+   * would allow without any requirement having verified a signature (`insecureAcceptAnything`
+   * scopes) is denied instead. Off by default.
+   */
+  readonly requireSignatureVerification?: boolean;
 }
 
 /** Bounds that keep a denial readable (~1 KiB) even with 128 bad signatures. */
@@ -65,8 +71,9 @@ export const MAX_DENIAL_CHARS = 1900;
 
 export const EMPTY_REQUIREMENTS_TEXT = 'List of verification policy requirements must not be empty';
 export const NO_SIGNATURE_TEXT = 'A signature was required, but no signature exists';
-/** sigstoreSigned trusting fulcio or pki: the loader refuses such policies; decide still never accepts. */
-export const SIGSTORE_UNSUPPORTED_TEXT = 'sigstoreSigned with fulcio/pki is not supported yet: this requirement never accepts an image';
+/** The denial when signature verification is required and the policy verified nothing. */
+export const VERIFICATION_REQUIRED_TEXT =
+  'Signature verification is required, but the policy accepts this image without verifying any signature';
 
 /** Transport errors that mean the server was never reached (rather than a connection that broke). */
 const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
@@ -283,8 +290,6 @@ function evaluate(reference: ImageReference, item: RequirementChecks): Requireme
       // containers/image never implemented it and always denies, with exactly this text: so do we.
       return { ...base, satisfied: false, reason: 'signedBaseLayer not implemented yet!' };
     case 'sigstoreSigned': {
-      // Fail closed for trust roots that are not verified yet; whatever checks were passed in are ignored.
-      if (requirement.trust.kind !== 'keys') return { ...base, satisfied: false, reason: SIGSTORE_UNSUPPORTED_TEXT };
       const accepted = item.checks.find((c): c is AcceptedCheck => c.verdict === 'accepted');
       if (accepted !== undefined) return { ...base, satisfied: true, satisfiedBy: accepted };
       const skipped = item.skipped ?? { nonSigstore: 0, nonSignatureAttachments: 0 };
@@ -384,6 +389,19 @@ export function decide(input: DecideInput): Verdict {
   }
   const outcomes = Object.freeze(input.requirements.map((item) => Object.freeze(evaluate(input.reference, item))));
   const firstDenied = outcomes.find((o) => !o.satisfied);
+  // Every requirement that can be satisfied other than insecureAcceptAnything is satisfied by a
+  // verified signature: "something verified" is "some outcome has satisfiedBy".
+  const verifiedNothing = input.requireSignatureVerification === true && !outcomes.some((o) => o.satisfiedBy !== undefined);
+  if (firstDenied === undefined && verifiedNothing) {
+    return Object.freeze({
+      allowed: false,
+      scope: input.scope,
+      requirements: outcomes,
+      troubles,
+      warnings: Object.freeze([]),
+      denial: denialText(VERIFICATION_REQUIRED_TEXT, troubles),
+    });
+  }
   if (firstDenied === undefined) {
     return Object.freeze({
       allowed: true,

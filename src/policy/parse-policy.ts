@@ -329,7 +329,11 @@ function parseSigstoreSigned(p: Problems, where: string, obj: JsonObject): Sigst
       }
     } else {
       const keys = exactlyOneKeySource(p, where, obj, ['keyPath', 'keyPaths', 'keyData', 'keyDatas'], 'keyPath must not be empty', '');
-      if (keys !== undefined && keys !== 'none') trust = { kind: 'keys', keys };
+      if (keys !== undefined && keys !== 'none') {
+        if (keys.kind === 'paths' && keys.paths.length === 0) p.add(at(where, 'keyPaths'), '"keyPaths" contains no entries');
+        else if (keys.kind === 'datas' && keys.datas.length === 0) p.add(at(where, 'keyDatas'), '"keyDatas" contains no entries');
+        else trust = { kind: 'keys', keys };
+      }
     }
   }
 
@@ -347,13 +351,16 @@ function parseSigstoreSigned(p: Problems, where: string, obj: JsonObject): Sigst
       if (path !== undefined) rekorPublicKeys = { kind: 'path', path };
     } else if (key === 'rekorPublicKeyPaths') {
       const paths = expectPaths(p, w, v);
-      if (paths !== undefined) rekorPublicKeys = { kind: 'paths', paths };
+      // Upstream's casing, as in its other rekor texts.
+      if (paths?.length === 0) p.add(w, '"rekorPublickeyPaths" contains no entries');
+      else if (paths !== undefined) rekorPublicKeys = { kind: 'paths', paths };
     } else if (key === 'rekorPublicKeyData') {
       const data = expectBase64(p, w, v);
       if (data !== undefined) rekorPublicKeys = { kind: 'data', data };
     } else {
       const datas = expectBase64List(p, w, v);
-      if (datas !== undefined) rekorPublicKeys = { kind: 'datas', datas };
+      if (datas?.length === 0) p.add(w, '"rekorPublickeyDatas" contains no entries');
+      else if (datas !== undefined) rekorPublicKeys = { kind: 'datas', datas };
     }
   }
   if (trustKeys.length === 1 && trustKeys[0] === 'fulcio' && rekorPresent.length === 0) {

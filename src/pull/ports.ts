@@ -140,6 +140,8 @@ export interface LoadedTrust {
   policyFor(namespace: string | undefined): Promise<SelectedPolicy>;
   /** Lookaside first, then sigstore attachments: simple signing before sigstore, as containers/image. */
   readonly signatureSources: readonly SignatureSource[];
+  /** Deny images the policy would accept without verifying any signature (off unless configured). */
+  readonly requireSignatureVerification?: boolean;
 }
 
 /**

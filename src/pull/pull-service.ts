@@ -273,12 +273,18 @@ export class PullService {
     readonly listeners: AllowedListeners;
   }): Promise<PullResult> {
     const { image, reference, request, signal, verdict, policySource, signatures, signatureDigests, leased, listeners } = allowed;
-    return this.#options.leases.withLease(leased, async () => {
+    const runtimeFetch = request.runtimeFetch;
+    const storeManifestsAndSignatures = async (): Promise<void> => {
       await this.#storeBytes(image.manifestDigest, image.manifestMediaType, image.manifestBytes);
       if (image.indexBytes !== undefined) await this.#storeBytes(image.topDigest, image.topMediaType, image.indexBytes);
       for (const [i, signature] of signatures.entries()) {
         await this.#storeBytes(signatureDigests[i]!, 'application/vnd.pullguard.signature', signature.bytes);
       }
+    };
+    return this.#options.leases.withLease(leased, async () => {
+      // The mirror serves manifests from the store, so they must be there before a runtime is told;
+      // a runtime that fetches for itself needs nothing of ours, and they are stored meanwhile.
+      if (runtimeFetch === undefined) await storeManifestsAndSignatures();
       const blobs = [image.config, ...image.layers];
       const inFlight = this.#options.inFlight?.add({
         repository: reference.name,
@@ -290,10 +296,9 @@ export class PullService {
         const runtimeWaits = listeners.callbacks.size > 0;
         listeners.allowed = { reference, manifestDigest: image.manifestDigest, imageId: image.config.digest };
         for (const callback of listeners.callbacks) callback(listeners.allowed);
-        const runtimeFetch = request.runtimeFetch;
         if (runtimeFetch !== undefined) {
-          // The runtime pulls name@digest itself; meanwhile the config (for the record's user) comes
-          // into the store. Either failing cancels the other, and nothing is recorded.
+          // The runtime pulls name@digest itself; meanwhile manifests, signatures and the config (for
+          // the record's user) come into the store. Either failing cancels the other; nothing is recorded.
           const both = new AbortController();
           const cancel = (): void => both.abort(signal.reason);
           signal.addEventListener('abort', cancel, { once: true });
@@ -308,7 +313,9 @@ export class PullService {
           try {
             // Both settle before the pull answers: a failure never leaves the other still running.
             await Promise.all([
-              cancelOtherOnFailure(this.#fetchBlobs(image, [image.config], request.credentials, both.signal, { runtimeOrder: true, inFlight })),
+              cancelOtherOnFailure(
+                storeManifestsAndSignatures().then(() => this.#fetchBlobs(image, [image.config], request.credentials, both.signal, { runtimeOrder: true, inFlight })),
+              ),
               cancelOtherOnFailure(runtimeFetch(allowedImage, both.signal)),
             ]);
           } finally {

@@ -21,6 +21,8 @@ export async function reverifyStoredImage(input: {
   readonly content: ContentStore;
   readonly policy: LoadedPolicy;
   readonly now?: Date;
+  /** As the server: deny what the policy would accept without verifying any signature. */
+  readonly requireSignatureVerification?: boolean;
 }): Promise<Verdict> {
   const { record, content } = input;
   const named = repositoryNamed(input.name);
@@ -52,7 +54,13 @@ export async function reverifyStoredImage(input: {
     config: { digest: record.configDigest, size: 0, mediaType: MEDIA_TYPES.ociConfig },
     layers: [],
   };
-  const { verdict } = await runSignaturePhase({ policy: input.policy, image, sources: [storedSource], ...(input.now !== undefined ? { now: input.now } : {}) });
+  const { verdict } = await runSignaturePhase({
+    policy: input.policy,
+    image,
+    sources: [storedSource],
+    ...(input.now !== undefined ? { now: input.now } : {}),
+    ...(input.requireSignatureVerification === true ? { requireSignatureVerification: true } : {}),
+  });
   return verdict;
 }
 

@@ -25,18 +25,16 @@ export interface SignaturePhaseInput {
   readonly credentials?: RegistryCredentials;
   /** Verification time (injected clock); defaults to now. */
   readonly now?: Date;
+  /** Deny what the policy would accept without verifying any signature (decide's requireSignatureVerification). */
+  readonly requireSignatureVerification?: boolean;
 }
 
 const verifiesGpgSignatures = (r: PolicyRequirement): r is SignedByRequirement => r.type === 'signedBy' && r.keyType === 'GPGKeys';
 
-const verifiesSigstoreSignatures = (r: PolicyRequirement): r is SigstoreSignedRequirement => r.type === 'sigstoreSigned' && r.trust.kind === 'keys';
+const verifiesSigstoreSignatures = (r: PolicyRequirement): r is SigstoreSignedRequirement => r.type === 'sigstoreSigned';
 
 /** Requirements that deny whatever the signatures say: no point fetching anything. */
-const alwaysDenies = (r: PolicyRequirement): boolean =>
-  r.type === 'reject' ||
-  r.type === 'signedBaseLayer' ||
-  (r.type === 'sigstoreSigned' && r.trust.kind !== 'keys') ||
-  (r.type === 'signedBy' && r.keyType !== 'GPGKeys');
+const alwaysDenies = (r: PolicyRequirement): boolean => r.type === 'reject' || r.type === 'signedBaseLayer' || (r.type === 'signedBy' && r.keyType !== 'GPGKeys');
 
 /** Lookaside (simple signing) first, then sigstore attachments, each in index order (as c/image lists them). */
 const bySourceAndIndex = (a: UntrustedSignatureBlob, b: UntrustedSignatureBlob): number =>
@@ -117,6 +115,8 @@ function checkSigstore(input: SignaturePhaseInput, requirement: SigstoreSignedRe
       manifestDigest: input.image.manifestDigest,
       manifestBytes: input.image.manifestBytes,
       matchesIdentity: (untrustedRef) => matchesSignedIdentity(requirement.signedIdentity, input.image.reference, untrustedRef),
+      // pki certificates must be valid now (fulcio ones at their Rekor integrated time).
+      now: input.now ?? new Date(),
     });
   } catch (err) {
     return { verdict: 'rejected', location: blob.location, kind: 'invalid-signature', reason: `verifying signature: ${(err as Error).message}` };
@@ -166,6 +166,7 @@ export async function runSignaturePhase(input: SignaturePhaseInput): Promise<Sig
     troubles: collected.troubles,
     notices: collected.notices,
     retried: collected.retried,
+    ...(input.requireSignatureVerification === true ? { requireSignatureVerification: true } : {}),
   });
   return { verdict, signatures: Object.freeze([...collected.blobs]) };
 }
@@ -182,6 +183,7 @@ export function signaturePhaseUnder(trust: TrustConfiguration): SignaturePhase {
       policy,
       image,
       sources: loaded.signatureSources,
+      ...(loaded.requireSignatureVerification === true ? { requireSignatureVerification: true } : {}),
       ...(signal !== undefined ? { signal } : {}),
       ...(credentials !== undefined ? { credentials } : {}),
     });

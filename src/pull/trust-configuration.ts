@@ -14,6 +14,7 @@ export interface PolicyChooser {
 /** The policies and signature sources of one loaded configuration. */
 export class ConfiguredTrust implements LoadedTrust {
   readonly signatureSources: readonly SignatureSource[];
+  readonly requireSignatureVerification: boolean;
   readonly #policies: PolicyChooser;
   readonly #namespaceDir: string | undefined;
 
@@ -22,10 +23,13 @@ export class ConfiguredTrust implements LoadedTrust {
     /** `--signature-policy-dir`: a namespace's policy comes from `<dir>/<namespace>.json` when it exists. */
     readonly namespaceDir?: string;
     readonly signatureSources: readonly SignatureSource[];
+    /** Deny images the policy would accept without verifying any signature. Default false. */
+    readonly requireSignatureVerification?: boolean;
   }) {
     this.#policies = options.policies;
     this.#namespaceDir = options.namespaceDir;
     this.signatureSources = options.signatureSources;
+    this.requireSignatureVerification = options.requireSignatureVerification === true;
   }
 
   async policyFor(namespace: string | undefined): Promise<SelectedPolicy> {

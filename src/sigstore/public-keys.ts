@@ -1,10 +1,11 @@
 /**
  * Sigstore public keys (`keyPath`/`keyPaths`/`keyData`/`keyDatas`, `rekorPublicKey*`) parsed once
- * at policy load. Each source holds one PEM public key (c/image cryptoutils.UnmarshalPEMToPublicKey):
- * `PUBLIC KEY` (SPKI: ECDSA, Ed25519, RSA) or `RSA PUBLIC KEY` (PKCS#1). Rekor keys must be ECDSA.
+ * at policy load, beside the fulcio/pki trust roots (certificate-trust.ts). Each source holds one
+ * PEM public key (c/image cryptoutils.UnmarshalPEMToPublicKey): `PUBLIC KEY` (SPKI: ECDSA, Ed25519, RSA) or `RSA PUBLIC KEY` (PKCS#1). Rekor keys must be ECDSA.
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { PullguardError } from '../domain/errors.js';
+import type { FulcioTrustRoot, PkiTrustRoot } from './certificate-trust.js';
 
 export interface SigstorePublicKey {
   readonly key: KeyObject;
@@ -14,11 +15,17 @@ export interface SigstorePublicKey {
   readonly fingerprint: string;
 }
 
-/** The keys one sigstoreSigned requirement trusts. */
+/**
+ * What one sigstoreSigned requirement trusts: public keys, or (with no public keys) a Fulcio or PKI
+ * trust root whose certificates vouch for the signing key.
+ */
 export interface SigstoreKeySet {
+  /** The `keyPath`/`keyPaths`/`keyData`/`keyDatas` keys; empty for fulcio and pki. */
   readonly publicKeys: readonly SigstorePublicKey[];
-  /** Present when the requirement names Rekor keys: the Rekor SET is then mandatory. */
+  /** Present when the requirement names Rekor keys: the Rekor SET is then mandatory (always for fulcio). */
   readonly rekorKeys?: readonly SigstorePublicKey[];
+  readonly fulcio?: FulcioTrustRoot;
+  readonly pki?: PkiTrustRoot;
 }
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/;

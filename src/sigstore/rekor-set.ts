@@ -36,10 +36,10 @@ function canonicalPayload(body: Buffer, integratedTime: number, logIndex: number
   return `{"body":${JSON.stringify(body.toString('base64'))},"integratedTime":${integratedTime},"logID":${JSON.stringify(logID)},"logIndex":${logIndex}}`;
 }
 
-function pemDer(bytes: Buffer): Buffer | undefined {
+function pemDer(bytes: Buffer, what = 'publicKey in Rekor SET'): Buffer | undefined {
   const m = /^\s*-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----\r?\n?([\s\S]*)$/.exec(bytes.toString('latin1'));
   if (m === null) return undefined;
-  if ((m[3] as string).length !== 0) throw new RekorSetError('publicKey in Rekor SET has trailing data');
+  if ((m[3] as string).length !== 0) throw new RekorSetError(`${what} has trailing data`);
   return Buffer.from((m[2] as string).replace(/\s+/g, ''), 'base64');
 }
 
@@ -49,12 +49,14 @@ function get(obj: unknown, key: string): unknown {
 
 /**
  * Verifies `setText` (the `dev.sigstore.cosign/bundle` annotation) for a signature made by
- * `signerKey`. Returns the integrated time (Unix seconds); throws RekorSetError with upstream's text.
+ * `signer`: a public key (its SPKI) or, for Fulcio, the certificate PEM of the
+ * `dev.sigstore.cosign/certificate` annotation, whose DER the entry must carry. Returns the
+ * integrated time (Unix seconds); throws RekorSetError with upstream's text.
  */
 export function verifyRekorSet(
   rekorKeys: readonly SigstorePublicKey[],
   setText: string,
-  signerKey: SigstorePublicKey,
+  signer: SigstorePublicKey | { readonly certificatePem: string },
   signature: Uint8Array,
   payload: Uint8Array,
 ): number {
@@ -105,7 +107,15 @@ export function verifyRekorSet(
   if (typeof publicKey !== 'string') throw new RekorSetError('missing "signature.publicKey" field in hashedrekord');
   const rekorKeyDer = pemDer(Buffer.from(publicKey, 'base64'));
   if (rekorKeyDer === undefined) throw new RekorSetError('publicKey in Rekor SET is not in PEM format');
-  if (!rekorKeyDer.equals(Buffer.from(signerKey.spki))) throw new RekorSetError('publicKey in Rekor SET does not match');
+  let signerDer: Buffer;
+  if ('certificatePem' in signer) {
+    const der = pemDer(Buffer.from(signer.certificatePem, 'latin1'), 'public key or cert to be matched against publicKey in Rekor SET');
+    if (der === undefined) throw new RekorSetError('public key or cert to be matched against publicKey in Rekor SET is not in PEM format');
+    signerDer = der;
+  } else {
+    signerDer = Buffer.from(signer.spki);
+  }
+  if (!rekorKeyDer.equals(signerDer)) throw new RekorSetError('publicKey in Rekor SET does not match');
   const data = get(spec, 'data');
   if (data === undefined || data === null) throw new RekorSetError('missing "data" field in hashedrekord');
   const hash = get(data, 'hash');

@@ -1,20 +1,31 @@
 /**
- * Verifies one sigstore (cosign) attachment layer against a key-based sigstoreSigned requirement, in
- * c/image order (policy_eval_sigstore.go + internal/sigstore_payload.go): signature annotation →
- * (Rekor SET, when Rekor keys are configured) → SHA-256 signature over the raw payload bytes by one of
- * the requirement's keys → strict payload → manifest digest → identity. Payload fields stay
- * untrusted until the signature verified. Never throws for a bad signature: returns a rejection.
+ * Verifies one sigstore (cosign) attachment layer against a sigstoreSigned requirement, in c/image
+ * order (policy_eval_sigstore.go + internal/sigstore_payload.go): signature annotation → the signing
+ * key: the requirement's keys (after the Rekor SET, when Rekor keys are configured), or the key of
+ * the layer's certificate once it chained to the Fulcio CA (after the Rekor SET, which dates the
+ * signature) or to the PKI roots (certificate-trust.ts) → SHA-256 signature over the raw payload
+ * bytes → strict payload → manifest digest → identity. Payload and certificate fields stay
+ * untrusted until verified. Never throws for a bad signature: returns a rejection.
  */
 import { constants, verify } from 'node:crypto';
 import type { RejectionKind, SignatureCheck, SignerIdentity, UntrustedSignatureBlob } from '../domain/signature.js';
-import { SIGSTORE_SET_ANNOTATION, SIGSTORE_SIGNATURE_ANNOTATION } from './constants.js';
+import { CertificateTrustError, verifyFulcioCertificate, verifyPkiCertificate } from './certificate-trust.js';
+import { SIGSTORE_CERTIFICATE_ANNOTATION, SIGSTORE_INTERMEDIATE_CHAIN_ANNOTATION, SIGSTORE_SET_ANNOTATION, SIGSTORE_SIGNATURE_ANNOTATION } from './constants.js';
 import { judgeSignedPayload, type PayloadExpectations } from '../signature/payload.js';
 import { SIGSTORE_PAYLOAD } from './payload.js';
+import type { Certificate } from './certificate.js';
+import type { PkiTrustRoot } from './certificate-trust.js';
 import type { SigstoreKeySet, SigstorePublicKey } from './public-keys.js';
 import { RekorSetError, verifyRekorSet } from './rekor-set.js';
 
-/** What a sigstore signature is judged against: the same as for simple signing. */
-export type SigstoreExpectations = PayloadExpectations;
+/** What a sigstore signature is judged against: the same as for simple signing, and a time for pki. */
+export interface SigstoreExpectations extends PayloadExpectations {
+  /**
+   * The time pki certificates must be valid at (upstream: the current time). Default: now. Fulcio
+   * certificates are checked at the Rekor SET's integrated time instead, as upstream.
+   */
+  readonly now?: Date;
+}
 
 /** Go base64.StdEncoding.DecodeString, with its error text. CR/LF are ignored as in Go. */
 function decodeStdBase64(text: string): Buffer | string {
@@ -51,16 +62,23 @@ export function verifySigstoreSignature(blob: UntrustedSignatureBlob, keys: Sigs
   const base64Signature = annotations[SIGSTORE_SIGNATURE_ANNOTATION];
   if (base64Signature === undefined) return reject('invalid-signature', `missing ${SIGSTORE_SIGNATURE_ANNOTATION} annotation`);
   const payload = blob.bytes;
-  if (keys.publicKeys.length === 0) return reject('untrusted-key', 'Need at least one public key to verify the sigstore payload, but got 0');
   const signature = decodeStdBase64(base64Signature);
   if (typeof signature === 'string') return reject('invalid-signature', `base64 decoding: ${signature}`);
 
-  let candidates = keys.publicKeys;
-  if (keys.rekorKeys !== undefined) {
+  let candidates: readonly SigstorePublicKey[];
+  if (keys.fulcio !== undefined || keys.pki !== undefined) {
+    const certified = certifiedKey(keys, annotations, signature, payload, expect.now ?? new Date());
+    if (typeof certified === 'string') return reject('invalid-signature', certified);
+    candidates = [certified];
+  } else {
+    if (keys.publicKeys.length === 0) return reject('untrusted-key', 'Need at least one public key to verify the sigstore payload, but got 0');
+    candidates = keys.publicKeys;
+  }
+  if (keys.rekorKeys !== undefined && keys.fulcio === undefined) {
     const set = annotations[SIGSTORE_SET_ANNOTATION];
     if (set === undefined) return reject('invalid-signature', `missing ${SIGSTORE_SET_ANNOTATION} annotation`);
     const failures: string[] = [];
-    candidates = keys.publicKeys.filter((key) => {
+    candidates = candidates.filter((key) => {
       try {
         verifyRekorSet(keys.rekorKeys as readonly SigstorePublicKey[], set, key, signature, payload);
         return true;
@@ -87,4 +105,40 @@ export function verifySigstoreSignature(blob: UntrustedSignatureBlob, keys: Sigs
   const signer: SignerIdentity = { keyFingerprint: signerKey.fingerprint, primaryKeyFingerprint: signerKey.fingerprint };
 
   return judgeSignedPayload(payload, SIGSTORE_PAYLOAD, signer, location, expect);
+}
+
+/**
+ * fulcio / pki: the key of the layer's certificate, once the certificate is trusted; or the
+ * rejection reason. Fulcio needs the Rekor SET first: it proves the signature was logged and dates it.
+ */
+function certifiedKey(
+  keys: SigstoreKeySet,
+  annotations: Readonly<Record<string, string>>,
+  signature: Uint8Array,
+  payload: Uint8Array,
+  now: Date,
+): SigstorePublicKey | string {
+  const chain = annotations[SIGSTORE_INTERMEDIATE_CHAIN_ANNOTATION];
+  try {
+    if (keys.fulcio !== undefined) {
+      if (keys.rekorKeys === undefined) return 'Internal inconsistency: Fulcio CA specified without a Rekor public key';
+      const set = annotations[SIGSTORE_SET_ANNOTATION];
+      if (set === undefined) return `missing ${SIGSTORE_SET_ANNOTATION} annotation`;
+      const certificatePem = annotations[SIGSTORE_CERTIFICATE_ANNOTATION];
+      if (certificatePem === undefined) return `missing ${SIGSTORE_CERTIFICATE_ANNOTATION} annotation`;
+      const integratedTime = verifyRekorSet(keys.rekorKeys, set, { certificatePem }, signature, payload);
+      return asKey(verifyFulcioCertificate(keys.fulcio, integratedTime * 1000, certificatePem, chain));
+    }
+    if (keys.rekorKeys !== undefined) return 'Internal inconsistency: PKI specified with a Rekor public key';
+    const certificatePem = annotations[SIGSTORE_CERTIFICATE_ANNOTATION];
+    if (certificatePem === undefined) return `missing ${SIGSTORE_CERTIFICATE_ANNOTATION} annotation`;
+    return asKey(verifyPkiCertificate(keys.pki as PkiTrustRoot, now.getTime(), certificatePem, chain));
+  } catch (err) {
+    if (err instanceof RekorSetError || err instanceof CertificateTrustError) return err.message;
+    throw err;
+  }
+}
+
+function asKey(certificate: Certificate): SigstorePublicKey {
+  return { key: certificate.publicKey, spki: certificate.spki, fingerprint: certificate.fingerprint };
 }

@@ -13,6 +13,13 @@ import { join } from 'node:path';
 export const PEERS = {
   containerd: 'v2.4.2',
   crictl: 'v1.37.0',
+  // Signs images for the sigstore interop tests (test/integration/sigstore/cosign-interop.test.ts).
+  cosign: 'v2.6.5',
+  // A real node (test/node/): kubelet + kube-apiserver, etcd, and the static pause/app programs.
+  kubernetes: 'v1.37.2',
+  'containerd-shim': 'v2.4.2',
+  etcd: 'v3.7.3',
+  nodebins: 'v1',
 } as const;
 
 export type PeerName = keyof typeof PEERS;

@@ -1,8 +1,8 @@
 /**
  * sigstoreSigned through the running server: cosign-layout attachments (`sha256-<hex>.sig`) pushed
  * to the real registry, registries.d `use-sigstore-attachments: true`, a sigstoreSigned policy with
- * a PEM public key — PullImage over the socket. (Real skopeo cannot sign sigstore here: see
- * attachments.test.ts.)
+ * a PEM public key — PullImage over the socket. (Signatures made by the real cosign:
+ * cosign-interop.test.ts.)
  */
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';

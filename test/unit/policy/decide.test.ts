@@ -380,3 +380,33 @@ describe('decide: the decisive facts survive every bound', () => {
     expect(shortenUrl(`/var/lib/containers/sigstore/${'d/'.repeat(100)}app@sha256=${'b'.repeat(64)}/signature-3`)).toBe(`/…/app@sha256=${'b'.repeat(64)}/signature-3`);
   });
 });
+
+describe('decide: requireSignatureVerification ("must verify something")', () => {
+  const ACCEPT_ANYTHING: RequirementChecks = { requirement: { type: 'insecureAcceptAnything' }, checks: [] };
+  const required = (requirements: readonly RequirementChecks[], troubles: readonly SignatureTrouble[] = []) =>
+    decide({ scope: SCOPE, reference: REF, requirements, troubles, requireSignatureVerification: true });
+
+  test('off by default: insecureAcceptAnything allows', () => {
+    expect(run([ACCEPT_ANYTHING]).allowed).toBe(true);
+    expect(decide({ scope: SCOPE, reference: REF, requirements: [ACCEPT_ANYTHING], troubles: [], requireSignatureVerification: false }).allowed).toBe(true);
+  });
+
+  test('on: a policy that would allow without verifying any signature denies, troubles appended', () => {
+    expect(required([ACCEPT_ANYTHING])).toMatchObject({
+      allowed: false,
+      warnings: [],
+      denial: 'Signature verification is required, but the policy accepts this image without verifying any signature',
+    });
+    expect(required([ACCEPT_ANYTHING, ACCEPT_ANYTHING], [html(1)]).denial).toMatch(/^Signature verification is required, .*; additionally 1 signature could not be read: signature-1/);
+  });
+
+  test('on: a verified signature anywhere in the requirements is enough (insecureAcceptAnything beside signedBy is `&& true`)', () => {
+    expect(required([signedBy(accepted(1))]).allowed).toBe(true);
+    expect(required([ACCEPT_ANYTHING, signedBy(untrustedKey(1), accepted(2))])).toMatchObject({ allowed: true, warnings: [expect.objectContaining({ code: 'PGW002' })] });
+  });
+
+  test('on: denials keep their own reason (the first denying requirement), as without the mode', () => {
+    expect(required([signedBy(untrustedKey(1))]).denial).toBe(run([signedBy(untrustedKey(1))]).denial);
+    expect(required([{ requirement: { type: 'reject' }, checks: [] }]).denial).toBe('Running image docker://registry.example/app:v1 is rejected by policy.');
+  });
+});

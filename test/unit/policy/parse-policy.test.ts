@@ -81,6 +81,11 @@ describe('each mutation is reported with its upstream text', () => {
     ['sigstore fulcio without rekor', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', fulcio: { caPath: '/ca.pem', oidcIssuer: 'https://o', subjectEmail: 'a@b' } })), 'At least one of rekorPublickeyPath, rekorPublicKeyPaths, rekorPublickeyData and rekorPublicKeyDatas must be specified if fulcio is used'],
     ['sigstore fulcio without issuer', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', fulcio: { caPath: '/ca.pem', subjectEmail: 'a@b' }, rekorPublicKeyPath: '/r.pub' })), 'oidcIssuer not specified'],
     ['sigstore fulcio without email', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', fulcio: { caPath: '/ca.pem', oidcIssuer: 'https://o' }, rekorPublicKeyPath: '/r.pub' })), 'subjectEmail not specified'],
+    ['sigstore empty keyPaths', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', keyPaths: [] })), '"keyPaths" contains no entries'],
+    ['sigstore empty keyDatas', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', keyDatas: [] })), '"keyDatas" contains no entries'],
+    ['sigstore empty rekorPublicKeyDatas', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', keyPath: '/k.pub', rekorPublicKeyDatas: [] })), '"rekorPublickeyDatas" contains no entries'],
+    ['sigstore pki with rekor', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', pki: { caRootsPath: '/r.pem', subjectEmail: 'a@b' }, rekorPublicKeyPath: '/r.pub' })), 'are not supported for pki'],
+    ['sigstore fulcio buildSignerURI (newer upstream; not accepted)', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', fulcio: { caPath: '/ca.pem', oidcIssuer: 'https://o', subjectEmail: 'a@b', buildSignerURI: 'https://x' }, rekorPublicKeyPath: '/r.pub' })), 'Unknown key "buildSignerURI"'],
     ['trailing data', JSON.stringify(validPolicy()) + ' {}', 'Unexpected data after JSON object'],
     ['not an object', '[]', "JSON object expected, got '['"],
   ];

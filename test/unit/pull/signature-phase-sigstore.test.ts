@@ -9,6 +9,7 @@ import type { LoadedPolicy, ResolvedImage, SignatureSource } from '../../../src/
 import { runSignaturePhase } from '../../../src/pull/signature-phase.js';
 import type { SigstoreAttachmentSource } from '../../../src/sigstore/attachment-source.js';
 import { signedLayer, sigstoreKey, type AttachmentLayer } from '../../fixtures/sigstore/cosign.js';
+import { testPki } from '../../fixtures/sigstore/test-ca.js';
 import * as fx from '../../fixtures/signatures/fixtures.js';
 
 const reference = parseReference(fx.SIGNED_IDENTITY);
@@ -118,10 +119,25 @@ describe('policy loader: sigstore keys', () => {
       [2, 1],
     ]);
   });
-  test('fulcio/pki: a clear "not supported yet" configuration error; bad key files are reported together', async () => {
+  test('fulcio/pki: CA certificates are loaded with the policy; CA data without a certificate is a configuration error; bad key files are reported together', async () => {
+    const ca = testPki(Date.UTC(2030, 0, 1)).root.pem;
+    const b64 = (text: string) => Buffer.from(text).toString('base64');
+    const rekorPublicKeyData = b64(sigstoreKey('rekor').publicPem);
+    const loaded = await load([
+      { type: 'sigstoreSigned', fulcio: { caData: b64(ca), oidcIssuer: 'https://issuer', subjectEmail: 'a@b' }, rekorPublicKeyData },
+      { type: 'sigstoreSigned', pki: { caRootsData: b64(ca), caIntermediatesData: b64(ca), subjectHostname: 'build.example' } },
+    ]);
+    expect([...(loaded.sigstoreKeys?.values() ?? [])].map((s) => [s.fulcio?.caCertificates.length, s.rekorKeys?.length, s.pki?.caIntermediateCertificates?.length])).toEqual([
+      [1, 1, undefined],
+      [undefined, undefined, 1],
+    ]);
     await expect(
-      load([{ type: 'sigstoreSigned', fulcio: { caData: 'Y2E=', oidcIssuer: 'https://issuer', subjectEmail: 'a@b' }, rekorPublicKeyData: 'cms=' }]),
-    ).rejects.toMatchObject({ code: 'KEY_LOAD_FAILED', message: expect.stringContaining('sigstoreSigned with fulcio/pki is not supported yet') });
+      load([{ type: 'sigstoreSigned', fulcio: { caData: 'Y2E=', oidcIssuer: 'https://issuer', subjectEmail: 'a@b' }, rekorPublicKeyData }]),
+    ).rejects.toMatchObject({ code: 'KEY_LOAD_FAILED', message: expect.stringContaining('fulcio caData: error loading Fulcio CA certificates') });
+    await expect(load([{ type: 'sigstoreSigned', pki: { caRootsPath: join(dir, 'missing.pem'), subjectEmail: 'a@b' } }])).rejects.toMatchObject({
+      code: 'KEY_LOAD_FAILED',
+      message: expect.stringContaining(`reading PKI CA roots file "${join(dir, 'missing.pem')}"`),
+    });
     const err = await load([sigstoreSigned({ keyPath: join(dir, 'missing.pub') }), sigstoreSigned({ keyPath: join(dir, 'trusted.gpg') })]).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'KEY_LOAD_FAILED' });
     expect((err as Error).message).toContain('missing.pub');

@@ -4,9 +4,12 @@ import type { Digest } from '../../../src/domain/digest.js';
 import { parseReference } from '../../../src/domain/reference.js';
 import type { UntrustedSignatureBlob } from '../../../src/domain/signature.js';
 import { matchesSignedIdentity } from '../../../src/policy/identity.js';
+import { parseCertificate } from '../../../src/sigstore/certificate.js';
+import { loadFulcioTrustRoot, loadPkiTrustRoot } from '../../../src/sigstore/certificate-trust.js';
 import { parseSigstorePublicKey, type SigstoreKeySet } from '../../../src/sigstore/public-keys.js';
 import { verifySigstoreSignature } from '../../../src/sigstore/verify.js';
-import { cosignPayload, cosignSign, rekorBundle, signedLayer, sigstoreKey, type AttachmentLayer, type TestKey } from '../../fixtures/sigstore/cosign.js';
+import { cosignPayload, cosignSign, generatedKey, rekorBundle, signedLayer, sigstoreKey, type AttachmentLayer, type TestKey } from '../../fixtures/sigstore/cosign.js';
+import { DAY, newKeyPair, testPki } from '../../fixtures/sigstore/test-ca.js';
 
 const DIGEST = `sha256:${'1'.repeat(64)}` as Digest;
 const IMAGE = parseReference('registry.example/team/app:v1');
@@ -92,5 +95,83 @@ describe('parseSigstorePublicKey', () => {
     expect(() => parseSigstorePublicKey(Buffer.from('nope'), 'keyData')).toThrow('keyData: PEM decoding failed');
     expect(() => parseSigstorePublicKey(readFileSync(sigstoreKey('rsa').publicPath), 'rekor', { ecdsaOnly: true })).toThrow('Rekor public key is not using ECDSA');
     expect(() => parseSigstorePublicKey(readFileSync(sigstoreKey('rsa').publicPath.replace('.pub', '.key')), 'k')).toThrow(/unknown Public key PEM file type: PRIVATE KEY/);
+  });
+});
+
+describe('certificates: fulcio (with the Rekor SET) and pki', () => {
+  // Signing times the tests control: the Rekor SET's integrated time, and the pki verification time.
+  const SIGNED_AT = 1_900_000_000; // 2030-03-17
+  const at = SIGNED_AT * 1000;
+  const signerKey = newKeyPair().privateKey;
+  const signer = generatedKey('signer', signerKey);
+  const ISSUER = 'https://oidc.example.com';
+  const fulcioCa = testPki(at, { key: signerKey, emails: ['dev@example.com'], sanCritical: true, fulcioIssuerV2: ISSUER, notBefore: at - 60_000, notAfter: at + 540_000 });
+  const pkiCa = testPki(at, { key: signerKey, emails: ['dev@example.com'], dnsNames: ['builder.example.com'] });
+  const fulcio = (email = 'dev@example.com', caPem = fulcioCa.root.pem): SigstoreKeySet => ({
+    publicKeys: [],
+    rekorKeys: [pub(rekor)],
+    fulcio: loadFulcioTrustRoot(Buffer.from(caPem), ISSUER, email),
+  });
+  const pki = (identity: { subjectEmail?: string; subjectHostname?: string } = { subjectEmail: 'dev@example.com' }, caPem = pkiCa.root.pem): SigstoreKeySet => ({
+    publicKeys: [],
+    pki: loadPkiTrustRoot(Buffer.from(caPem), undefined, identity),
+  });
+  const fulcioLayer = (options: Parameters<typeof signedLayer>[2] = {}) =>
+    signedLayer(signer, claim, { rekor, certificate: fulcioCa.leaf.pem, chain: fulcioCa.chainPem, integratedTime: SIGNED_AT, ...options });
+  const checkAt = (layer: AttachmentLayer, keys: SigstoreKeySet, now = new Date(at)) => verifySigstoreSignature(blob(layer), keys, { ...expectations, now });
+
+  test('fulcio: a certificate valid at the integrated time, logged in the SET, whose key signed the payload: accepted, whatever the verification date', () => {
+    const result = checkAt(fulcioLayer(), fulcio(), new Date(at + 3650 * DAY));
+    expect(result).toMatchObject({ verdict: 'accepted', signedManifestDigest: DIGEST });
+    expect(result.verdict === 'accepted' && result.signer.keyFingerprint).toBe(parseCertificate(fulcioCa.leaf.der).fingerprint);
+  });
+
+  test('fulcio: the SET is mandatory and must carry this certificate; the certificate must be valid at its integrated time', () => {
+    const layer = fulcioLayer();
+    const { ['dev.sigstore.cosign/bundle']: _set, ...noSet } = layer.annotations;
+    expect(checkAt({ ...layer, annotations: noSet }, fulcio())).toMatchObject({ verdict: 'rejected', reason: 'missing dev.sigstore.cosign/bundle annotation' });
+    const { ['dev.sigstore.cosign/certificate']: _cert, ...noCert } = layer.annotations;
+    expect(checkAt({ ...layer, annotations: noCert }, fulcio())).toMatchObject({ reason: 'missing dev.sigstore.cosign/certificate annotation' });
+    // The SET logged the key, not the certificate: what key-based signing with a Rekor upload produces.
+    expect(checkAt(signedLayer(signer, claim, { rekor, integratedTime: SIGNED_AT, chain: fulcioCa.chainPem }), fulcio())).toMatchObject({
+      reason: 'missing dev.sigstore.cosign/certificate annotation',
+    });
+    const signature = Buffer.from(layer.annotations['dev.cosignproject.cosign/signature']!, 'base64');
+    const keySet = rekorBundle(rekor, { signature, publicPem: signer.publicPem, payload: layer.bytes }, {}, SIGNED_AT);
+    const keyLogged = { ...layer, annotations: { ...layer.annotations, 'dev.sigstore.cosign/bundle': keySet } };
+    expect(checkAt(keyLogged, fulcio())).toMatchObject({ reason: 'publicKey in Rekor SET does not match' });
+    expect(checkAt(fulcioLayer({ integratedTime: SIGNED_AT + 600 }), fulcio())).toMatchObject({
+      reason: expect.stringMatching(/^veryfing leaf certificate failed: x509: certificate has expired or is not yet valid: current time 2030-03-17T17:56:40Z is after 2030-03-17T17:55:40Z$/),
+    });
+    expect(checkAt(fulcioLayer({ rekor: other }), fulcio())).toMatchObject({ reason: 'cryptographic signature verification of Rekor SET failed' });
+  });
+
+  test('fulcio: another identity, another CA, a payload signed by another key', () => {
+    expect(checkAt(fulcioLayer(), fulcio('else@example.com'))).toMatchObject({ reason: 'Required email "else@example.com" not found (got ["dev@example.com"])' });
+    expect(checkAt(fulcioLayer(), fulcio('dev@example.com', pkiCa.root.pem))).toMatchObject({ reason: expect.stringMatching(/^veryfing leaf certificate failed: x509: certificate signed by unknown authority/) });
+    // Logged as made, certificate trusted: the payload signature itself is what fails.
+    expect(checkAt(fulcioLayer({ signWith: cosign }), fulcio())).toMatchObject({
+      reason: 'cryptographic signature verification failed: invalid signature when validating ASN.1 encoded signature',
+    });
+  });
+
+  test('pki: a certificate chaining to the roots, naming the identity, verified at the given time; no Rekor SET needed', () => {
+    const layer = signedLayer(signer, claim, { certificate: pkiCa.leaf.pem, chain: pkiCa.chainPem });
+    expect(checkAt(layer, pki())).toMatchObject({ verdict: 'accepted' });
+    expect(checkAt(layer, pki({ subjectHostname: 'builder.example.com' }))).toMatchObject({ verdict: 'accepted' });
+    expect(checkAt(layer, pki(), new Date(at + 31 * DAY))).toMatchObject({ reason: expect.stringContaining('x509: certificate has expired or is not yet valid') });
+    expect(checkAt(layer, pki({ subjectHostname: 'other.example.com' }))).toMatchObject({ reason: 'Unexpected subject hostname: x509: certificate is valid for builder.example.com, not other.example.com' });
+    expect(checkAt(layer, pki(undefined, fulcioCa.root.pem))).toMatchObject({ reason: expect.stringMatching(/unknown authority/) });
+  });
+
+  test('pki: the payload must be signed by the certificate\'s key; the payload is then judged as usual', () => {
+    expect(checkAt(signedLayer(signer, claim, { certificate: pkiCa.leaf.pem, chain: pkiCa.chainPem, signWith: cosign }), pki())).toMatchObject({
+      kind: 'invalid-signature',
+      reason: 'cryptographic signature verification failed: invalid signature when validating ASN.1 encoded signature',
+    });
+    expect(checkAt(signedLayer(signer, { ...claim, reference: 'registry.example/other' }, { certificate: pkiCa.leaf.pem, chain: pkiCa.chainPem }), pki())).toMatchObject({
+      kind: 'identity-mismatch',
+    });
+    expect(checkAt(signedLayer(signer, claim), pki())).toMatchObject({ reason: 'missing dev.sigstore.cosign/certificate annotation' });
   });
 });
