@@ -392,16 +392,9 @@ export function decide(input: DecideInput): Verdict {
   // Every requirement that can be satisfied other than insecureAcceptAnything is satisfied by a
   // verified signature: "something verified" is "some outcome has satisfiedBy".
   const verifiedNothing = input.requireSignatureVerification === true && !outcomes.some((o) => o.satisfiedBy !== undefined);
-  if (firstDenied === undefined && verifiedNothing) {
-    return Object.freeze({
-      allowed: false,
-      scope: input.scope,
-      requirements: outcomes,
-      troubles,
-      warnings: Object.freeze([]),
-      denial: denialText(VERIFICATION_REQUIRED_TEXT, troubles),
-    });
-  }
+  const denied = (reason: string): Verdict =>
+    Object.freeze({ allowed: false, scope: input.scope, requirements: outcomes, troubles, warnings: Object.freeze([]), denial: denialText(reason, troubles) });
+  if (firstDenied === undefined && verifiedNothing) return denied(VERIFICATION_REQUIRED_TEXT);
   if (firstDenied === undefined) {
     return Object.freeze({
       allowed: true,
@@ -412,12 +405,5 @@ export function decide(input: DecideInput): Verdict {
     });
   }
   // Upstream stops at the first denying requirement and reports its error alone.
-  return Object.freeze({
-    allowed: false,
-    scope: input.scope,
-    requirements: outcomes,
-    troubles,
-    warnings: Object.freeze([]),
-    denial: denialText(firstDenied.reason ?? 'denied by policy', troubles),
-  });
+  return denied(firstDenied.reason ?? 'denied by policy');
 }
