@@ -42,6 +42,10 @@ import { createSigstoreAttachmentSource } from './sigstore/attachment-source.js'
 import { EMPTY_REGISTRIES_CONFIG, parseRegistriesConf } from './registry/registries-conf.js';
 import { openStore } from './store/open-store.js';
 import { packageRoot } from './util/package-root.js';
+import { runDoctor } from './doctor/doctor-command.js';
+import { runVerifierCommand } from './verifier/verifier-command.js';
+import { startVerifierServer } from './verifier/verifier-server.js';
+import { judgeVerifierQuestion } from './verifier/verifier-verdicts.js';
 
 const VERSION = (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -57,6 +61,8 @@ Commands:
   rmi        remove images
   fsck       check (and with --repair fix) the store on disk
   verify     re-check a stored image's signatures against the current policy, offline
+  verifier   install pullguard as containerd 2.x's image verifier (verifier install)
+  doctor     warn where the node's runtime configuration skips or undoes verification
   version    print the version
 
 Run 'pullguard <command> --help' for a command's options.`;
@@ -94,6 +100,10 @@ async function main(argv: readonly string[]): Promise<number> {
       return runFsck(rest, { stdout: process.stdout, stderr: process.stderr, environment });
     case 'verify':
       return runVerify(rest, { stdout: process.stdout, stderr: process.stderr, environment });
+    case 'verifier':
+      return runVerifierCommand(rest, { stdout: process.stdout, stderr: process.stderr, environment });
+    case 'doctor':
+      return runDoctor(rest, { stdout: process.stdout, stderr: process.stderr, environment });
     default:
       if (command in CLIENT_HELP) return runClientCommand(command, rest, { stdout: process.stdout, stderr: process.stderr, defaultSocket: defaultClientSocket(environment) });
       process.stderr.write(`pullguard: unknown command ${JSON.stringify(command)}\n\n${HELP}\n`);
@@ -216,6 +226,17 @@ async function serve(argv: readonly string[], environment: Environment): Promise
     metrics,
   );
   const definitions = backend !== undefined ? backendServiceDefinitions() : criServiceDefinitions();
+  // containerd 2.x's image verifier asks here for the verdict on name@digest (src/verifier/); up
+  // before the CRI socket, so whoever sees that one listening finds this one too.
+  const verifierServer =
+    config.verifierSocket !== undefined
+      ? await startVerifierServer({
+          socketPath: config.verifierSocket,
+          logger,
+          answerTimeoutMs: 2 * config.registry.readTimeoutMs + config.lookaside.budgetMs + 5000,
+          judge: (question) => judgeVerifierQuestion({ verify: (request) => pulls.verify(request), index: store.images, inFlight, signal: shutdown.signal }, question),
+        })
+      : undefined;
   const server = await startCriServer({
     socketPath: config.socket,
     logger,
@@ -224,6 +245,10 @@ async function serve(argv: readonly string[], environment: Environment): Promise
       { definition: definitions.runtime, implementation: handlers.runtime },
     ],
     wrapConnection: (socket) => acceptLocalAuthority(socket, { onError: (err) => logger.warn({ err: err.message }, 'closed a malformed HTTP/2 connection') }),
+  }).catch(async (err: unknown) => {
+    // No CRI socket (say, another server holds it): no verifier answers either, and the process can exit.
+    await verifierServer?.close(0);
+    throw err;
   });
 
   process.on('SIGHUP', () => {
@@ -244,8 +269,7 @@ async function serve(argv: readonly string[], environment: Environment): Promise
       logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down: no new calls; in-flight calls get the grace period');
       // After the grace period, cancel what is still running; ingests abort and leave no partial blob.
       const cancelTimer = setTimeout(() => shutdown.abort(new Error('server shutting down')), config.shutdownGraceMs);
-      server
-        .close(config.shutdownGraceMs + 1000)
+      Promise.all([server.close(config.shutdownGraceMs + 1000), verifierServer?.close(config.shutdownGraceMs)])
         .then(async () => {
           clearTimeout(cancelTimer);
           shutdown.abort(new Error('server shut down'));

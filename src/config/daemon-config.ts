@@ -49,6 +49,8 @@ export interface DaemonConfig {
   readonly mirrorAddress: string;
   /** Backend mode: the runtime fetches the layers itself, or pullguard does and serves them from its mirror. */
   readonly runtimeFetch: 'runtime' | 'mirror';
+  /** The socket containerd 2.x's image verifier asks (src/verifier/); undefined = off. */
+  readonly verifierSocket: string | undefined;
 }
 
 const GO_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
@@ -121,6 +123,8 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
 
   const stateDir = abs(text('state-dir') ?? environment.env['PULLGUARD_STATE_DIR'] ?? '.pullguard')!;
   const socket = abs(text('socket') ?? environment.env['PULLGUARD_SOCKET'] ?? join(stateDir, 'pullguard.sock'))!;
+  const verifierSocketText = text('verifier-socket');
+  const verifierSocket = verifierSocketText === 'off' ? undefined : abs(verifierSocketText ?? join(stateDir, 'verifier.sock'));
   const signaturePolicy = given('signature-policy', 'signature policy', 'file') ?? systemDefault(SYSTEM_POLICY);
   const signaturePolicyDir = given('signature-policy-dir', 'signature policy directory', 'directory');
   const registriesD = given('registries-d', 'registries.d directory', 'directory') ?? systemDefault('/etc/containers/registries.d');
@@ -150,27 +154,19 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
     }
     return ms;
   };
-  const count = (flag: string, fallback: number): number => {
+  /** A whole number in [min, max], in `unit` (for the message). */
+  const integer = (flag: string, fallback: number, max: number, unit = ''): number => {
     const raw = setting(flag);
     if (raw === undefined) return fallback;
     const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1 || n > 64) {
-      problems.push(`--${flag} must be an integer from 1 to 64`);
+    if (!Number.isInteger(n) || n < 1 || n > max) {
+      problems.push(`--${flag} must be an integer${unit} from 1 to ${max}`);
       return fallback;
     }
     return n;
   };
-
-  const rate = (flag: string, fallback: number): number => {
-    const raw = setting(flag);
-    if (raw === undefined) return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1 || n > 1_048_576) {
-      problems.push(`--${flag} must be an integer number of KiB/s from 1 to 1048576`);
-      return fallback;
-    }
-    return n;
-  };
+  const count = (flag: string, fallback: number): number => integer(flag, fallback, 64);
+  const rate = (flag: string, fallback: number): number => integer(flag, fallback, 1_048_576, ' number of KiB/s');
 
   const runtimeFetchMode = (): 'runtime' | 'mirror' => {
     const raw = text('runtime-fetch');
@@ -209,6 +205,7 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
     backend: text('backend'),
     mirrorAddress: text('mirror-address') ?? '127.0.0.1:5050',
     runtimeFetch: runtimeFetchMode(),
+    verifierSocket,
   };
   if (config.backend !== undefined && !/^unix:\/\/\/./.test(config.backend)) problems.push(`--backend ${JSON.stringify(config.backend)} is not unix:///PATH`);
   if (config.kubeconfig !== undefined && config.inCluster) problems.push('--kubeconfig and --in-cluster are mutually exclusive');

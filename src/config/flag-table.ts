@@ -37,6 +37,7 @@ export const SERVE_SETTINGS: readonly ServeSetting[] = [
   { flag: 'backend', value: 'unix:///PATH', key: 'backend', keyType: 'string', default: 'none', meaning: 'run in front of a container runtime, see *Running on a node*' },
   { flag: 'runtime-fetch', value: 'MODE', key: 'runtimeFetch', keyType: 'string', default: '`runtime`', meaning: 'backend mode: who fetches the layers, `runtime` (the runtime itself, pinned to the verified digest) or `mirror` (pullguard, serving them from its loopback mirror)' },
   { flag: 'mirror-address', value: 'HOST:PORT', key: 'mirrorAddress', keyType: 'string', default: '`127.0.0.1:5050`', meaning: 'backend mode with `--runtime-fetch mirror`: the loopback mirror the runtime fetches verified blobs from' },
+  { flag: 'verifier-socket', value: 'PATH', key: 'verifierSocket', keyType: 'string', default: '`<state-dir>/verifier.sock`', meaning: 'where containerd 2.x\'s image verifier (`pullguard verifier install`) asks for verdicts, mode 0600; `off` for none, see *Running on a node*' },
   { flag: 'kubeconfig', value: 'FILE', key: 'kubeconfig', keyType: 'string', default: 'none', meaning: 'post pod Events for warnings, with this kubeconfig' },
   { flag: 'in-cluster', key: 'inCluster', keyType: 'boolean', default: 'off', meaning: 'post pod Events for warnings, with the in-cluster service account' },
   { flag: 'node-name', value: 'NAME', key: 'nodeName', keyType: 'string', default: '`$NODE_NAME` or the host name', meaning: '`source.host` of those Events' },

@@ -32,6 +32,18 @@ export interface StartContainerdOptions {
   readonly verifierBinDir?: string;
   /** Default overlayfs; `native` where overlay mounts are not allowed. */
   readonly snapshotter?: 'overlayfs' | 'native';
+  /**
+   * The pod sandbox (pause) image the CRI plugin runs for every pod (1.6: `sandbox_image`, 2.x:
+   * `pinned_images.sandbox`); default: containerd's own default. With it, the CRI plugin also reads
+   * CNI configuration from an empty dir of its own, never the host's /etc/cni/net.d.
+   */
+  readonly sandboxImage?: string;
+  /**
+   * 2.x: TOML appended to the config as it is, e.g. a sub-table of the CRI images config
+   * (`[plugins.'io.containerd.cri.v1.images'.registry.configs.'x.invalid'.tls]`) or settings of the
+   * verifier plugin (`per_verifier_timeout`, after its table header, which comes last).
+   */
+  readonly extraToml?: string;
 }
 
 export interface RunningContainerd {
@@ -90,6 +102,8 @@ function configToml(dir: string, socketPath: string, certsDir: string, options: 
       '  disable_tcp_service = true',
       // This machine lacks CAP_SYS_RESOURCE: sandboxes may not lower oom_score_adj.
       '  restrict_oom_score_adj = true',
+      ...(options.sandboxImage !== undefined ? [`  sandbox_image = "${options.sandboxImage}"`] : []),
+      ...(options.sandboxImage !== undefined ? ['  [plugins."io.containerd.grpc.v1.cri".cni]', `    conf_dir = "${dir}/cni"`, `    bin_dir = "${dir}/cni-bin"`] : []),
       '  [plugins."io.containerd.grpc.v1.cri".containerd]',
       `    snapshotter = "${snapshotter}"`,
       '  [plugins."io.containerd.grpc.v1.cri".registry]',
@@ -114,12 +128,15 @@ function configToml(dir: string, socketPath: string, certsDir: string, options: 
     `  snapshotter = "${snapshotter}"`,
     "[plugins.'io.containerd.cri.v1.images'.registry]",
     `  config_path = "${certsDir}"`,
+    ...(options.sandboxImage !== undefined ? ["[plugins.'io.containerd.cri.v1.images'.pinned_images]", `  sandbox = "${options.sandboxImage}"`] : []),
     "[plugins.'io.containerd.cri.v1.runtime']",
     '  restrict_oom_score_adj = true',
+    ...(options.sandboxImage !== undefined ? ["[plugins.'io.containerd.cri.v1.runtime'.cni]", `  conf_dir = "${dir}/cni"`, `  bin_dirs = ["${dir}/cni-bin"]`] : []),
     "[plugins.'io.containerd.transfer.v1.local']",
     `  config_path = "${certsDir}"`,
     "[plugins.'io.containerd.image-verifier.v1.bindir']",
     `  bin_dir = "${options.verifierBinDir ?? join(dir, 'no-verifiers')}"`,
+    ...(options.extraToml !== undefined ? [options.extraToml] : []),
     '',
   ].join('\n');
 }

@@ -1,0 +1,97 @@
+/**
+ * `pullguard verifier install`: puts pullguard's image verifier into containerd 2.x's image-verifier
+ * bin dir, pointed at the verifier socket `pullguard serve` uses under the same configuration.
+ */
+import { isAbsolute, resolve } from 'node:path';
+import { isCommandLineError, parseCommandLine } from '../config/command-line.js';
+import { parseDuration, resolveDaemonConfig, type Environment } from '../config/daemon-config.js';
+import { formatSettingsHelp, parseOptionsFor, SERVE_SETTINGS, type ParseArgsOptions } from '../config/flag-table.js';
+import { isPullguardError, PullguardError, ValidationError } from '../domain/errors.js';
+import { CONTAINERD_DEFAULT_VERIFIER_BIN_DIR, CONTAINERD_DEFAULT_VERIFIER_TIMEOUT_MS, installVerifier, VERIFIER_TIMEOUT_MARGIN_MS, verifierClientPath } from './install.js';
+
+export interface VerifierCommandIo {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+  readonly environment: Environment;
+  /** The node binary the script runs (default: this one). */
+  readonly nodePath?: string;
+}
+
+const SETTINGS = ['config', 'state-dir', 'verifier-socket'];
+
+export const VERIFIER_HELP = `Usage: pullguard verifier install [--bin-dir DIR] [--name NAME] [--per-verifier-timeout DUR] [--config FILE] [--state-dir DIR] [--verifier-socket PATH]
+
+Installs pullguard as an image verifier of containerd 2.1+ (plugin io.containerd.image-verifier.v1.bindir):
+writes the executable DIR/NAME, which asks \`pullguard serve\` (the same --config, --state-dir or
+--verifier-socket) for the verdict on every image containerd pulls, and blocks the pull unless
+pullguard allows it or when no daemon answers. It waits for a verdict 1 s less than containerd's
+per-verifier timeout, so its reason reaches containerd.
+${formatSettingsHelp(
+  SERVE_SETTINGS.filter((s) => SETTINGS.includes(s.flag)),
+  [
+    ['--bin-dir DIR', `containerd's bin_dir (default: ${CONTAINERD_DEFAULT_VERIFIER_BIN_DIR}, containerd's default)`],
+    ['--name NAME', 'the file name, which containerd names in its messages (default: pullguard)'],
+    ['--per-verifier-timeout DUR', "containerd's per_verifier_timeout (default: 10s, containerd's default)"],
+    ['-h, --help', 'this help'],
+    ['...', 'every other `pullguard serve` flag is accepted too, so its command line can be reused'],
+  ],
+)}`;
+
+export async function runVerifierCommand(argv: readonly string[], io: VerifierCommandIo): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    (sub === undefined ? io.stderr : io.stdout).write(`${VERIFIER_HELP}\n`);
+    return sub === undefined ? 2 : 0;
+  }
+  if (sub !== 'install') {
+    io.stderr.write(`pullguard verifier: unknown subcommand ${JSON.stringify(sub)}\n\n${VERIFIER_HELP}\n`);
+    return 2;
+  }
+  try {
+    const options: ParseArgsOptions = { ...parseOptionsFor(), 'bin-dir': { type: 'string' }, name: { type: 'string' }, 'per-verifier-timeout': { type: 'string' } };
+    const { values } = parseCommandLine({ args: [...rest], options });
+    if (values['help'] === true) {
+      io.stdout.write(`${VERIFIER_HELP}\n`);
+      return 0;
+    }
+    const config = resolveDaemonConfig(values, io.environment);
+    if (config.verifierSocket === undefined) throw new PullguardError('INVALID_CONFIG', 'the verifier socket is off in this configuration (--verifier-socket off): pullguard serve would answer no verifier');
+    const timeoutText = typeof values['per-verifier-timeout'] === 'string' ? values['per-verifier-timeout'] : undefined;
+    const containerdTimeoutMs = timeoutText === undefined ? CONTAINERD_DEFAULT_VERIFIER_TIMEOUT_MS : parseDuration(timeoutText);
+    if (containerdTimeoutMs === undefined || containerdTimeoutMs <= VERIFIER_TIMEOUT_MARGIN_MS) {
+      throw new PullguardError('INVALID_ARGUMENT', `--per-verifier-timeout ${JSON.stringify(timeoutText)} is not a duration above 1s (e.g. 45s)`);
+    }
+    const binDir = resolvePath(io.environment.cwd, typeof values['bin-dir'] === 'string' ? values['bin-dir'] : CONTAINERD_DEFAULT_VERIFIER_BIN_DIR);
+    const name = typeof values['name'] === 'string' ? values['name'] : 'pullguard';
+    const verifier = { socket: config.verifierSocket, timeoutMs: containerdTimeoutMs - VERIFIER_TIMEOUT_MARGIN_MS, node: io.nodePath ?? process.execPath, client: verifierClientPath() };
+    const path = await installVerifier({ binDir, name, verifier });
+    const budgetSeconds = Math.ceil(config.lookaside.budgetMs / 1000);
+    io.stdout.write(
+      [
+        `installed ${path}: asks pullguard on ${verifier.socket}, waits ${verifier.timeoutMs / 1000} s for a verdict`,
+        'containerd 2.1+ runs it with (config version 3, then restart containerd):',
+        '  [plugins."io.containerd.image-verifier.v1.bindir"]',
+        `    bin_dir = "${binDir}"`,
+        `    per_verifier_timeout = "${containerdTimeoutMs / 1000}s"`,
+        ...(containerdTimeoutMs < config.lookaside.budgetMs
+          ? [`note: that is shorter than pullguard's signature budget (${budgetSeconds} s): give both a longer --per-verifier-timeout here and per_verifier_timeout there`]
+          : []),
+        'then check the node with `pullguard doctor`.',
+        '',
+      ].join('\n'),
+    );
+    return 0;
+  } catch (err) {
+    if (isCommandLineError(err)) {
+      io.stderr.write(`pullguard verifier: ${err.message}\n\n${VERIFIER_HELP}\n`);
+      return 2;
+    }
+    const message = err instanceof ValidationError && err.problems.length > 0 ? `${err.message}: ${err.problems.join('; ')}` : isPullguardError(err) || err instanceof Error ? err.message : String(err);
+    io.stderr.write(`pullguard verifier: ${message}\n`);
+    return 1;
+  }
+}
+
+function resolvePath(cwd: string, path: string): string {
+  return isAbsolute(path) ? path : resolve(cwd, path);
+}

@@ -1,0 +1,211 @@
+/**
+ * The daemon's endpoint for containerd's image verifier: HTTP/1.1 with one JSON request and one JSON
+ * answer (protocol.ts) on a unix socket of its own, mode 0600 (bound under umask 0177, so never
+ * wider even for an instant).
+ *
+ * Why its own socket and not a method on the CRI socket: the CRI socket is mode 0660 for kubelet's
+ * group, and its model is "whoever may open it may pull". A verifier question makes pullguard
+ * resolve and verify an arbitrary name, so it must be asked only by the runtime that runs verifiers
+ * (root); a separate 0600 socket keeps it to the daemon's own user without touching the CRI socket.
+ * Why HTTP and not gRPC: the client is a process containerd starts for every pull, within its
+ * per-verifier timeout; node:http starts in a few milliseconds where loading grpc-js and the CRI
+ * protos costs far more.
+ *
+ * Bounds: a question over MAX_QUESTION_BYTES is refused (413) unread; headers and body must arrive
+ * within `requestTimeoutMs`; at most `maxConnections` connections at once; an answer not ready
+ * within `answerTimeoutMs` is a 504 (the verification itself goes on, bounded by the registry and
+ * signature deadlines, and its verdict then answers the retry at once).
+ */
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createConnection, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { PullguardError } from '../domain/errors.js';
+import type { Logger } from '../log/logger.js';
+import { MAX_MESSAGE_BYTES, MAX_QUESTION_BYTES, VERIFY_PATH, type ErrorAnswer, type VerifyAnswer } from './protocol.js';
+import type { JudgedQuestion } from './verifier-verdicts.js';
+
+export interface VerifierServerOptions {
+  readonly socketPath: string;
+  readonly logger: Logger;
+  /** Judges one question (judgeVerifierQuestion bound to the daemon's pulls, index and in-flight images). */
+  readonly judge: (question: { readonly name: string; readonly digest: string; readonly logFields: Readonly<Record<string, unknown>> }) => Promise<JudgedQuestion>;
+  /** Headers and body of a question must arrive within this; default 5 s. */
+  readonly requestTimeoutMs?: number;
+  /** A 504 after this; default 120 s. */
+  readonly answerTimeoutMs?: number;
+  /** Default 64. */
+  readonly maxConnections?: number;
+}
+
+export interface RunningVerifierServer {
+  readonly socketPath: string;
+  /** Refuses new questions (503), waits up to graceMs for answers in progress, then closes every connection and removes the socket. */
+  close(graceMs: number): Promise<void>;
+}
+
+const MAX_LOGGED_NAME = 512;
+
+export async function startVerifierServer(options: VerifierServerOptions): Promise<RunningVerifierServer> {
+  const { socketPath, logger } = options;
+  const answerTimeoutMs = options.answerTimeoutMs ?? 120_000;
+  await mkdir(dirname(socketPath), { recursive: true, mode: 0o750 });
+  await clearStaleSocket(socketPath);
+  let closing = false;
+  let active = 0;
+  let idle: (() => void) | undefined;
+  const sockets = new Set<Socket>();
+
+  const send = (res: ServerResponse, status: number, body: VerifyAnswer | ErrorAnswer): void => {
+    if (res.headersSent || res.destroyed) return;
+    const bytes = Buffer.from(JSON.stringify(body));
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': bytes.byteLength, connection: 'close' });
+    res.end(bytes);
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (closing) return send(res, 503, { error: 'pullguard is shutting down' });
+    if (req.url !== VERIFY_PATH) return send(res, 404, { error: `no such endpoint ${JSON.stringify(String(req.url).slice(0, 64))}` });
+    if (req.method !== 'POST') return send(res, 405, { error: 'POST only' });
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    if (declared > MAX_QUESTION_BYTES) return send(res, 413, { error: `question larger than ${MAX_QUESTION_BYTES} bytes` });
+    const body = await readBounded(req, MAX_QUESTION_BYTES);
+    if (body === undefined) return send(res, 413, { error: `question larger than ${MAX_QUESTION_BYTES} bytes` });
+    const question = parseQuestion(body);
+    if (typeof question === 'string') return send(res, 400, { error: question });
+    const started = performance.now();
+    const logFields = { verifier: { name: question.name.slice(0, MAX_LOGGED_NAME), digest: question.digest, ...(question.mediaType !== undefined ? { mediaType: question.mediaType } : {}) } };
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), answerTimeoutMs)));
+    const judged = options.judge({ name: question.name, digest: question.digest, logFields });
+    // The verification goes on if we stop waiting: its verdict answers the retry.
+    judged.catch(() => undefined);
+    const answer = await Promise.race([judged, late]).finally(() => clearTimeout(timer));
+    const ms = Math.round(performance.now() - started);
+    if (answer === undefined) {
+      logger.warn({ ...logFields, ms }, 'image verifier: no verdict in time; the verification goes on');
+      return send(res, 504, { error: `no verdict within ${answerTimeoutMs / 1000} s; the verification goes on and answers the next attempt` });
+    }
+    logger.info({ ...logFields, allowed: answer.allowed, cached: answer.cached, ms, ...(answer.manifestDigest !== undefined ? { manifestDigest: answer.manifestDigest } : {}), ...(answer.allowed ? {} : { reason: answer.message }) }, answer.allowed ? 'image verifier: allowed' : 'image verifier: blocked');
+    send(res, 200, { allowed: answer.allowed, message: oneLineWithin(answer.message, MAX_MESSAGE_BYTES), cached: answer.cached });
+  };
+
+  const server = createServer({ requestTimeout: options.requestTimeoutMs ?? 5000, headersTimeout: options.requestTimeoutMs ?? 5000, maxHeaderSize: 8192, keepAliveTimeout: 1000 }, (req, res) => {
+    active += 1;
+    handle(req, res)
+      .catch((err: unknown) => {
+        logger.error({ err: err instanceof Error ? err.message : String(err) }, 'image verifier endpoint failed');
+        send(res, 500, { error: 'internal error' });
+      })
+      .finally(() => {
+        active -= 1;
+        if (active === 0) idle?.();
+      });
+  });
+  server.maxConnections = options.maxConnections ?? 64;
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.on('clientError', (_err, socket) => socket.destroy());
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const previous = process.umask(0o177);
+    try {
+      server.listen(socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    } finally {
+      process.umask(previous);
+    }
+  });
+  await chmod(socketPath, 0o600);
+  logger.info({ socket: socketPath }, 'image verifier endpoint listening');
+
+  let closed: Promise<void> | undefined;
+  return {
+    socketPath,
+    close(graceMs: number): Promise<void> {
+      closed ??= (async () => {
+        closing = true;
+        const listenerClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+        if (active > 0) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, graceMs);
+            idle = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+        }
+        for (const socket of sockets) socket.destroy();
+        await listenerClosed;
+        await unlink(socketPath).catch(() => undefined);
+      })();
+      return closed;
+    },
+  };
+}
+
+function oneLineWithin(text: string, maxBytes: number): string {
+  const line = text.replace(/[\r\n]+/g, ' ');
+  if (Buffer.byteLength(line) <= maxBytes) return line;
+  return `${Buffer.from(line).subarray(0, maxBytes - 4).toString('utf8').replace(/\uFFFD$/, '')}…`;
+}
+
+/** The body, or undefined once it passes `max` bytes (the rest is not read). */
+function readBounded(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.byteLength;
+      if (size > max) {
+        req.destroy();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.once('end', () => resolve(Buffer.concat(chunks)));
+    req.once('error', reject);
+  });
+}
+
+function parseQuestion(body: Buffer): { name: string; digest: string; mediaType?: string } | string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    return 'the question is not JSON';
+  }
+  if (typeof parsed !== 'object' || parsed === null) return 'the question is not a JSON object';
+  const { name, digest, mediaType } = parsed as Record<string, unknown>;
+  if (typeof name !== 'string' || name === '') return 'name: a non-empty string expected';
+  if (typeof digest !== 'string' || digest === '') return 'digest: a non-empty string expected';
+  return { name, digest, ...(typeof mediaType === 'string' && mediaType.length <= 256 ? { mediaType } : {}) };
+}
+
+/** Removes a socket file no server answers on; refuses if one does, or if the path is not a socket. */
+async function clearStaleSocket(socketPath: string): Promise<void> {
+  let stat;
+  try {
+    stat = await lstat(socketPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new PullguardError('INVALID_CONFIG', `cannot inspect socket path ${socketPath}`, { cause: err });
+  }
+  if (!stat.isSocket()) throw new PullguardError('INVALID_CONFIG', `verifier socket path ${socketPath} exists and is not a socket; refusing to replace it`);
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = createConnection(socketPath);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new PullguardError('INVALID_CONFIG', `another server is already listening on ${socketPath}`);
+  await unlink(socketPath);
+}
