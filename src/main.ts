@@ -146,6 +146,7 @@ async function loadTrust(
     policies,
     ...(config.signaturePolicyDir !== undefined ? { namespaceDir: config.signaturePolicyDir } : {}),
     signatureSources: [lookaside, attachments],
+    requireSignatureVerification: config.requireSignatureVerification,
   });
 }
 

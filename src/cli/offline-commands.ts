@@ -24,7 +24,7 @@ export interface OfflineIo {
 
 /** The serve settings each command uses; the others are accepted and checked, so the server's command line can be reused. */
 const FSCK_SETTINGS = ['config', 'state-dir'];
-const VERIFY_SETTINGS = ['config', 'state-dir', 'signature-policy', 'signature-policy-dir'];
+const VERIFY_SETTINGS = ['config', 'state-dir', 'signature-policy', 'signature-policy-dir', 'require-signature-verification'];
 const OTHER_SERVE_FLAGS = 'every other `pullguard serve` flag is accepted too, so its command line can be reused';
 
 const settingsHelp = (flags: readonly string[], own: readonly (readonly [string, string])[]): string =>
@@ -43,7 +43,7 @@ ${settingsHelp(FSCK_SETTINGS, [
   ['--json', 'print the report as JSON'],
 ])}`;
 
-export const VERIFY_HELP = `Usage: pullguard verify IMAGE [--config FILE] [--state-dir DIR] [--signature-policy FILE] [--signature-policy-dir DIR] [--namespace NS]
+export const VERIFY_HELP = `Usage: pullguard verify IMAGE [--config FILE] [--state-dir DIR] [--signature-policy FILE] [--signature-policy-dir DIR] [--require-signature-verification] [--namespace NS]
 
 Re-evaluates the policy \`pullguard serve\` would use (the same flags, --config file, environment and
 defaults) against the signatures stored with IMAGE alone (no network), as CRI-O re-checks at
@@ -100,7 +100,7 @@ export async function runVerify(argv: readonly string[], io: OfflineIo): Promise
       const namespace = typeof values['namespace'] === 'string' ? values['namespace'] : accepted?.namespace;
       const { policy, source } = await currentPolicy(config, namespace);
       if (policy.embedded) io.stderr.write(`pullguard verify: ${describeEmbeddedDefault()}\n`);
-      const verdict = await reverifyStoredImage({ record, name, content: store.blobs, policy });
+      const verdict = await reverifyStoredImage({ record, name, content: store.blobs, policy, requireSignatureVerification: config.requireSignatureVerification });
 
       const lines: string[] = [];
       if (verdict.allowed) {

@@ -21,6 +21,8 @@ export interface DaemonConfig {
   /** undefined = no policy file exists anywhere: the embedded default applies (and says so loudly). */
   readonly signaturePolicy: string | undefined;
   readonly signaturePolicyDir: string | undefined;
+  /** Deny images the policy would accept without verifying any signature (upstream's RequireSignatureVerification). */
+  readonly requireSignatureVerification: boolean;
   readonly registriesD: string | undefined;
   readonly registriesConf: string | undefined;
   readonly insecureRegistries: readonly string[];
@@ -183,6 +185,7 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
     logLevel: text('log-level') ?? 'info',
     signaturePolicy,
     signaturePolicyDir,
+    requireSignatureVerification: setting('require-signature-verification') === true,
     registriesD,
     registriesConf,
     insecureRegistries,

@@ -29,6 +29,7 @@ export const SERVE_SETTINGS: readonly ServeSetting[] = [
   { flag: 'socket', value: 'PATH', key: 'socket', keyType: 'string', default: '`$PULLGUARD_SOCKET` or `<state-dir>/pullguard.sock`', meaning: 'the CRI socket, mode 0660' },
   { flag: 'signature-policy', value: 'FILE', key: 'signaturePolicy', keyType: 'string', default: '`/etc/containers/policy.json` if it exists', meaning: 'containers-policy.json(5)' },
   { flag: 'signature-policy-dir', value: 'DIR', key: 'signaturePolicyDir', keyType: 'string', default: 'none', meaning: 'per-namespace policies `<dir>/<namespace>.json`, as CRI-O' },
+  { flag: 'require-signature-verification', key: 'requireSignatureVerification', keyType: 'boolean', default: 'off', meaning: 'deny an image the policy would accept without verifying any signature (e.g. `insecureAcceptAnything`)' },
   { flag: 'registries-d', value: 'DIR', key: 'registriesD', keyType: 'string', default: '`/etc/containers/registries.d` if it exists', meaning: 'lookaside configuration' },
   { flag: 'registries-conf', value: 'FILE', key: 'registriesConf', keyType: 'string', default: '`/etc/containers/registries.conf` if it exists', meaning: 'mirrors, insecure registries' },
   { flag: 'insecure-registry', value: 'HOST[:PORT]', multiple: true, key: 'insecureRegistries', keyType: 'string[]', default: 'none', meaning: 'plain HTTP for that registry; repeatable' },

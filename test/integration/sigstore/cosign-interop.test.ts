@@ -320,3 +320,25 @@ describe(`cosign ${PEERS.cosign} signs, pullguard verifies through PullImage`, (
     }
   });
 });
+
+describe('--require-signature-verification', () => {
+  it('denies an image its policy accepts without verifying a signature, and still allows one whose signature verified; off by default; verify agrees', async () => {
+    const policy = join(work, 'mixed-policy.json');
+    await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }], transports: { docker: { [`${registry.host}/key`]: sigstore({ keyPath: files.pub }) } } }));
+    await pushImage(image.dir, 'unsigned:v1', registry, { layoutTag: 'v1' });
+    const plain = await startPullguard({ args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host] });
+    pullguard = plain;
+    expect((await pull('unsigned')).imageRef).toBe(image.configDigest);
+    await plain.stop();
+    const strict = await startPullguard({ args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--require-signature-verification'] });
+    pullguard = strict;
+    expect((await pull('unsigned')).denial).toBe(`${DENIED}Signature verification is required, but the policy accepts this image without verifying any signature`);
+    expect((await pull('key')).imageRef).toBe(image.configDigest);
+    await strict.stop({ keepState: true });
+    pullguard = undefined;
+    const verify = (args: string[]) =>
+      execFileAsync(process.execPath, [MAIN, 'verify', `${registry.host}/key:v1`, '--state-dir', strict.stateDir, '--signature-policy', policy, '--registries-d', registriesD, ...args]).then((r) => r.stdout);
+    expect(await verify(['--require-signature-verification'])).toMatch(/^OK: /);
+    await rm(strict.stateDir, { recursive: true, force: true });
+  });
+});
