@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -7,6 +7,8 @@ export default defineConfig({
   test: {
     root,
     include: ['test/**/*.test.ts'],
+    // The real node runs as its own stage (npm run test:node, test/node/vitest.config.ts).
+    exclude: [...configDefaults.exclude, 'test/node/**'],
     globalSetup: ['test/helpers/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,

@@ -330,12 +330,27 @@ function denialText(reason: string, troubles: readonly SignatureTrouble[]): stri
   return clip(reason, MAX_DENIAL_CHARS - appendix.length) + appendix;
 }
 
+/**
+ * What an allowed verdict rests on, for its warnings: `signature-1 (key C410…0D95)`, each accepting
+ * signature once, so a reader of a warning sees which signature stood in for the broken one.
+ */
+export function describeSatisfiers(outcomes: readonly RequirementOutcome[]): string {
+  const named = new Map<string, string>();
+  for (const outcome of outcomes) {
+    const check = outcome.satisfiedBy;
+    if (check === undefined) continue;
+    named.set(locationKey(check.location), `${locationLabel(check.location)} (key ${check.signer.primaryKeyFingerprint})`);
+  }
+  return named.size === 0 ? 'requirements that read no signature' : [...named.values()].join(' and ');
+}
+
 function allowedWarnings(input: DecideInput, outcomes: readonly RequirementOutcome[]): Warning[] {
   const warnings: Warning[] = [];
+  const satisfiers = describeSatisfiers(outcomes);
   for (const { trouble, text } of troubleItems(input.troubles)) {
     warnings.push({
       code: 'PGW001',
-      message: `signature could not be read, but the policy was satisfied by other signatures: ${text}`,
+      message: `signature could not be read, but the policy was satisfied by ${satisfiers}: ${text}`,
       location: trouble.location,
     });
   }
@@ -361,7 +376,7 @@ function allowedWarnings(input: DecideInput, outcomes: readonly RequirementOutco
   for (const { location, reasons } of rejected) {
     warnings.push({
       code: 'PGW002',
-      message: `signature was rejected, but the policy was satisfied by other signatures: ${locationLabel(location)} (${shortenUrl(location.url)}): ${reasons.map((r) => clip(r)).join('; ')}`,
+      message: `signature was rejected, but the policy was satisfied by ${satisfiers}: ${locationLabel(location)} (${shortenUrl(location.url)}): ${reasons.map((r) => clip(r)).join('; ')}`,
       location,
     });
   }

@@ -24,7 +24,7 @@ const verdict: Verdict = {
   warnings: [
     {
       code: 'PGW001',
-      message: 'signature could not be read, but the policy was satisfied by other signatures: signature-2 (http://sigs.example/signature-2): received unexpected HTTP status: 503 Service Unavailable (HTTP 503)',
+      message: 'signature could not be read, but the policy was satisfied by signature-1 (key C410DBD12BFE86658A3D684094F969598CC10D95): signature-2 (http://sigs.example/signature-2): received unexpected HTTP status: 503 Service Unavailable (HTTP 503)',
       location: { source: 'lookaside', index: 2, url: 'http://sigs.example/signature-2' },
     },
   ],

@@ -3,7 +3,7 @@ import { boundMessage, describePullWarnings } from '../../../src/events/event-ob
 
 const warning = (n: number) => ({
   code: 'PGW001',
-  message: `signature could not be read, but the policy was satisfied by other signatures: signature-${n} (http://sigs.example/app@sha256=${'a'.repeat(64)}/signature-${n}): received unexpected HTTP status: 503 Service Unavailable (HTTP 503, 3 attempts)`,
+  message: `signature could not be read, but the policy was satisfied by signature-1 (key C410DBD12BFE86658A3D684094F969598CC10D95): signature-${n} (http://sigs.example/app@sha256=${'a'.repeat(64)}/signature-${n}): received unexpected HTTP status: 503 Service Unavailable (HTTP 503, 3 attempts)`,
 });
 
 describe('boundMessage', () => {

@@ -90,7 +90,9 @@ describe('decide: valid signature plus a trouble or a bad signature is allowed, 
     expect(verdict.warnings.map((w) => w.code)).toEqual(codes);
     expect(verdict.requirements[0]?.satisfiedBy?.verdict).toBe('accepted');
     expect(verdict.troubles).toEqual(troubles);
-    for (const w of verdict.warnings) expect(w.message).toContain('satisfied by other signatures');
+    // Each warning names the signature that stood in for the broken one, and its key.
+    const by = verdict.requirements[0]!.satisfiedBy!;
+    for (const w of verdict.warnings) expect(w.message).toContain(`satisfied by signature-${by.location.index} (key ${by.signer.primaryKeyFingerprint}): `);
   });
 
   test('the trouble warning names index, URL, status and Content-Type', () => {
