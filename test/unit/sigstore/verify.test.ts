@@ -73,6 +73,12 @@ describe('Rekor SET', () => {
     expect(check(layer, withRekor)).toMatchObject({ verdict: 'accepted' });
     expect(check(signedLayer(cosign, claim), withRekor)).toMatchObject({ verdict: 'rejected', reason: 'missing dev.sigstore.cosign/bundle annotation' });
   });
+  test('several Rekor keys (rekorPublicKeyPaths/Datas): a SET signed by any one of them is accepted, by none rejected', () => {
+    const both: SigstoreKeySet = { publicKeys: [pub(cosign)], rekorKeys: [pub(other), pub(rekor)] };
+    expect(check(signedLayer(cosign, claim, { rekor }), both)).toMatchObject({ verdict: 'accepted' });
+    expect(check(signedLayer(cosign, claim, { rekor: other }), both)).toMatchObject({ verdict: 'accepted' });
+    expect(check(signedLayer(cosign, claim, { rekor: cosign }), both)).toMatchObject({ verdict: 'rejected', reason: expect.stringContaining('No public key verified against the RekorSET') });
+  });
   test('SET signed by another log key, or with a changed payload field', () => {
     expect(check(signedLayer(cosign, claim, { rekor: other }), withRekor)).toMatchObject({
       reason: 'No public key verified against the RekorSET: cryptographic signature verification of Rekor SET failed',
