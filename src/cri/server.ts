@@ -3,13 +3,13 @@
  * a live server, remove a stale socket, and set mode 0660) and hands each connection to grpc-js
  * through a connection injector, after the socket-level :authority fix-up for older Go clients.
  */
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
-import { createConnection, createServer, type Server as NetServer, type Socket } from 'node:net';
-import { dirname } from 'node:path';
+import { unlink } from 'node:fs/promises';
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { PullguardError } from '../domain/errors.js';
 import type { Logger } from '../log/logger.js';
+import { listenOnUnixSocket, prepareSocketPath } from '../util/unix-socket.js';
 import { toServiceError } from './status.js';
 
 export interface CriServerOptions {
@@ -37,8 +37,7 @@ const DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024;
 
 export async function startCriServer(options: CriServerOptions): Promise<RunningCriServer> {
   const { socketPath, logger } = options;
-  await mkdir(dirname(socketPath), { recursive: true, mode: 0o750 });
-  await clearStaleSocket(socketPath);
+  await prepareSocketPath(socketPath, 'socket');
 
   const grpcServer = new grpc.Server({
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE,
@@ -64,20 +63,8 @@ export async function startCriServer(options: CriServerOptions): Promise<Running
     injector.injectConnection(options.wrapConnection ? options.wrapConnection(socket) : socket);
   });
 
-  await new Promise<void>((resolve, reject) => {
-    netServer.once('error', reject);
-    // A restrictive umask while binding: the socket must never be world-accessible, even briefly.
-    const previous = process.umask(0o117);
-    try {
-      netServer.listen(socketPath, () => {
-        netServer.off('error', reject);
-        resolve();
-      });
-    } finally {
-      process.umask(previous);
-    }
-  });
-  await chmod(socketPath, options.socketMode ?? 0o660);
+  // The socket must never be world-accessible, even briefly.
+  await listenOnUnixSocket(netServer, socketPath, options.socketMode ?? 0o660);
   logger.info({ socket: socketPath }, 'CRI ImageService listening');
 
   let closing: Promise<void> | undefined;
@@ -139,28 +126,3 @@ function refuseWhenShuttingDown(
   return gated;
 }
 
-/** Removes a socket file no server answers on; refuses if one does, or if the path is not a socket. */
-async function clearStaleSocket(socketPath: string): Promise<void> {
-  let stat;
-  try {
-    stat = await lstat(socketPath);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw new PullguardError('INVALID_CONFIG', `cannot inspect socket path ${socketPath}`, { cause: err });
-  }
-  if (!stat.isSocket()) {
-    throw new PullguardError('INVALID_CONFIG', `socket path ${socketPath} exists and is not a socket; refusing to replace it`);
-  }
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = createConnection(socketPath);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (live) {
-    throw new PullguardError('INVALID_CONFIG', `another server is already listening on ${socketPath}`);
-  }
-  await unlink(socketPath);
-}

@@ -16,12 +16,12 @@
  * within `answerTimeoutMs` is a 504 (the verification itself goes on, bounded by the registry and
  * signature deadlines, and its verdict then answers the retry at once).
  */
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createConnection, type Socket } from 'node:net';
-import { dirname } from 'node:path';
+import type { Socket } from 'node:net';
 import { PullguardError } from '../domain/errors.js';
 import type { Logger } from '../log/logger.js';
+import { listenOnUnixSocket, prepareSocketPath } from '../util/unix-socket.js';
 import { MAX_MESSAGE_BYTES, MAX_QUESTION_BYTES, VERIFY_PATH, type ErrorAnswer, type VerifyAnswer } from './protocol.js';
 import type { JudgedQuestion } from './verifier-verdicts.js';
 
@@ -49,8 +49,7 @@ const MAX_LOGGED_NAME = 512;
 export async function startVerifierServer(options: VerifierServerOptions): Promise<RunningVerifierServer> {
   const { socketPath, logger } = options;
   const answerTimeoutMs = options.answerTimeoutMs ?? 120_000;
-  await mkdir(dirname(socketPath), { recursive: true, mode: 0o750 });
-  await clearStaleSocket(socketPath);
+  await prepareSocketPath(socketPath, 'verifier socket');
   let closing = false;
   let active = 0;
   let idle: (() => void) | undefined;
@@ -109,19 +108,7 @@ export async function startVerifierServer(options: VerifierServerOptions): Promi
   });
   server.on('clientError', (_err, socket) => socket.destroy());
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    const previous = process.umask(0o177);
-    try {
-      server.listen(socketPath, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    } finally {
-      process.umask(previous);
-    }
-  });
-  await chmod(socketPath, 0o600);
+  await listenOnUnixSocket(server, socketPath, 0o600);
   logger.info({ socket: socketPath }, 'image verifier endpoint listening');
 
   let closed: Promise<void> | undefined;
@@ -188,24 +175,3 @@ function parseQuestion(body: Buffer): { name: string; digest: string; mediaType?
   return { name, digest, ...(typeof mediaType === 'string' && mediaType.length <= 256 ? { mediaType } : {}) };
 }
 
-/** Removes a socket file no server answers on; refuses if one does, or if the path is not a socket. */
-async function clearStaleSocket(socketPath: string): Promise<void> {
-  let stat;
-  try {
-    stat = await lstat(socketPath);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw new PullguardError('INVALID_CONFIG', `cannot inspect socket path ${socketPath}`, { cause: err });
-  }
-  if (!stat.isSocket()) throw new PullguardError('INVALID_CONFIG', `verifier socket path ${socketPath} exists and is not a socket; refusing to replace it`);
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = createConnection(socketPath);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (live) throw new PullguardError('INVALID_CONFIG', `another server is already listening on ${socketPath}`);
-  await unlink(socketPath);
-}
