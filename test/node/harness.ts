@@ -273,8 +273,9 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
         '--disable-admission-plugins', 'ServiceAccount',
         // The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints validation refuses.
         '--endpoint-reconciler-type', 'none',
-        // Virtual addresses for Services, allocated in etcd only: nothing routes or sends to them.
-        '--service-cluster-ip-range', '10.0.0.0/24',
+        // Virtual addresses for Services, allocated in etcd only: nothing routes or sends to them
+        // (no kube-proxy, hostNetwork pods). RFC 2544's benchmarking range, so no private range.
+        '--service-cluster-ip-range', '198.18.0.0/24',
         '--profiling=false',
         '--v', '1',
       ], logDir);
