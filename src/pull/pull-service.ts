@@ -26,6 +26,7 @@ import type {
   SignaturePhase,
 } from './ports.js';
 import type { InFlightEntry, InFlightImages } from './in-flight-images.js';
+import { allOrCancel } from './all-or-cancel.js';
 import { tellEach } from './observers.js';
 import { pullOutcomeOf } from './pull-outcome.js';
 import { SingleFlight } from './single-flight.js';
@@ -299,29 +300,14 @@ export class PullService {
         if (runtimeFetch !== undefined) {
           // The runtime pulls name@digest itself; meanwhile manifests, signatures and the config (for
           // the record's user) come into the store. Either failing cancels the other; nothing is recorded.
-          const both = new AbortController();
-          const cancel = (): void => both.abort(signal.reason);
-          signal.addEventListener('abort', cancel, { once: true });
           const allowedImage = listeners.allowed;
-          // The first failure is the cause; the other one was only cancelled by it.
-          let firstFailure: { readonly error: unknown } | undefined;
-          const cancelOtherOnFailure = (work: Promise<void>): Promise<void> =>
-            work.catch((error: unknown) => {
-              firstFailure ??= { error };
-              both.abort(error);
-            });
-          try {
-            // Both settle before the pull answers: a failure never leaves the other still running.
-            await Promise.all([
-              cancelOtherOnFailure(
-                storeManifestsAndSignatures().then(() => this.#fetchBlobs(image, [image.config], request.credentials, both.signal, { runtimeOrder: true, inFlight })),
-              ),
-              cancelOtherOnFailure(runtimeFetch(allowedImage, both.signal)),
-            ]);
-          } finally {
-            signal.removeEventListener('abort', cancel);
-          }
-          if (firstFailure !== undefined) throw firstFailure.error;
+          await allOrCancel(signal, [
+            async (both) => {
+              await storeManifestsAndSignatures();
+              await this.#fetchBlobs(image, [image.config], request.credentials, both, { runtimeOrder: true, inFlight });
+            },
+            (both) => runtimeFetch(allowedImage, both),
+          ]);
           return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, signatures, signatureDigests, layersStored: false });
         }
         await this.#fetchBlobs(image, blobs, request.credentials, signal, { runtimeOrder: runtimeWaits, inFlight });
@@ -416,12 +402,8 @@ export class PullService {
     const queue = runtimeOrder ? unique : unique.sort((a, b) => b.size - a.size);
     const configured = Math.max(1, this.#options.layerConcurrency ?? DEFAULT_LAYER_CONCURRENCY);
     const concurrency = runtimeOrder ? Math.min(configured, RUNTIME_ORDER_CONCURRENCY) : configured;
-    const local = new AbortController();
-    const forward = (): void => local.abort(signal.reason);
-    signal.addEventListener('abort', forward, { once: true });
-    let firstError: unknown;
-    const fetchOne = async (descriptor: Descriptor): Promise<void> => {
-      const skipped = await this.#blobs.run(descriptor.digest, local.signal, async (sharedSignal) => {
+    const fetchOne = async (descriptor: Descriptor, pullSignal: AbortSignal): Promise<void> => {
+      const skipped = await this.#blobs.run(descriptor.digest, pullSignal, async (sharedSignal) => {
         if (await this.#options.content.has(descriptor.digest)) return true;
         const writer = await this.#options.content.ingest(descriptor);
         try {
@@ -440,22 +422,11 @@ export class PullService {
       const stored = { image: formatReference(image.reference), digest: descriptor.digest, size: descriptor.size, fetched: !skipped };
       tellEach(this.#observers, (observer) => observer.blobStored?.(stored));
     };
-    const worker = async (): Promise<void> => {
-      for (let blob = queue.shift(); blob !== undefined && !local.signal.aborted; blob = queue.shift()) {
-        try {
-          await fetchOne(blob);
-        } catch (err) {
-          firstError ??= err;
-          local.abort(err);
-        }
-      }
+    // On the first failure the other workers stop taking blobs, and their fetches are cancelled.
+    const worker = async (pullSignal: AbortSignal): Promise<void> => {
+      for (let blob = queue.shift(); blob !== undefined && !pullSignal.aborted; blob = queue.shift()) await fetchOne(blob, pullSignal);
     };
-    try {
-      await Promise.all(Array.from({ length: Math.min(concurrency, queue.length) }, worker));
-    } finally {
-      signal.removeEventListener('abort', forward);
-    }
-    if (firstError !== undefined) throw firstError;
+    await allOrCancel(signal, Array.from({ length: Math.min(concurrency, queue.length) }, () => worker));
   }
 }
 
