@@ -170,11 +170,13 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
   const count = (flag: string, fallback: number): number => integer(flag, fallback, 64);
   const rate = (flag: string, fallback: number): number => integer(flag, fallback, 1_048_576, ' number of KiB/s');
 
-  const runtimeFetchMode = (): 'runtime' | 'mirror' => {
-    const raw = text('runtime-fetch');
-    if (raw === undefined || raw === 'runtime' || raw === 'mirror') return raw ?? 'runtime';
-    problems.push(`--runtime-fetch ${JSON.stringify(raw)} is not runtime or mirror`);
-    return 'runtime';
+  /** One of `values`; anything else is a problem (and the fallback stands in). */
+  const choice = <T extends string>(flag: string, values: readonly T[], fallback: T): T => {
+    const raw = text(flag);
+    if (raw === undefined) return fallback;
+    if ((values as readonly string[]).includes(raw)) return raw as T;
+    problems.push(`--${flag} ${JSON.stringify(raw)} is not one of ${values.join(', ')}`);
+    return fallback;
   };
 
   const inCluster = setting('in-cluster') === true;
@@ -182,7 +184,7 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
     stateDir,
     socket,
     storeDir: join(stateDir, 'store'),
-    logLevel: text('log-level') ?? 'info',
+    logLevel: choice('log-level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     signaturePolicy,
     signaturePolicyDir,
     requireSignatureVerification: setting('require-signature-verification') === true,
@@ -207,12 +209,11 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
     nodeName: text('node-name') ?? environment.env['NODE_NAME'] ?? environment.hostname.toLowerCase(),
     backend: text('backend'),
     mirrorAddress: text('mirror-address') ?? '127.0.0.1:5050',
-    runtimeFetch: runtimeFetchMode(),
+    runtimeFetch: choice('runtime-fetch', ['runtime', 'mirror'], 'runtime'),
     verifierSocket,
   };
   if (config.backend !== undefined && !/^unix:\/\/\/./.test(config.backend)) problems.push(`--backend ${JSON.stringify(config.backend)} is not unix:///PATH`);
   if (config.kubeconfig !== undefined && config.inCluster) problems.push('--kubeconfig and --in-cluster are mutually exclusive');
-  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(config.logLevel)) problems.push(`--log-level ${JSON.stringify(config.logLevel)} is not one of fatal, error, warn, info, debug, trace, silent`);
   if (problems.length > 0) throw new ValidationError('INVALID_CONFIG', 'invalid configuration', problems);
   return deepFreeze(config);
 }
