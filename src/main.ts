@@ -35,6 +35,7 @@ import { logLookasideEvents, logRegistryEvents, PullLog } from './pull/pull-log.
 import { PullService } from './pull/pull-service.js';
 import type { LoadedTrust, RegistryCredentials } from './pull/ports.js';
 import { signaturePhaseUnder } from './pull/signature-phase.js';
+import { VerdictCache } from './pull/verdict-cache.js';
 import { ConfiguredTrust, TrustConfigurationHolder } from './pull/trust-configuration.js';
 import { loadAuthFile, lookupCredentials } from './registry/auth-file.js';
 import { createRegistryClient, type ImageArtifactReader } from './registry/client.js';
@@ -195,7 +196,11 @@ async function serve(argv: readonly string[], environment: Environment): Promise
   const pulls = new PullService({
     inFlight,
     source: registry,
-    signaturePhase: signaturePhaseUnder(trust),
+    signaturePhase: signaturePhaseUnder(trust, {
+      // A denial is remembered no longer than one signature phase may take: an outage must not outlive itself.
+      cache: new VerdictCache({ ttlMs: config.verdictCacheTtlMs, denialTtlMs: config.lookaside.budgetMs }),
+    }),
+    trustRevision: () => trust.current().revision.number,
     content: store.blobs,
     images: store.images,
     leases: store.blobs,

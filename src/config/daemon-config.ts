@@ -53,6 +53,8 @@ export interface DaemonConfig {
   readonly runtimeFetch: 'runtime' | 'mirror';
   /** The socket containerd 2.x's image verifier asks (src/verifier/); undefined = off. */
   readonly verifierSocket: string | undefined;
+  /** How long a verdict answers re-pulls of the same digest under the same policy; 0 = no verdict cache. */
+  readonly verdictCacheTtlMs: number;
 }
 
 const GO_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
@@ -156,6 +158,17 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
     }
     return ms;
   };
+  /** A duration where 0 means off. */
+  const durationOrOff = (flag: string, fallback: number): number => {
+    const raw = setting(flag);
+    if (raw === undefined) return fallback;
+    const ms = typeof raw === 'number' ? raw : parseDuration(String(raw));
+    if (ms === undefined || !Number.isFinite(ms) || ms < 0) {
+      problems.push(`--${flag} ${JSON.stringify(raw)} is not a duration (e.g. 10m, 30s; 0 for off)`);
+      return fallback;
+    }
+    return ms;
+  };
   /** A whole number in [min, max], in `unit` (for the message). */
   const integer = (flag: string, fallback: number, max: number, unit = ''): number => {
     const raw = setting(flag);
@@ -211,6 +224,7 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
     mirrorAddress: text('mirror-address') ?? '127.0.0.1:5050',
     runtimeFetch: choice('runtime-fetch', ['runtime', 'mirror'], 'runtime'),
     verifierSocket,
+    verdictCacheTtlMs: durationOrOff('verdict-cache-ttl', 10 * 60_000),
   };
   if (config.backend !== undefined && !/^unix:\/\/\/./.test(config.backend)) problems.push(`--backend ${JSON.stringify(config.backend)} is not unix:///PATH`);
   if (config.kubeconfig !== undefined && config.inCluster) problems.push('--kubeconfig and --in-cluster are mutually exclusive');

@@ -46,6 +46,7 @@ export const SERVE_SETTINGS: readonly ServeSetting[] = [
   { flag: 'platform', value: 'OS/ARCH[/VARIANT]', key: 'platform', keyType: 'string', default: '`linux/<host arch>`', meaning: 'which instance of a multi-platform image' },
   { flag: 'lookaside-timeout', value: 'DUR', key: 'lookasideTimeoutMs', keyType: 'number', default: '`10s`', meaning: 'per signature request' },
   { flag: 'signature-budget', value: 'DUR', key: 'signatureBudgetMs', keyType: 'number', default: '`30s`', meaning: 'whole signature phase of one pull' },
+  { flag: 'verdict-cache-ttl', value: 'DUR', key: 'verdictCacheTtlMs', keyType: 'number', default: '`10m`', meaning: 'a re-pull of a verified digest under the same policy revision is answered without fetching signatures again (the registry is still asked with the pull\'s credentials); denials at most `--signature-budget`; `0` turns it off' },
   { flag: 'registry-read-timeout', value: 'DUR', key: 'registryReadTimeoutMs', keyType: 'number', default: '`30s`', meaning: 'a whole registry read (manifest, token, ping; retries included), and a blob\'s allowance before the minimum rate applies' },
   { flag: 'min-blob-rate', value: 'KIB/S', key: 'minBlobRateKiBps', keyType: 'number', default: '`64`', meaning: 'a blob slower than this on average, after the allowance, fails `RegistryUnavailable`' },
   { flag: 'layer-concurrency', value: 'N', key: 'layerConcurrency', keyType: 'number', default: '`4`', meaning: 'layers fetched at once per pull' },

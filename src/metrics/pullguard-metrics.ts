@@ -73,10 +73,15 @@ export interface PullguardMetrics {
   readonly blobs: Counter<'result'>;
   readonly blobBytes: Counter;
   readonly events: Counter<'outcome'>;
+  readonly verdictCache: Counter<'result'>;
   /** One caller's pull ended (its own wait, on a shared pull too: one per PullImage). */
   recordPull(outcome: PullOutcome, seconds: number): void;
-  /** One policy decision: the verdict, each trouble by kind, and the signature phase's duration. */
-  recordVerdict(verdict: Verdict, signaturePhaseSeconds: number): void;
+  /**
+   * One policy decision: the verdict, each trouble by kind, and the signature phase's duration. A
+   * verdict answered from the verdict cache counts as a decision and a hit; its troubles were
+   * counted when it was reached.
+   */
+  recordVerdict(verdict: Verdict, signaturePhaseSeconds: number, verdictCache?: 'hit' | 'miss'): void;
   /** One answered RPC; `code` is a gRPC status number or name. Unknown names become `other`/`UNKNOWN`. */
   recordRpc(rpc: string, code: number | string): void;
   /** A Kubernetes Event the recorder created, patched, or did not post. */
@@ -138,6 +143,11 @@ export function createPullguardMetrics(): PullguardMetrics {
     help: 'Kubernetes Events for pull warnings, by outcome.',
     labels: { outcome: EVENT_OUTCOMES },
   });
+  const verdictCache = registry.counter({
+    name: 'pullguard_verdict_cache_total',
+    help: 'Signature phases answered from the verdict cache (hit) or run (miss), while the cache is on.',
+    labels: { result: ['hit', 'miss'] },
+  });
 
   const seconds = (value: number): number => (Number.isFinite(value) && value >= 0 ? value : 0);
 
@@ -154,13 +164,15 @@ export function createPullguardMetrics(): PullguardMetrics {
     blobs,
     blobBytes,
     events,
+    verdictCache,
     recordPull(outcome, duration) {
       pulls.inc({ outcome: oneOf(PULL_OUTCOMES, outcome, 'error') });
       pullDuration.observe(undefined, seconds(duration));
     },
-    recordVerdict(verdict, phaseSeconds) {
+    recordVerdict(verdict, phaseSeconds, cache) {
       verdicts.inc({ verdict: verdict.allowed ? 'allowed' : 'denied' });
-      for (const trouble of verdict.troubles) {
+      if (cache !== undefined) verdictCache.inc({ result: cache });
+      for (const trouble of cache === 'hit' ? [] : verdict.troubles) {
         // An unknown kind would be a new TroubleKind this build does not list: count it as the closest catch-all.
         troubles.inc({ kind: oneOf(TROUBLE_KINDS, trouble.kind, 'transport') });
       }
@@ -188,8 +200,8 @@ export class PullMetrics implements PullObserver {
     this.#metrics = metrics;
   }
 
-  decided({ verdict, signaturePhaseSeconds }: PullDecided): void {
-    this.#metrics.recordVerdict(verdict, signaturePhaseSeconds);
+  decided({ verdict, signaturePhaseSeconds, verdictCache }: PullDecided): void {
+    this.#metrics.recordVerdict(verdict, signaturePhaseSeconds, verdictCache);
   }
 
   blobStored({ fetched, size }: BlobStored): void {

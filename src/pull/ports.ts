@@ -149,7 +149,19 @@ export interface LoadedTrust {
  * phase asks it once per pull; a reload (SIGHUP) swaps what it holds.
  */
 export interface TrustConfiguration {
-  current(): LoadedTrust;
+  current(): TrustInForce;
+}
+
+/** The trust configuration in force, and which (re)load of it this is. */
+export interface TrustInForce {
+  readonly trust: LoadedTrust;
+  readonly revision: TrustRevision;
+}
+
+/** One (re)load of the trust configuration: 1 at start-up, one more at each SIGHUP that loaded. */
+export interface TrustRevision {
+  readonly number: number;
+  readonly loadedAt: Date;
 }
 
 /** The signature phase as the pull sees it: decides one resolved image (src/pull/signature-phase.ts). */
@@ -166,6 +178,15 @@ export interface SignaturePhaseResult {
   readonly signatures: readonly UntrustedSignatureBlob[];
   /** Which policy decided (kept in the record, so `pullguard verify` can name it). */
   readonly policySource?: PolicySource;
+  /** When and under which trust revision the verdict was reached, and whether it came from the verdict cache. */
+  readonly decision?: VerdictDecision;
+}
+
+export interface VerdictDecision {
+  readonly decidedAt: Date;
+  readonly revision: TrustRevision;
+  /** With a verdict cache: 'hit' when this pull was answered from it (a re-pull of a verified digest). */
+  readonly cache?: 'hit' | 'miss';
 }
 
 /** The pod a pull is made for (CRI sandbox metadata): where a Kubernetes Event about it goes. */
@@ -204,6 +225,8 @@ export interface PullDecided {
   readonly verdict: Verdict;
   /** Fetch, verify and decide, on the service's monotonic clock. */
   readonly signaturePhaseSeconds: number;
+  /** Present when a verdict cache is in use: whether this verdict came from it. */
+  readonly verdictCache?: 'hit' | 'miss';
 }
 
 export interface BlobStored {

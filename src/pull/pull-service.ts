@@ -24,6 +24,7 @@ import type {
   RegistryCredentials,
   ResolvedImage,
   SignaturePhase,
+  VerdictDecision,
 } from './ports.js';
 import type { InFlightEntry, InFlightImages } from './in-flight-images.js';
 import { allOrCancel } from './all-or-cancel.js';
@@ -107,6 +108,11 @@ export interface PullServiceOptions {
   readonly observers?: readonly PullObserver[];
   /** Where allowed images are listed while their blobs are fetched (the local mirror reads it). */
   readonly inFlight?: InFlightImages;
+  /**
+   * The trust revision in force: identical pulls share a flight only within one revision, so a
+   * pull that starts after a reload never takes a verdict reached under the configuration before.
+   */
+  readonly trustRevision?: () => number;
 }
 
 const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
@@ -200,7 +206,8 @@ export class PullService {
       if (reference.digest !== pinned) throw new PullguardError('INVALID_ARGUMENT', `${formatReference(reference)} names another digest than ${pinned}`);
       reference = withDigest(reference, pinned);
     }
-    const key = [mode, formatReference(reference), pinned ?? '', credentialKey(request.credentials), request.namespace ?? ''].join('\0');
+    const revision = this.#options.trustRevision?.() ?? 0;
+    const key = [mode, revision, formatReference(reference), pinned ?? '', credentialKey(request.credentials), request.namespace ?? ''].join('\0');
     const onAllowed = request.onAllowed;
     let joined: AllowedListeners | undefined;
     // The listeners live and die with the flight: a later pull of the same key never sees this verdict.
@@ -235,13 +242,19 @@ export class PullService {
 
     // The policy decides BEFORE any other blob is read (c/image copy/single.go, containerd transfer).
     const phaseStarted = this.#monotonicMs();
-    const { verdict, signatures, policySource } = await signaturePhase({
+    const { verdict, signatures, policySource, decision } = await signaturePhase({
       image,
       signal,
       ...(request.namespace !== undefined ? { namespace: request.namespace } : {}),
       ...(request.credentials !== undefined ? { credentials: request.credentials } : {}),
     });
-    const decided = { image: display, manifestDigest: image.manifestDigest, verdict, signaturePhaseSeconds: Math.max(0, (this.#monotonicMs() - phaseStarted) / 1000) };
+    const decided = {
+      image: display,
+      manifestDigest: image.manifestDigest,
+      verdict,
+      signaturePhaseSeconds: Math.max(0, (this.#monotonicMs() - phaseStarted) / 1000),
+      ...(decision?.cache !== undefined ? { verdictCache: decision.cache } : {}),
+    };
     tellEach(this.#observers, (observer) => observer.decided?.(decided));
     if (!verdict.allowed) throw new SignatureDeniedError(display, image.manifestDigest, verdict);
     // Before any layer is fetched; the index refuses it again at put, should a pull race this one.
@@ -251,7 +264,7 @@ export class PullService {
     const signatureDigests = signatures.map((signature) => sha256Digest(signature.bytes));
     const leased: Digest[] = [image.topDigest, image.manifestDigest, image.config.digest, ...image.layers.map((l) => l.digest), ...signatureDigests];
     try {
-      return await this.#storeAndRecord({ image, reference, request, signal, verdict, policySource, signatures, signatureDigests, leased, listeners });
+      return await this.#storeAndRecord({ image, reference, request, signal, verdict, policySource, decision, signatures, signatureDigests, leased, listeners });
     } catch (err) {
       // A failed pull keeps nothing it fetched (a disk-full pull must give its space back). Run
       // after the lease is released; other pulls' blobs stay leased and are not touched.
@@ -268,12 +281,13 @@ export class PullService {
     readonly signal: AbortSignal;
     readonly verdict: Verdict;
     readonly policySource: PolicySource | undefined;
+    readonly decision: VerdictDecision | undefined;
     readonly signatures: readonly UntrustedSignatureBlob[];
     readonly signatureDigests: readonly Digest[];
     readonly leased: readonly Digest[];
     readonly listeners: AllowedListeners;
   }): Promise<PullResult> {
-    const { image, reference, request, signal, verdict, policySource, signatures, signatureDigests, leased, listeners } = allowed;
+    const { image, reference, request, signal, verdict, policySource, decision, signatures, signatureDigests, leased, listeners } = allowed;
     const runtimeFetch = request.runtimeFetch;
     const storeManifestsAndSignatures = async (): Promise<void> => {
       await this.#storeBytes(image.manifestDigest, image.manifestMediaType, image.manifestBytes);
@@ -308,10 +322,10 @@ export class PullService {
             },
             (both) => runtimeFetch(allowedImage, both),
           ]);
-          return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, signatures, signatureDigests, layersStored: false });
+          return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, decision, signatures, signatureDigests, layersStored: false });
         }
         await this.#fetchBlobs(image, blobs, request.credentials, signal, { runtimeOrder: runtimeWaits, inFlight });
-        return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, signatures, signatureDigests, layersStored: true });
+        return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, decision, signatures, signatureDigests, layersStored: true });
       } finally {
         // After the record is in the index (or the pull failed): the mirror now goes by the index.
         inFlight?.end();
@@ -325,12 +339,13 @@ export class PullService {
     readonly namespace: string | undefined;
     readonly verdict: Verdict;
     readonly policySource: PolicySource | undefined;
+    readonly decision: VerdictDecision | undefined;
     readonly signatures: readonly UntrustedSignatureBlob[];
     readonly signatureDigests: readonly Digest[];
     /** false: the runtime holds the layers (runtimeFetch), the store does not. */
     readonly layersStored: boolean;
   }): Promise<PullResult> {
-    const { image, reference, namespace, verdict, policySource, signatures, signatureDigests } = fetched;
+    const { image, reference, namespace, verdict, policySource, decision, signatures, signatureDigests } = fetched;
     // Recorded again without layers (a verification) while they are stored: they stay stored and kept.
     const previous = this.#options.images.get(image.config.digest);
     const layersStored = fetched.layersStored || (previous !== undefined && previous.manifestDigest === image.manifestDigest && previous.layersStored !== false);
@@ -348,6 +363,7 @@ export class PullService {
         signatureDigests,
         ...(policySource !== undefined ? { policySource } : {}),
         ...(namespace !== undefined ? { namespace } : {}),
+        ...(decision !== undefined ? { decision } : {}),
       }),
     );
     const record: ImageRecord = {

@@ -15,6 +15,8 @@ import { verifySimpleSigning } from '../signature/simple-signing.js';
 import { yieldsOnlySigstore } from '../sigstore/attachment-source.js';
 import { SIGSTORE_SIGNATURE_MIME_TYPE } from '../sigstore/constants.js';
 import { verifySigstoreSignature } from '../sigstore/verify.js';
+import { formatReference } from '../domain/reference.js';
+import type { VerdictCache } from './verdict-cache.js';
 import type { LoadedPolicy, RegistryCredentials, ResolvedImage, SignaturePhase, SignaturePhaseResult, SignatureSource, TrustConfiguration } from './ports.js';
 
 export interface SignaturePhaseInput {
@@ -173,12 +175,22 @@ export async function runSignaturePhase(input: SignaturePhaseInput): Promise<Sig
 
 /**
  * The signature phase of PullService under the trust configuration in force. It asks for that
- * configuration once, as the phase starts: a reload meanwhile applies from the next pull on.
+ * configuration once, as the phase starts: a reload meanwhile applies from the next pull on. With a
+ * verdict cache, a verdict already reached for the same digest, reference, policy and revision is
+ * answered without fetching or verifying anything (the pull has resolved the manifest with the
+ * caller's credentials by then).
  */
-export function signaturePhaseUnder(trust: TrustConfiguration): SignaturePhase {
+export function signaturePhaseUnder(trust: TrustConfiguration, options: { readonly cache?: VerdictCache; readonly clock?: () => Date } = {}): SignaturePhase {
+  const { cache } = options;
+  const clock = options.clock ?? (() => new Date());
   return async ({ namespace, image, credentials, signal }) => {
-    const loaded = trust.current();
+    const { trust: loaded, revision } = trust.current();
     const { policy, source } = await loaded.policyFor(namespace);
+    const key = { revision: revision.number, policy, reference: formatReference(image.reference), manifestDigest: image.manifestDigest };
+    const hit = cache?.get(key);
+    if (hit !== undefined) {
+      return { verdict: hit.verdict, signatures: hit.signatures, policySource: hit.policySource, decision: { decidedAt: hit.decidedAt, revision, cache: 'hit' } };
+    }
     const result = await runSignaturePhase({
       policy,
       image,
@@ -187,6 +199,8 @@ export function signaturePhaseUnder(trust: TrustConfiguration): SignaturePhase {
       ...(signal !== undefined ? { signal } : {}),
       ...(credentials !== undefined ? { credentials } : {}),
     });
-    return { ...result, policySource: source };
+    const decidedAt = clock();
+    cache?.set(key, { verdict: result.verdict, signatures: result.signatures, policySource: source, decidedAt });
+    return { ...result, policySource: source, decision: { decidedAt, revision, ...(cache?.enabled === true ? { cache: 'miss' as const } : {}) } };
   };
 }

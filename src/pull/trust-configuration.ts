@@ -3,7 +3,7 @@
  * configuration produced, and the holder a reload swaps it in.
  */
 import { join } from 'node:path';
-import type { LoadedPolicy, LoadedTrust, SelectedPolicy, SignatureSource, TrustConfiguration } from './ports.js';
+import type { LoadedPolicy, LoadedTrust, SelectedPolicy, SignatureSource, TrustConfiguration, TrustInForce } from './ports.js';
 import { policySourceOf } from './verification-record.js';
 
 /** Chooses the loaded policy for a namespace (src/config/policy-loader.ts PolicySelector). */
@@ -43,20 +43,23 @@ export class ConfiguredTrust implements LoadedTrust {
 
 /**
  * Holds the trust configuration in force. A reload replaces it whole, and only with one that loaded
- * cleanly; a pull already in its signature phase finishes under the one it started with.
+ * cleanly; a pull already in its signature phase finishes under the one it started with. Each
+ * configuration it holds is a new revision (what the verdict cache and shared flights go by).
  */
 export class TrustConfigurationHolder implements TrustConfiguration {
-  #current: LoadedTrust;
+  readonly #clock: () => Date;
+  #current: TrustInForce;
 
-  constructor(initial: LoadedTrust) {
-    this.#current = initial;
+  constructor(initial: LoadedTrust, options: { readonly clock?: () => Date } = {}) {
+    this.#clock = options.clock ?? (() => new Date());
+    this.#current = { trust: initial, revision: { number: 1, loadedAt: this.#clock() } };
   }
 
-  current(): LoadedTrust {
+  current(): TrustInForce {
     return this.#current;
   }
 
   replace(next: LoadedTrust): void {
-    this.#current = next;
+    this.#current = { trust: next, revision: { number: this.#current.revision.number + 1, loadedAt: this.#clock() } };
   }
 }

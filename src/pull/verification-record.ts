@@ -5,7 +5,7 @@
  */
 import type { Digest } from '../domain/digest.js';
 import type { SignatureLocation, UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
-import { EMBEDDED_POLICY_SOURCE, type ResolvedImage } from './ports.js';
+import { EMBEDDED_POLICY_SOURCE, type ResolvedImage, type VerdictDecision } from './ports.js';
 
 /**
  * Where the policy that decided came from: the global file, the per-namespace file of the pod's
@@ -30,6 +30,17 @@ export interface VerificationRecordV1 {
   readonly policySource?: PolicySource;
   /** The pod namespace the pull was made for, when it had one (it picks a per-namespace policy). */
   readonly namespace?: string;
+  /**
+   * When the verdict was reached and under which (re)load of the trust configuration; `cached`
+   * when this pull was answered from the verdict cache (so `decidedAt` is earlier than `time`).
+   * Absent in records written before it was kept.
+   */
+  readonly decision?: {
+    readonly decidedAt: string;
+    readonly trustRevision: number;
+    readonly trustLoadedAt: string;
+    readonly cached: boolean;
+  };
   readonly requirements: readonly {
     readonly type: string;
     readonly description: string;
@@ -66,6 +77,7 @@ export function toVerificationRecord(input: {
   signatureDigests: readonly Digest[];
   policySource?: PolicySource;
   namespace?: string;
+  decision?: VerdictDecision;
 }): VerificationRecordV1 {
   const { image, verdict, signatures, signatureDigests } = input;
   const blobFor = (location: SignatureLocation): string | undefined => {
@@ -83,6 +95,16 @@ export function toVerificationRecord(input: {
     scope: verdict.scope.scope,
     ...(input.policySource !== undefined ? { policySource: input.policySource } : {}),
     ...(input.namespace !== undefined && input.namespace !== '' ? { namespace: input.namespace } : {}),
+    ...(input.decision !== undefined
+      ? {
+          decision: {
+            decidedAt: input.decision.decidedAt.toISOString(),
+            trustRevision: input.decision.revision.number,
+            trustLoadedAt: input.decision.revision.loadedAt.toISOString(),
+            cached: input.decision.cache === 'hit',
+          },
+        }
+      : {}),
     requirements: verdict.requirements.map((r) => {
       const by = r.satisfiedBy;
       const blob = by === undefined ? undefined : blobFor(by.location);

@@ -60,7 +60,7 @@ export interface SignedPush {
 }
 
 /** Pushes `oci:<layoutDir>:<tag>` to `registry` as `repoAndTag`, signed by each signer in turn (signature-1, -2, …). */
-export async function pushSignedImage(layoutDir: string, repoAndTag: string, registry: StartedRegistry, signers: GpgSigner | readonly GpgSigner[], options: { signIdentity?: string } = {}): Promise<SignedPush> {
+export async function pushSignedImage(layoutDir: string, repoAndTag: string, registry: StartedRegistry, signers: GpgSigner | readonly GpgSigner[], options: { signIdentity?: string; creds?: { readonly username: string; readonly password: string } } = {}): Promise<SignedPush> {
   const list = Array.isArray(signers) ? (signers as readonly GpgSigner[]) : [signers as GpgSigner];
   const work = await mkdtemp(join(tmpdir(), 'pullguard-sign-'));
   try {
@@ -75,7 +75,13 @@ export async function pushSignedImage(layoutDir: string, repoAndTag: string, reg
       const src = i === 0 ? `oci:${layoutDir}:${layoutTag}` : dest;
       await execFileAsync(
         'skopeo',
-        ['--insecure-policy', '--registries.d', registriesD, 'copy', '--quiet', '--src-tls-verify=false', '--dest-tls-verify=false', '--sign-by', signer.fingerprint, ...(options.signIdentity ? ['--sign-identity', options.signIdentity] : []), src, dest],
+        [
+          ...['--insecure-policy', '--registries.d', registriesD, 'copy', '--quiet', '--src-tls-verify=false', '--dest-tls-verify=false', '--sign-by', signer.fingerprint],
+          ...(options.signIdentity ? ['--sign-identity', options.signIdentity] : []),
+          ...(options.creds ? ['--dest-creds', `${options.creds.username}:${options.creds.password}`, ...(i > 0 ? ['--src-creds', `${options.creds.username}:${options.creds.password}`] : [])] : []),
+          src,
+          dest,
+        ],
         { env: { ...process.env, GNUPGHOME: signer.gnupgHome }, timeout: 60_000 },
       ).catch((err: { stderr?: string; message: string }) => {
         throw new Error(`skopeo signed copy failed: ${err.stderr ?? err.message}`);
