@@ -8,7 +8,7 @@ export interface LayerRecord {
   readonly mediaType: string;
 }
 
-/** One pulled image, keyed by its config digest (CRI Image.id). */
+/** One pulled image, keyed by its config digest (CRI Image.id); an artifact by its manifest digest. */
 export interface ImageRecord {
   readonly id: Digest;
   /** Normalised, e.g. `docker.io/library/nginx:latest`. */

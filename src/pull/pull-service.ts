@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { Digest } from '../domain/digest.js';
 import { PullguardError } from '../domain/errors.js';
-import type { Descriptor } from '../domain/image.js';
+import { imageIdOf, isArtifact, type Descriptor } from '../domain/image.js';
 import { imageIdConflict } from '../domain/image-record.js';
 import { formatReference, parseReference, withDigest, type ImageReference } from '../domain/reference.js';
 import type { UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
@@ -76,7 +76,7 @@ export interface VerifyRequest {
 export interface AllowedImage {
   readonly reference: ImageReference;
   readonly manifestDigest: Digest;
-  /** The config digest (the image id a runtime reports). */
+  /** The image id a runtime reports: the config digest of an image, the manifest digest of an artifact. */
   readonly imageId: Digest;
 }
 
@@ -258,7 +258,7 @@ export class PullService {
     tellEach(this.#observers, (observer) => observer.decided?.(decided));
     if (!verdict.allowed) throw new SignatureDeniedError(display, image.manifestDigest, verdict);
     // Before any layer is fetched; the index refuses it again at put, should a pull race this one.
-    const holder = this.#options.images.get(image.config.digest);
+    const holder = this.#options.images.get(imageIdOf(image));
     if (holder !== undefined && holder.manifestDigest !== image.manifestDigest) throw imageIdConflict(holder, { manifestDigest: image.manifestDigest, name: display });
 
     const signatureDigests = signatures.map((signature) => sha256Digest(signature.bytes));
@@ -309,7 +309,7 @@ export class PullService {
       try {
         // Whoever waits for the verdict (a runtime about to pull the digest) may start now.
         const runtimeWaits = listeners.callbacks.size > 0;
-        listeners.allowed = { reference, manifestDigest: image.manifestDigest, imageId: image.config.digest };
+        listeners.allowed = { reference, manifestDigest: image.manifestDigest, imageId: imageIdOf(image) };
         for (const callback of listeners.callbacks) callback(listeners.allowed);
         if (runtimeFetch !== undefined) {
           // The runtime pulls name@digest itself; meanwhile manifests, signatures and the config (for
@@ -347,13 +347,15 @@ export class PullService {
   }): Promise<PullResult> {
     const { image, reference, namespace, verdict, policySource, decision, signatures, signatureDigests } = fetched;
     // Recorded again without layers (a verification) while they are stored: they stay stored and kept.
-    const previous = this.#options.images.get(image.config.digest);
+    const id = imageIdOf(image);
+    const previous = this.#options.images.get(id);
     const layersStored = fetched.layersStored || (previous !== undefined && previous.manifestDigest === image.manifestDigest && previous.layersStored !== false);
     const clock = this.#clock;
-    const config = await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES);
+    // An artifact's config is not an image config: it names no user (and need not be JSON).
+    const user = isArtifact(image.config) ? undefined : configUser(await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES));
     // Kept per repository: the same image pulled from elsewhere keeps its own record.
     const verification = withVerificationRecord(
-      this.#options.images.get(image.config.digest)?.verification,
+      previous?.verification,
       toVerificationRecord({
         time: clock(),
         version: this.#options.version,
@@ -367,7 +369,7 @@ export class PullService {
       }),
     );
     const record: ImageRecord = {
-      id: image.config.digest,
+      id,
       repoTags: reference.tag !== undefined ? [`${reference.name}:${reference.tag}`] : [],
       repoDigests: [...new Set([`${reference.name}@${image.topDigest}`, `${reference.name}@${image.manifestDigest}`])],
       manifestDigest: image.manifestDigest,
@@ -378,7 +380,7 @@ export class PullService {
       layers: image.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
       ...(layersStored ? {} : { layersStored: false as const }),
       size: image.config.size + image.manifestBytes.byteLength + image.layers.reduce((sum, l) => sum + l.size, 0),
-      ...optionalUser(configUser(config)),
+      ...optionalUser(user),
       pulledAt: clock().toISOString(),
       verification,
       signatureBlobs: signatureBlobsOf(verification),

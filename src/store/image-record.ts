@@ -20,7 +20,10 @@ export function validateImageRecord(record: ImageRecord): void {
   digestField('configDigest', record.configDigest);
   digestField('manifestDigest', record.manifestDigest);
   digestField('topDigest', record.topDigest);
-  if (record.id !== record.configDigest) problems.push(`id ${record.id} must equal configDigest ${record.configDigest}`);
+  // An image is named by its config, an artifact by its manifest (domain/image.ts imageIdOf).
+  if (record.id !== record.configDigest && record.id !== record.manifestDigest) {
+    problems.push(`id ${record.id} must equal configDigest ${record.configDigest} (an image) or manifestDigest ${record.manifestDigest} (an artifact)`);
+  }
   for (const [name, list] of [
     ['repoTags', record.repoTags],
     ['repoDigests', record.repoDigests],

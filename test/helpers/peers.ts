@@ -20,6 +20,10 @@ export const PEERS = {
   'containerd-shim': 'v2.4.2',
   etcd: 'v3.7.3',
   nodebins: 'v1',
+  // Pushes OCI artifacts (artifactType, empty or own configs, non-tar layers) for the image-volume tests.
+  oras: 'v1.3.6',
+  // CRI-O (test/integration/crio/): crio + pinns; conmon and runc from Debian.
+  crio: 'v1.36.3',
 } as const;
 
 export type PeerName = keyof typeof PEERS;

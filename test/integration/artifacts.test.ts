@@ -1,0 +1,217 @@
+/**
+ * OCI artifacts as kubelet pulls them for image volumes (KEP-4639), pushed to the real registry by
+ * the real `oras` (built from its module, .ci/build-peers), signed by real gpg (`skopeo
+ * standalone-sign` over the manifest oras pushed) and by real cosign, pulled through the real
+ * `pullguard serve`. An artifact is judged exactly as an image is: a volume is no way around the
+ * policy.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startLookasideServer, type LookasideServer } from '../helpers/lookaside-server.js';
+import { PEERS, peerBinary, peerUnavailableReason } from '../helpers/peers.js';
+import { startPullguard, type RunningPullguard } from '../helpers/pullguard-server.js';
+import { startRegistry, type StartedRegistry } from '../helpers/registry.js';
+import { createGpgSigner, type GpgSigner } from '../helpers/signed-images.js';
+
+const execFileAsync = promisify(execFile);
+const EMPTY_CONFIG_DIGEST = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a';
+const DENIED = 'SignatureValidationFailed: Source image rejected: ';
+
+let work: string;
+let registry: StartedRegistry;
+let lookaside: LookasideServer;
+let signer: GpgSigner;
+let pullguard: RunningPullguard;
+let cosignEnv: Record<string, string>;
+/** repository → what oras pushed as `<repository>:v1`. */
+const pushed = new Map<string, { digest: string; manifest: Buffer }>();
+
+async function oras(args: string[]): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync(peerBinary('oras') as string, args, { cwd: work, env: { PATH: process.env.PATH ?? '', HOME: join(work, 'home') }, timeout: 60_000 });
+    return stdout;
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`oras ${args.join(' ')} failed: ${e.stderr ?? ''}${e.stdout ?? ''}${e.message}`);
+  }
+}
+
+/** `oras push` of files under `<repository>:v1`, then the manifest exactly as the registry serves it. */
+async function pushArtifact(repository: string, args: string[]): Promise<void> {
+  await oras(['push', '--plain-http', `${registry.host}/${repository}:v1`, ...args]);
+  const manifest = Buffer.from(await oras(['manifest', 'fetch', '--plain-http', `${registry.host}/${repository}:v1`]));
+  const { createHash } = await import('node:crypto');
+  pushed.set(repository, { digest: `sha256:${createHash('sha256').update(manifest).digest('hex')}`, manifest });
+}
+
+/** A simple-signing signature by the gpg key, over the manifest as pushed, as `signature-<index>` in the lookaside. */
+async function signSimple(repository: string, index = 1): Promise<void> {
+  const { digest, manifest } = pushed.get(repository)!;
+  const manifestFile = join(work, `${repository.replace(/\//g, '_')}.manifest.json`);
+  const signatureFile = `${manifestFile}.sig`;
+  await writeFile(manifestFile, manifest);
+  await execFileAsync('skopeo', ['standalone-sign', manifestFile, `${registry.host}/${repository}:v1`, signer.fingerprint, '--output', signatureFile], {
+    env: { ...process.env, GNUPGHOME: signer.gnupgHome },
+  });
+  await lookaside.writeSignature(repository, digest, index, new Uint8Array(await readFile(signatureFile)));
+}
+
+async function cosignSign(repository: string): Promise<void> {
+  const { digest } = pushed.get(repository)!;
+  await execFileAsync(peerBinary('cosign') as string, ['sign', '--key', join(work, 'cosign.key'), '--tlog-upload=false', '--allow-http-registry', '--allow-insecure-registry', '--yes', `${registry.host}/${repository}@${digest}`], {
+    env: cosignEnv,
+    cwd: work,
+    timeout: 60_000,
+  });
+}
+
+type Outcome = { imageRef: string; warnings: string[] } | { denial: string };
+
+async function pull(repository: string): Promise<Outcome> {
+  const warnings: string[] = [];
+  try {
+    const response = await pullguard.client.call<{ image_ref: string }>('PullImage', { image: { image: `${registry.host}/${repository}:v1` } }, {
+      onTrailers: (md) => warnings.push(...md.get('pullguard-warnings').map(String)),
+    });
+    return { imageRef: response.image_ref, warnings };
+  } catch (err) {
+    return { denial: (err as grpc.ServiceError).details };
+  }
+}
+
+interface CriImage {
+  id: string;
+  repo_tags: string[];
+  repo_digests: string[];
+  size: string;
+  uid: { value: string } | null;
+  username: string;
+}
+
+async function status(name: string): Promise<CriImage | null> {
+  return (await pullguard.client.call<{ image: CriImage | null }>('ImageStatus', { image: { image: name } })).image;
+}
+
+async function listed(): Promise<CriImage[]> {
+  return (await pullguard.client.call<{ images: CriImage[] }>('ListImages', {})).images;
+}
+
+beforeAll(async () => {
+  for (const peer of ['oras', 'cosign'] as const) {
+    const missing = peerUnavailableReason(peer);
+    if (missing !== undefined) throw new Error(`${peer} ${PEERS[peer]} cannot run: ${missing}`);
+  }
+  work = await mkdtemp(join(tmpdir(), 'pullguard-artifacts-'));
+  await mkdir(join(work, 'home'));
+  cosignEnv = { PATH: process.env.PATH ?? '', HOME: join(work, 'home'), TUF_ROOT: join(work, 'tuf'), COSIGN_PASSWORD: 'pullguard-test', COSIGN_YES: 'true', LD_PRELOAD: '' };
+  [registry, lookaside, signer] = await Promise.all([startRegistry(), startLookasideServer(), createGpgSigner('Artifact Signer')]);
+  await execFileAsync(peerBinary('cosign') as string, ['generate-key-pair', '--output-key-prefix', join(work, 'cosign')], { env: cosignEnv, cwd: work });
+
+  await writeFile(join(work, 'model.bin'), Buffer.from('weights, not a tar archive\n'));
+  await writeFile(join(work, 'other.bin'), Buffer.from('other weights\n'));
+  await writeFile(join(work, 'settings.yaml'), 'threshold: 0.5\n');
+  const data = ['--artifact-type', 'application/vnd.pullguard.test.model.v1', 'model.bin:application/vnd.pullguard.test.weights'];
+  // Empty config (image-spec v1.1 artifacts): every such artifact has the same config digest.
+  await pushArtifact('volumes/signed', data);
+  await pushArtifact('volumes/other', ['--artifact-type', 'application/vnd.pullguard.test.model.v1', 'other.bin:application/vnd.pullguard.test.weights']);
+  await pushArtifact('volumes/degraded', ['--artifact-type', 'application/vnd.pullguard.test.model.v2', 'model.bin:application/vnd.pullguard.test.weights']);
+  await pushArtifact('volumes/unsigned', ['--artifact-type', 'application/vnd.pullguard.test.model.v3', 'model.bin:application/vnd.pullguard.test.weights']);
+  // A config of its own, not JSON.
+  await pushArtifact('volumes/own-config', ['--config', 'settings.yaml:application/vnd.pullguard.test.settings.v1+yaml', 'model.bin:application/vnd.pullguard.test.weights']);
+  await pushArtifact('cosigned/model', data);
+  await pushArtifact('cosigned/unsigned', ['--artifact-type', 'application/vnd.pullguard.test.model.v4', 'model.bin:application/vnd.pullguard.test.weights']);
+  for (const repository of ['volumes/signed', 'volumes/other', 'volumes/degraded', 'volumes/own-config']) await signSimple(repository);
+  lookaside.fault(2, { html: true }, 'volumes/degraded');
+  await cosignSign('cosigned/model');
+
+  const policy = join(work, 'policy.json');
+  const signedBy = [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: signer.publicKeyPath }];
+  const sigstoreSigned = [{ type: 'sigstoreSigned', keyPath: join(work, 'cosign.pub'), signedIdentity: { type: 'matchRepository' } }];
+  await writeFile(policy, JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: { [`${registry.host}/volumes`]: signedBy, [`${registry.host}/cosigned`]: sigstoreSigned } } }));
+  const registriesD = join(work, 'registries.d');
+  await mkdir(registriesD);
+  await writeFile(join(registriesD, 'test.yaml'), `docker:\n  ${registry.host}/volumes:\n    lookaside: ${lookaside.url}\n  ${registry.host}/cosigned:\n    use-sigstore-attachments: true\n`);
+  pullguard = await startPullguard({ args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host] });
+}, 300_000);
+
+afterAll(async () => {
+  await pullguard?.stop();
+  await Promise.all([registry?.stop(), lookaside?.stop(), signer?.dispose()]);
+  if (work !== undefined) await rm(work, { recursive: true, force: true });
+});
+
+describe(`OCI artifacts pushed by oras ${PEERS.oras}`, () => {
+  it('oras pushed what image volumes carry: an artifactType, the empty config, a layer that is no tar', () => {
+    const manifest = JSON.parse(pushed.get('volumes/signed')!.manifest.toString()) as { artifactType: string; config: { mediaType: string; digest: string }; layers: { mediaType: string }[] };
+    expect(manifest.artifactType).toBe('application/vnd.pullguard.test.model.v1');
+    expect(manifest.config).toMatchObject({ mediaType: 'application/vnd.oci.empty.v1+json', digest: EMPTY_CONFIG_DIGEST });
+    expect(manifest.layers.map((l) => l.mediaType)).toEqual(['application/vnd.pullguard.test.weights']);
+  });
+
+  it('a signed artifact is allowed, named by its manifest digest (artifacts share the empty config), with sizes and no user', async () => {
+    const { digest, manifest } = pushed.get('volumes/signed')!;
+    expect(await pull('volumes/signed')).toEqual({ imageRef: digest, warnings: [] });
+    // A second artifact with the same (empty) config is another image, not an id conflict.
+    const other = pushed.get('volumes/other')!;
+    expect(await pull('volumes/other')).toEqual({ imageRef: other.digest, warnings: [] });
+    const image = await status(`${registry.host}/volumes/signed:v1`);
+    expect(image).toMatchObject({
+      id: digest,
+      repo_tags: [`${registry.host}/volumes/signed:v1`],
+      repo_digests: [`${registry.host}/volumes/signed@${digest}`],
+      size: String(2 + manifest.byteLength + 'weights, not a tar archive\n'.length),
+      uid: null,
+      username: '',
+    });
+    expect((await status(digest))?.id).toBe(digest);
+    const ids = (await listed()).map((i) => i.id);
+    expect(ids).toContain(digest);
+    expect(ids).toContain(other.digest);
+    expect(ids).not.toContain(EMPTY_CONFIG_DIGEST);
+  });
+
+  it('an artifact whose config is its own (not JSON, not an image config) is verified and kept like any other', async () => {
+    const { digest } = pushed.get('volumes/own-config')!;
+    expect(await pull('volumes/own-config')).toEqual({ imageRef: digest, warnings: [] });
+    expect(await status(`${registry.host}/volumes/own-config:v1`)).toMatchObject({ id: digest, uid: null, username: '' });
+  });
+
+  it('signature-1 valid and signature-2 an HTML page: allowed with the warning, as an image would be', async () => {
+    const outcome = await pull('volumes/degraded');
+    expect(outcome).toMatchObject({ imageRef: pushed.get('volumes/degraded')!.digest });
+    const warnings = 'warnings' in outcome ? outcome.warnings.join('\n') : '';
+    expect(warnings).toContain('PGW001');
+    expect(warnings).toContain('signature-2');
+    expect(warnings).toContain('0x3c');
+  });
+
+  it('an unsigned artifact is denied under signedBy and under sigstoreSigned, and never listed', async () => {
+    expect(await pull('volumes/unsigned')).toEqual({ denial: `${DENIED}A signature was required, but no signature exists` });
+    const cosignedUnsigned = await pull('cosigned/unsigned');
+    expect('denial' in cosignedUnsigned && cosignedUnsigned.denial).toMatch(new RegExp(`^${DENIED}`));
+    const ids = (await listed()).map((i) => i.id);
+    expect(ids).not.toContain(pushed.get('volumes/unsigned')!.digest);
+    expect(ids).not.toContain(pushed.get('cosigned/unsigned')!.digest);
+    expect(await status(`${registry.host}/volumes/unsigned:v1`)).toBeNull();
+  });
+
+  it('an artifact cosign signed is allowed under sigstoreSigned', async () => {
+    const { digest } = pushed.get('cosigned/model')!;
+    expect(await pull('cosigned/model')).toEqual({ imageRef: digest, warnings: [] });
+  });
+
+  it('RemoveImage removes one artifact; another with the same config stays whole', async () => {
+    const signed = pushed.get('volumes/signed')!.digest;
+    const other = pushed.get('volumes/other')!.digest;
+    await pullguard.client.call('RemoveImage', { image: { image: `${registry.host}/volumes/signed:v1` } });
+    expect(await status(signed)).toBeNull();
+    expect((await status(other))?.id).toBe(other);
+    // Still pullable again, and served from what the store kept for the other one.
+    expect(await pull('volumes/signed')).toEqual({ imageRef: signed, warnings: [] });
+  });
+});
