@@ -31,7 +31,7 @@ import { allOrCancel } from './all-or-cancel.js';
 import { tellEach } from './observers.js';
 import { pullOutcomeOf } from './pull-outcome.js';
 import { SingleFlight } from './single-flight.js';
-import { signatureBlobsOf, toVerificationRecord, withVerificationRecord, type PolicySource } from './verification-record.js';
+import { readVerificationRecords, signatureBlobsOf, toVerificationRecord, withVerificationRecord, type PolicySource } from './verification-record.js';
 
 export interface PullRequest {
   readonly image: string;
@@ -351,8 +351,10 @@ export class PullService {
     const previous = this.#options.images.get(id);
     const layersStored = fetched.layersStored || (previous !== undefined && previous.manifestDigest === image.manifestDigest && previous.layersStored !== false);
     const clock = this.#clock;
-    // An artifact's config is not an image config: it names no user (and need not be JSON).
-    const user = isArtifact(image.config) ? undefined : configUser(await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES));
+    const samePrevious = previous !== undefined && previous.manifestDigest === image.manifestDigest ? previous : undefined;
+    // An artifact's config is not an image config: it names no user (and need not be JSON). The
+    // same manifest recorded before has the same config, and so the same user.
+    const user = samePrevious !== undefined ? samePrevious.user : isArtifact(image.config) ? undefined : configUser(await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES));
     // Kept per repository: the same image pulled from elsewhere keeps its own record.
     const verification = withVerificationRecord(
       previous?.verification,
@@ -385,6 +387,11 @@ export class PullService {
       verification,
       signatureBlobs: signatureBlobsOf(verification),
     };
+    // A re-pull answered from the verdict cache usually has nothing new to record (same tags, same
+    // verdict, decided at the same time): the index is not written, and the record stays as it was.
+    if (samePrevious !== undefined && decision?.cache === 'hit' && recordsTheSame(samePrevious, record)) {
+      return { imageId: samePrevious.id, reference, manifestDigest: image.manifestDigest, verdict, record: samePrevious };
+    }
     await this.#options.images.put(record);
     return { imageId: record.id, reference, manifestDigest: image.manifestDigest, verdict, record };
   }
@@ -457,6 +464,29 @@ function credentialKey(credentials: RegistryCredentials | undefined): string {
     hash.update('\0');
   }
   return hash.digest('hex');
+}
+
+/**
+ * True when putting `next` would change nothing in `stored` but the times of the pull: its tags and
+ * digests are already listed, its layers are as stored, and each repository's verification record
+ * is the same verdict reached at the same time (only `time`, and `cached`, differ).
+ */
+function recordsTheSame(stored: ImageRecord, next: ImageRecord): boolean {
+  const includes = (have: readonly string[], want: readonly string[]): boolean => want.every((x) => have.includes(x));
+  const comparable = (records: unknown): string =>
+    JSON.stringify(
+      Object.entries(readVerificationRecords(records))
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([repository, r]) => [repository, { ...r, time: '', decision: r.decision === undefined ? undefined : { ...r.decision, cached: false } }]),
+    );
+  return (
+    includes(stored.repoTags, next.repoTags) &&
+    includes(stored.repoDigests, next.repoDigests) &&
+    stored.layersStored === next.layersStored &&
+    stored.user === next.user &&
+    stored.size === next.size &&
+    comparable(stored.verification) === comparable(next.verification)
+  );
 }
 
 function sha256Digest(bytes: Uint8Array): Digest {

@@ -1,6 +1,6 @@
 /**
  * `npm run bench` — every benchmark part in turn, or those named on the command line:
- *   node dist/test/bench/run.js [pull|memory|signatures|load|list|containerd|runtime-fetch ...]
+ *   node dist/test/bench/run.js [pull|memory|signatures|load|list|containerd|runtime-fetch|repull ...]
  * Prints each part's table, then a summary of every figure against its target, and merges the
  * numbers into dist/bench-results.json. Exits 0 even when a target is missed (the summary says
  * MISSED); non-zero only when a part could not run at all.
@@ -16,6 +16,7 @@ const PARTS: Record<string, () => Promise<PartResult>> = {
   list: async () => (await import('./list-bench.js')).runListBench(),
   containerd: async () => (await import('./containerd-bench.js')).runContainerdBench(),
   'runtime-fetch': async () => (await import('./runtime-fetch-bench.js')).runRuntimeFetchBench(),
+  repull: async () => (await import('./repull-bench.js')).runRepullBench(),
 };
 
 async function main(argv: readonly string[]): Promise<number> {

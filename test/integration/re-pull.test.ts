@@ -48,8 +48,9 @@ afterAll(async () => {
 
 type PullAnswer = { ok: true; imageRef: string } | { ok: false; error: grpc.ServiceError };
 
-function pull(server: RunningPullguard, auth: { username: string; password: string } | undefined): Promise<PullAnswer> {
-  return server.client.call<{ image_ref: string }>('PullImage', { image: { image }, ...(auth !== undefined ? { auth } : {}) }).then(
+function pull(server: RunningPullguard, auth: { username: string; password: string } | undefined, namespace?: string): Promise<PullAnswer> {
+  const sandbox = namespace !== undefined ? { sandbox_config: { metadata: { name: 'pod-0', uid: 'uid-0', namespace } } } : {};
+  return server.client.call<{ image_ref: string }>('PullImage', { image: { image }, ...sandbox, ...(auth !== undefined ? { auth } : {}) }).then(
     (r) => ({ ok: true, imageRef: r.image_ref }),
     (error: grpc.ServiceError) => ({ ok: false, error }),
   );
@@ -102,8 +103,16 @@ describe('re-pulls of a verified image (kubelet ensure-secret-pulled-images)', (
       const again = await pull(server, ALICE);
       expect(again).toEqual(first);
       expect(signatureReads()).toBe(readsAfterFirst);
+      // Nothing new to record: the record still says when, and under which revision, the verdict was made.
+      expect(await verificationRecord(server)).toEqual(firstRecord);
+
+      // A re-pull for another namespace under the same policy: the cached verdict, recorded for that namespace.
+      const otherNamespace = await pull(server, ALICE, 'team-b');
+      expect(otherNamespace).toEqual(first);
+      expect(signatureReads()).toBe(readsAfterFirst);
       const record = await verificationRecord(server);
       const decision = record['decision'] as { decidedAt: string; cached: boolean; trustRevision: number; trustLoadedAt: string };
+      expect(record['namespace']).toBe('team-b');
       expect(decision).toMatchObject({ cached: true, trustRevision: 1, decidedAt: (firstRecord['decision'] as { decidedAt: string }).decidedAt });
       expect(Date.parse(record['time'] as string)).toBeGreaterThanOrEqual(Date.parse(decision.decidedAt));
 
@@ -119,7 +128,7 @@ describe('re-pulls of a verified image (kubelet ensure-secret-pulled-images)', (
       expect(signatureReads()).toBe(readsAfterFirst);
       for (const line of server.logs()) expect(line).not.toContain('not-the-secret');
 
-      expect(await metric(metricsUrl, 'pullguard_verdict_cache_total{result="hit"}')).toBe(1);
+      expect(await metric(metricsUrl, 'pullguard_verdict_cache_total{result="hit"}')).toBe(2);
       expect(await metric(metricsUrl, 'pullguard_verdict_cache_total{result="miss"}')).toBe(1);
     } finally {
       await server.stop();
