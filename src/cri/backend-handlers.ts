@@ -152,7 +152,7 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
       fetchMode === 'runtime' ? await pullThroughRuntime(pull, pinnedRequest, context.signal) : await pullThroughMirror(pull, pinnedRequest, context.signal);
     const pinned = pinnedReference(result);
     const response = codec.decodeResponse(responseBytes) as { image_ref?: string };
-    if (response.image_ref !== result.imageId) {
+    if (response.image_ref === undefined || !runtimeMayName(result.record, response.image_ref)) {
       log.warn({ pinned, imageRef: response.image_ref, expectedId: result.imageId }, 'the runtime reports a different image id than the verified config digest');
     }
     log.info({ pinned, imageRef: response.image_ref }, 'runtime pulled the verified digest');
@@ -168,7 +168,7 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
     const outgoing = found.pinned !== undefined ? codec.encodeRequest({ ...request, image: { ...(request.image as ImageSpec), image: found.pinned } }) : raw;
     const bytes = await backend.call('ImageStatus', outgoing, { signal });
     const response = codec.decodeResponse(bytes) as { image: CriImage | null; info: Record<string, string> };
-    if (response.image === null || response.image.id !== found.record.id) return { response: bytes };
+    if (response.image === null || !runtimeMayName(found.record, response.image.id)) return { response: bytes };
     response.image.repo_tags = mergeTags(response.image.repo_tags, found.record.repoTags);
     const verification = request.verbose ? verificationRecordFor(found.record.verification, repositoryNamed(requireImageName(request.image))?.name) : undefined;
     if (verification !== undefined) response.info = { ...response.info, 'pullguard.verification': JSON.stringify(verification) };
@@ -183,14 +183,19 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
     const outgoing =
       found?.pinned !== undefined ? codec.encodeRequest({ ...request, filter: { ...request.filter, image: { ...(request.filter?.image as ImageSpec), image: found.pinned } } }) : raw;
     const bytes = await backend.call('ListImages', outgoing, { signal });
-    const records = new Map((await deps.index.list()).filter((r) => r.repoTags.length > 0).map((r) => [r.id as string, r]));
-    if (records.size === 0) return { response: bytes };
+    // By every id a runtime may give each record (an artifact's config digest too: containerd 2).
+    const tagsById = new Map<string, string[]>();
+    for (const record of await deps.index.list()) {
+      if (record.repoTags.length === 0) continue;
+      for (const id of new Set<string>([record.id, ...(isArtifactRecord(record) ? [record.configDigest] : [])])) tagsById.set(id, [...(tagsById.get(id) ?? []), ...record.repoTags]);
+    }
+    if (tagsById.size === 0) return { response: bytes };
     const response = codec.decodeResponse(bytes) as { images: CriImage[] };
     let changed = false;
     for (const image of response.images) {
-      const record = records.get(image.id);
-      if (record === undefined) continue;
-      const merged = mergeTags(image.repo_tags, record.repoTags);
+      const tags = tagsById.get(image.id);
+      if (tags === undefined) continue;
+      const merged = mergeTags(image.repo_tags, tags);
       if (merged.length !== image.repo_tags.length) {
         image.repo_tags = merged;
         changed = true;
@@ -206,7 +211,9 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
     if (found === undefined) return { response: await backend.call('RemoveImage', raw, { signal }) };
     // By image id: removing one tag removes the whole image (CRI semantics), in the runtime first,
     // so pullguard's tags stay while the runtime still has the image.
-    const bytes = await backend.call('RemoveImage', codec.encodeRequest({ ...request, image: { ...(request.image as ImageSpec), image: found.record.id } }), { signal });
+    // An artifact's id is pullguard's (its manifest digest); the runtime finds it by name@digest.
+    const target = isArtifactRecord(found.record) ? (found.record.repoDigests[0] ?? found.record.id) : found.record.id;
+    const bytes = await backend.call('RemoveImage', codec.encodeRequest({ ...request, image: { ...(request.image as ImageSpec), image: target } }), { signal });
     await catalog.remove(found.record.id);
     log.info({ imageId: found.record.id }, 'removed from the runtime and from pullguard\'s index');
     return { response: bytes };
@@ -273,6 +280,20 @@ function referenceOf(name: string): { name: string; display: string } | undefine
   } catch {
     return undefined;
   }
+}
+
+/** An artifact: named by its manifest digest in pullguard's index (domain/image.ts imageIdOf). */
+function isArtifactRecord(record: ImageRecord): boolean {
+  return record.id !== record.configDigest;
+}
+
+/**
+ * Whether the runtime's id for an image can be this record's: the same id, or for an artifact its
+ * config digest — containerd 2 names artifacts by their config like images (so every artifact with
+ * the empty config shares one id there); CRI-O names them by manifest.
+ */
+function runtimeMayName(record: ImageRecord, runtimeId: string): boolean {
+  return runtimeId === record.id || (isArtifactRecord(record) && runtimeId === record.configDigest);
 }
 
 function mergeTags(reported: readonly string[], ours: readonly string[]): string[] {

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import type * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLookasideServer, type LookasideServer } from '../helpers/lookaside-server.js';
+import { pushArtifact, type ArtifactOptions, type PushedArtifact } from '../helpers/oras.js';
 import { PEERS, peerBinary, peerUnavailableReason } from '../helpers/peers.js';
 import { startPullguard, type RunningPullguard } from '../helpers/pullguard-server.js';
 import { startRegistry, type StartedRegistry } from '../helpers/registry.js';
@@ -29,24 +30,11 @@ let signer: GpgSigner;
 let pullguard: RunningPullguard;
 let cosignEnv: Record<string, string>;
 /** repository → what oras pushed as `<repository>:v1`. */
-const pushed = new Map<string, { digest: string; manifest: Buffer }>();
+const pushed = new Map<string, PushedArtifact>();
 
-async function oras(args: string[]): Promise<string> {
-  try {
-    const { stdout } = await execFileAsync(peerBinary('oras') as string, args, { cwd: work, env: { PATH: process.env.PATH ?? '', HOME: join(work, 'home') }, timeout: 60_000 });
-    return stdout;
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    throw new Error(`oras ${args.join(' ')} failed: ${e.stderr ?? ''}${e.stdout ?? ''}${e.message}`);
-  }
-}
-
-/** `oras push` of files under `<repository>:v1`, then the manifest exactly as the registry serves it. */
-async function pushArtifact(repository: string, args: string[]): Promise<void> {
-  await oras(['push', '--plain-http', `${registry.host}/${repository}:v1`, ...args]);
-  const manifest = Buffer.from(await oras(['manifest', 'fetch', '--plain-http', `${registry.host}/${repository}:v1`]));
-  const { createHash } = await import('node:crypto');
-  pushed.set(repository, { digest: `sha256:${createHash('sha256').update(manifest).digest('hex')}`, manifest });
+/** Pushes the artifact as `<repository>:v1` with the real oras. */
+async function push(repository: string, files: Readonly<Record<string, string>>, options: ArtifactOptions): Promise<void> {
+  pushed.set(repository, await pushArtifact(registry.host, `${repository}:v1`, files, { layerMediaType: 'application/vnd.pullguard.test.weights', ...options }));
 }
 
 /** A simple-signing signature by the gpg key, over the manifest as pushed, as `signature-<index>` in the lookaside. */
@@ -112,19 +100,17 @@ beforeAll(async () => {
   [registry, lookaside, signer] = await Promise.all([startRegistry(), startLookasideServer(), createGpgSigner('Artifact Signer')]);
   await execFileAsync(peerBinary('cosign') as string, ['generate-key-pair', '--output-key-prefix', join(work, 'cosign')], { env: cosignEnv, cwd: work });
 
-  await writeFile(join(work, 'model.bin'), Buffer.from('weights, not a tar archive\n'));
-  await writeFile(join(work, 'other.bin'), Buffer.from('other weights\n'));
-  await writeFile(join(work, 'settings.yaml'), 'threshold: 0.5\n');
-  const data = ['--artifact-type', 'application/vnd.pullguard.test.model.v1', 'model.bin:application/vnd.pullguard.test.weights'];
+  const model = { 'model.bin': 'weights, not a tar archive\n' };
+  const type = (n: number): ArtifactOptions => ({ artifactType: `application/vnd.pullguard.test.model.v${n}` });
   // Empty config (image-spec v1.1 artifacts): every such artifact has the same config digest.
-  await pushArtifact('volumes/signed', data);
-  await pushArtifact('volumes/other', ['--artifact-type', 'application/vnd.pullguard.test.model.v1', 'other.bin:application/vnd.pullguard.test.weights']);
-  await pushArtifact('volumes/degraded', ['--artifact-type', 'application/vnd.pullguard.test.model.v2', 'model.bin:application/vnd.pullguard.test.weights']);
-  await pushArtifact('volumes/unsigned', ['--artifact-type', 'application/vnd.pullguard.test.model.v3', 'model.bin:application/vnd.pullguard.test.weights']);
+  await push('volumes/signed', model, type(1));
+  await push('volumes/other', { 'other.bin': 'other weights\n' }, type(1));
+  await push('volumes/degraded', model, type(2));
+  await push('volumes/unsigned', model, type(3));
   // A config of its own, not JSON.
-  await pushArtifact('volumes/own-config', ['--config', 'settings.yaml:application/vnd.pullguard.test.settings.v1+yaml', 'model.bin:application/vnd.pullguard.test.weights']);
-  await pushArtifact('cosigned/model', data);
-  await pushArtifact('cosigned/unsigned', ['--artifact-type', 'application/vnd.pullguard.test.model.v4', 'model.bin:application/vnd.pullguard.test.weights']);
+  await push('volumes/own-config', model, { config: { bytes: 'threshold: 0.5\n', mediaType: 'application/vnd.pullguard.test.settings.v1+yaml' } });
+  await push('cosigned/model', model, type(1));
+  await push('cosigned/unsigned', model, type(4));
   for (const repository of ['volumes/signed', 'volumes/other', 'volumes/degraded', 'volumes/own-config']) await signSimple(repository);
   lookaside.fault(2, { html: true }, 'volumes/degraded');
   await cosignSign('cosigned/model');

@@ -13,6 +13,7 @@ import type { Digest } from '../../../src/domain/digest.js';
 import { containerdUnavailableReason, startContainerd, type RunningContainerd } from '../../helpers/containerd.js';
 import { startFaultRegistry, type FaultRegistry } from '../../helpers/fault-registry.js';
 import { buildOciImage, type BuiltImage } from '../../helpers/oci-image.js';
+import { pushArtifact, type PushedArtifact } from '../../helpers/oras.js';
 import { pushImage, startRegistry, type StartedRegistry } from '../../helpers/registry.js';
 import { startPullguard, startStoreAndMirror, verdict, type PullguardStack } from './pullguard-stack.js';
 
@@ -34,6 +35,7 @@ describe.each(['1.6', '2'] as const)('runtime fetches the verified digest itself
     let movedTo: BuiltImage;
     let corrupt: BuiltImage;
     let privateImage: BuiltImage;
+    let artifact: PushedArtifact;
     /** Runs inside the signature phase of the next pull of that repository (then cleared). */
     const duringVerdict = new Map<string, () => Promise<void>>();
 
@@ -53,6 +55,7 @@ describe.each(['1.6', '2'] as const)('runtime fetches the verified digest itself
       await pushImage(denied.dir, 'team/denied:v1', registry, { layoutTag: 'v1' });
       await pushImage(moving.dir, 'team/moving:v1', registry, { layoutTag: 'v1' });
       await pushImage(privateImage.dir, 'team/private:v1', secured, { layoutTag: 'v1', creds: USER });
+      artifact = await pushArtifact(registry.host, 'team/volume:v1', { 'model.bin': `weights for containerd ${release}\n` }, { artifactType: 'application/vnd.pullguard.test.model.v1' });
       faulty = await startFaultRegistry();
       faulty.addImage('team/corrupt', 'v1', corrupt);
       // Whoever asks for the layer gets other bytes: pullguard never does (it fetches no layer).
@@ -103,6 +106,33 @@ describe.each(['1.6', '2'] as const)('runtime fetches the verified digest itself
       // GC keeps what the record needs and nothing else it does not.
       await pg.store.images.collectGarbage();
       expect(await pg.store.blobs.has(app.manifestDigest as Digest)).toBe(true);
+    });
+
+    it('an OCI artifact (an image volume\'s content, pushed by oras) is verified, then containerd does what it does with artifacts', async () => {
+      const tag = `${registry.host}/team/volume:v1`;
+      const answer = await viaPullguard<{ image_ref: string }>('PullImage', { image: { image: tag } }).then(
+        (r) => r,
+        (e: grpc.ServiceError) => e,
+      );
+      const EMPTY_CONFIG = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a';
+      if (release === '1.6') {
+        // containerd 1.6 unpacks whatever it pulls, and an artifact has no rootfs: its error, and nothing recorded.
+        expect(answer).toMatchObject({ code: 2, details: expect.stringContaining('mismatched image rootfs and manifest layers') });
+        expect(pg.store.images.resolve(tag)).toBeUndefined();
+        return;
+      }
+      // containerd 2 keeps it, named by its config digest (the empty config's, shared by such artifacts);
+      // pullguard names it by its manifest and answers with containerd's id, its tag merged in.
+      expect(answer).toEqual({ image_ref: EMPTY_CONFIG });
+      const record = pg.store.images.resolve(tag);
+      expect(record).toMatchObject({ id: artifact.digest, configDigest: EMPTY_CONFIG, layersStored: false });
+      const status = await viaPullguard<{ image: CriImage }>('ImageStatus', { image: { image: tag } });
+      expect(status.image.id).toBe(EMPTY_CONFIG);
+      expect(status.image.repo_tags).toContain(tag);
+      expect((await viaPullguard<{ images: CriImage[] }>('ListImages', {})).images.find((i) => i.id === EMPTY_CONFIG)?.repo_tags).toContain(tag);
+      await viaPullguard('RemoveImage', { image: { image: tag } });
+      expect((await inContainerd()).some((i) => i.id === EMPTY_CONFIG)).toBe(false);
+      expect(pg.store.images.resolve(tag)).toBeUndefined();
     });
 
     it('never lets a denied image reach containerd', async () => {
