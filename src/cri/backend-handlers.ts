@@ -187,13 +187,13 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
     const tagsById = new Map<string, string[]>();
     for (const record of await deps.index.list()) {
       if (record.repoTags.length === 0) continue;
-      for (const id of new Set<string>([record.id, ...(isArtifactRecord(record) ? [record.configDigest] : [])])) tagsById.set(id, [...(tagsById.get(id) ?? []), ...record.repoTags]);
+      for (const id of runtimeIdsOf(record)) tagsById.set(id, [...(tagsById.get(id) ?? []), ...record.repoTags]);
     }
     if (tagsById.size === 0) return { response: bytes };
     const response = codec.decodeResponse(bytes) as { images: CriImage[] };
     let changed = false;
     for (const image of response.images) {
-      const tags = tagsById.get(image.id);
+      const tags = tagsById.get(bareId(image.id));
       if (tags === undefined) continue;
       const merged = mergeTags(image.repo_tags, tags);
       if (merged.length !== image.repo_tags.length) {
@@ -211,8 +211,15 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
     if (found === undefined) return { response: await backend.call('RemoveImage', raw, { signal }) };
     // By image id: removing one tag removes the whole image (CRI semantics), in the runtime first,
     // so pullguard's tags stay while the runtime still has the image.
-    // An artifact's id is pullguard's (its manifest digest); the runtime finds it by name@digest.
-    const target = isArtifactRecord(found.record) ? (found.record.repoDigests[0] ?? found.record.id) : found.record.id;
+    // By the id the runtime itself gives the image (containerd: `sha256:<config>`, for an artifact
+    // too; CRI-O: bare hex, and it takes nothing else), found through its name@digest.
+    const pinned = found.pinned ?? found.record.repoDigests[0];
+    let target = found.record.id as string;
+    if (pinned !== undefined) {
+      const status = imageRpcCodec('ImageStatus');
+      const known = status.decodeResponse(await backend.call('ImageStatus', status.encodeRequest({ image: { image: pinned } }), { signal })) as { image: CriImage | null };
+      if (known.image !== null && runtimeMayName(found.record, known.image.id)) target = known.image.id;
+    }
     const bytes = await backend.call('RemoveImage', codec.encodeRequest({ ...request, image: { ...(request.image as ImageSpec), image: target } }), { signal });
     await catalog.remove(found.record.id);
     log.info({ imageId: found.record.id }, 'removed from the runtime and from pullguard\'s index');
@@ -293,7 +300,17 @@ function isArtifactRecord(record: ImageRecord): boolean {
  * the empty config shares one id there); CRI-O names them by manifest.
  */
 function runtimeMayName(record: ImageRecord, runtimeId: string): boolean {
-  return runtimeId === record.id || (isArtifactRecord(record) && runtimeId === record.configDigest);
+  return runtimeIdsOf(record).has(bareId(runtimeId));
+}
+
+/** The ids, as bare hex, a runtime may give the image of this record. */
+function runtimeIdsOf(record: ImageRecord): Set<string> {
+  return new Set([bareId(record.id), ...(isArtifactRecord(record) ? [bareId(record.configDigest)] : [])]);
+}
+
+/** CRI-O spells image ids as bare hex, containerd as `sha256:<hex>`. */
+function bareId(id: string): string {
+  return id.startsWith('sha256:') ? id.slice('sha256:'.length) : id;
 }
 
 function mergeTags(reported: readonly string[], ours: readonly string[]): string[] {

@@ -27,13 +27,18 @@ export interface GpgSigner {
   dispose(): Promise<void>;
 }
 
-export async function createGpgSigner(name = 'Pullguard E2E Signer'): Promise<GpgSigner> {
+/**
+ * `algorithm`: gpg's `--quick-gen-key` algorithm, default `ed25519`. CRI-O built with
+ * `containers_image_openpgp` (golang.org/x/crypto/openpgp, no GPGME) cannot verify EdDSA signatures
+ * (`openpgp: unsupported feature: public key type: 22`): tests with it sign with `rsa3072`.
+ */
+export async function createGpgSigner(name = 'Pullguard E2E Signer', options: { algorithm?: 'ed25519' | 'rsa3072' } = {}): Promise<GpgSigner> {
   const dir = await mkdtemp(join(tmpdir(), 'pullguard-gpg-'));
   const gnupgHome = join(dir, 'gnupg');
   await execFileAsync('mkdir', ['-m', '700', gnupgHome]);
   const env = { ...process.env, GNUPGHOME: gnupgHome };
   const email = `${name.toLowerCase().replace(/[^a-z0-9]+/g, '.')}@pullguard.test`;
-  await execFileAsync('gpg', ['--batch', '--quiet', '--pinentry-mode', 'loopback', '--passphrase', '', '--quick-gen-key', `${name} <${email}>`, 'ed25519', 'sign', 'never'], { env });
+  await execFileAsync('gpg', ['--batch', '--quiet', '--pinentry-mode', 'loopback', '--passphrase', '', '--quick-gen-key', `${name} <${email}>`, options.algorithm ?? 'ed25519', 'sign', 'never'], { env });
   const { stdout } = await execFileAsync('gpg', ['--batch', '--with-colons', '--list-keys', email], { env });
   const fingerprint = /^fpr:+([0-9A-F]{40}):/m.exec(stdout)?.[1];
   if (fingerprint === undefined) throw new Error(`no fingerprint in gpg output:\n${stdout}`);
@@ -94,6 +99,24 @@ export async function pushSignedImage(layoutDir: string, repoAndTag: string, reg
     const files = (await readdir(join(staging, dirName))).filter((f) => /^signature-\d+$/.test(f)).sort((a, b) => Number(a.slice(10)) - Number(b.slice(10)));
     const signatures = await Promise.all(files.map((f) => readFile(join(staging, dirName, f)).then((b) => new Uint8Array(b))));
     return { manifestDigest, signatures, repoPath };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A simple-signing signature by `signer` over manifest bytes as pushed (any manifest: an artifact's
+ * too), claiming `dockerReference`: what `skopeo standalone-sign` writes, for the lookaside.
+ */
+export async function signManifest(signer: GpgSigner, manifest: Uint8Array, dockerReference: string): Promise<Uint8Array> {
+  const work = await mkdtemp(join(tmpdir(), 'pullguard-standalone-sign-'));
+  try {
+    const manifestFile = join(work, 'manifest.json');
+    await writeFile(manifestFile, manifest);
+    await execFileAsync('skopeo', ['standalone-sign', manifestFile, dockerReference, signer.fingerprint, '--output', join(work, 'signature')], {
+      env: { ...process.env, GNUPGHOME: signer.gnupgHome },
+    });
+    return new Uint8Array(await readFile(join(work, 'signature')));
   } finally {
     await rm(work, { recursive: true, force: true });
   }

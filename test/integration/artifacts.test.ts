@@ -6,7 +6,7 @@
  * policy.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,7 +17,7 @@ import { pushArtifact, type ArtifactOptions, type PushedArtifact } from '../help
 import { PEERS, peerBinary, peerUnavailableReason } from '../helpers/peers.js';
 import { startPullguard, type RunningPullguard } from '../helpers/pullguard-server.js';
 import { startRegistry, type StartedRegistry } from '../helpers/registry.js';
-import { createGpgSigner, type GpgSigner } from '../helpers/signed-images.js';
+import { createGpgSigner, signManifest, type GpgSigner } from '../helpers/signed-images.js';
 
 const execFileAsync = promisify(execFile);
 const EMPTY_CONFIG_DIGEST = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a';
@@ -40,13 +40,7 @@ async function push(repository: string, files: Readonly<Record<string, string>>,
 /** A simple-signing signature by the gpg key, over the manifest as pushed, as `signature-<index>` in the lookaside. */
 async function signSimple(repository: string, index = 1): Promise<void> {
   const { digest, manifest } = pushed.get(repository)!;
-  const manifestFile = join(work, `${repository.replace(/\//g, '_')}.manifest.json`);
-  const signatureFile = `${manifestFile}.sig`;
-  await writeFile(manifestFile, manifest);
-  await execFileAsync('skopeo', ['standalone-sign', manifestFile, `${registry.host}/${repository}:v1`, signer.fingerprint, '--output', signatureFile], {
-    env: { ...process.env, GNUPGHOME: signer.gnupgHome },
-  });
-  await lookaside.writeSignature(repository, digest, index, new Uint8Array(await readFile(signatureFile)));
+  await lookaside.writeSignature(repository, digest, index, await signManifest(signer, manifest, `${registry.host}/${repository}:v1`));
 }
 
 async function cosignSign(repository: string): Promise<void> {

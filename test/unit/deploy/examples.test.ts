@@ -54,4 +54,22 @@ describe('deploy/ examples agree', () => {
       expect(lookaside?.baseUrl, scope).toMatch(/^https:\/\//);
     }
   });
+
+  test('CRI-O behind pullguard (deploy/crio): accepts every scope pullguard decides on, and reads no signature for it', async () => {
+    const scopes = [...((await examplePolicy()).transports.get('docker')?.keys() ?? [])];
+    const crioPolicyPath = join(deploy, 'crio/policy.json');
+    const crioPolicy = parsePolicy(await readFile(crioPolicyPath, 'utf8'), { source: crioPolicyPath });
+    expect([...(crioPolicy.transports.get('docker')?.keys() ?? [])].sort()).toEqual([...scopes].sort());
+    for (const [scope, requirements] of crioPolicy.transports.get('docker') ?? []) expect(requirements.map((r) => r.type), scope).toEqual(['insecureAcceptAnything']);
+    // The drop-in names that policy and an empty per-namespace dir, at the paths deploy/README.md gives.
+    const dropIn = parseToml(await readFile(join(deploy, 'crio/crio.conf.d/10-pullguard.conf'), 'utf8')) as { crio: { image: { signature_policy: string; signature_policy_dir: string } } };
+    expect(dropIn.crio.image).toEqual({ signature_policy: '/etc/crio/pullguard/policy.json', signature_policy_dir: '/etc/crio/pullguard/policies' });
+    // CRI-O's registries.d: for each registry (and pullguard's mirror) a lookaside nothing writes to.
+    const registriesD = await loadRegistriesD(join(deploy, 'crio/registries.d'));
+    for (const host of [...new Set(scopes.map(hostOf)), '127.0.0.1:5050']) {
+      const lookaside = registriesD.lookasideFor(parseReference(`${host}/some/image:v1`));
+      expect(lookaside?.scope, host).toBe(host);
+      expect(lookaside?.baseUrl, host).toBe('file:///var/lib/pullguard/crio-lookaside-empty');
+    }
+  });
 });
