@@ -65,6 +65,8 @@ export interface PodSpecInput {
   readonly image: string;
   readonly pullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
   readonly pullSecrets?: readonly string[];
+  /** Image volumes (KEP-4639): an OCI image or artifact mounted read-only into the container. */
+  readonly imageVolumes?: readonly { readonly name: string; readonly reference: string; readonly mountPath: string }[];
 }
 
 export interface NodeHarness {
@@ -488,7 +490,7 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
       async createNamespace(name) {
         await core.createNamespace({ body: { metadata: { name } } });
       },
-      createPod({ namespace = 'default', name, image, pullPolicy = 'IfNotPresent', pullSecrets = [] }) {
+      createPod({ namespace = 'default', name, image, pullPolicy = 'IfNotPresent', pullSecrets = [], imageVolumes = [] }) {
         return core.createNamespacedPod({
           namespace,
           body: {
@@ -501,7 +503,15 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
               enableServiceLinks: false,
               terminationGracePeriodSeconds: 2,
               ...(pullSecrets.length > 0 ? { imagePullSecrets: pullSecrets.map((s) => ({ name: s })) } : {}),
-              containers: [{ name: 'app', image, imagePullPolicy: pullPolicy }],
+              ...(imageVolumes.length > 0 ? { volumes: imageVolumes.map((v) => ({ name: v.name, image: { reference: v.reference, pullPolicy } })) } : {}),
+              containers: [
+                {
+                  name: 'app',
+                  image,
+                  imagePullPolicy: pullPolicy,
+                  ...(imageVolumes.length > 0 ? { volumeMounts: imageVolumes.map((v) => ({ name: v.name, mountPath: v.mountPath, readOnly: true })) } : {}),
+                },
+              ],
             },
           },
         });

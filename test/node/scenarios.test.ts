@@ -12,7 +12,9 @@ import { writeFile } from 'node:fs/promises';
 import * as k8sApi from '@kubernetes/client-node';
 import type * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pushArtifact } from '../helpers/oras.js';
 import { peerBinary, PEERS } from '../helpers/peers.js';
+import { signManifest } from '../helpers/signed-images.js';
 import { nodeUnavailableReason, REGISTRY_USER, startNode, type NodeHarness } from './harness.js';
 
 const enabled = process.env['PULLGUARD_NODE_SCENARIOS'] === '1';
@@ -191,6 +193,33 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet → pullguard �
     // The wrong secret never got as far as the runtime: pullguard refused before forwarding.
     expect(node.backendPulls.some((p) => p.passwordSha256 === sha256(wrongPassword))).toBe(false);
     console.log(`wrong secret: ${(await node.podEvents(wrong)).filter(failedPullEvent).at(-1)?.message}`);
+  });
+
+  it('image volumes (KEP-4639): a signed image volume → the pod runs; an unsigned OCI artifact volume → SignatureValidationFailed; a signed artifact is allowed, and containerd cannot mount it', async () => {
+    const artifactType = { artifactType: 'application/vnd.pullguard.test.model.v1' };
+    const signed = await pushArtifact(node.registry.host, 'volume-signed:v1', { 'model.bin': 'verified weights\n' }, artifactType);
+    await node.lookaside.writeSignature('volume-signed', signed.digest, 1, await signManifest(node.signer, signed.manifest, node.image('volume-signed')));
+    await pushArtifact(node.registry.host, 'volume-unsigned:v1', { 'model.bin': 'unverified weights\n' }, artifactType);
+    const app = node.image('signed');
+    const volume = (reference: string) => [{ name: 'content', reference, mountPath: '/content' }];
+    await node.createPod({ name: 'pg-volume-image', image: app, imageVolumes: volume(node.image('signed')) });
+    await node.createPod({ name: 'pg-volume-unsigned', image: app, imageVolumes: volume(node.image('volume-unsigned')) });
+    await node.createPod({ name: 'pg-volume-artifact', image: app, imageVolumes: volume(node.image('volume-signed')) });
+    await node.waitForRunning('default', 'pg-volume-image');
+
+    const refused = await node.waitForWaiting('default', 'pg-volume-unsigned', ['SignatureValidationFailed']);
+    const failed = await node.waitForEvent(refused, (e) => e.reason === 'Failed' && /volume-unsigned/.test(e.message ?? ''), 'kubelet\'s Failed Event on pg-volume-unsigned');
+    expect(failed.message).toContain('SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists');
+    expect((await node.podEvents(refused)).map((e) => e.reason)).not.toContain('Started');
+    await record('default', 'pg-volume-unsigned');
+
+    // pullguard verified the signed artifact and containerd pulled it; containerd 2 cannot mount an
+    // artifact as a volume (containerd/containerd#11907): the container waits with its error.
+    const unmountable = await node.waitForWaiting('default', 'pg-volume-artifact', ['CreateContainerError'], 90_000, /ImageVolumeMountFailed/);
+    expect(unmountable.status?.containerStatuses?.[0]?.state?.waiting?.message).toContain('mismatched image rootfs and manifest layers');
+    expect(node.pullguardLogs().some((l) => l.includes('PullImage ok') && l.includes('volume-signed'))).toBe(true);
+    // Not a pull failure: gone before the closing check that no pod is stuck.
+    await node.deletePod('default', 'pg-volume-artifact');
   });
 
   it(`crictl ${PEERS.crictl} against pullguard's socket on the node: images, pull (signed / unsigned), inspecti, imagefsinfo, rmi`, async () => {
