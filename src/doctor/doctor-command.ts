@@ -14,7 +14,8 @@ import { embeddedDefaultPolicy } from '../config/policy-loader.js';
 import { isPullguardError, ValidationError } from '../domain/errors.js';
 import { parsePolicy } from '../policy/parse-policy.js';
 import { loadContainerdConfig } from './containerd-config.js';
-import { checkContainerd, checkCrio, loadCrioSettings, type Finding, type PullguardSide } from './node-checks.js';
+import { loadRegistriesD } from '../config/registries-d.js';
+import { checkContainerd, checkCrio, checkCrioSignatureReads, loadCrioSettings, type Finding, type PullguardSide } from './node-checks.js';
 
 export interface DoctorIo {
   readonly stdout: NodeJS.WritableStream;
@@ -25,10 +26,12 @@ export interface DoctorIo {
 export const CONTAINERD_CONFIG = '/etc/containerd/config.toml';
 export const CRIO_CONFIG = '/etc/crio/crio.conf';
 export const CRIO_CONFIG_DIR = '/etc/crio/crio.conf.d';
+/** CRI-O reads containers/image's registries.d (root: this one; it has no setting for another). */
+export const CRIO_REGISTRIES_D = '/etc/containers/registries.d';
 
 const SETTINGS = ['config', 'state-dir', 'verifier-socket', 'signature-policy', 'signature-policy-dir', 'signature-budget'];
 
-export const DOCTOR_HELP = `Usage: pullguard doctor [--containerd-config FILE] [--containerd-bin PATH] [--crio-config FILE] [--crio-config-dir DIR] [--ignore CODE]... [serve flags]
+export const DOCTOR_HELP = `Usage: pullguard doctor [--containerd-config FILE] [--containerd-bin PATH] [--crio-config FILE] [--crio-config-dir DIR] [--crio-registries-d DIR] [--ignore CODE]... [serve flags]
 
 Reads the container runtime's configuration and pullguard's own (the same flags and --config as
 \`pullguard serve\`) and warns where image verification would be skipped silently or would fail where
@@ -42,6 +45,7 @@ ${formatSettingsHelp(
     ['--containerd-bin PATH', 'run PATH --version to check containerd is 2.1 or newer (default: not run)'],
     ['--crio-config FILE', `CRI-O's crio.conf (default: ${CRIO_CONFIG} if it exists)`],
     ['--crio-config-dir DIR', `CRI-O's drop-ins, read after crio.conf in name order (default: ${CRIO_CONFIG_DIR} if it exists)`],
+    ['--crio-registries-d DIR', `the registries.d CRI-O reads (default: ${CRIO_REGISTRIES_D}; CRI-O has no setting for it)`],
     ['--ignore CODE', 'do not report this finding (e.g. PGD003); repeatable'],
     ['-h, --help', 'this help'],
     ['...', 'every other `pullguard serve` flag is accepted too, so its command line can be reused'],
@@ -57,6 +61,7 @@ export async function runDoctor(argv: readonly string[], io: DoctorIo): Promise<
       'containerd-bin': { type: 'string' },
       'crio-config': { type: 'string' },
       'crio-config-dir': { type: 'string' },
+      'crio-registries-d': { type: 'string' },
       ignore: { type: 'string', multiple: true },
     };
     const { values } = parseCommandLine({ args: [...argv], options });
@@ -111,6 +116,11 @@ export async function runDoctor(argv: readonly string[], io: DoctorIo): Promise<
       const settings = loadCrioSettings([...(crioConfig !== undefined ? [crioConfig] : []), ...dropIns]);
       lines.push(`CRI-O: ${settings.files.join(', ') || '(no files)'}; signature policy ${settings.signaturePolicy}, per-namespace policies in ${settings.signaturePolicyDir}`);
       findings.push(...checkCrio(settings, pullguard));
+      const crioRegistriesD = named('crio-registries-d', CRIO_REGISTRIES_D);
+      if (crioRegistriesD !== undefined) {
+        lines.push(`CRI-O: registries.d ${crioRegistriesD}`);
+        findings.push(...checkCrioSignatureReads(await loadRegistriesD(crioRegistriesD), crioRegistriesD, pullguard.policy));
+      }
     } else {
       lines.push(`CRI-O: no crio.conf (${CRIO_CONFIG} does not exist; name one with --crio-config)`);
     }

@@ -10,7 +10,8 @@
  * own wait; a verifier script aimed at another socket or at files that are gone; a containerd older
  * than 2.1.
  * CRI-O (pullguard as its imageServiceEndpoint): a CRI-O policy.json that checks signatures again,
- * without partial sufficiency, or refuses, where pullguard's policy allows.
+ * without partial sufficiency, or refuses, where pullguard's policy allows; a CRI-O registries.d
+ * that makes it read the signatures of images pullguard verifies over the network again.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,10 +21,11 @@ import { parseReference, type ImageReference } from '../domain/reference.js';
 import { parsePolicy } from '../policy/parse-policy.js';
 import { requirementsFor } from '../policy/scope.js';
 import type { Policy, PolicyRequirement } from '../policy/types.js';
+import type { RegistriesD } from '../config/registries-d.js';
 import { CONTAINERD_DEFAULT_VERIFIER_BIN_DIR, CONTAINERD_DEFAULT_VERIFIER_TIMEOUT_MS, readInstalledVerifier } from '../verifier/install.js';
 import { CRI_IMAGES_PLUGIN, parseGoDuration, TRANSFER_PLUGIN, VERIFIER_PLUGIN, type ContainerdConfig } from './containerd-config.js';
 
-export type FindingCode = 'PGD001' | 'PGD002' | 'PGD003' | 'PGD004' | 'PGD005' | 'PGD006' | 'PGD007' | 'PGD008' | 'PGD010' | 'PGD011';
+export type FindingCode = 'PGD001' | 'PGD002' | 'PGD003' | 'PGD004' | 'PGD005' | 'PGD006' | 'PGD007' | 'PGD008' | 'PGD010' | 'PGD011' | 'PGD012';
 
 export interface Finding {
   readonly code: FindingCode;
@@ -267,6 +269,45 @@ export function checkCrio(settings: CrioSettings, pullguard: PullguardSide): Fin
       continue;
     }
     findings.push(...compareCrioPolicy(crio, against));
+  }
+  return findings;
+}
+
+/**
+ * containers/image copies every signature it can read into CRI-O's storage on each pull, whatever
+ * the policy says, and fails the pull on one it cannot read (a CDN's HTML page: `…starting with
+ * binary 0x3c`). So for the scopes pullguard verifies, CRI-O's registries.d must give no network
+ * lookaside and no sigstore attachments, or CRI-O fails exactly as it would without pullguard. A
+ * `file://` lookaside reads nothing over the network (a missing file ends the list, as an empty
+ * directory does): deploy/crio/registries.d points those scopes at an empty one.
+ */
+export function checkCrioSignatureReads(crio: RegistriesD, crioRegistriesDir: string, pullguard: Policy): Finding[] {
+  const scopes = new Set<string>(['']);
+  for (const scope of pullguard.transports.get('docker')?.keys() ?? []) scopes.add(scope);
+  const lookaside = new Map<string, string>();
+  const attachments = new Set<string>();
+  for (const scope of scopes) {
+    const probe = probeFor(scope);
+    if (probe === undefined) continue;
+    const ours = requirementsFor(pullguard, probe);
+    if (ours.requirements.some(denies) || !ours.requirements.some(checksSignatures)) continue;
+    const where = crio.lookasideFor(probe);
+    if (where !== undefined && /^https?:\/\//i.test(where.baseUrl)) lookaside.set(ours.scope.scope, `${where.baseUrl} (${where.file ?? where.scope})`);
+    if (crio.useSigstoreAttachmentsFor(probe)) attachments.add(ours.scope.scope);
+  }
+  const findings: Finding[] = [];
+  if (lookaside.size > 0) {
+    const shown = [...lookaside].slice(0, MAX_SCOPES_SHOWN).map(([scope, url]) => `${scope === 'default' ? 'default' : JSON.stringify(scope)} → ${url}`);
+    findings.push({
+      code: 'PGD012',
+      message: `CRI-O: its registries.d (${crioRegistriesDir}) gives a network lookaside for images pullguard verifies: ${shown.join(', ')}${lookaside.size > shown.length ? ` and ${lookaside.size - shown.length} more` : ''}; CRI-O reads every signature again on each pull pullguard hands it and fails on one it cannot read (…starting with binary 0x3c), as without pullguard; move pullguard's lookaside files to its own --registries-d and give CRI-O a file:// lookaside for those scopes (deploy/crio/registries.d)`,
+    });
+  }
+  if (attachments.size > 0) {
+    findings.push({
+      code: 'PGD012',
+      message: `CRI-O: its registries.d (${crioRegistriesDir}) turns on use-sigstore-attachments for images pullguard verifies (${scopeList([...attachments])}): CRI-O reads the attachments again on each pull and fails on one it cannot read; turn it off there (pullguard's own --registries-d keeps it)`,
+    });
   }
   return findings;
 }

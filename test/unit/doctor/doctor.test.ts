@@ -12,7 +12,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Environment } from '../../../src/config/daemon-config.js';
 import { loadContainerdConfig, parseGoDuration } from '../../../src/doctor/containerd-config.js';
 import { runDoctor } from '../../../src/doctor/doctor-command.js';
-import { checkContainerd, checkCrio, loadCrioSettings, type Finding, type PullguardSide } from '../../../src/doctor/node-checks.js';
+import { parseRegistriesD } from '../../../src/config/registries-d.js';
+import { checkContainerd, checkCrio, checkCrioSignatureReads, loadCrioSettings, type Finding, type PullguardSide } from '../../../src/doctor/node-checks.js';
 import { parsePolicy } from '../../../src/policy/parse-policy.js';
 import { verifierScript } from '../../../src/verifier/install.js';
 
@@ -246,6 +247,42 @@ describe('pullguard doctor: CRI-O', () => {
     const perNamespace = await crio({ default: [{ type: 'insecureAcceptAnything' }] }, { namespaces: { prod: signedTeam } });
     expect(codes(perNamespace)).toEqual(['PGD010']);
     expect(perNamespace[0]?.message).toContain(join(dir, 'crio-policies', 'prod.json'));
+  });
+});
+
+describe('pullguard doctor: CRI-O\'s registries.d', () => {
+  const policy = parsePolicy(
+    JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: { 'registry.example/team': [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/k.gpg' }], 'open.example': [{ type: 'insecureAcceptAnything' }] } } }),
+    { source: '/etc/pullguard/policy.json' },
+  );
+  const findingsFor = (yaml: string) => checkCrioSignatureReads(parseRegistriesD([{ path: '/etc/containers/registries.d/a.yaml', text: yaml }]), '/etc/containers/registries.d', policy);
+
+  it('warns PGD012 when CRI-O would read the signatures of images pullguard verifies from a network lookaside', () => {
+    const findings = findingsFor('docker:\n  registry.example:\n    lookaside: https://sigs.example/sigstore\n');
+    expect(codes(findings)).toEqual(['PGD012']);
+    expect(findings[0]?.message).toContain('"registry.example/team" → https://sigs.example/sigstore (/etc/containers/registries.d/a.yaml)');
+    expect(findings[0]?.message).toContain('deploy/crio/registries.d');
+    // default-docker reaches them too.
+    expect(codes(findingsFor('default-docker:\n  lookaside: http://sigs.example/\n'))).toEqual(['PGD012']);
+  });
+
+  it('warns PGD012 for sigstore attachments on those scopes', () => {
+    const findings = findingsFor('docker:\n  registry.example/team:\n    use-sigstore-attachments: true\n');
+    expect(codes(findings)).toEqual(['PGD012']);
+    expect(findings[0]?.message).toContain('use-sigstore-attachments');
+  });
+
+  it('finds nothing for a file:// lookaside (deploy/crio), the built-in default, or scopes pullguard does not verify', () => {
+    expect(findingsFor('docker:\n  registry.example:\n    lookaside: file:///var/lib/pullguard/crio-lookaside-empty\n')).toEqual([]);
+    expect(findingsFor('')).toEqual([]);
+    expect(findingsFor('docker:\n  open.example:\n    lookaside: https://sigs.example/\n')).toEqual([]);
+  });
+
+  it('the shipped deploy/crio/registries.d passes', async () => {
+    const { loadRegistriesD } = await import('../../../src/config/registries-d.js');
+    const shipped = join(import.meta.dirname, '../../../deploy/crio/registries.d');
+    const redHat = parsePolicy(JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: { 'registry.redhat.io': [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/k.gpg' }] } } }), { source: '/p.json' });
+    expect(checkCrioSignatureReads(await loadRegistriesD(shipped), shipped, redHat)).toEqual([]);
   });
 });
 
