@@ -4,8 +4,11 @@
  *   (a) `crictl --image-endpoint <pullguard> pull REF`: pullguard resolves, decides (insecureAcceptAnything,
  *       so only the pipeline is compared), keeps manifest and config, asks containerd for REF@digest;
  *   (b) `crictl --image-endpoint <containerd> pull REF`.
+ *   (c) `crictl --image-endpoint <containerd> pull REF` with pullguard as containerd 2's image verifier
+ *       (`pullguard verifier install`; `pullguard serve` answers the verifier socket): the deployment
+ *       where kubelet talks to containerd only. Compared with (b): what the verifier costs.
  * Three shapes: 4 × 64 MiB, 40 × 1 MiB, 2 × 1 MiB (random, incompressible layers). Medians of five
- * runs each; ratios (a)/(b) for the large shapes and the added milliseconds for the small one;
+ * runs each; ratios (a)/(b) and (c)/(b) for the large shapes and the added milliseconds for the small one;
  * pullguard's state directory after (a) as a share of the image; pullguard's peak RSS during (a).
  * Each path first pulls three small unrelated images (untimed): a node's pullguard and containerd
  * are long-running, so connections are open and V8 has optimised the pull path by the time kubelet
@@ -18,6 +21,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { containerdUnavailableReason, startContainerd } from '../helpers/containerd.js';
 import { peerBinary, peerUnavailableReason } from '../helpers/peers.js';
+import { MAIN } from '../helpers/pullguard-server.js';
 import { startRegistry, type StartedRegistry } from '../helpers/registry.js';
 import { acceptAnythingConfig, log, makeWorkDir, pushLayout, removeDir, serverPid, startBenchServer, touchFreeMemory } from './bench-env.js';
 import { buildLargeOciImage, type LargeImage } from './large-image.js';
@@ -29,18 +33,23 @@ const execFileAsync = promisify(execFile);
 const RUNS = 5;
 const TOUCH_BYTES = 768 * MiB;
 
+type Target = { readonly ratio: number } | { readonly addedMs: number };
+
 interface Shape {
   readonly name: string;
   readonly layerSizes: readonly number[];
   /** (a)/(b) at most this, or (for small images) (a) − (b) at most this many ms. */
-  readonly target: { readonly ratio: number } | { readonly addedMs: number };
+  readonly target: Target;
+  /** The same for (c)/(b): containerd with pullguard as its image verifier. */
+  readonly verifierTarget: Target;
 }
 
 const SHAPES: readonly Shape[] = [
-  { name: '4x64MiB', layerSizes: Array.from({ length: 4 }, () => 64 * MiB), target: { ratio: 1.05 } },
-  { name: '40x1MiB', layerSizes: Array.from({ length: 40 }, () => MiB), target: { ratio: 1.1 } },
-  { name: '2x1MiB', layerSizes: [MiB, MiB], target: { addedMs: 20 } },
+  { name: '4x64MiB', layerSizes: Array.from({ length: 4 }, () => 64 * MiB), target: { ratio: 1.05 }, verifierTarget: { ratio: 1.03 } },
+  { name: '40x1MiB', layerSizes: Array.from({ length: 40 }, () => MiB), target: { ratio: 1.1 }, verifierTarget: { ratio: 1.05 } },
+  { name: '2x1MiB', layerSizes: [MiB, MiB], target: { addedMs: 20 }, verifierTarget: { addedMs: 30 } },
 ];
+const VERIFIER_TIMEOUT = '  per_verifier_timeout = "60s"';
 
 async function crictlPull(endpoint: string, reference: string): Promise<{ ms: number; imageId: string }> {
   const crictl = peerBinary('crictl');
@@ -62,6 +71,7 @@ async function dirBytes(dir: string): Promise<number> {
 interface Sample {
   readonly viaMs: number;
   readonly directMs: number;
+  readonly verifierMs: number;
   readonly stateBytes: number;
   readonly peakRssMiB: number;
 }
@@ -87,6 +97,7 @@ async function onePair(registry: StartedRegistry, reference: string, warmUp: rea
     await removeDir(stateDir);
   }
   if (via.imageId !== image.configDigest) throw new Error(`crictl through pullguard pulled ${via.imageId}, expected ${image.configDigest}`);
+  let directMs: number;
   // (b) straight at containerd
   await touchFreeMemory(TOUCH_BYTES);
   const direct = await startContainerd({ release: '2', plainHttp: [registry.host] });
@@ -94,9 +105,33 @@ async function onePair(registry: StartedRegistry, reference: string, warmUp: rea
     for (const warm of warmUp) await crictlPull(direct.endpoint, warm);
     const pulled = await crictlPull(direct.endpoint, reference);
     if (pulled.imageId !== image.configDigest) throw new Error(`crictl straight at containerd pulled ${pulled.imageId}, expected ${image.configDigest}`);
-    return { viaMs: via.ms, directMs: pulled.ms, stateBytes, peakRssMiB };
+    directMs = pulled.ms;
   } finally {
     await direct.destroy();
+  }
+  // (c) straight at containerd, which asks pullguard (its image verifier) before every pull
+  await touchFreeMemory(TOUCH_BYTES);
+  const verifierState = join(work, `verifier-state-${run}`);
+  const binDir = join(work, `verifier-bin-${run}`);
+  const verifying = await startBenchServer({ registryHost: registry.host, ...config, stateDir: verifierState });
+  try {
+    await execFileAsync(process.execPath, [MAIN, 'verifier', 'install', '--bin-dir', binDir, '--state-dir', verifierState, '--per-verifier-timeout', '60s']);
+    const withVerifier = await startContainerd({ release: '2', plainHttp: [registry.host], verifierBinDir: binDir, extraToml: VERIFIER_TIMEOUT });
+    try {
+      for (const warm of warmUp) await crictlPull(withVerifier.endpoint, warm);
+      const pulled = await crictlPull(withVerifier.endpoint, reference);
+      if (pulled.imageId !== image.configDigest) throw new Error(`crictl at containerd with the verifier pulled ${pulled.imageId}, expected ${image.configDigest}`);
+      // The verifier really ran: pullguard answered containerd for this image.
+      if (!verifying.logRecords().some((r) => r['verifier'] !== undefined && String((r['verifier'] as { name?: unknown }).name) === reference && r['allowed'] === true)) {
+        throw new Error(`pullguard's verifier was not asked about ${reference}`);
+      }
+      return { viaMs: via.ms, directMs, verifierMs: pulled.ms, stateBytes, peakRssMiB };
+    } finally {
+      await withVerifier.destroy();
+    }
+  } finally {
+    await verifying.stop();
+    await removeDir(binDir);
   }
 }
 
@@ -126,10 +161,12 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
       const samples: Sample[] = [];
       for (let run = 0; run < RUNS; run++) {
         samples.push(await onePair(registry, reference, warmUp, image, config, work, run));
-        log(`runtime-fetch ${shape.name} run ${run + 1}: via ${round(samples.at(-1)!.viaMs)} ms, direct ${round(samples.at(-1)!.directMs)} ms`);
+        const last = samples.at(-1)!;
+        log(`runtime-fetch ${shape.name} run ${run + 1}: via ${round(last.viaMs)} ms, direct ${round(last.directMs)} ms, with verifier ${round(last.verifierMs)} ms`);
       }
       const via = median(samples.map((s) => s.viaMs));
       const direct = median(samples.map((s) => s.directMs));
+      const verifier = median(samples.map((s) => s.verifierMs));
       const state = median(samples.map((s) => s.stateBytes));
       const rss = Math.max(...samples.map((s) => s.peakRssMiB));
       if ('ratio' in shape.target) {
@@ -137,9 +174,14 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
       } else {
         figures.push({ name: `${shape.name} crictl via-pullguard − direct`, value: round(via - direct, 1), unit: 'ms', target: { op: '<=', value: shape.target.addedMs } });
       }
+      if ('ratio' in shape.verifierTarget) {
+        figures.push({ name: `${shape.name} containerd with pullguard verifier/without`, value: round(verifier / direct, 2), unit: '', target: { op: '<=', value: shape.verifierTarget.ratio } });
+      } else {
+        figures.push({ name: `${shape.name} containerd with pullguard verifier − without`, value: round(verifier - direct, 1), unit: 'ms', target: { op: '<=', value: shape.verifierTarget.addedMs } });
+      }
       figures.push({ name: `${shape.name} pullguard state / image`, value: round((100 * state) / image.totalBytes, 2), unit: '%', target: { op: '<', value: 5 } });
       figures.push({ name: `${shape.name} pullguard peak RSS during pull`, value: round(rss, 1), unit: 'MiB' });
-      rows.push([shape.name, `${round(via)} ms`, `${round(direct)} ms`, `${round(via / direct, 2)}`, `${round(via - direct, 1)} ms`, `${round(state / 1024, 1)} KiB`, `${round(rss, 1)} MiB`]);
+      rows.push([shape.name, `${round(via)} ms`, `${round(direct)} ms`, `${round(verifier)} ms`, `${round(via / direct, 2)}`, `${round(via - direct, 1)} ms`, `${round(verifier / direct, 2)}`, `${round(state / 1024, 1)} KiB`, `${round(rss, 1)} MiB`]);
       details[shape.name] = { samples, imageBytes: image.totalBytes };
       await removeDir(image.dir);
     }
@@ -147,6 +189,6 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
     await registry.stop();
     await removeDir(work);
   }
-  printTable(['image', 'via pullguard', 'direct', 'ratio', 'added', 'pullguard state', 'peak RSS'], rows);
+  printTable(['image', 'via pullguard', 'direct', 'with verifier', 'via/direct', 'via added', 'verifier/direct', 'pullguard state', 'peak RSS'], rows);
   return { part: 'runtime-fetch', figures, details, seconds: Math.round((Date.now() - started) / 1000) };
 }

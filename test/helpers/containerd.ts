@@ -28,6 +28,11 @@ export interface StartContainerdOptions {
   readonly mirrors?: Readonly<Record<string, string>>;
   /** Registry hosts containerd reaches directly over plain HTTP (a hosts.toml without a mirror). */
   readonly plainHttp?: readonly string[];
+  /**
+   * Registry host → the plain-HTTP server that stands in for it (`server = …` in its hosts.toml, no
+   * fallback): `{ 'gcr.io': 'http://127.0.0.1:5000' }` serves gcr.io's paths from the loopback registry.
+   */
+  readonly servedBy?: Readonly<Record<string, string>>;
   /** 2.x: the image-verifier bin dir (`io.containerd.image-verifier.v1.bindir`); default none (allow all). */
   readonly verifierBinDir?: string;
   /** Default overlayfs; `native` where overlay mounts are not allowed. */
@@ -157,6 +162,10 @@ export async function startContainerd(options: StartContainerdOptions = {}): Pro
   for (const host of options.plainHttp ?? []) {
     await mkdir(join(certsDir, host), { recursive: true });
     await writeFile(join(certsDir, host, 'hosts.toml'), `server = "http://${host}"\n`);
+  }
+  for (const [host, server] of Object.entries(options.servedBy ?? {})) {
+    await mkdir(join(certsDir, host), { recursive: true });
+    await writeFile(join(certsDir, host, 'hosts.toml'), `server = "${server}"\n`);
   }
   const socketPath = join(dir, 'containerd.sock');
   const configPath = join(dir, 'config.toml');

@@ -20,6 +20,8 @@ export const PEERS = {
   'containerd-shim': 'v2.4.2',
   etcd: 'v3.7.3',
   nodebins: 'v1',
+  // cri-tools' conformance suite (a test binary): test/integration/critest.test.ts.
+  critest: 'v1.37.0',
   // Pushes OCI artifacts (artifactType, empty or own configs, non-tar layers) for the image-volume tests.
   oras: 'v1.3.6',
   // CRI-O (test/integration/crio/): crio + pinns; conmon and runc from Debian.
