@@ -4,7 +4,7 @@
  * where pullguard must look at or change a message; everything else travels as raw bytes.
  */
 import type { MethodDefinition } from '@grpc/proto-loader';
-import { loadCriPackageDefinition } from '../cri/proto.js';
+import { loadCriPackageDefinition } from '../transport/cri-proto.js';
 
 export const IMAGE_SERVICE = 'runtime.v1.ImageService';
 export type ImageRpc = 'ListImages' | 'ImageStatus' | 'PullImage' | 'RemoveImage' | 'ImageFsInfo';

@@ -1,7 +1,7 @@
 /** A grpc-js CRI ImageService client over the unix socket, for the CLI and the tests. */
 import { resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { loadCriPackageDefinition } from '../cri/proto.js';
+import { loadCriPackageDefinition } from '../transport/cri-proto.js';
 
 type Unary = (request: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, response: unknown) => void) => grpc.ClientUnaryCall;
 

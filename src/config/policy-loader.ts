@@ -15,8 +15,8 @@ import { PullguardError, isPullguardError } from '../domain/errors.js';
 import { parsePolicy } from '../policy/parse-policy.js';
 import type { KeySource, PathOrData, Policy, PolicyRequirement, SignedByRequirement, SigstoreSignedRequirement } from '../policy/types.js';
 import { loadGpgKeys, type GpgKeySet } from '../signature/gpg-keys.js';
-import { loadFulcioTrustRoot, loadPkiTrustRoot } from '../sigstore/certificate-trust.js';
-import { parseSigstorePublicKey, type SigstoreKeySet, type SigstorePublicKey } from '../sigstore/public-keys.js';
+import { loadFulcioTrustRoot, loadPkiTrustRoot } from '../signature/sigstore/certificate-trust.js';
+import { parseSigstorePublicKey, type SigstoreKeySet, type SigstorePublicKey } from '../signature/sigstore/public-keys.js';
 import { EMBEDDED_POLICY_SOURCE, type LoadedPolicy } from '../pull/ports.js';
 
 // What a load produces is defined by the pull's port; re-exported for the loader's callers.

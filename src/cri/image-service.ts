@@ -20,7 +20,7 @@ import type {
 } from './cri-types.js';
 import { ImageListEncoder } from './image-list-encoder.js';
 import { instrumentUnary, type CriHandlers, type RpcContext, type RpcHandler } from './instrument.js';
-import { loadCriPackageDefinition } from './proto.js';
+import { loadCriPackageDefinition } from '../transport/cri-proto.js';
 import { repositoryNamed } from '../pull/reverify.js';
 import { verificationRecordFor } from '../pull/verification-record.js';
 import { warningsMetadata } from './status.js';

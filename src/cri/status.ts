@@ -11,7 +11,7 @@ import { isPullguardError, type ErrorCode, type PullguardError } from '../domain
 import type { SignatureLocation, SignatureTrouble, Verdict, Warning } from '../domain/signature.js';
 import { describeLocation, describeTroubleCause } from '../policy/decide.js';
 import { isSignatureDeniedError } from '../pull/pull-errors.js';
-import { loadRpcRoot } from './proto.js';
+import { loadRpcRoot } from '../transport/cri-proto.js';
 
 export const ERROR_DOMAIN = 'pullguard';
 /** kubelet's sentinels (k8s.io/cri-api/pkg/errors). */

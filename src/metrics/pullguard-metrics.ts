@@ -3,7 +3,7 @@
  * (outcomes, trouble kinds, RPC names, gRPC code names), so no image name, URL, credential or free
  * text can reach a label and the number of series is fixed.
  */
-import type { LookasideEvent } from '../lookaside/lookaside-source.js';
+import type { LookasideEvent } from '../sources/lookaside-source.js';
 import type { BlobStored, PullDecided, PullEnded, PullObserver } from '../pull/ports.js';
 import { PULL_OUTCOMES, type PullOutcome } from '../pull/pull-outcome.js';
 import type { TroubleKind, Verdict } from '../domain/signature.js';

@@ -1,6 +1,6 @@
 /**
  * The ports the pull use case depends on, and the one it reports through (PullObserver). Adapters
- * (src/registry, src/lookaside, src/store, src/config, src/metrics, src/events) implement them;
+ * (src/registry, src/sources, src/store, src/config, src/metrics, src/events) implement them;
  * src/main.ts wires them. Nothing here imports undici, fs or grpc.
  */
 import type { Digest } from '../domain/digest.js';
@@ -10,7 +10,7 @@ import type { ImageReference } from '../domain/reference.js';
 import type { SignatureFetchReport, UntrustedSignatureBlob, Verdict, Warning } from '../domain/signature.js';
 import type { Policy, SignedByRequirement, SigstoreSignedRequirement } from '../policy/types.js';
 import type { GpgKeySet } from '../signature/gpg-keys.js';
-import type { SigstoreKeySet } from '../sigstore/public-keys.js';
+import type { SigstoreKeySet } from '../signature/sigstore/public-keys.js';
 import type { PullOutcome } from './pull-outcome.js';
 import type { PolicySource } from './verification-record.js';
 
@@ -84,6 +84,11 @@ export interface BlobWriter {
 
 /** Fetches the signatures of one manifest from one source. Reports per index; never throws for one index. */
 export interface SignatureSource {
+  /**
+   * What it reads: simple-signing signatures from a lookaside, or sigstore attachments from the
+   * registry (read only when a sigstoreSigned requirement can use them).
+   */
+  readonly yields: 'simple-signing' | 'sigstore';
   fetch(image: ResolvedImage, options: { readonly signal?: AbortSignal; readonly credentials?: RegistryCredentials }): Promise<SignatureFetchReport>;
 }
 

@@ -41,6 +41,7 @@ export async function reverifyStoredImage(input: {
     });
   }
   const storedSource: SignatureSource = {
+    yields: 'simple-signing',
     fetch: async (): Promise<SignatureFetchReport> => ({ signatures, troubles: [], end: 'not-found', notices: [], retriedIndices: [] }),
   };
   const image: ResolvedImage = {

@@ -12,9 +12,8 @@ import { matchesSignedIdentity } from '../policy/identity.js';
 import { requirementsFor } from '../policy/scope.js';
 import type { PolicyRequirement, SignedByRequirement, SigstoreSignedRequirement } from '../policy/types.js';
 import { verifySimpleSigning } from '../signature/simple-signing.js';
-import { yieldsOnlySigstore } from '../sigstore/attachment-source.js';
-import { SIGSTORE_SIGNATURE_MIME_TYPE } from '../sigstore/constants.js';
-import { verifySigstoreSignature } from '../sigstore/verify.js';
+import { SIGSTORE_SIGNATURE_MIME_TYPE } from '../signature/sigstore/constants.js';
+import { verifySigstoreSignature } from '../signature/sigstore/verify.js';
 import { formatReference } from '../domain/reference.js';
 import type { VerdictCache } from './verdict-cache.js';
 import type { LoadedPolicy, RegistryCredentials, ResolvedImage, SignaturePhase, SignaturePhaseResult, SignatureSource, TrustConfiguration } from './ports.js';
@@ -53,7 +52,7 @@ async function fetchAll(input: SignaturePhaseInput, wantSigstore: boolean): Prom
   const out: Collected = { blobs: [], troubles: [], notices: [], retried: [] };
   for (const [i, source] of input.sources.entries()) {
     // Attachments cost registry requests; read them only when a requirement can use them.
-    const sigstoreOnly = yieldsOnlySigstore(source);
+    const sigstoreOnly = source.yields === 'sigstore';
     if (sigstoreOnly && !wantSigstore) continue;
     const sourceKind: SignatureLocation['source'] = sigstoreOnly ? 'sigstore-attachment' : 'lookaside';
     let report;

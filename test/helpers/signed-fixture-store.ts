@@ -48,6 +48,7 @@ class FixtureSource implements ImageSource {
 
 /** signature-1 of the lookaside: the fixture signature by the trusted key. */
 const lookaside: SignatureSource = {
+  yields: 'simple-signing',
   fetch: async (): Promise<SignatureFetchReport> => ({
     signatures: [{ location: { source: 'lookaside', index: 1, url: 'http://lookaside.invalid/app@sha256=x/signature-1' }, format: 'simple-signing', bytes: signatureFixture('valid') }],
     troubles: [],

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { acceptLocalAuthority } from '../../src/cri/authority.js';
+import { acceptLocalAuthority } from '../../src/transport/authority.js';
 import { buildGoClient, runGoClient, type DialStyle, type GoClientResult } from '../helpers/go-client.js';
 
 const protoDir = fileURLToPath(new URL('../../proto/', import.meta.url));

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadRpcRoot } from '../../src/cri/proto.js';
+import { loadRpcRoot } from '../../src/transport/cri-proto.js';
 import { startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
 import { useLookasideServer, type LookasideFault } from '../helpers/lookaside-server.js';
 import { buildOciImage, type BuiltImage } from '../helpers/oci-image.js';

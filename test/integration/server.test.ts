@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadCriPackageDefinition } from '../../src/cri/proto.js';
+import { loadCriPackageDefinition } from '../../src/transport/cri-proto.js';
 import { startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
 import { buildOciImage, type BuiltImage } from '../helpers/oci-image.js';
 import { MAIN, startPullguard, type RunningPullguard } from '../helpers/pullguard-server.js';

@@ -16,7 +16,7 @@ import type { SignatureFetchReport } from '../../../src/domain/signature.js';
 import type { ResolvedImage, SignatureSource } from '../../../src/pull/ports.js';
 import { runSignaturePhase } from '../../../src/pull/signature-phase.js';
 import { createRegistryClient, type RegistryImageSource } from '../../../src/registry/client.js';
-import { createSigstoreAttachmentSource } from '../../../src/sigstore/attachment-source.js';
+import { createSigstoreAttachmentSource } from '../../../src/sources/attachment-source.js';
 import { digestOf, pushAttachment, signedLayer, sigstoreKey, type AttachmentLayer } from '../../fixtures/sigstore/cosign.js';
 import { buildOciImage, type BuiltImage } from '../../helpers/oci-image.js';
 import { pushImage, startRegistry, type StartedRegistry } from '../../helpers/registry.js';
@@ -122,6 +122,7 @@ describe('sigstore attachments in a real registry', () => {
 
   test('lookaside + attachment sources keep distinct locations; simple-signing blobs are counted as non-sigstore', async () => {
     const lookaside: SignatureSource = {
+      yields: 'simple-signing',
       async fetch(): Promise<SignatureFetchReport> {
         return {
           signatures: [{ location: { source: 'lookaside', index: 1, url: 'file:///sigs/signature-1' }, format: 'simple-signing', bytes: new Uint8Array([0xa3, 1]) }],

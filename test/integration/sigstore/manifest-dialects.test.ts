@@ -10,7 +10,7 @@ import { parseRegistriesD } from '../../../src/config/registries-d.js';
 import { parseReference } from '../../../src/domain/reference.js';
 import type { ResolvedImage } from '../../../src/pull/ports.js';
 import { createRegistryClient, type RegistryImageSource } from '../../../src/registry/client.js';
-import { createSigstoreAttachmentSource } from '../../../src/sigstore/attachment-source.js';
+import { createSigstoreAttachmentSource } from '../../../src/sources/attachment-source.js';
 import { attachmentManifest, digestOf, signedLayer, sigstoreKey } from '../../fixtures/sigstore/cosign.js';
 import { startFaultRegistry, type FaultRegistry } from '../../helpers/fault-registry.js';
 import { buildOciImage, type BuiltImage } from '../../helpers/oci-image.js';

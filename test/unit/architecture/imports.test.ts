@@ -2,24 +2,10 @@
  * The layering rules of README "Architecture", checked on the import specifiers of src/**: the policy
  * core stays pure, the gRPC layer stays thin, and only the composition root reads the environment.
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { backArrows, folderEdges, readmeGraph, renderGraph, sourceFiles } from '../../tools/folder-graph.js';
 
-const SRC = fileURLToPath(new URL('../../../src/', import.meta.url));
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() ? sourceFiles(join(dir, entry.name)) : entry.name.endsWith('.ts') ? [join(dir, entry.name)] : []));
-}
-
-const files = sourceFiles(SRC).map((path) => {
-  const text = readFileSync(path, 'utf8');
-  const rel = relative(SRC, path);
-  const imports = [...text.matchAll(/^\s*(?:import|export)\s[^;]*?from\s+'([^']+)'/gm), ...text.matchAll(/import\('([^']+)'\)/g)].map((m) => m[1]!);
-  const layers = imports.filter((s) => s.startsWith('.')).map((s) => relative(SRC, join(path, '..', s)).split('/')[0]!.replace(/\.js$/, ''));
-  return { rel, module: rel.includes('/') ? rel.split('/')[0]! : rel.replace(/\.ts$/, ''), text, imports, layers };
-});
+const files = sourceFiles().map((f) => ({ ...f, module: f.folder, layers: f.importedFolders }));
 
 function offenders(module: string, allowed: readonly string[], packages: RegExp = /^$/): string[] {
   return files
@@ -40,12 +26,21 @@ describe('architecture', () => {
     for (const f of files.filter((x) => x.module === 'policy')) expect(f.text, f.rel).not.toMatch(/Date\.now\(|new Date\(\)|Math\.random\(/);
   });
 
-  it('signature verification imports only domain (plus openpgp and node:crypto), no I/O', () => {
-    expect(offenders('signature', ['domain'], /^(?!openpgp$|node:crypto$)/)).toEqual([]);
+
+  it('the pull use case depends on ports, not on transports, gRPC, the file system, config, fetchers or its observers', () => {
+    expect(offenders('pull', ['domain', 'policy', 'signature'], /^(undici|@grpc|node:fs|node:net|node:http|pino)/)).toEqual([]);
   });
 
-  it('the pull use case depends on ports, not on transports, gRPC, the file system, config or its observers', () => {
-    expect(offenders('pull', ['domain', 'policy', 'signature', 'sigstore'], /^(undici|@grpc|node:fs|node:net|node:http|pino)/)).toEqual([]);
+  it('verification of both signature formats imports no fetcher, registry or configuration', () => {
+    expect(offenders('signature', ['domain'], /^(undici|@grpc|node:fs|node:http|pino)/)).toEqual([]);
+  });
+
+  it('every folder sits on a row of the layer order, and no import runs back up it or across a row', () => {
+    expect(backArrows()).toEqual([]);
+  });
+
+  it('README "Architecture" shows the folder graph as the imports make it (npm run architecture -- --write)', () => {
+    expect(readmeGraph()).toBe(renderGraph(folderEdges()));
   });
 
   it('the gRPC layer never reaches the registry, lookaside or store directly, nor what observes pulls', () => {

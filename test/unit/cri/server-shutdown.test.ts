@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { acceptLocalAuthority } from '../../../src/cri/authority.js';
-import { loadRpcRoot } from '../../../src/cri/proto.js';
+import { acceptLocalAuthority } from '../../../src/transport/authority.js';
+import { loadRpcRoot } from '../../../src/transport/cri-proto.js';
 import { startCriServer, type RunningCriServer } from '../../../src/cri/server.js';
 import { createLogger } from '../../../src/log/logger.js';
 

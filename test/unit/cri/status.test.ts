@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseDigest } from '../../../src/domain/digest.js';
 import { PullguardError } from '../../../src/domain/errors.js';
 import type { SignatureLocation, Verdict } from '../../../src/domain/signature.js';
-import { loadRpcRoot } from '../../../src/cri/proto.js';
+import { loadRpcRoot } from '../../../src/transport/cri-proto.js';
 import { describeFailure, encodeStatusDetails, toServiceError, warningsMetadata } from '../../../src/cri/status.js';
 import { SignatureDeniedError } from '../../../src/pull/pull-errors.js';
 

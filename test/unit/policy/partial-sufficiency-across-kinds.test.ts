@@ -11,7 +11,7 @@ import { parseReference } from '../../../src/domain/reference.js';
 import type { SignatureFetchReport, SignatureTrouble, UntrustedSignatureBlob } from '../../../src/domain/signature.js';
 import type { LoadedPolicy, SignatureSource } from '../../../src/pull/ports.js';
 import { runSignaturePhase } from '../../../src/pull/signature-phase.js';
-import type { SigstoreAttachmentSource } from '../../../src/sigstore/attachment-source.js';
+import type { SigstoreAttachmentSource } from '../../../src/sources/attachment-source.js';
 import * as fx from '../../fixtures/signatures/fixtures.js';
 import { signedLayer, sigstoreKey, type AttachmentLayer } from '../../fixtures/sigstore/cosign.js';
 
@@ -52,7 +52,7 @@ function source(signatures: UntrustedSignatureBlob[], troubles: SignatureTrouble
   const report: SignatureFetchReport = { signatures, troubles, end: 'not-found', notices: [], retriedIndices: [] };
   const fetch = async (): Promise<SignatureFetchReport> => report;
   const attachments: SigstoreAttachmentSource = { fetch, yields: 'sigstore' };
-  return sigstore ? attachments : { fetch };
+  return sigstore ? attachments : { yields: 'simple-signing', fetch };
 }
 
 let loaded: LoadedPolicy | undefined;

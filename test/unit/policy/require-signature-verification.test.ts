@@ -13,7 +13,7 @@ import * as fx from '../../fixtures/signatures/fixtures.js';
 
 const image = fx.resolvedFixtureImage();
 const valid: UntrustedSignatureBlob = { location: { source: 'lookaside', index: 1, url: 'file:///sigs/signature-1' }, format: 'simple-signing', bytes: fx.signatureFixture('valid') };
-const lookaside: SignatureSource = { fetch: async (): Promise<SignatureFetchReport> => ({ signatures: [valid], troubles: [], end: 'not-found', notices: [], retriedIndices: [] }) };
+const lookaside: SignatureSource = { yields: 'simple-signing', fetch: async (): Promise<SignatureFetchReport> => ({ signatures: [valid], troubles: [], end: 'not-found', notices: [], retriedIndices: [] }) };
 const load = (requirements: unknown[]) => loadPolicyFromText(JSON.stringify({ default: requirements }), 'policy.json');
 const signedBy = { type: 'signedBy', keyType: 'GPGKeys', keyData: Buffer.from(fx.keyFixture('trusted.gpg')).toString('base64') };
 

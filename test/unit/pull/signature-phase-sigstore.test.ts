@@ -7,7 +7,7 @@ import { parseReference } from '../../../src/domain/reference.js';
 import type { SignatureFetchReport, SignatureTrouble, UntrustedSignatureBlob } from '../../../src/domain/signature.js';
 import type { LoadedPolicy, ResolvedImage, SignatureSource } from '../../../src/pull/ports.js';
 import { runSignaturePhase } from '../../../src/pull/signature-phase.js';
-import type { SigstoreAttachmentSource } from '../../../src/sigstore/attachment-source.js';
+import type { SigstoreAttachmentSource } from '../../../src/sources/attachment-source.js';
 import { signedLayer, sigstoreKey, type AttachmentLayer } from '../../fixtures/sigstore/cosign.js';
 import { testPki } from '../../fixtures/sigstore/test-ca.js';
 import * as fx from '../../fixtures/signatures/fixtures.js';
@@ -40,6 +40,7 @@ const unreadable = (index: number): SignatureTrouble => ({
 function staticSource<T extends object>(report: Partial<SignatureFetchReport>, extra: T): SignatureSource & T & { calls: number } {
   const source = Object.assign(
     {
+      yields: 'simple-signing' as 'simple-signing' | 'sigstore',
       calls: 0,
       async fetch() {
         source.calls++;

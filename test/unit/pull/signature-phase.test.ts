@@ -30,6 +30,7 @@ const htmlTrouble = (index: number): SignatureTrouble => ({
 /** A SignatureSource (the port) that serves a fixed report and counts calls. */
 function staticSource(report: Partial<SignatureFetchReport>): SignatureSource & { calls: number } {
   const source = {
+    yields: 'simple-signing' as const,
     calls: 0,
     async fetch() {
       source.calls++;
@@ -78,7 +79,7 @@ describe('runSignaturePhase', () => {
     );
   });
   test('a source that throws is a trouble, never an acceptance', async () => {
-    const broken: SignatureSource = { fetch: () => Promise.reject(new Error('socket hang up')) };
+    const broken: SignatureSource = { yields: 'simple-signing', fetch: () => Promise.reject(new Error('socket hang up')) };
     const { verdict } = await runSignaturePhase({ policy: signedBy, image, sources: [broken] });
     expect(verdict.allowed).toBe(false);
     expect(verdict.denial).toMatch(/^A signature was required, but no signature exists; additionally 1 signature could not be read: .*socket hang up/);

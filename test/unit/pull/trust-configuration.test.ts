@@ -61,6 +61,7 @@ describe('signaturePhaseUnder', () => {
   it('reads signatures from the sources of the configuration in force, with the pull\'s credentials and signal', async () => {
     const seen: unknown[] = [];
     const source: SignatureSource = {
+      yields: 'simple-signing',
       fetch: async (_image, options) => {
         seen.push(options);
         return { signatures: [], troubles: [], end: 'not-found', notices: [], retriedIndices: [] };
@@ -79,6 +80,7 @@ describe('signaturePhaseUnder with a verdict cache', () => {
   const counting = () => {
     const calls = { fetches: 0 };
     const source: SignatureSource = {
+      yields: 'simple-signing',
       fetch: async () => {
         calls.fetches++;
         return { signatures: [], troubles: [], end: 'not-found', notices: [], retriedIndices: [] };
@@ -137,6 +139,7 @@ describe('signaturePhaseUnder with a verdict cache', () => {
   it('does not keep a phase that was cancelled', async () => {
     const controller = new AbortController();
     const source: SignatureSource = {
+      yields: 'simple-signing',
       fetch: async () => {
         controller.abort();
         throw new Error('aborted');

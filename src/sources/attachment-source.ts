@@ -15,7 +15,7 @@ import type { Descriptor } from '../domain/image.js';
 import type { SignatureFetchReport, SignatureLocation, SignatureTrouble, TroubleKind, UntrustedSignatureBlob } from '../domain/signature.js';
 import type { RegistryCredentials, ResolvedImage, SignatureSource } from '../pull/ports.js';
 import type { ImageArtifactReader } from '../registry/client.js';
-import { MAX_SIGSTORE_LAYER_BYTES, SIGSTORE_ATTACHMENT_MANIFEST_TYPE, sigstoreAttachmentTag } from './constants.js';
+import { MAX_SIGSTORE_LAYER_BYTES, SIGSTORE_ATTACHMENT_MANIFEST_TYPE, sigstoreAttachmentTag } from '../signature/sigstore/constants.js';
 import { isManifestUnknown, summarizeErrorBody } from './manifest-unknown.js';
 
 /** Layers read per attachment at most (c/image has no limit; 128 matches the lookaside cap). */
@@ -36,9 +36,6 @@ export interface SigstoreAttachmentSource extends SignatureSource {
   readonly yields: 'sigstore';
 }
 
-export function yieldsOnlySigstore(source: SignatureSource): boolean {
-  return (source as Partial<SigstoreAttachmentSource>).yields === 'sigstore';
-}
 
 interface ParsedLayer {
   readonly descriptor?: Descriptor;

@@ -8,10 +8,10 @@
  * untrusted until verified. Never throws for a bad signature: returns a rejection.
  */
 import { constants, verify } from 'node:crypto';
-import type { RejectionKind, SignatureCheck, SignerIdentity, UntrustedSignatureBlob } from '../domain/signature.js';
+import type { RejectionKind, SignatureCheck, SignerIdentity, UntrustedSignatureBlob } from '../../domain/signature.js';
 import { CertificateTrustError, verifyFulcioCertificate, verifyPkiCertificate } from './certificate-trust.js';
 import { SIGSTORE_CERTIFICATE_ANNOTATION, SIGSTORE_INTERMEDIATE_CHAIN_ANNOTATION, SIGSTORE_SET_ANNOTATION, SIGSTORE_SIGNATURE_ANNOTATION } from './constants.js';
-import { judgeSignedPayload, type PayloadExpectations } from '../signature/payload.js';
+import { judgeSignedPayload, type PayloadExpectations } from '../payload.js';
 import { SIGSTORE_PAYLOAD } from './payload.js';
 import type { Certificate } from './certificate.js';
 import type { PkiTrustRoot } from './certificate-trust.js';

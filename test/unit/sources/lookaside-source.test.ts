@@ -13,7 +13,7 @@ import { parseDigest } from '../../../src/domain/digest.js';
 import { isPullguardError } from '../../../src/domain/errors.js';
 import { parseReference } from '../../../src/domain/reference.js';
 import type { SignatureFetchReport } from '../../../src/domain/signature.js';
-import { createLookasideSource, type LookasideEvent, type LookasideSourceOptions } from '../../../src/lookaside/lookaside-source.js';
+import { createLookasideSource, type LookasideEvent, type LookasideSourceOptions } from '../../../src/sources/lookaside-source.js';
 import { decide } from '../../../src/policy/decide.js';
 import type { ResolvedImage } from '../../../src/pull/ports.js';
 import { CDN_ERROR_PAGE, testDigest, useLookasideServer, type LookasideFault } from '../../helpers/lookaside-server.js';

@@ -6,7 +6,7 @@
  * Offline only: no Rekor server is contacted.
  */
 import { createHash, verify } from 'node:crypto';
-import { JsonNumber, isJsonObject, objectKeyProblems, parseStrictJson, type JsonObject, type JsonValue } from '../domain/strict-json.js';
+import { JsonNumber, isJsonObject, objectKeyProblems, parseStrictJson, type JsonObject, type JsonValue } from '../../domain/strict-json.js';
 import type { SigstorePublicKey } from './public-keys.js';
 
 export class RekorSetError extends Error {}

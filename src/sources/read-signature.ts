@@ -10,7 +10,7 @@ import type { Dispatcher } from 'undici';
 import type { SignatureLocation, SignatureTrouble, TroubleKind, UntrustedSignatureBlob } from '../domain/signature.js';
 import { sniffSignatureFormat } from '../signature/sniff.js';
 import { sleep, type Timers } from './timers.js';
-import { redactUrl } from './url.js';
+import { redactUrl } from './lookaside-url.js';
 
 /** c/image `iolimits.MaxSignatureBodySize`. Also applied to file:// (upstream has no cap there). */
 export const MAX_SIGNATURE_BYTES = 4 * 1024 * 1024;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isPullguardError } from '../../../src/domain/errors.js';
-import { encodeInteger, HpackDecoder, huffmanDecode, huffmanEncode, type HeaderField } from '../../../src/cri/authority-hpack.js';
+import { encodeInteger, HpackDecoder, huffmanDecode, huffmanEncode, type HeaderField } from '../../../src/transport/authority-hpack.js';
 import {
   acceptLocalAuthority,
   CLIENT_PREFACE,
@@ -14,7 +14,7 @@ import {
   FRAME_TYPE,
   frameHeader,
   isSocketPathAuthority,
-} from '../../../src/cri/authority.js';
+} from '../../../src/transport/authority.js';
 
 const SOCKET_PATH = '/run/pullguard/pullguard.sock';
 const SETTINGS = frameHeader(0, FRAME_TYPE.SETTINGS, 0, 0);

@@ -12,7 +12,7 @@ import type { SignatureFetchReport, SignatureTrouble, UntrustedSignatureBlob } f
 import type { RegistryCredentials, ResolvedImage, SignatureSource } from '../pull/ports.js';
 import { FetchStop, readSignatureIndex, type IndexOutcome, type LookasideEvent, type ReadContext } from './read-signature.js';
 import { realTimers, type Timers } from './timers.js';
-import { lookasideImageBase, lookasideSignatureUrl, redactUrl } from './url.js';
+import { lookasideImageBase, lookasideSignatureUrl, redactUrl } from './lookaside-url.js';
 
 export type { LookasideEvent } from './read-signature.js';
 
@@ -206,5 +206,5 @@ export function createLookasideSource(options: LookasideSourceOptions): Signatur
     return report(end ?? 'not-found');
   }
 
-  return Object.freeze({ fetch });
+  return Object.freeze({ yields: 'simple-signing' as const, fetch });
 }

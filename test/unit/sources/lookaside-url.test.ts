@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isPullguardError } from '../../../src/domain/errors.js';
 import { parseReference, type ImageReference } from '../../../src/domain/reference.js';
-import { lookasideImageBase, lookasideSignatureUrl, redactUrl } from '../../../src/lookaside/url.js';
+import { lookasideImageBase, lookasideSignatureUrl, redactUrl } from '../../../src/sources/lookaside-url.js';
 
 const HEX = 'a81e'.padEnd(64, '0');
 

@@ -4,7 +4,7 @@
  * PEM public key (c/image cryptoutils.UnmarshalPEMToPublicKey): `PUBLIC KEY` (SPKI: ECDSA, Ed25519, RSA) or `RSA PUBLIC KEY` (PKCS#1). Rekor keys must be ECDSA.
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
-import { PullguardError } from '../domain/errors.js';
+import { PullguardError } from '../../domain/errors.js';
 import type { FulcioTrustRoot, PkiTrustRoot } from './certificate-trust.js';
 
 export interface SigstorePublicKey {

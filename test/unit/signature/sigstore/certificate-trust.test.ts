@@ -3,7 +3,7 @@
  * with node:crypto. Every verification is at an explicit time: nothing depends on today's date.
  */
 import { describe, expect, test } from 'vitest';
-import { parseCertificate, parseCertificatesFromPem } from '../../../src/sigstore/certificate.js';
+import { parseCertificate, parseCertificatesFromPem } from '../../../../src/signature/sigstore/certificate.js';
 import {
   CertificateTrustError,
   fulcioIssuerInCertificate,
@@ -12,8 +12,8 @@ import {
   verifyFulcioCertificate,
   verifyPkiCertificate,
   type PkiTrustRoot,
-} from '../../../src/sigstore/certificate-trust.js';
-import { CODE_SIGNING, DAY, EKU_ANY, SERVER_AUTH, issueCertificate, newKeyPair, seq, testPki, tlv, toPem, utf8, type CertificateSpec } from '../../fixtures/sigstore/test-ca.js';
+} from '../../../../src/signature/sigstore/certificate-trust.js';
+import { CODE_SIGNING, DAY, EKU_ANY, SERVER_AUTH, issueCertificate, newKeyPair, seq, testPki, tlv, toPem, utf8, type CertificateSpec } from '../../../fixtures/sigstore/test-ca.js';
 
 /** The signing time every case is built around: 2030-06-01, far from any real date. */
 const AT = Date.UTC(2030, 5, 1);

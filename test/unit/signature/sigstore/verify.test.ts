@@ -1,15 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import type { Digest } from '../../../src/domain/digest.js';
-import { parseReference } from '../../../src/domain/reference.js';
-import type { UntrustedSignatureBlob } from '../../../src/domain/signature.js';
-import { matchesSignedIdentity } from '../../../src/policy/identity.js';
-import { parseCertificate } from '../../../src/sigstore/certificate.js';
-import { loadFulcioTrustRoot, loadPkiTrustRoot } from '../../../src/sigstore/certificate-trust.js';
-import { parseSigstorePublicKey, type SigstoreKeySet } from '../../../src/sigstore/public-keys.js';
-import { verifySigstoreSignature } from '../../../src/sigstore/verify.js';
-import { cosignPayload, cosignSign, generatedKey, rekorBundle, signedLayer, sigstoreKey, type AttachmentLayer, type TestKey } from '../../fixtures/sigstore/cosign.js';
-import { DAY, newKeyPair, testPki } from '../../fixtures/sigstore/test-ca.js';
+import type { Digest } from '../../../../src/domain/digest.js';
+import { parseReference } from '../../../../src/domain/reference.js';
+import type { UntrustedSignatureBlob } from '../../../../src/domain/signature.js';
+import { matchesSignedIdentity } from '../../../../src/policy/identity.js';
+import { parseCertificate } from '../../../../src/signature/sigstore/certificate.js';
+import { loadFulcioTrustRoot, loadPkiTrustRoot } from '../../../../src/signature/sigstore/certificate-trust.js';
+import { parseSigstorePublicKey, type SigstoreKeySet } from '../../../../src/signature/sigstore/public-keys.js';
+import { verifySigstoreSignature } from '../../../../src/signature/sigstore/verify.js';
+import { cosignPayload, cosignSign, generatedKey, rekorBundle, signedLayer, sigstoreKey, type AttachmentLayer, type TestKey } from '../../../fixtures/sigstore/cosign.js';
+import { DAY, newKeyPair, testPki } from '../../../fixtures/sigstore/test-ca.js';
 
 const DIGEST = `sha256:${'1'.repeat(64)}` as Digest;
 const IMAGE = parseReference('registry.example/team/app:v1');
