@@ -33,11 +33,11 @@ import { createLogger, type Logger } from './log/logger.js';
 import { eachListener } from './pull/observers.js';
 import { logLookasideEvents, logRegistryEvents, PullLog } from './pull/pull-log.js';
 import { PullService } from './pull/pull-service.js';
-import type { LoadedTrust, RegistryCredentials } from './pull/ports.js';
+import type { LoadedTrust } from './pull/ports.js';
 import { signaturePhaseUnder } from './pull/signature-phase.js';
 import { VerdictCache } from './pull/verdict-cache.js';
 import { ConfiguredTrust, TrustConfigurationHolder } from './pull/trust-configuration.js';
-import { loadAuthFile, lookupCredentials } from './registry/auth-file.js';
+import { loadAuthFile } from './registry/auth-file.js';
 import { createRegistryClient, type ImageArtifactReader } from './registry/client.js';
 import { createSigstoreAttachmentSource } from './sources/attachment-source.js';
 import { EMPTY_REGISTRIES_CONFIG, parseRegistriesConf } from './registry/registries-conf.js';
@@ -46,7 +46,7 @@ import { packageRoot } from './util/package-root.js';
 import { runDoctor } from './doctor/doctor-command.js';
 import { runVerifierCommand } from './verifier/verifier-command.js';
 import { startVerifierServer } from './verifier/verifier-server.js';
-import { judgeVerifierQuestion } from './verifier/verifier-verdicts.js';
+import { verifierJudge } from './verifier/verifier-verdicts.js';
 
 const VERSION = (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -172,7 +172,7 @@ async function serve(argv: readonly string[], environment: Environment): Promise
     registries,
     insecureRegistries: config.insecureRegistries,
     ...(config.certsDir !== undefined ? { tls: { certsDir: config.certsDir } } : {}),
-    ...(authFile !== undefined ? { credentialsFor: (host: string, repository: string): RegistryCredentials | undefined => lookupCredentials(authFile, host, repository) } : {}),
+    ...(authFile !== undefined ? { authFile } : {}),
     timeouts: { connectMs: config.registry.connectTimeoutMs, readMs: config.registry.readTimeoutMs },
     minBlobBytesPerSecond: config.registry.minBlobRateKiBps * 1024,
     userAgent: `pullguard/${VERSION}`,
@@ -200,7 +200,7 @@ async function serve(argv: readonly string[], environment: Environment): Promise
       // A denial is remembered no longer than one signature phase may take: an outage must not outlive itself.
       cache: new VerdictCache({ ttlMs: config.verdictCacheTtlMs, denialTtlMs: config.lookaside.budgetMs }),
     }),
-    trustRevision: () => trust.current().revision.number,
+    trust,
     content: store.blobs,
     images: store.images,
     leases: store.blobs,
@@ -240,7 +240,7 @@ async function serve(argv: readonly string[], environment: Environment): Promise
           socketPath: config.verifierSocket,
           logger,
           answerTimeoutMs: 2 * config.registry.readTimeoutMs + config.lookaside.budgetMs + 5000,
-          judge: (question) => judgeVerifierQuestion({ verify: (request) => pulls.verify(request), index: store.images, inFlight, signal: shutdown.signal }, question),
+          judge: verifierJudge({ pulls, index: store.images, inFlight, signal: shutdown.signal }),
         })
       : undefined;
   const server = await startCriServer({

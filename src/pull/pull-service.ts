@@ -24,6 +24,7 @@ import type {
   RegistryCredentials,
   ResolvedImage,
   SignaturePhase,
+  TrustConfiguration,
   VerdictDecision,
 } from './ports.js';
 import type { InFlightEntry, InFlightImages } from './in-flight-images.js';
@@ -109,10 +110,10 @@ export interface PullServiceOptions {
   /** Where allowed images are listed while their blobs are fetched (the local mirror reads it). */
   readonly inFlight?: InFlightImages;
   /**
-   * The trust revision in force: identical pulls share a flight only within one revision, so a
-   * pull that starts after a reload never takes a verdict reached under the configuration before.
+   * The trust configuration in force, for its revision: identical pulls share a flight only within
+   * one revision, so a pull that starts after a reload never takes a verdict reached before it.
    */
-  readonly trustRevision?: () => number;
+  readonly trust?: TrustConfiguration;
 }
 
 const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
@@ -206,7 +207,7 @@ export class PullService {
       if (reference.digest !== pinned) throw new PullguardError('INVALID_ARGUMENT', `${formatReference(reference)} names another digest than ${pinned}`);
       reference = withDigest(reference, pinned);
     }
-    const revision = this.#options.trustRevision?.() ?? 0;
+    const revision = this.#options.trust?.current().revision.number ?? 0;
     const key = [mode, revision, formatReference(reference), pinned ?? '', credentialKey(request.credentials), request.namespace ?? ''].join('\0');
     const onAllowed = request.onAllowed;
     let joined: AllowedListeners | undefined;

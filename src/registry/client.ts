@@ -4,6 +4,7 @@
  * the platform instance of an index, and streams blobs into a BlobWriter with retries and Range
  * resumes. All I/O goes through an injected undici Dispatcher; time, sleep and jitter are injectable.
  */
+import { lookupCredentials, type AuthFile } from './auth-file.js';
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -61,8 +62,8 @@ export interface RegistryClientOptions {
   readonly insecureRegistries?: readonly string[];
   /** Extra CA certificates: certs.d-style `<certsDir>/<host>/*.crt`, and/or an explicit host → PEM files map. */
   readonly tls?: { readonly certsDir?: string; readonly caFiles?: Readonly<Record<string, readonly string[]>> };
-  /** Credentials from an auth file, when the request carries none. */
-  readonly credentialsFor?: (host: string, repository: string) => RegistryCredentials | undefined;
+  /** Credentials from this auth file (`--auth-file`), when the request carries none. */
+  readonly authFile?: AuthFile;
   /** `readMs` bounds every whole read (manifest, token, ping) and is a blob's allowance. */
   readonly timeouts?: Partial<Timeouts>;
   /** Minimum average blob transfer rate after the `readMs` allowance; below it: REGISTRY_UNAVAILABLE. */
@@ -221,7 +222,8 @@ class RegistryClient implements RegistryImageSource {
   // ---- auth ------------------------------------------------------------------------------------
 
   private credentials(endpoint: Endpoint, repository: string, explicit: RegistryCredentials | undefined): RegistryCredentials | undefined {
-    return explicit ?? this.options.credentialsFor?.(endpoint.host, repository);
+    if (explicit !== undefined || this.options.authFile === undefined) return explicit;
+    return lookupCredentials(this.options.authFile, endpoint.host, repository);
   }
 
   /**

@@ -19,7 +19,6 @@
 import { unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { PullguardError } from '../domain/errors.js';
 import type { Logger } from '../log/logger.js';
 import { listenOnUnixSocket, prepareSocketPath } from '../util/unix-socket.js';
 import { MAX_MESSAGE_BYTES, MAX_QUESTION_BYTES, VERIFY_PATH, type ErrorAnswer, type VerifyAnswer } from './protocol.js';

@@ -25,8 +25,8 @@ import { verificationRecordFor } from '../pull/verification-record.js';
 import type { VerifyAnswer } from './protocol.js';
 
 export interface VerifierVerdictDeps {
-  /** PullService.verify. */
-  readonly verify: (request: VerifyRequest) => Promise<PullResult>;
+  /** The pull use case (PullService), whose verify() decides. */
+  readonly pulls: { verify(request: VerifyRequest): Promise<PullResult> };
   /** pullguard's image index: `name@digest` (a top or instance digest) → record. */
   readonly index: { resolve(name: string): ImageRecord | undefined | Promise<ImageRecord | undefined> };
   /** Images pullguard allowed and is still pulling (in front of a runtime). */
@@ -49,7 +49,7 @@ export async function judgeVerifierQuestion(deps: VerifierVerdictDeps, question:
     }
     const known = await alreadyAllowed(deps, reference, digest);
     if (known !== undefined) return { allowed: true, cached: true, message: known };
-    const result = await deps.verify({ image: question.name, digest, ...(question.logFields !== undefined ? { logFields: question.logFields } : {}), ...(deps.signal !== undefined ? { signal: deps.signal } : {}) });
+    const result = await deps.pulls.verify({ image: question.name, digest, ...(question.logFields !== undefined ? { logFields: question.logFields } : {}), ...(deps.signal !== undefined ? { signal: deps.signal } : {}) });
     return { allowed: true, cached: false, manifestDigest: result.manifestDigest, message: describeAllowed(result) };
   } catch (err) {
     return { allowed: false, cached: false, message: describeFailure(err, { image: question.name }).message };
@@ -75,4 +75,9 @@ function describeAllowed(result: PullResult): string {
   const verdict: Verdict = result.verdict;
   const warnings = verdict.warnings.length === 0 ? '' : `; ${verdict.warnings.length} warning${verdict.warnings.length === 1 ? '' : 's'}: ${verdict.warnings.map((w) => w.code).join(', ')}`;
   return `pullguard allowed ${formatReference(result.reference)} (${result.manifestDigest}) under ${verdict.scope.policyFile} [${verdict.scope.scope}]${warnings}`;
+}
+
+/** The verifier endpoint's judge (startVerifierServer): every question judged against these dependencies. */
+export function verifierJudge(deps: VerifierVerdictDeps): (question: { readonly name: string; readonly digest: string; readonly logFields?: Readonly<Record<string, unknown>> }) => Promise<JudgedQuestion> {
+  return (question) => judgeVerifierQuestion(deps, question);
 }

@@ -2,7 +2,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isPullguardError, type PullguardError } from '../../../src/domain/errors.js';
 import { parseReference } from '../../../src/domain/reference.js';
 import { createRegistryClient, fetchConfigBlob, type RegistryClientOptions, type RegistryEvent } from '../../../src/registry/client.js';
 import { freePort } from '../../helpers/registry.js';

@@ -7,11 +7,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isPullguardError, type PullguardError } from '../../../src/domain/errors.js';
 import { MEDIA_TYPES } from '../../../src/domain/image.js';
 import { parseReference } from '../../../src/domain/reference.js';
 import type { RegistryCredentials } from '../../../src/pull/ports.js';
-import { lookupCredentials, parseAuthFile } from '../../../src/registry/auth-file.js';
+import { parseAuthFile } from '../../../src/registry/auth-file.js';
 import { createRegistryClient, fetchConfigBlob, type RegistryClientOptions, type RegistryImageSource } from '../../../src/registry/client.js';
 import { parseRegistriesConf } from '../../../src/registry/registries-conf.js';
 import { MemoryBlobWriter } from '../../helpers/memory-blob-writer.js';
@@ -158,7 +157,7 @@ describe('HTTP Basic (htpasswd)', () => {
 
   it('takes credentials from an auth file when the request has none', async () => {
     const file = parseAuthFile(JSON.stringify({ auths: { [basic.host]: { auth: Buffer.from('alice:wonderland').toString('base64') } } }), 'auth.json');
-    const c = client({ credentialsFor: (host, repo) => lookupCredentials(file, host, repo) });
+    const c = client({ authFile: file });
     const image = await c.resolve(parseReference(`${basic.host}/team/app:v1`), {});
     expect(image.manifestDigest).toBe(app.manifestDigest);
   });

@@ -93,12 +93,6 @@ async function timed<T>(p: Promise<T>, limitMs = 10_000): Promise<{ value: T; ms
   }
 }
 
-function grpcFrame(payload: Buffer): Buffer {
-  const header = Buffer.alloc(5);
-  header.writeUInt32BE(payload.length, 1);
-  return Buffer.concat([header, payload]);
-}
-
 function reasonOf(detailsBin: string): string {
   const root = loadRpcRoot();
   const status = root.lookupType('google.rpc.Status').decode(Buffer.from(detailsBin, 'base64')) as unknown as { details: { value: Uint8Array }[] };

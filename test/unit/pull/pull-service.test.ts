@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseDigest, type Digest } from '../../../src/domain/digest.js';
 import { PullguardError } from '../../../src/domain/errors.js';
 import { MEDIA_TYPES, type Descriptor } from '../../../src/domain/image.js';
-import { parseReference, type ImageReference } from '../../../src/domain/reference.js';
+import type { ImageReference } from '../../../src/domain/reference.js';
 import type { Verdict } from '../../../src/domain/signature.js';
 import type { BlobWriter, ImageSource, PullEnded, PullObserver, ResolvedImage, SignaturePhase } from '../../../src/pull/ports.js';
 import { InFlightImages } from '../../../src/pull/in-flight-images.js';

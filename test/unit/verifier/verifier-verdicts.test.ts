@@ -96,7 +96,7 @@ function setUp(source: MemorySource, verdictFor: (image: ResolvedImage) => Verdi
     version: 'test',
     observers: [{ pullEnded: (e) => ended.push(e) }],
   });
-  const judge = (name: string, digest: string) => judgeVerifierQuestion({ verify: (r) => pulls.verify(r), index: store.images, inFlight }, { name, digest, logFields: { verifier: { name } } });
+  const judge = (name: string, digest: string) => judgeVerifierQuestion({ pulls, index: store.images, inFlight }, { name, digest, logFields: { verifier: { name } } });
   return { pulls, judge, phases, ended, inFlight };
 }
 
