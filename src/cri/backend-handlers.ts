@@ -14,7 +14,7 @@ import { identity, imageRpcCodec, type ImageRpc } from '../backend/cri-wire.js';
 import { isPullguardError, PullguardError } from '../domain/errors.js';
 import { formatReference, parseReference } from '../domain/reference.js';
 import { ImageCatalog } from '../images/image-catalog.js';
-import type { ImageIndexReader, ImageRecord } from '../images/ports.js';
+import type { ImageIndexReader } from '../images/ports.js';
 import type { Logger } from '../log/logger.js';
 import type { AllowedImage, PullRequest, PullResult, PullService } from '../pull/pull-service.js';
 import type { CriImage, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest, RemoveImageRequest } from './cri-types.js';
@@ -23,6 +23,7 @@ import { repositoryNamed } from '../pull/reverify.js';
 import { verificationRecordFor } from '../pull/verification-record.js';
 import { instrumentUnary, type CriHandlers, type RpcHandler } from './instrument.js';
 import { warningsMetadata } from './status.js';
+import type { ImageRecord } from '../domain/image-record.js';
 
 /** Who fetches the layers: the runtime itself, pinned to the verified digest, or pullguard (served by its mirror). */
 export type RuntimeFetchMode = 'runtime' | 'mirror';

@@ -1,10 +1,10 @@
+import type { ImageRecord } from '../domain/image-record.js';
 /**
  * ListImages answers kubelet's image GC and node status; with 10,000 images the protobuf encoding
  * of ~3 MiB, not the lookup, dominated its latency. Records are immutable, so each record's encoded
  * `Image` is cached, and a repeated field is just the concatenation of its encoded elements: the
  * response is built by concatenating cached pieces (and reused whole while the list is unchanged).
  */
-import type { ImageRecord } from '../images/ports.js';
 
 export class ImageListEncoder {
   readonly #pieces = new WeakMap<ImageRecord, Buffer>();

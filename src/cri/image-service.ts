@@ -6,7 +6,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { PullguardError } from '../domain/errors.js';
 import type { ImageCatalog } from '../images/image-catalog.js';
-import type { ImageRecord } from '../images/ports.js';
 import type { Logger } from '../log/logger.js';
 import type { PullRequest, PullService } from '../pull/pull-service.js';
 import { credentialsFromAuthConfig } from './auth-config.js';
@@ -24,6 +23,7 @@ import { loadCriPackageDefinition } from '../transport/cri-proto.js';
 import { repositoryNamed } from '../pull/reverify.js';
 import { verificationRecordFor } from '../pull/verification-record.js';
 import { warningsMetadata } from './status.js';
+import type { ImageRecord } from '../domain/image-record.js';
 
 export const CRI_API_VERSION = 'v1';
 

@@ -5,7 +5,8 @@
  */
 import { isPullguardError } from '../domain/errors.js';
 import { formatReference, parseReference } from '../domain/reference.js';
-import type { ImageIndexReader, ImageRecord, StoreMaintenance } from './ports.js';
+import type { ImageIndexReader, StoreMaintenance } from './ports.js';
+import type { ImageRecord } from '../domain/image-record.js';
 
 const ID_PREFIX_RE = /^(?:sha256:)?[0-9a-f]{3,64}$/;
 

@@ -2,7 +2,6 @@
 import type { Digest } from '../domain/digest.js';
 import type { ImageRecord } from '../domain/image-record.js';
 
-export type { ImageRecord };
 
 export interface ImageIndexReader {
   list(): readonly ImageRecord[] | Promise<readonly ImageRecord[]>;

@@ -7,7 +7,7 @@
 import type { Digest } from '../domain/digest.js';
 import { DEFAULT_DOMAIN } from '../domain/reference.js';
 import type { InFlightImage } from '../pull/in-flight-images.js';
-import type { ImageRecord } from '../store/image-record.js';
+import type { ImageRecord } from '../domain/image-record.js';
 
 export interface RecordSource {
   list(): readonly ImageRecord[] | Promise<readonly ImageRecord[]>;

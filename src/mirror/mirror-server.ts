@@ -13,9 +13,9 @@ import type { Logger } from '../log/logger.js';
 import type { InFlightImage } from '../pull/in-flight-images.js';
 import type { BlobStore } from '../store/blob-store.js';
 import { buildAllowSet, lookupRepository, withInFlight, type AllowSet, type RecordSource } from './allow-set.js';
-import type { ImageRecord } from '../store/image-record.js';
 import { isLoopbackHost, parseListenAddress } from '../util/listen-address.js';
 import { decideRange } from './http-range.js';
+import type { ImageRecord } from '../domain/image-record.js';
 
 export interface MirrorOptions {
   /** `host:port` to listen on; the host must be a loopback address. Port 0 picks a free port. */

@@ -11,28 +11,14 @@ import { imageIdConflict } from '../domain/image-record.js';
 import { formatReference, parseReference, withDigest, type ImageReference } from '../domain/reference.js';
 import type { UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
 import { SignatureDeniedError, isSignatureDeniedError } from './pull-errors.js';
-import type {
-  BlobLeases,
-  ContentStore,
-  GarbageCollector,
-  ImageRecorder,
-  ImageSource,
-  ImageRecord,
-  PodRef,
-  PullEnded,
-  PullObserver,
-  RegistryCredentials,
-  ResolvedImage,
-  SignaturePhase,
-  TrustConfiguration,
-  VerdictDecision,
-} from './ports.js';
+import type { BlobLeases, ContentStore, GarbageCollector, ImageRecorder, ImageSource, PodRef, PullEnded, PullObserver, RegistryCredentials, ResolvedImage, SignaturePhase, TrustConfiguration, VerdictDecision } from './ports.js';
 import type { InFlightEntry, InFlightImages } from './in-flight-images.js';
 import { allOrCancel } from './all-or-cancel.js';
 import { tellEach } from './observers.js';
 import { pullOutcomeOf } from './pull-outcome.js';
 import { SingleFlight } from './single-flight.js';
 import { readVerificationRecords, signatureBlobsOf, toVerificationRecord, withVerificationRecord, type PolicySource } from './verification-record.js';
+import type { ImageRecord } from '../domain/image-record.js';
 
 export interface PullRequest {
   readonly image: string;

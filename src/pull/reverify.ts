@@ -8,9 +8,10 @@ import { PullguardError } from '../domain/errors.js';
 import { MEDIA_TYPES } from '../domain/image.js';
 import { parseReference, type ImageReference } from '../domain/reference.js';
 import type { SignatureFetchReport, UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
-import type { ContentStore, ImageRecord, LoadedPolicy, ResolvedImage, SignatureSource } from './ports.js';
+import type { ContentStore, LoadedPolicy, ResolvedImage, SignatureSource } from './ports.js';
 import { runSignaturePhase } from './signature-phase.js';
 import { verificationRecordFor, type VerificationRecordV1 } from './verification-record.js';
+import type { ImageRecord } from '../domain/image-record.js';
 
 const MAX_STORED_BYTES = 4 * 1024 * 1024;
 

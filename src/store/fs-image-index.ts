@@ -12,10 +12,11 @@ import { parseReference } from '../domain/reference.js';
 import { AsyncMutex } from './async-mutex.js';
 import { nodeStoreFs, writeFully, type StoreFileHandle, type StoreFs } from './fs-facade.js';
 import { MIN_ID_PREFIX, type GarbageReport, type ImageIndex } from './image-index.js';
-import { referencedBlobs, validateImageRecord, type ImageRecord } from './image-record.js';
+import { referencedBlobs, validateImageRecord } from './image-record.js';
 import { encodeOp, journalName, loadIndexFiles, unlinkIfPresent, writeSnapshot, type IndexOp } from './index-persistence.js';
 import { freezeRecord, IndexState } from './index-state.js';
 import { storeError } from './store-errors.js';
+import type { ImageRecord } from '../domain/image-record.js';
 
 /** What the index needs of the blob store: existence checks on put, and GC. */
 export interface IndexBlobs {

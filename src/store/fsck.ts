@@ -7,7 +7,8 @@
 import type { Digest } from '../domain/digest.js';
 import type { BlobStore } from './blob-store.js';
 import type { ImageIndex } from './image-index.js';
-import { referencedBlobs, type ImageRecord } from './image-record.js';
+import { referencedBlobs } from './image-record.js';
+import type { ImageRecord } from '../domain/image-record.js';
 
 export interface CorruptBlob {
   readonly digest: Digest;

@@ -1,5 +1,5 @@
 import type { Digest } from '../domain/digest.js';
-import type { ImageRecord } from './image-record.js';
+import type { ImageRecord } from '../domain/image-record.js';
 
 export interface GarbageReport {
   readonly deleted: readonly Digest[];

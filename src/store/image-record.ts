@@ -2,7 +2,6 @@ import { isDigest, type Digest } from '../domain/digest.js';
 import type { ImageRecord } from '../domain/image-record.js';
 import { ValidationError } from '../domain/errors.js';
 
-export type { ImageRecord, LayerRecord } from '../domain/image-record.js';
 
 /** Every blob a record needs in the store; garbage collection keeps exactly these. */
 export function referencedBlobs(record: ImageRecord): Digest[] {

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { Digest } from '../domain/digest.js';
 import { PullguardError } from '../domain/errors.js';
 import { errnoCode, syncDirectory, writeFully, type StoreFs } from './fs-facade.js';
-import type { ImageRecord } from './image-record.js';
+import type { ImageRecord } from '../domain/image-record.js';
 
 export type IndexOp = { readonly op: 'put'; readonly record: ImageRecord } | { readonly op: 'remove'; readonly id: Digest };
 

@@ -4,7 +4,7 @@
  */
 import type { Digest } from '../domain/digest.js';
 import type { IndexOp } from './index-persistence.js';
-import type { ImageRecord } from './image-record.js';
+import type { ImageRecord } from '../domain/image-record.js';
 
 export class IndexState {
   readonly #byId = new Map<Digest, ImageRecord>();

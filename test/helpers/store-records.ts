@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Digest } from '../../src/domain/digest.js';
 import type { BlobStore } from '../../src/store/blob-store.js';
-import type { ImageRecord } from '../../src/store/image-record.js';
+import type { ImageRecord } from '../../src/domain/image-record.js';
 
 export function digestOf(bytes: Uint8Array): Digest {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;

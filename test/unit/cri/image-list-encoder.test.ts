@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ImageListEncoder } from '../../../src/cri/image-list-encoder.js';
 import { criServiceDefinitions, toCriImage } from '../../../src/cri/image-service.js';
-import type { ImageRecord } from '../../../src/images/ports.js';
+import type { ImageRecord } from '../../../src/domain/image-record.js';
 
 const list = criServiceDefinitions().image.ListImages!;
 

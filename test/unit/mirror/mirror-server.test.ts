@@ -12,9 +12,9 @@ import { parseMirrorAddress, startMirror, type RunningMirror } from '../../../sr
 import { decideRange } from '../../../src/mirror/http-range.js';
 import { InFlightImages } from '../../../src/pull/in-flight-images.js';
 import type { Digest } from '../../../src/domain/digest.js';
-import type { ImageRecord } from '../../../src/store/image-record.js';
 import { openStore, type OpenedStore } from '../../../src/store/open-store.js';
 import { commitBlob, storeImageRecord } from '../../helpers/store-records.js';
+import type { ImageRecord } from '../../../src/domain/image-record.js';
 
 let dir: string;
 let store: OpenedStore;

@@ -6,9 +6,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Digest } from '../../../src/domain/digest.js';
 import { isPullguardError } from '../../../src/domain/errors.js';
 import { FsImageIndex, type IndexBlobs } from '../../../src/store/fs-image-index.js';
-import type { ImageRecord } from '../../../src/store/image-record.js';
 import { openStore, type OpenedStore } from '../../../src/store/open-store.js';
 import { commitBlob, digestOf, storeImageRecord } from '../../helpers/store-records.js';
+import type { ImageRecord } from '../../../src/domain/image-record.js';
 
 const roots: string[] = [];
 const opened: OpenedStore[] = [];
