@@ -23,7 +23,15 @@ import { startMirror } from './mirror/mirror-server.js';
 import { InFlightImages } from './pull/in-flight-images.js';
 import { startCriServer } from './cri/server.js';
 import { isCommandLineError, parseCommandLine } from './config/command-line.js';
-import { defaultClientSocket, policySelection, processEnvironment, resolveDaemonConfig, type DaemonConfig, type DaemonFlagValues, type Environment } from './config/daemon-config.js';
+import {
+  defaultClientSocket,
+  policySelection,
+  processEnvironment,
+  resolveDaemonConfig,
+  type DaemonConfig,
+  type DaemonFlagValues,
+  type Environment,
+} from './config/daemon-config.js';
 import { formatSettingsHelp, parseOptionsFor } from './config/flag-table.js';
 import { describeEmbeddedDefault, PolicySelector } from './config/policy-loader.js';
 import { loadRegistriesD, parseRegistriesD, UPSTREAM_DEFAULT_LOOKASIDE, type RegistriesD } from './config/registries-d.js';
@@ -106,7 +114,8 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'doctor':
       return runDoctor(rest, { stdout: process.stdout, stderr: process.stderr, environment });
     default:
-      if (command in CLIENT_HELP) return runClientCommand(command, rest, { stdout: process.stdout, stderr: process.stderr, defaultSocket: defaultClientSocket(environment) });
+      if (command in CLIENT_HELP)
+        return runClientCommand(command, rest, { stdout: process.stdout, stderr: process.stderr, defaultSocket: defaultClientSocket(environment) });
       process.stderr.write(`pullguard: unknown command ${JSON.stringify(command)}\n\n${HELP}\n`);
       return 2;
   }
@@ -162,10 +171,14 @@ async function serve(argv: readonly string[], environment: Environment): Promise
   }
   const config = resolveDaemonConfig(values, environment);
   const logger = createLogger({ level: config.logLevel });
-  logger.info({ version: VERSION, stateDir: config.stateDir, policy: config.signaturePolicy ?? '<embedded>', registriesD: config.registriesD ?? '<none>' }, 'starting pullguard');
+  logger.info(
+    { version: VERSION, stateDir: config.stateDir, policy: config.signaturePolicy ?? '<embedded>', registriesD: config.registriesD ?? '<none>' },
+    'starting pullguard',
+  );
 
   const store = await openStore(config.storeDir);
-  const registries = config.registriesConf !== undefined ? parseRegistriesConf(readFileSync(config.registriesConf, 'utf8'), config.registriesConf) : EMPTY_REGISTRIES_CONFIG;
+  const registries =
+    config.registriesConf !== undefined ? parseRegistriesConf(readFileSync(config.registriesConf, 'utf8'), config.registriesConf) : EMPTY_REGISTRIES_CONFIG;
   const authFile = config.authFile !== undefined ? await loadAuthFile(config.authFile) : undefined;
   const registry = createRegistryClient({
     platform: config.platform,
@@ -221,13 +234,27 @@ async function serve(argv: readonly string[], environment: Environment): Promise
   // mirror of verified bytes (containerd hosts.toml / CRI-O registries.conf).
   const backend = config.backend !== undefined ? createCriBackend({ endpoint: config.backend }) : undefined;
   const mirror =
-    backend !== undefined && config.runtimeFetch === 'mirror' ? await startMirror({ address: config.mirrorAddress, blobs: store.blobs, index: store.images, inFlight, logger }) : undefined;
+    backend !== undefined && config.runtimeFetch === 'mirror'
+      ? await startMirror({ address: config.mirrorAddress, blobs: store.blobs, index: store.images, inFlight, logger })
+      : undefined;
   if (backend !== undefined) {
-    logger.info({ backend: config.backend, runtimeFetch: config.runtimeFetch, ...(mirror !== undefined ? { mirror: mirror.url } : {}) }, 'backend mode: the runtime pulls verified digests');
+    logger.info(
+      { backend: config.backend, runtimeFetch: config.runtimeFetch, ...(mirror !== undefined ? { mirror: mirror.url } : {}) },
+      'backend mode: the runtime pulls verified digests',
+    );
   }
   const handlers = countRpcs(
     backend !== undefined
-      ? createBackendHandlers({ pulls, backend, fetchMode: config.runtimeFetch, index: store.images, collectGarbage: () => store.images.collectGarbage(), logger, shutdownSignal: shutdown.signal, version: VERSION })
+      ? createBackendHandlers({
+          pulls,
+          backend,
+          fetchMode: config.runtimeFetch,
+          index: store.images,
+          collectGarbage: () => store.images.collectGarbage(),
+          logger,
+          shutdownSignal: shutdown.signal,
+          version: VERSION,
+        })
       : createImageServiceHandlers({ pulls, catalog, logger, version: VERSION, clock: () => new Date(), shutdownSignal: shutdown.signal }),
     metrics,
   );

@@ -81,7 +81,12 @@ export function createCriBackend(options: CriBackendOptions): CriBackend {
           answered = true;
           signal?.removeEventListener('abort', onAbort);
           clearTimeout(timer);
-          if (timedOut) reject(new PullguardError('BACKEND_UNAVAILABLE', deadlineMessage(rpc, endpoint, timeoutMs), { facts: { backend: endpoint, backendCode: 'DEADLINE_EXCEEDED' } }));
+          if (timedOut)
+            reject(
+              new PullguardError('BACKEND_UNAVAILABLE', deadlineMessage(rpc, endpoint, timeoutMs), {
+                facts: { backend: endpoint, backendCode: 'DEADLINE_EXCEEDED' },
+              }),
+            );
           else if (err) reject(backendError(err, rpc, endpoint, timeoutMs));
           else if (response === undefined) reject(new PullguardError('BACKEND_ERROR', `container runtime at ${endpoint} sent no ${rpc} response`));
           else resolve(response);

@@ -20,7 +20,8 @@ export function imageColumns(digests: boolean): string[] {
   return ['IMAGE', 'TAG', ...(digests ? ['DIGEST'] : []), 'IMAGE ID', 'SIZE'];
 }
 
-const SOCKET_HELP = '  --socket PATH            server socket (default: $PULLGUARD_SOCKET, else $PULLGUARD_STATE_DIR/pullguard.sock, else ./.pullguard/pullguard.sock)';
+const SOCKET_HELP =
+  '  --socket PATH            server socket (default: $PULLGUARD_SOCKET, else $PULLGUARD_STATE_DIR/pullguard.sock, else ./.pullguard/pullguard.sock)';
 
 export const CLIENT_HELP: Record<string, string> = {
   pull: `Usage: pullguard pull IMAGE [--creds USER[:PASSWORD]] [--namespace NS] [--socket PATH]
@@ -51,7 +52,8 @@ function connect(socket: string | undefined, io: CliIo): CriImageClient {
   const path = socket ?? io.defaultSocket;
   const client = createCriImageClient(path);
   return {
-    call: <T>(...args: Parameters<CriImageClient['call']>): Promise<T> => client.call<T>(...args).catch((err: unknown) => Promise.reject(explainUnreachable(err, path))),
+    call: <T>(...args: Parameters<CriImageClient['call']>): Promise<T> =>
+      client.call<T>(...args).catch((err: unknown) => Promise.reject(explainUnreachable(err, path))),
     close: () => client.close(),
   };
 }
@@ -65,8 +67,11 @@ export function explainUnreachable(err: unknown, socket: string): unknown {
   if (e.code !== grpc.status.UNAVAILABLE || typeof e.details !== 'string') return err;
   const errno = /\b(ENOENT|ECONNREFUSED|ENOTDIR|EACCES)\b/.exec(e.details)?.[1];
   if (errno === undefined) return err;
-  if (errno === 'EACCES') return new Error(`cannot connect to ${socket}: permission denied (the socket is mode 0660: run as its owner or group)`, { cause: err });
-  return new Error(`no pullguard is listening on ${socket} (start one with \`pullguard serve\`, or point at another with --socket PATH or PULLGUARD_SOCKET)`, { cause: err });
+  if (errno === 'EACCES')
+    return new Error(`cannot connect to ${socket}: permission denied (the socket is mode 0660: run as its owner or group)`, { cause: err });
+  return new Error(`no pullguard is listening on ${socket} (start one with \`pullguard serve\`, or point at another with --socket PATH or PULLGUARD_SOCKET)`, {
+    cause: err,
+  });
 }
 
 function errorText(err: unknown): string {
@@ -100,7 +105,11 @@ export async function runClientCommand(command: string, argv: readonly string[],
 }
 
 async function pull(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine({ args: [...argv], allowPositionals: true, options: { creds: { type: 'string' }, namespace: { type: 'string' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values, positionals } = parseCommandLine({
+    args: [...argv],
+    allowPositionals: true,
+    options: { creds: { type: 'string' }, namespace: { type: 'string' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help || positionals.length !== 1) return usage('pull', io, values.help === true);
   const image = positionals[0]!;
   const auth = values.creds !== undefined ? splitCreds(values.creds) : undefined;
@@ -162,7 +171,11 @@ function startProgress(client: CriImageClient, image: string, io: CliIo): { stop
 }
 
 async function images(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine({ args: [...argv], allowPositionals: true, options: { digests: { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values, positionals } = parseCommandLine({
+    args: [...argv],
+    allowPositionals: true,
+    options: { digests: { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help || positionals.length > 1) return usage('images', io, values.help === true);
   const client = connect(values.socket, io);
   try {
@@ -177,11 +190,23 @@ async function images(argv: readonly string[], io: CliIo): Promise<number> {
       for (const tag of tags) {
         const colon = tag.lastIndexOf(':');
         const digest = image.repo_digests[0]?.split('@')[1] ?? '<none>';
-        rows.push([tag.slice(0, colon), tag.slice(colon + 1), ...(values.digests ? [digest.replace('sha256:', '').slice(0, 13)] : []), image.id.replace('sha256:', '').slice(0, 13), formatBytes(Number(image.size))]);
+        rows.push([
+          tag.slice(0, colon),
+          tag.slice(colon + 1),
+          ...(values.digests ? [digest.replace('sha256:', '').slice(0, 13)] : []),
+          image.id.replace('sha256:', '').slice(0, 13),
+          formatBytes(Number(image.size)),
+        ]);
       }
     }
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    for (const row of rows) io.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i]!)).join('   ').trimEnd()}\n`);
+    for (const row of rows)
+      io.stdout.write(
+        `${row
+          .map((cell, i) => cell.padEnd(widths[i]!))
+          .join('   ')
+          .trimEnd()}\n`,
+      );
     return 0;
   } finally {
     client.close();
@@ -189,11 +214,18 @@ async function images(argv: readonly string[], io: CliIo): Promise<number> {
 }
 
 async function inspect(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine({ args: [...argv], allowPositionals: true, options: { signatures: { type: 'boolean' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values, positionals } = parseCommandLine({
+    args: [...argv],
+    allowPositionals: true,
+    options: { signatures: { type: 'boolean' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help || positionals.length !== 1) return usage('inspect', io, values.help === true);
   const client = connect(values.socket, io);
   try {
-    const response = await client.call<{ image: CriImage | null; info: Record<string, string> }>('ImageStatus', { image: { image: positionals[0] }, verbose: true });
+    const response = await client.call<{ image: CriImage | null; info: Record<string, string> }>('ImageStatus', {
+      image: { image: positionals[0] },
+      verbose: true,
+    });
     if (response.image === null) {
       io.stderr.write(`pullguard inspect: no such image: ${positionals[0]}\n`);
       return 1;
@@ -212,7 +244,11 @@ async function inspect(argv: readonly string[], io: CliIo): Promise<number> {
 }
 
 async function rmi(argv: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandLine({ args: [...argv], allowPositionals: true, options: { socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values, positionals } = parseCommandLine({
+    args: [...argv],
+    allowPositionals: true,
+    options: { socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help || positionals.length === 0) return usage('rmi', io, values.help === true);
   const client = connect(values.socket, io);
   try {

@@ -3,16 +3,27 @@ import { resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadCriPackageDefinition } from '../transport/cri-proto.js';
 
-type Unary = (request: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, response: unknown) => void) => grpc.ClientUnaryCall;
+type Unary = (
+  request: unknown,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: (err: grpc.ServiceError | null, response: unknown) => void,
+) => grpc.ClientUnaryCall;
 
 export interface CriImageClient {
-  call<T>(rpc: 'PullImage' | 'ImageStatus' | 'ListImages' | 'RemoveImage' | 'ImageFsInfo', request: unknown, options?: { deadlineMs?: number; onTrailers?: (md: grpc.Metadata) => void }): Promise<T>;
+  call<T>(
+    rpc: 'PullImage' | 'ImageStatus' | 'ListImages' | 'RemoveImage' | 'ImageFsInfo',
+    request: unknown,
+    options?: { deadlineMs?: number; onTrailers?: (md: grpc.Metadata) => void },
+  ): Promise<T>;
   close(): void;
 }
 
 export function createCriImageClient(socketPath: string, channelOptions: grpc.ChannelOptions = {}): CriImageClient {
   const loaded = grpc.loadPackageDefinition(loadCriPackageDefinition()) as unknown as {
-    runtime: { v1: { ImageService: new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => grpc.Client & Record<string, Unary> } };
+    runtime: {
+      v1: { ImageService: new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => grpc.Client & Record<string, Unary> };
+    };
   };
   const client = new loaded.runtime.v1.ImageService(`unix://${resolve(socketPath)}`, grpc.credentials.createInsecure(), {
     'grpc.max_receive_message_length': 16 * 1024 * 1024,

@@ -12,7 +12,14 @@ import { describeEmbeddedDefault, PolicySelector, type LoadedPolicy } from '../c
 import { isPullguardError, ValidationError } from '../domain/errors.js';
 import { ImageCatalog } from '../images/image-catalog.js';
 import { repositoryNamed, reverifyStoredImage } from '../pull/reverify.js';
-import { describePolicySource, policySourceOf, recordedPolicySource, samePolicySource, verificationRecordFor, type PolicySource } from '../pull/verification-record.js';
+import {
+  describePolicySource,
+  policySourceOf,
+  recordedPolicySource,
+  samePolicySource,
+  verificationRecordFor,
+  type PolicySource,
+} from '../pull/verification-record.js';
 import { fsck } from '../store/fsck.js';
 import { openStore } from '../store/open-store.js';
 
@@ -100,12 +107,23 @@ export async function runVerify(argv: readonly string[], io: OfflineIo): Promise
       const namespace = typeof values['namespace'] === 'string' ? values['namespace'] : accepted?.namespace;
       const { policy, source } = await currentPolicy(config, namespace);
       if (policy.embedded) io.stderr.write(`pullguard verify: ${describeEmbeddedDefault()}\n`);
-      const verdict = await reverifyStoredImage({ record, name, content: store.blobs, policy, requireSignatureVerification: config.requireSignatureVerification });
+      const verdict = await reverifyStoredImage({
+        record,
+        name,
+        content: store.blobs,
+        policy,
+        requireSignatureVerification: config.requireSignatureVerification,
+      });
 
       const lines: string[] = [];
       if (verdict.allowed) {
         lines.push(`OK: ${name} (${record.id}) still satisfies ${verdict.scope.policyFile} [${verdict.scope.scope}]`);
-        for (const r of verdict.requirements) lines.push(r.satisfiedBy ? `  ${r.type}: signature-${r.satisfiedBy.location.index} by ${r.satisfiedBy.signer.primaryKeyFingerprint}` : `  ${r.type}: satisfied`);
+        for (const r of verdict.requirements)
+          lines.push(
+            r.satisfiedBy
+              ? `  ${r.type}: signature-${r.satisfiedBy.location.index} by ${r.satisfiedBy.signer.primaryKeyFingerprint}`
+              : `  ${r.type}: satisfied`,
+          );
       } else {
         lines.push(`NOT SATISFIED: ${name} (${record.id}) under ${verdict.scope.policyFile} [${verdict.scope.scope}]: ${verdict.denial ?? 'denied'}`);
       }
@@ -114,7 +132,9 @@ export async function runVerify(argv: readonly string[], io: OfflineIo): Promise
         lines.push('  accepted under: unknown (the image has no verification record)');
       } else {
         const acceptedSource = recordedPolicySource(accepted);
-        lines.push(`  accepted under: ${describePolicySource(acceptedSource)}, scope ${JSON.stringify(accepted.scope)} (${accepted.time}${accepted.namespace !== undefined ? `, namespace ${accepted.namespace}` : ''})`);
+        lines.push(
+          `  accepted under: ${describePolicySource(acceptedSource)}, scope ${JSON.stringify(accepted.scope)} (${accepted.time}${accepted.namespace !== undefined ? `, namespace ${accepted.namespace}` : ''})`,
+        );
         if (!samePolicySource(source, acceptedSource) || accepted.scope !== verdict.scope.scope) {
           lines.push(
             '  note: this is not the policy and scope the image was accepted under; give verify the --config or --signature-policy the server runs with to re-check that one',
@@ -133,7 +153,10 @@ export async function runVerify(argv: readonly string[], io: OfflineIo): Promise
 async function currentPolicy(config: DaemonConfig, namespace: string | undefined): Promise<{ policy: LoadedPolicy; source: PolicySource }> {
   const selection = policySelection(config);
   const policy = await new PolicySelector(selection).policyForNamespace(namespace);
-  const namespaceFile = namespace !== undefined && namespace !== '' && selection.namespaceDir !== undefined ? { name: namespace, file: join(selection.namespaceDir, `${namespace}.json`) } : undefined;
+  const namespaceFile =
+    namespace !== undefined && namespace !== '' && selection.namespaceDir !== undefined
+      ? { name: namespace, file: join(selection.namespaceDir, `${namespace}.json`) }
+      : undefined;
   return { policy, source: policySourceOf({ embedded: policy.embedded, file: policy.policy.source }, namespaceFile) };
 }
 
@@ -153,7 +176,8 @@ async function reportErrors(command: string, usage: string, io: OfflineIo, run: 
 
 /** One line, or for a configuration with several problems, one line per problem. */
 export function describeError(err: unknown): string {
-  if (err instanceof ValidationError && err.problems.length > 1) return `${err.message.slice(0, err.message.indexOf(':'))}:\n${err.problems.map((p) => `  - ${p}`).join('\n')}`;
+  if (err instanceof ValidationError && err.problems.length > 1)
+    return `${err.message.slice(0, err.message.indexOf(':'))}:\n${err.problems.map((p) => `  - ${p}`).join('\n')}`;
   if (isPullguardError(err)) return err.message;
   return err instanceof Error ? err.message : String(err);
 }

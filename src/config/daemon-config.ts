@@ -110,7 +110,8 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
     return key !== undefined ? file[key] : undefined;
   };
   /** Where a setting came from, for messages: `--registries-d` or `registriesD in /etc/pullguard.json`. */
-  const origin = (flag: string): string => (values[flag] !== undefined || configPath === undefined ? `--${flag}` : `${keyOf.get(flag) ?? flag} in ${configPath}`);
+  const origin = (flag: string): string =>
+    values[flag] !== undefined || configPath === undefined ? `--${flag}` : `${keyOf.get(flag) ?? flag} in ${configPath}`;
   const text = (flag: string): string | undefined => {
     const value = setting(flag);
     return typeof value === 'string' ? value : undefined;
@@ -140,7 +141,8 @@ export function resolveDaemonConfig(values: DaemonFlagValues, environment: Envir
   const flagHosts = values['insecure-registry'];
   const insecureRegistries = [...(Array.isArray(flagHosts) ? flagHosts.map(String) : []), ...((file['insecureRegistries'] as string[] | undefined) ?? [])];
   for (const host of insecureRegistries) {
-    if (!/^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9a-fA-F:.]+\](?::\d{1,5})?$/.test(host)) problems.push(`--insecure-registry ${JSON.stringify(host)} is not HOST[:PORT]`);
+    if (!/^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9a-fA-F:.]+\](?::\d{1,5})?$/.test(host))
+      problems.push(`--insecure-registry ${JSON.stringify(host)} is not HOST[:PORT]`);
   }
 
   const platformText = text('platform') ?? `linux/${GO_ARCH[environment.hostArch] ?? environment.hostArch}`;

@@ -57,10 +57,7 @@ function signedByRequirements(policy: Policy): SignedByRequirement[] {
  * path or data item, and for fulcio/pki the CA certificates (certificate-trust.ts), so that a
  * missing or unusable file is a configuration error, never a per-pull surprise.
  */
-async function loadSigstoreKeys(
-  requirement: SigstoreSignedRequirement,
-  read: (path: string) => Promise<Uint8Array>,
-): Promise<SigstoreKeySet> {
+async function loadSigstoreKeys(requirement: SigstoreSignedRequirement, read: (path: string) => Promise<Uint8Array>): Promise<SigstoreKeySet> {
   const readFileOf = (path: string, what: string): Promise<Uint8Array> =>
     read(path).catch((err: unknown) => {
       throw new PullguardError('KEY_LOAD_FAILED', `reading ${what} file ${JSON.stringify(path)}: ${(err as Error).message}`, { cause: err });
@@ -71,12 +68,16 @@ async function loadSigstoreKeys(
         ? [{ bytes: Promise.resolve(source.data), where: `${what}Data` }]
         : source.kind === 'datas'
           ? source.datas.map((data, i) => ({ bytes: Promise.resolve(data), where: `${what}Datas[${i}]` }))
-          : (source.kind === 'path' ? [source.path] : source.paths).map((path) => ({ bytes: readFileOf(path, 'key'), where: `key file ${JSON.stringify(path)}` }));
+          : (source.kind === 'path' ? [source.path] : source.paths).map((path) => ({
+              bytes: readFileOf(path, 'key'),
+              where: `key file ${JSON.stringify(path)}`,
+            }));
     const keys: SigstorePublicKey[] = [];
     for (const item of items) keys.push(parseSigstorePublicKey(await item.bytes, item.where, { ecdsaOnly }));
     return keys;
   };
-  const bytesOf = (source: PathOrData, what: string): Promise<Uint8Array> => (source.kind === 'data' ? Promise.resolve(source.data) : readFileOf(source.path, what));
+  const bytesOf = (source: PathOrData, what: string): Promise<Uint8Array> =>
+    source.kind === 'data' ? Promise.resolve(source.data) : readFileOf(source.path, what);
   /** Trust-root problems name the requirement's field, as key problems name the key. */
   const trustRoot = <T>(where: string, make: () => T): T => {
     try {
@@ -95,7 +96,11 @@ async function loadSigstoreKeys(
       const { ca, oidcIssuer, subjectEmail } = trust.fulcio;
       const caPem = await bytesOf(ca, 'Fulcio CA');
       const where = ca.kind === 'path' ? `fulcio CA file ${JSON.stringify(ca.path)}` : 'fulcio caData';
-      return Object.freeze({ publicKeys: Object.freeze([]), ...withRekor, fulcio: trustRoot(where, () => loadFulcioTrustRoot(caPem, oidcIssuer, subjectEmail)) });
+      return Object.freeze({
+        publicKeys: Object.freeze([]),
+        ...withRekor,
+        fulcio: trustRoot(where, () => loadFulcioTrustRoot(caPem, oidcIssuer, subjectEmail)),
+      });
     }
     case 'pki': {
       const { caRoots, caIntermediates, subjectEmail, subjectHostname } = trust.pki;
@@ -103,7 +108,11 @@ async function loadSigstoreKeys(
       const intermediatesPem = caIntermediates !== undefined ? await bytesOf(caIntermediates, 'PKI CA intermediates') : undefined;
       const where = caRoots.kind === 'path' ? `pki CA roots file ${JSON.stringify(caRoots.path)}` : 'pki caRootsData';
       const identity = { ...(subjectEmail !== undefined ? { subjectEmail } : {}), ...(subjectHostname !== undefined ? { subjectHostname } : {}) };
-      return Object.freeze({ publicKeys: Object.freeze([]), ...withRekor, pki: trustRoot(where, () => loadPkiTrustRoot(rootsPem, intermediatesPem, identity)) });
+      return Object.freeze({
+        publicKeys: Object.freeze([]),
+        ...withRekor,
+        pki: trustRoot(where, () => loadPkiTrustRoot(rootsPem, intermediatesPem, identity)),
+      });
     }
   }
 }
@@ -132,13 +141,15 @@ export async function loadPolicyFromText(
       const rings =
         keys.kind === 'data'
           ? [keys.data]
-          : await Promise.all((keys.kind === 'path' ? [keys.path] : keys.paths).map(async (path) => {
-              try {
-                return await read(path);
-              } catch (err) {
-                throw new PullguardError('KEY_LOAD_FAILED', `reading key file ${JSON.stringify(path)}: ${(err as Error).message}`, { cause: err });
-              }
-            }));
+          : await Promise.all(
+              (keys.kind === 'path' ? [keys.path] : keys.paths).map(async (path) => {
+                try {
+                  return await read(path);
+                } catch (err) {
+                  throw new PullguardError('KEY_LOAD_FAILED', `reading key file ${JSON.stringify(path)}: ${(err as Error).message}`, { cause: err });
+                }
+              }),
+            );
       gpgKeys.set(requirement, await loadGpgKeys(rings));
     } catch (err) {
       if (!isPullguardError(err)) throw err;
@@ -226,7 +237,10 @@ export class PolicySelector {
       try {
         names = await readdir(this.options.namespaceDir);
       } catch (err) {
-        if (!isNotFound(err)) throw new PullguardError('INVALID_POLICY', `reading policy directory ${JSON.stringify(this.options.namespaceDir)}: ${(err as Error).message}`, { cause: err });
+        if (!isNotFound(err))
+          throw new PullguardError('INVALID_POLICY', `reading policy directory ${JSON.stringify(this.options.namespaceDir)}: ${(err as Error).message}`, {
+            cause: err,
+          });
       }
       for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
         const namespace = name.slice(0, -'.json'.length);

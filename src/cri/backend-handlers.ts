@@ -8,7 +8,7 @@
  * Requests and responses travel as raw bytes (backendServiceDefinitions): a message pullguard does
  * not change is forwarded byte for byte, so fields newer than our proto survive.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type { CriBackend } from '../backend/cri-backend.js';
 import { identity, imageRpcCodec, type ImageRpc } from '../backend/cri-wire.js';
 import { isPullguardError, PullguardError } from '../domain/errors.js';
@@ -86,7 +86,11 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
    * The runtime checks every blob against that digest's manifest, so it gets exactly the verified
    * content or fails; the image is recorded only once it succeeded.
    */
-  const pullThroughRuntime = async (pull: PullRequest, pinnedRequest: (allowed: AllowedImage) => Buffer, signal: AbortSignal): Promise<{ result: PullResult; responseBytes: Buffer }> => {
+  const pullThroughRuntime = async (
+    pull: PullRequest,
+    pinnedRequest: (allowed: AllowedImage) => Buffer,
+    signal: AbortSignal,
+  ): Promise<{ result: PullResult; responseBytes: Buffer }> => {
     let responseBytes: Buffer | undefined;
     const result = await pulls.pull({
       ...pull,
@@ -105,7 +109,11 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
    * was committed (verified). The runtime is asked only once the policy allowed the image (a denied
    * image never reaches it), and then at once, so its download overlaps pullguard's.
    */
-  const pullThroughMirror = async (pull: PullRequest, pinnedRequest: (allowed: AllowedImage) => Buffer, signal: AbortSignal): Promise<{ result: PullResult; responseBytes: Buffer }> => {
+  const pullThroughMirror = async (
+    pull: PullRequest,
+    pinnedRequest: (allowed: AllowedImage) => Buffer,
+    signal: AbortSignal,
+  ): Promise<{ result: PullResult; responseBytes: Buffer }> => {
     const runtime = new AbortController();
     const cancelRuntime = (): void => runtime.abort(signal.reason);
     signal.addEventListener('abort', cancelRuntime, { once: true });
@@ -154,7 +162,10 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
     const pinned = pinnedReference(result);
     const response = codec.decodeResponse(responseBytes) as { image_ref?: string };
     if (response.image_ref === undefined || !runtimeMayName(result.record, response.image_ref)) {
-      log.warn({ pinned, imageRef: response.image_ref, expectedId: result.imageId }, 'the runtime reports a different image id than the verified config digest');
+      log.warn(
+        { pinned, imageRef: response.image_ref, expectedId: result.imageId },
+        'the runtime reports a different image id than the verified config digest',
+      );
     }
     log.info({ pinned, imageRef: response.image_ref }, 'runtime pulled the verified digest');
     const trailers = warningsMetadata(result.verdict.warnings);
@@ -182,7 +193,9 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
     const filter = request.filter?.image?.image ?? '';
     const found = filter !== '' ? await known(filter) : undefined;
     const outgoing =
-      found?.pinned !== undefined ? codec.encodeRequest({ ...request, filter: { ...request.filter, image: { ...(request.filter?.image as ImageSpec), image: found.pinned } } }) : raw;
+      found?.pinned !== undefined
+        ? codec.encodeRequest({ ...request, filter: { ...request.filter, image: { ...(request.filter?.image as ImageSpec), image: found.pinned } } })
+        : raw;
     const bytes = await backend.call('ListImages', outgoing, { signal });
     // By every id a runtime may give each record (an artifact's config digest too: containerd 2).
     const tagsById = new Map<string, string[]>();
@@ -218,12 +231,14 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
     let target = found.record.id as string;
     if (pinned !== undefined) {
       const status = imageRpcCodec('ImageStatus');
-      const known = status.decodeResponse(await backend.call('ImageStatus', status.encodeRequest({ image: { image: pinned } }), { signal })) as { image: CriImage | null };
+      const known = status.decodeResponse(await backend.call('ImageStatus', status.encodeRequest({ image: { image: pinned } }), { signal })) as {
+        image: CriImage | null;
+      };
       if (known.image !== null && runtimeMayName(found.record, known.image.id)) target = known.image.id;
     }
     const bytes = await backend.call('RemoveImage', codec.encodeRequest({ ...request, image: { ...(request.image as ImageSpec), image: target } }), { signal });
     await catalog.remove(found.record.id);
-    log.info({ imageId: found.record.id }, 'removed from the runtime and from pullguard\'s index');
+    log.info({ imageId: found.record.id }, "removed from the runtime and from pullguard's index");
     return { response: bytes };
   };
 
@@ -234,14 +249,16 @@ export function createBackendHandlers(deps: BackendHandlerDeps): CriHandlers {
   });
 
   const common = { logger: deps.logger, shutdownSignal: deps.shutdownSignal };
-  const describeImage = (rpc: ImageRpc) => (raw: Buffer): Record<string, unknown> => {
-    try {
-      const decoded = imageRpcCodec(rpc).decodeRequest(raw) as { image?: ImageSpec | null; filter?: { image?: ImageSpec | null } | null };
-      return rpc === 'ListImages' ? { filter: decoded.filter?.image?.image ?? '' } : { image: decoded.image?.image ?? '' };
-    } catch {
-      return {};
-    }
-  };
+  const describeImage =
+    (rpc: ImageRpc) =>
+    (raw: Buffer): Record<string, unknown> => {
+      try {
+        const decoded = imageRpcCodec(rpc).decodeRequest(raw) as { image?: ImageSpec | null; filter?: { image?: ImageSpec | null } | null };
+        return rpc === 'ListImages' ? { filter: decoded.filter?.image?.image ?? '' } : { image: decoded.image?.image ?? '' };
+      } catch {
+        return {};
+      }
+    };
   return {
     image: {
       PullImage: instrumentUnary('PullImage', pullImage, { ...common, describe: describeImage('PullImage') }),
@@ -265,7 +282,13 @@ export function backendServiceDefinitions(): { image: grpc.ServiceDefinition; ru
   const loaded = criServiceDefinitions();
   const image: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
   for (const [name, method] of Object.entries(loaded.image)) {
-    image[name] = { ...(method as grpc.MethodDefinition<unknown, unknown>), requestDeserialize: identity, responseSerialize: identity, requestSerialize: identity, responseDeserialize: identity };
+    image[name] = {
+      ...(method as grpc.MethodDefinition<unknown, unknown>),
+      requestDeserialize: identity,
+      responseSerialize: identity,
+      requestSerialize: identity,
+      responseDeserialize: identity,
+    };
   }
   return { image: image as grpc.ServiceDefinition, runtime: loaded.runtime };
 }

@@ -9,14 +9,7 @@ import type { ImageCatalog } from '../images/image-catalog.js';
 import type { Logger } from '../log/logger.js';
 import type { PullRequest, PullService } from '../pull/pull-service.js';
 import { credentialsFromAuthConfig } from './auth-config.js';
-import type {
-  CriImage,
-  FilesystemUsage,
-  ImageStatusRequest,
-  ListImagesRequest,
-  PullImageRequest,
-  RemoveImageRequest,
-} from './cri-types.js';
+import type { CriImage, FilesystemUsage, ImageStatusRequest, ListImagesRequest, PullImageRequest, RemoveImageRequest } from './cri-types.js';
 import { ImageListEncoder } from './image-list-encoder.js';
 import { instrumentUnary, type CriHandlers, type RpcContext, type RpcHandler } from './instrument.js';
 import { loadCriPackageDefinition } from '../transport/cri-proto.js';
@@ -152,7 +145,10 @@ export function createImageServiceHandlers(deps: ImageServiceDeps): CriHandlers 
     image: {
       PullImage: instrumentUnary('PullImage', pullImage, { ...common, describe: describeImage }),
       ImageStatus: instrumentUnary('ImageStatus', imageStatus, { ...common, describe: describeImage }),
-      ListImages: instrumentUnary('ListImages', listImages, { ...common, describe: (r: ListImagesRequest) => ({ filter: truncateForLog(r.filter?.image?.image ?? '') }) }),
+      ListImages: instrumentUnary('ListImages', listImages, {
+        ...common,
+        describe: (r: ListImagesRequest) => ({ filter: truncateForLog(r.filter?.image?.image ?? '') }),
+      }),
       RemoveImage: instrumentUnary('RemoveImage', removeImage, { ...common, describe: describeImage }),
       ImageFsInfo: instrumentUnary('ImageFsInfo', imageFsInfo, common),
       // StreamImages is left out on purpose: grpc-js answers UNIMPLEMENTED, and kubelet's cri-client

@@ -48,7 +48,8 @@ export async function startCriServer(options: CriServerOptions): Promise<Running
     if (shuttingDown) logger.debug('refused a call: shutting down');
     return shuttingDown;
   };
-  for (const service of options.services) grpcServer.addService(service.definition, refuseWhenShuttingDown(service.definition, service.implementation, refused));
+  for (const service of options.services)
+    grpcServer.addService(service.definition, refuseWhenShuttingDown(service.definition, service.implementation, refused));
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
 
   const sockets = new Set<Socket>();
@@ -125,4 +126,3 @@ function refuseWhenShuttingDown(
   }
   return gated;
 }
-

@@ -64,7 +64,13 @@ export function describeFailure(err: unknown, context: { image?: string } = {}):
     };
   }
   if (!isPullguardError(err)) {
-    return { code: grpc.status.UNKNOWN, message: oneLine(`internal error: ${err instanceof Error ? err.message : String(err)}`), reason: 'INTERNAL', metadata: { image }, violations: [] };
+    return {
+      code: grpc.status.UNKNOWN,
+      message: oneLine(`internal error: ${err instanceof Error ? err.message : String(err)}`),
+      reason: 'INTERNAL',
+      metadata: { image },
+      violations: [],
+    };
   }
   const facts = factsMetadata(err, image);
   if (INVALID_ARGUMENT_CODES.has(err.code)) {
@@ -72,7 +78,13 @@ export function describeFailure(err: unknown, context: { image?: string } = {}):
   }
   switch (err.code) {
     case 'REGISTRY_UNAVAILABLE':
-      return { code: grpc.status.UNKNOWN, message: oneLine(`${REGISTRY_UNAVAILABLE}: ${err.message}`), reason: 'REGISTRY_UNAVAILABLE', metadata: facts, violations: [] };
+      return {
+        code: grpc.status.UNKNOWN,
+        message: oneLine(`${REGISTRY_UNAVAILABLE}: ${err.message}`),
+        reason: 'REGISTRY_UNAVAILABLE',
+        metadata: facts,
+        violations: [],
+      };
     case 'SHUTTING_DOWN':
     case 'BACKEND_UNAVAILABLE':
       return { code: grpc.status.UNAVAILABLE, message: oneLine(err.message), reason: err.code, metadata: facts, violations: [] };

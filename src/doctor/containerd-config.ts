@@ -71,7 +71,12 @@ function resolveImport(parent: string, entry: string): string[] {
   const path = normalize(isAbsolute(entry) ? entry : join(dirname(parent), entry));
   if (!path.includes('*')) return [path];
   // containerd uses filepath.Glob; imports glob the file name (`/etc/containerd/conf.d/*.toml`).
-  const pattern = new RegExp(`^${basename(path).replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}$`);
+  const pattern = new RegExp(
+    `^${basename(path)
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '[^/]*')
+      .replace(/\?/g, '[^/]')}$`,
+  );
   try {
     return readdirSync(dirname(path))
       .filter((name) => pattern.test(name))
@@ -85,7 +90,12 @@ function resolveImport(parent: string, entry: string): string[] {
 /** containerd's v1 plugin names (`cri`) → full URIs. */
 function v1PluginName(name: string): string {
   if (name.includes('.')) return name;
-  const core: Record<string, string> = { cri: LEGACY_CRI_PLUGIN, opt: 'io.containerd.internal.v1.opt', bolt: 'io.containerd.metadata.v1.bolt', scheduler: 'io.containerd.gc.v1.scheduler' };
+  const core: Record<string, string> = {
+    cri: LEGACY_CRI_PLUGIN,
+    opt: 'io.containerd.internal.v1.opt',
+    bolt: 'io.containerd.metadata.v1.bolt',
+    scheduler: 'io.containerd.gc.v1.scheduler',
+  };
   if (core[name] !== undefined) return core[name]!;
   if (name.endsWith('-service')) return `io.containerd.service.v1.${name}`;
   return `io.containerd.grpc.v1.${name}`;
@@ -99,7 +109,14 @@ function migratePlugins(version: number, raw: Table): Record<string, Table> {
   const cri = out[LEGACY_CRI_PLUGIN];
   if (cri === undefined) return out;
   const images: Table = { ...(out[CRI_IMAGES_PLUGIN] ?? {}) };
-  for (const key of ['registry', 'image_decryption', 'max_concurrent_downloads', 'image_pull_progress_timeout', 'image_pull_with_sync_fs', 'stats_collect_period']) {
+  for (const key of [
+    'registry',
+    'image_decryption',
+    'max_concurrent_downloads',
+    'image_pull_progress_timeout',
+    'image_pull_with_sync_fs',
+    'stats_collect_period',
+  ]) {
     if (key in cri) images[key] = cri[key];
   }
   const containerd = cri['containerd'];

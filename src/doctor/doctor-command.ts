@@ -89,7 +89,10 @@ export async function runDoctor(argv: readonly string[], io: DoctorIo): Promise<
     const pullguard: PullguardSide = {
       signatureBudgetMs: config.lookaside.budgetMs,
       verifierSocket: config.verifierSocket,
-      policy: config.signaturePolicy !== undefined ? parsePolicy(env.readFile(config.signaturePolicy), { source: config.signaturePolicy }) : embeddedDefaultPolicy().policy,
+      policy:
+        config.signaturePolicy !== undefined
+          ? parsePolicy(env.readFile(config.signaturePolicy), { source: config.signaturePolicy })
+          : embeddedDefaultPolicy().policy,
       ...(config.signaturePolicyDir !== undefined ? { policyDir: config.signaturePolicyDir } : {}),
     };
 
@@ -114,7 +117,9 @@ export async function runDoctor(argv: readonly string[], io: DoctorIo): Promise<
     if (crioConfig !== undefined || crioConfigDir !== undefined) {
       const dropIns = crioConfigDir !== undefined ? dropInFiles(crioConfigDir) : [];
       const settings = loadCrioSettings([...(crioConfig !== undefined ? [crioConfig] : []), ...dropIns]);
-      lines.push(`CRI-O: ${settings.files.join(', ') || '(no files)'}; signature policy ${settings.signaturePolicy}, per-namespace policies in ${settings.signaturePolicyDir}`);
+      lines.push(
+        `CRI-O: ${settings.files.join(', ') || '(no files)'}; signature policy ${settings.signaturePolicy}, per-namespace policies in ${settings.signaturePolicyDir}`,
+      );
       findings.push(...checkCrio(settings, pullguard));
       const crioRegistriesD = named('crio-registries-d', CRIO_REGISTRIES_D);
       if (crioRegistriesD !== undefined) {
@@ -124,12 +129,18 @@ export async function runDoctor(argv: readonly string[], io: DoctorIo): Promise<
     } else {
       lines.push(`CRI-O: no crio.conf (${CRIO_CONFIG} does not exist; name one with --crio-config)`);
     }
-    lines.push(`pullguard: signature policy ${pullguard.policy.source}, signature budget ${pullguard.signatureBudgetMs / 1000} s, verifier socket ${pullguard.verifierSocket ?? 'off'}`);
+    lines.push(
+      `pullguard: signature policy ${pullguard.policy.source}, signature budget ${pullguard.signatureBudgetMs / 1000} s, verifier socket ${pullguard.verifierSocket ?? 'off'}`,
+    );
 
     const reported = findings.filter((f) => !ignored.has(f.code));
     for (const finding of reported) lines.push(`warning ${finding.code}: ${finding.message}`);
     const skipped = findings.length - reported.length;
-    lines.push(reported.length === 0 ? `no problems found${skipped > 0 ? ` (${skipped} ignored)` : ''}` : `${reported.length} warning${reported.length === 1 ? '' : 's'}${skipped > 0 ? ` (${skipped} ignored)` : ''}`);
+    lines.push(
+      reported.length === 0
+        ? `no problems found${skipped > 0 ? ` (${skipped} ignored)` : ''}`
+        : `${reported.length} warning${reported.length === 1 ? '' : 's'}${skipped > 0 ? ` (${skipped} ignored)` : ''}`,
+    );
     io.stdout.write(`${lines.join('\n')}\n`);
     return reported.length === 0 ? 0 : 1;
   } catch (err) {
@@ -137,7 +148,12 @@ export async function runDoctor(argv: readonly string[], io: DoctorIo): Promise<
       io.stderr.write(`pullguard doctor: ${err.message}\n\n${DOCTOR_HELP}\n`);
       return 2;
     }
-    const message = err instanceof ValidationError && err.problems.length > 0 ? `${err.message}: ${err.problems.join('; ')}` : isPullguardError(err) || err instanceof Error ? err.message : String(err);
+    const message =
+      err instanceof ValidationError && err.problems.length > 0
+        ? `${err.message}: ${err.problems.join('; ')}`
+        : isPullguardError(err) || err instanceof Error
+          ? err.message
+          : String(err);
     io.stderr.write(`pullguard doctor: ${message}\n`);
     return 1;
   }

@@ -52,14 +52,22 @@ export function localPullSettings(images: Readonly<Record<string, unknown>>): { 
   const out: { setting: string; remedy: string }[] = [];
   if (images['use_local_image_pull'] === true) out.push({ setting: 'use_local_image_pull = true', remedy: 'remove it' });
   if (nonEmptyTable(registry['mirrors'])) out.push({ setting: 'registry.mirrors', remedy: 'move the mirrors to config_path + hosts.toml' });
-  if (nonEmptyTable(registry['configs'])) out.push({ setting: 'registry.configs', remedy: 'move TLS and auth settings to config_path + hosts.toml and image pull secrets' });
+  if (nonEmptyTable(registry['configs']))
+    out.push({ setting: 'registry.configs', remedy: 'move TLS and auth settings to config_path + hosts.toml and image pull secrets' });
   if (nonEmptyTable(registry['auths'])) out.push({ setting: 'registry.auths', remedy: 'use image pull secrets instead' });
   if (images['discard_unpacked_layers'] === true) out.push({ setting: 'discard_unpacked_layers = true', remedy: 'remove it' });
   if (images['max_concurrent_downloads'] !== undefined && images['max_concurrent_downloads'] !== 3) {
-    out.push({ setting: `max_concurrent_downloads = ${String(images['max_concurrent_downloads'])}`, remedy: `set it in [plugins."${TRANSFER_PLUGIN}"] instead` });
+    out.push({
+      setting: `max_concurrent_downloads = ${String(images['max_concurrent_downloads'])}`,
+      remedy: `set it in [plugins."${TRANSFER_PLUGIN}"] instead`,
+    });
   }
   if (images['image_pull_with_sync_fs'] === true) out.push({ setting: 'image_pull_with_sync_fs = true', remedy: 'remove it' });
-  if (images['disable_snapshot_annotations'] === false) out.push({ setting: 'disable_snapshot_annotations = false', remedy: 'remove it (snapshot annotations are set in the snapshotter plugin with the transfer service)' });
+  if (images['disable_snapshot_annotations'] === false)
+    out.push({
+      setting: 'disable_snapshot_annotations = false',
+      remedy: 'remove it (snapshot annotations are set in the snapshotter plugin with the transfer service)',
+    });
   return out;
 }
 
@@ -83,7 +91,10 @@ export function checkContainerd({ config, pullguard, versionOutput }: Containerd
   }
   for (const plugin of [VERIFIER_PLUGIN, TRANSFER_PLUGIN]) {
     if (config.disabledPlugins.includes(plugin)) {
-      findings.push({ code: 'PGD002', message: `containerd: ${plugin} is in disabled_plugins (${config.files[0]}): no image verifier runs, every pull is allowed; remove it from disabled_plugins` });
+      findings.push({
+        code: 'PGD002',
+        message: `containerd: ${plugin} is in disabled_plugins (${config.files[0]}): no image verifier runs, every pull is allowed; remove it from disabled_plugins`,
+      });
     }
   }
 
@@ -119,10 +130,16 @@ export function checkContainerd({ config, pullguard, versionOutput }: Containerd
   }
   for (const { name, index, path, script } of ours) {
     if (maxVerifiers >= 0 && index + 1 > maxVerifiers) {
-      findings.push({ code: 'PGD004', message: `containerd: pullguard's verifier ${path} is entry ${index + 1} of ${binDir}, past max_verifiers = ${maxVerifiers}: containerd skips it and allows the pull; raise max_verifiers or give it a name that sorts earlier` });
+      findings.push({
+        code: 'PGD004',
+        message: `containerd: pullguard's verifier ${path} is entry ${index + 1} of ${binDir}, past max_verifiers = ${maxVerifiers}: containerd skips it and allows the pull; raise max_verifiers or give it a name that sorts earlier`,
+      });
     }
     if (timeoutMs === undefined) {
-      findings.push({ code: 'PGD005', message: `containerd: per_verifier_timeout = ${JSON.stringify(timeoutText)} (${where(VERIFIER_PLUGIN)}) is not a Go duration; containerd does not start with it` });
+      findings.push({
+        code: 'PGD005',
+        message: `containerd: per_verifier_timeout = ${JSON.stringify(timeoutText)} (${where(VERIFIER_PLUGIN)}) is not a Go duration; containerd does not start with it`,
+      });
     } else {
       if (timeoutMs < pullguard.signatureBudgetMs) {
         findings.push({
@@ -138,12 +155,25 @@ export function checkContainerd({ config, pullguard, versionOutput }: Containerd
       }
     }
     if (pullguard.verifierSocket === undefined) {
-      findings.push({ code: 'PGD007', message: `containerd: pullguard's verifier ${path} asks ${script.socket}, but this pullguard configuration has --verifier-socket off: every pull is blocked` });
+      findings.push({
+        code: 'PGD007',
+        message: `containerd: pullguard's verifier ${path} asks ${script.socket}, but this pullguard configuration has --verifier-socket off: every pull is blocked`,
+      });
     } else if (script.socket !== pullguard.verifierSocket) {
-      findings.push({ code: 'PGD007', message: `containerd: pullguard's verifier ${path} asks ${script.socket}, but pullguard serve (this configuration) answers on ${pullguard.verifierSocket}: every pull is blocked; reinstall it with the server's --config or --state-dir` });
+      findings.push({
+        code: 'PGD007',
+        message: `containerd: pullguard's verifier ${path} asks ${script.socket}, but pullguard serve (this configuration) answers on ${pullguard.verifierSocket}: every pull is blocked; reinstall it with the server's --config or --state-dir`,
+      });
     }
-    for (const [what, file] of [['node', script.node], ['the verifier client', script.client]] as const) {
-      if (!existsSync(file)) findings.push({ code: 'PGD007', message: `containerd: pullguard's verifier ${path} runs ${what} ${file}, which does not exist: every pull is blocked; reinstall it` });
+    for (const [what, file] of [
+      ['node', script.node],
+      ['the verifier client', script.client],
+    ] as const) {
+      if (!existsSync(file))
+        findings.push({
+          code: 'PGD007',
+          message: `containerd: pullguard's verifier ${path} runs ${what} ${file}, which does not exist: every pull is blocked; reinstall it`,
+        });
     }
   }
 
@@ -194,7 +224,14 @@ const checksSignatures = (r: PolicyRequirement): boolean => r.type === 'signedBy
 
 /** A reference under `scope`: the scope itself for a repository, a made-up repository under a host or namespace. */
 function probeFor(scope: string): ImageReference | undefined {
-  const text = scope === '' ? 'pullguard-doctor.invalid/probe/image:latest' : scope.startsWith('*.') ? `pullguard-doctor.${scope.slice(2)}/probe/image:latest` : !scope.includes('/') ? `${scope}/probe/image:latest` : scope;
+  const text =
+    scope === ''
+      ? 'pullguard-doctor.invalid/probe/image:latest'
+      : scope.startsWith('*.')
+        ? `pullguard-doctor.${scope.slice(2)}/probe/image:latest`
+        : !scope.includes('/')
+          ? `${scope}/probe/image:latest`
+          : scope;
   try {
     return parseReference(text);
   } catch {
@@ -253,7 +290,9 @@ export function checkCrio(settings: CrioSettings, pullguard: PullguardSide): Fin
   if (existsSync(settings.signaturePolicy)) policies.push({ file: settings.signaturePolicy, against: pullguard.policy });
   let perNamespace: string[] = [];
   try {
-    perNamespace = readdirSync(settings.signaturePolicyDir).filter((f) => f.endsWith('.json')).sort();
+    perNamespace = readdirSync(settings.signaturePolicyDir)
+      .filter((f) => f.endsWith('.json'))
+      .sort();
   } catch {
     perNamespace = [];
   }

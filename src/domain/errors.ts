@@ -51,11 +51,7 @@ export class PullguardError<C extends ErrorCode = ErrorCode> extends Error {
   /** Structured, credential-free facts for logs and error details. */
   readonly facts: Readonly<Record<string, string | number | boolean | undefined>>;
 
-  constructor(
-    code: C,
-    message: string,
-    options: { cause?: unknown; facts?: Record<string, string | number | boolean | undefined> } = {},
-  ) {
+  constructor(code: C, message: string, options: { cause?: unknown; facts?: Record<string, string | number | boolean | undefined> } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'PullguardError';
     this.code = code;

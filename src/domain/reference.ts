@@ -86,7 +86,8 @@ function nonCanonicalHost(domain: string): string | undefined {
 export function parseReference(input: string, options: { defaultTag?: boolean } = {}): ImageReference {
   if (typeof input !== 'string' || input.length === 0) throw invalid(String(input), 'empty');
   // Length first: the other messages quote the input, which must stay bounded.
-  if (input.length > 4096) throw invalid(input.slice(0, 64) + '…', 'too long');
+  if (input.length > 4096) throw invalid(`${input.slice(0, 64)}…`, 'too long');
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what this refuses.
   if (/[\0-\x1f\x7f\s]/.test(input)) throw invalid(input, 'contains whitespace or control characters');
 
   let rest = input;

@@ -231,11 +231,7 @@ class Parser {
  * Checks that `value` is an object whose keys are all in `known`, and that every key of
  * `required` is present. Returns the problems in upstream wording (empty when fine).
  */
-export function objectKeyProblems(
-  value: JsonValue,
-  known: readonly string[],
-  required: readonly string[] = [],
-): string[] {
+export function objectKeyProblems(value: JsonValue, known: readonly string[], required: readonly string[] = []): string[] {
   if (!isJsonObject(value)) return [`JSON object expected, got ${describeJsonValue(value)}`];
   const problems: string[] = [];
   for (const key of value.keys()) {

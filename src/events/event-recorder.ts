@@ -14,14 +14,7 @@
  */
 import type { Logger } from '../log/logger.js';
 import type { EventOutcome } from '../metrics/pullguard-metrics.js';
-import {
-  DEFAULT_MAX_MESSAGE_BYTES,
-  boundMessage,
-  buildPodWarningEvent,
-  eventName,
-  type EventReason,
-  type PodRef,
-} from './event-object.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, boundMessage, buildPodWarningEvent, eventName, type EventReason, type PodRef } from './event-object.js';
 import { EventSinkError, createKubeEventSink, describeServer, loadKubeConfig, type EventSink } from './kube-event-sink.js';
 import { DEFAULT_RATE_LIMIT, KeyedTokenBuckets, LruMap, type TokenBucketOptions } from './rate-limit.js';
 
@@ -106,7 +99,10 @@ export async function createEventRecorder(options: EventRecorderOptions): Promis
 function loggingOnlyRecorder(log: Logger): EventRecorder {
   return {
     warn(pod, input) {
-      log.debug({ namespace: pod.namespace, pod: pod.name, reason: input.reason, image: input.image }, 'not posting a Kubernetes Event: no kubeconfig configured');
+      log.debug(
+        { namespace: pod.namespace, pod: pod.name, reason: input.reason, image: input.image },
+        'not posting a Kubernetes Event: no kubeconfig configured',
+      );
     },
     flush: () => Promise.resolve(),
     close: () => Promise.resolve(),

@@ -65,9 +65,13 @@ export async function loadKubeConfig(connection: KubeConnection): Promise<KubeCo
       kubeConfig.loadFromFile(connection.kubeconfigPath);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException | null)?.code;
-      throw new PullguardError('INVALID_CONFIG', `cannot load kubeconfig ${connection.kubeconfigPath}: ${typeof code === 'string' ? code : 'not a valid kubeconfig'}`, {
-        facts: { kubeconfig: connection.kubeconfigPath },
-      });
+      throw new PullguardError(
+        'INVALID_CONFIG',
+        `cannot load kubeconfig ${connection.kubeconfigPath}: ${typeof code === 'string' ? code : 'not a valid kubeconfig'}`,
+        {
+          facts: { kubeconfig: connection.kubeconfigPath },
+        },
+      );
     }
   } else {
     kubeConfig.loadFromCluster();
@@ -80,7 +84,8 @@ export async function loadKubeConfig(connection: KubeConnection): Promise<KubeCo
     server = undefined;
   }
   if (server === undefined || server.hostname === 'undefined' || server.port === 'undefined') {
-    const where = connection.kubeconfigPath !== undefined ? `kubeconfig ${connection.kubeconfigPath}` : 'in-cluster configuration (KUBERNETES_SERVICE_HOST/PORT)';
+    const where =
+      connection.kubeconfigPath !== undefined ? `kubeconfig ${connection.kubeconfigPath}` : 'in-cluster configuration (KUBERNETES_SERVICE_HOST/PORT)';
     throw new PullguardError('INVALID_CONFIG', `${where} names no usable API server`);
   }
   if (kubeConfig.getCurrentUser() === null) {
@@ -110,7 +115,9 @@ export async function createKubeEventSink(kubeConfig: KubeConfig, options: KubeE
     post(response) {
       const length = Number(response.headers['content-length']);
       if (Number.isFinite(length) && length > maxResponseBytes) {
-        return new Observable(Promise.reject(new EventSinkError(response.httpStatusCode, 'ResponseTooLarge', `API server response of ${length} bytes exceeds ${maxResponseBytes}`)));
+        return new Observable(
+          Promise.reject(new EventSinkError(response.httpStatusCode, 'ResponseTooLarge', `API server response of ${length} bytes exceeds ${maxResponseBytes}`)),
+        );
       }
       return new Observable(Promise.resolve(response));
     },

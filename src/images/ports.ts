@@ -2,7 +2,6 @@
 import type { Digest } from '../domain/digest.js';
 import type { ImageRecord } from '../domain/image-record.js';
 
-
 export interface ImageIndexReader {
   list(): readonly ImageRecord[] | Promise<readonly ImageRecord[]>;
   /** By full id, unique id prefix, normalised tag or normalised digest reference. */

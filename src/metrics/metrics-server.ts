@@ -65,7 +65,11 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
 
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
-      reject(new PullguardError('INVALID_CONFIG', `cannot listen on metrics address ${options.address ?? DEFAULT_METRICS_ADDRESS}: ${err.code ?? err.message}`, { cause: err }));
+      reject(
+        new PullguardError('INVALID_CONFIG', `cannot listen on metrics address ${options.address ?? DEFAULT_METRICS_ADDRESS}: ${err.code ?? err.message}`, {
+          cause: err,
+        }),
+      );
     };
     server.once('error', onError);
     server.listen(port, host, () => {

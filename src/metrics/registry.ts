@@ -262,7 +262,9 @@ export class MetricsRegistry {
 
   #register<M extends Metric<string>>(metric: M): M {
     // Histograms own <name>_bucket/_sum/_count too; a clash there would corrupt the exposition.
-    const taken = [...this.#metrics.values()].flatMap((m) => (m.type === 'histogram' ? [m.name, `${m.name}_bucket`, `${m.name}_sum`, `${m.name}_count`] : [m.name]));
+    const taken = [...this.#metrics.values()].flatMap((m) =>
+      m.type === 'histogram' ? [m.name, `${m.name}_bucket`, `${m.name}_sum`, `${m.name}_count`] : [m.name],
+    );
     const wanted = metric.type === 'histogram' ? [metric.name, `${metric.name}_bucket`, `${metric.name}_sum`, `${metric.name}_count`] : [metric.name];
     if (wanted.some((name) => taken.includes(name))) throw programmingError(`metric ${metric.name} is already registered`);
     this.#metrics.set(metric.name, metric);

@@ -102,7 +102,10 @@ export async function startMirror(options: MirrorOptions): Promise<RunningMirror
 export function parseMirrorAddress(address: string): { hostname: string; port: number } {
   const { host, port } = parseListenAddress(address, 'mirror address');
   if (!isLoopbackHost(host)) {
-    throw new PullguardError('INVALID_CONFIG', `mirror address ${JSON.stringify(address)} is not a loopback address; the mirror has no authentication and must not be reachable from the network`);
+    throw new PullguardError(
+      'INVALID_CONFIG',
+      `mirror address ${JSON.stringify(address)} is not a loopback address; the mirror has no authentication and must not be reachable from the network`,
+    );
   }
   return { hostname: host === 'localhost' ? '127.0.0.1' : host, port };
 }
@@ -149,7 +152,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: Mirror
     sendError(res, 400, 'DIGEST_INVALID', 'invalid digest', head);
     return served(repository, 'blob', reference, 0);
   }
-  const allowed = content !== undefined && (content.blobs.has(reference) || content.manifests.has(reference) || (await committedInFlight(content.inFlight, reference, req)));
+  const allowed =
+    content !== undefined && (content.blobs.has(reference) || content.manifests.has(reference) || (await committedInFlight(content.inFlight, reference, req)));
   const bytes = allowed ? await sendBlob(req, res, options.blobs, reference, 'application/octet-stream', true) : undefined;
   if (bytes === undefined) sendError(res, 404, 'BLOB_UNKNOWN', 'blob unknown to registry', head);
   return served(repository, 'blob', reference, bytes ?? 0);

@@ -72,8 +72,7 @@ export const MAX_DENIAL_CHARS = 1900;
 export const EMPTY_REQUIREMENTS_TEXT = 'List of verification policy requirements must not be empty';
 export const NO_SIGNATURE_TEXT = 'A signature was required, but no signature exists';
 /** The denial when signature verification is required and the policy verified nothing. */
-export const VERIFICATION_REQUIRED_TEXT =
-  'Signature verification is required, but the policy accepts this image without verifying any signature';
+export const VERIFICATION_REQUIRED_TEXT = 'Signature verification is required, but the policy accepts this image without verifying any signature';
 
 /** Transport errors that mean the server was never reached (rather than a connection that broke). */
 const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
@@ -254,8 +253,7 @@ export function describeRequirement(requirement: PolicyRequirement): string {
   switch (requirement.type) {
     case 'signedBy': {
       const keys = requirement.keys;
-      const source =
-        keys.kind === 'path' ? `keyPath ${JSON.stringify(keys.path)}` : keys.kind === 'paths' ? `${keys.paths.length} keyPaths` : 'keyData';
+      const source = keys.kind === 'path' ? `keyPath ${JSON.stringify(keys.path)}` : keys.kind === 'paths' ? `${keys.paths.length} keyPaths` : 'keyData';
       return `signedBy ${requirement.keyType} (${source}, ${describeSignedIdentity(requirement.signedIdentity)})`;
     }
     case 'sigstoreSigned':

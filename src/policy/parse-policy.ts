@@ -5,23 +5,8 @@
  */
 import { ValidationError } from '../domain/errors.js';
 import { parseReference } from '../domain/reference.js';
-import {
-  describeJsonValue,
-  isJsonObject,
-  isStrictJsonError,
-  parseStrictJson,
-  type JsonObject,
-  type JsonValue,
-} from '../domain/strict-json.js';
-import type {
-  KeySource,
-  PathOrData,
-  Policy,
-  PolicyRequirement,
-  SignedByKeyType,
-  SignedIdentity,
-  SigstoreSignedRequirement,
-} from './types.js';
+import { describeJsonValue, isJsonObject, isStrictJsonError, parseStrictJson, type JsonObject, type JsonValue } from '../domain/strict-json.js';
+import type { KeySource, PathOrData, Policy, PolicyRequirement, SignedByKeyType, SignedIdentity, SigstoreSignedRequirement } from './types.js';
 
 const SIGNED_BY_KEY_TYPES: readonly SignedByKeyType[] = ['GPGKeys', 'signedByGPGKeys', 'X509Certificates', 'signedByX509CAs'];
 
@@ -195,7 +180,10 @@ function parseSignedIdentity(p: Problems, where: string, input: JsonValue): Sign
       const prefix = requiredString(p, where, value, 'prefix');
       const signedPrefix = requiredString(p, where, value, 'signedPrefix');
       let ok = prefix !== undefined && signedPrefix !== undefined;
-      for (const [key, v] of [['prefix', prefix], ['signedPrefix', signedPrefix]] as const) {
+      for (const [key, v] of [
+        ['prefix', prefix],
+        ['signedPrefix', signedPrefix],
+      ] as const) {
         if (v !== undefined && !isValidIdentityPrefix(v)) {
           p.add(at(where, key), `prefix ${JSON.stringify(v)} is not valid`);
           ok = false;
@@ -277,8 +265,18 @@ function pathOrData(p: Problems, where: string, obj: JsonObject, pathKey: string
 }
 
 const SIGSTORE_KEYS = [
-  'type', 'keyPath', 'keyPaths', 'keyData', 'keyDatas', 'fulcio', 'pki',
-  'rekorPublicKeyPath', 'rekorPublicKeyPaths', 'rekorPublicKeyData', 'rekorPublicKeyDatas', 'signedIdentity',
+  'type',
+  'keyPath',
+  'keyPaths',
+  'keyData',
+  'keyDatas',
+  'fulcio',
+  'pki',
+  'rekorPublicKeyPath',
+  'rekorPublicKeyPaths',
+  'rekorPublicKeyData',
+  'rekorPublicKeyDatas',
+  'signedIdentity',
 ] as const;
 
 function parseSigstoreSigned(p: Problems, where: string, obj: JsonObject): SigstoreSignedRequirement | undefined {
@@ -307,7 +305,12 @@ function parseSigstoreSigned(p: Problems, where: string, obj: JsonObject): Sigst
     } else if (only === 'pki') {
       const w = at(where, 'pki');
       const k = expectObject(p, w, obj.get('pki') as JsonValue, [
-        'caRootsPath', 'caRootsData', 'caIntermediatesPath', 'caIntermediatesData', 'subjectEmail', 'subjectHostname',
+        'caRootsPath',
+        'caRootsData',
+        'caIntermediatesPath',
+        'caIntermediatesData',
+        'subjectEmail',
+        'subjectHostname',
       ]);
       if (k !== undefined) {
         const caRoots = pathOrData(p, w, k, 'caRootsPath', 'caRootsData', true);
@@ -396,7 +399,10 @@ function parseRequirement(p: Problems, where: string, input: JsonValue): PolicyR
       if (keyTypeValue === undefined) {
         p.add(where, 'invalid keyType ""');
       } else if (typeof keyTypeValue !== 'string' || !SIGNED_BY_KEY_TYPES.includes(keyTypeValue as SignedByKeyType)) {
-        p.add(at(where, 'keyType'), `Unrecognized keyType value ${typeof keyTypeValue === 'string' ? JSON.stringify(keyTypeValue) : describeJsonValue(keyTypeValue)}`);
+        p.add(
+          at(where, 'keyType'),
+          `Unrecognized keyType value ${typeof keyTypeValue === 'string' ? JSON.stringify(keyTypeValue) : describeJsonValue(keyTypeValue)}`,
+        );
       } else {
         keyType = keyTypeValue as SignedByKeyType;
       }

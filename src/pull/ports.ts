@@ -14,7 +14,6 @@ import type { SigstoreKeySet } from '../signature/sigstore/public-keys.js';
 import type { PullOutcome } from './pull-outcome.js';
 import type { PolicySource } from './verification-record.js';
 
-
 /** Credentials for one pull, from CRI AuthConfig or the auth file. Never logged. */
 export interface RegistryCredentials {
   readonly username?: string;

@@ -17,7 +17,10 @@ export class PullLog implements PullObserver {
   }
 
   decided({ image, verdict }: PullDecided): void {
-    this.#log.info({ image, allowed: verdict.allowed, policyFile: verdict.scope.policyFile, scope: verdict.scope.scope, troubles: verdict.troubles.length }, 'signature verdict');
+    this.#log.info(
+      { image, allowed: verdict.allowed, policyFile: verdict.scope.policyFile, scope: verdict.scope.scope, troubles: verdict.troubles.length },
+      'signature verdict',
+    );
   }
 
   blobStored(event: BlobStored): void {
@@ -29,7 +32,10 @@ export class PullLog implements PullObserver {
     // The caller's fields usually name the image already (bounded): one `image` key per line.
     const log = this.#log.child({ image: ended.image, ...ended.logFields });
     for (const warning of ended.warnings) {
-      log.warn({ manifestDigest: ended.manifestDigest, warningCode: warning.code, signatureIndex: warning.location?.index, url: warning.location?.url }, warning.message);
+      log.warn(
+        { manifestDigest: ended.manifestDigest, warningCode: warning.code, signatureIndex: warning.location?.index, url: warning.location?.url },
+        warning.message,
+      );
     }
   }
 }

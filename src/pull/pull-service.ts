@@ -11,7 +11,21 @@ import { imageIdConflict } from '../domain/image-record.js';
 import { formatReference, parseReference, withDigest, type ImageReference } from '../domain/reference.js';
 import type { UntrustedSignatureBlob, Verdict } from '../domain/signature.js';
 import { SignatureDeniedError, isSignatureDeniedError } from './pull-errors.js';
-import type { BlobLeases, ContentStore, GarbageCollector, ImageRecorder, ImageSource, PodRef, PullEnded, PullObserver, RegistryCredentials, ResolvedImage, SignaturePhase, TrustConfiguration, VerdictDecision } from './ports.js';
+import type {
+  BlobLeases,
+  ContentStore,
+  GarbageCollector,
+  ImageRecorder,
+  ImageSource,
+  PodRef,
+  PullEnded,
+  PullObserver,
+  RegistryCredentials,
+  ResolvedImage,
+  SignaturePhase,
+  TrustConfiguration,
+  VerdictDecision,
+} from './ports.js';
 import type { InFlightEntry, InFlightImages } from './in-flight-images.js';
 import { allOrCancel } from './all-or-cancel.js';
 import { tellEach } from './observers.js';
@@ -217,7 +231,9 @@ export class PullService {
     const transport = { credentials: request.credentials, signal };
     // Pinned (verify): fetched by the digest the caller resolved, judged under the name it gave.
     const image =
-      pinned === undefined || reference.digest !== undefined ? await source.resolve(reference, transport) : { ...(await source.resolve(withDigest(reference, pinned), transport)), reference };
+      pinned === undefined || reference.digest !== undefined
+        ? await source.resolve(reference, transport)
+        : { ...(await source.resolve(withDigest(reference, pinned), transport)), reference };
     const display = formatReference(reference);
     const resolved = {
       image: display,
@@ -246,12 +262,25 @@ export class PullService {
     if (!verdict.allowed) throw new SignatureDeniedError(display, image.manifestDigest, verdict);
     // Before any layer is fetched; the index refuses it again at put, should a pull race this one.
     const holder = this.#options.images.get(imageIdOf(image));
-    if (holder !== undefined && holder.manifestDigest !== image.manifestDigest) throw imageIdConflict(holder, { manifestDigest: image.manifestDigest, name: display });
+    if (holder !== undefined && holder.manifestDigest !== image.manifestDigest)
+      throw imageIdConflict(holder, { manifestDigest: image.manifestDigest, name: display });
 
     const signatureDigests = signatures.map((signature) => sha256Digest(signature.bytes));
     const leased: Digest[] = [image.topDigest, image.manifestDigest, image.config.digest, ...image.layers.map((l) => l.digest), ...signatureDigests];
     try {
-      return await this.#storeAndRecord({ image, reference, request, signal, verdict, policySource, decision, signatures, signatureDigests, leased, listeners });
+      return await this.#storeAndRecord({
+        image,
+        reference,
+        request,
+        signal,
+        verdict,
+        policySource,
+        decision,
+        signatures,
+        signatureDigests,
+        leased,
+        listeners,
+      });
     } catch (err) {
       // A failed pull keeps nothing it fetched (a disk-full pull must give its space back). Run
       // after the lease is released; other pulls' blobs stay leased and are not touched.
@@ -290,7 +319,10 @@ export class PullService {
       const blobs = [image.config, ...image.layers];
       const inFlight = this.#options.inFlight?.add({
         repository: reference.name,
-        manifests: new Map([[image.manifestDigest, image.manifestMediaType], [image.topDigest, image.topMediaType]]),
+        manifests: new Map([
+          [image.manifestDigest, image.manifestMediaType],
+          [image.topDigest, image.topMediaType],
+        ]),
         blobs: new Set(blobs.map((b) => b.digest)),
       });
       try {
@@ -309,10 +341,30 @@ export class PullService {
             },
             (both) => runtimeFetch(allowedImage, both),
           ]);
-          return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, decision, signatures, signatureDigests, layersStored: false });
+          return await this.#record({
+            image,
+            reference,
+            namespace: request.namespace,
+            verdict,
+            policySource,
+            decision,
+            signatures,
+            signatureDigests,
+            layersStored: false,
+          });
         }
         await this.#fetchBlobs(image, blobs, request.credentials, signal, { runtimeOrder: runtimeWaits, inFlight });
-        return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, decision, signatures, signatureDigests, layersStored: true });
+        return await this.#record({
+          image,
+          reference,
+          namespace: request.namespace,
+          verdict,
+          policySource,
+          decision,
+          signatures,
+          signatureDigests,
+          layersStored: true,
+        });
       } finally {
         // After the record is in the index (or the pull failed): the mirror now goes by the index.
         inFlight?.end();
@@ -336,12 +388,18 @@ export class PullService {
     // Recorded again without layers (a verification) while they are stored: they stay stored and kept.
     const id = imageIdOf(image);
     const previous = this.#options.images.get(id);
-    const layersStored = fetched.layersStored || (previous !== undefined && previous.manifestDigest === image.manifestDigest && previous.layersStored !== false);
+    const layersStored =
+      fetched.layersStored || (previous !== undefined && previous.manifestDigest === image.manifestDigest && previous.layersStored !== false);
     const clock = this.#clock;
     const samePrevious = previous !== undefined && previous.manifestDigest === image.manifestDigest ? previous : undefined;
     // An artifact's config is not an image config: it names no user (and need not be JSON). The
     // same manifest recorded before has the same config, and so the same user.
-    const user = samePrevious !== undefined ? samePrevious.user : isArtifact(image.config) ? undefined : configUser(await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES));
+    const user =
+      samePrevious !== undefined
+        ? samePrevious.user
+        : isArtifact(image.config)
+          ? undefined
+          : configUser(await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES));
     // Kept per repository: the same image pulled from elsewhere keeps its own record.
     const verification = withVerificationRecord(
       previous?.verification,
@@ -438,7 +496,10 @@ export class PullService {
     const worker = async (pullSignal: AbortSignal): Promise<void> => {
       for (let blob = queue.shift(); blob !== undefined && !pullSignal.aborted; blob = queue.shift()) await fetchOne(blob, pullSignal);
     };
-    await allOrCancel(signal, Array.from({ length: Math.min(concurrency, queue.length) }, () => worker));
+    await allOrCancel(
+      signal,
+      Array.from({ length: Math.min(concurrency, queue.length) }, () => worker),
+    );
   }
 }
 

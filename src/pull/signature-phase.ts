@@ -35,7 +35,8 @@ const verifiesGpgSignatures = (r: PolicyRequirement): r is SignedByRequirement =
 const verifiesSigstoreSignatures = (r: PolicyRequirement): r is SigstoreSignedRequirement => r.type === 'sigstoreSigned';
 
 /** Requirements that deny whatever the signatures say: no point fetching anything. */
-const alwaysDenies = (r: PolicyRequirement): boolean => r.type === 'reject' || r.type === 'signedBaseLayer' || (r.type === 'signedBy' && r.keyType !== 'GPGKeys');
+const alwaysDenies = (r: PolicyRequirement): boolean =>
+  r.type === 'reject' || r.type === 'signedBaseLayer' || (r.type === 'signedBy' && r.keyType !== 'GPGKeys');
 
 /** Lookaside (simple signing) first, then sigstore attachments, each in index order (as c/image lists them). */
 const bySourceAndIndex = (a: UntrustedSignatureBlob, b: UntrustedSignatureBlob): number =>
@@ -84,11 +85,7 @@ async function fetchAll(input: SignaturePhaseInput, wantSigstore: boolean): Prom
   return out;
 }
 
-async function checkOne(
-  input: SignaturePhaseInput,
-  requirement: SignedByRequirement,
-  blob: UntrustedSignatureBlob,
-): Promise<SignatureCheck> {
+async function checkOne(input: SignaturePhaseInput, requirement: SignedByRequirement, blob: UntrustedSignatureBlob): Promise<SignatureCheck> {
   const keys = input.policy.gpgKeys.get(requirement);
   if (keys === undefined) {
     throw new PullguardError('POLICY_EVALUATION_FAILED', 'signedBy requirement has no loaded keys (policy was not loaded through the policy loader)');
@@ -188,7 +185,12 @@ export function signaturePhaseUnder(trust: TrustConfiguration, options: { readon
     const key = { revision: revision.number, policy, reference: formatReference(image.reference), manifestDigest: image.manifestDigest };
     const hit = cache?.get(key);
     if (hit !== undefined) {
-      return { verdict: hit.verdict, signatures: hit.signatures, policySource: hit.policySource, decision: { decidedAt: hit.decidedAt, revision, cache: 'hit' } };
+      return {
+        verdict: hit.verdict,
+        signatures: hit.signatures,
+        policySource: hit.policySource,
+        decision: { decidedAt: hit.decidedAt, revision, cache: 'hit' },
+      };
     }
     const result = await runSignaturePhase({
       policy,

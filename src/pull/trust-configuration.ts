@@ -36,7 +36,9 @@ export class ConfiguredTrust implements LoadedTrust {
     const policy = await this.#policies.policyForNamespace(namespace);
     // The chooser falls back to the global policy; the file it came from says which one decided.
     const namespaceFile =
-      namespace !== undefined && namespace !== '' && this.#namespaceDir !== undefined ? { name: namespace, file: join(this.#namespaceDir, `${namespace}.json`) } : undefined;
+      namespace !== undefined && namespace !== '' && this.#namespaceDir !== undefined
+        ? { name: namespace, file: join(this.#namespaceDir, `${namespace}.json`) }
+        : undefined;
     return { policy, source: policySourceOf({ embedded: policy.embedded, file: policy.policy.source }, namespaceFile) };
   }
 }

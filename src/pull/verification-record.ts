@@ -181,7 +181,10 @@ export function signatureBlobsOf(records: VerificationRecords): Digest[] {
  * The source of a loaded policy: embedded, the per-namespace file of `namespace` (when that is the
  * file the policy came from), or a policy file.
  */
-export function policySourceOf(policy: { readonly embedded: boolean; readonly file: string }, namespace?: { readonly name: string; readonly file: string }): PolicySource {
+export function policySourceOf(
+  policy: { readonly embedded: boolean; readonly file: string },
+  namespace?: { readonly name: string; readonly file: string },
+): PolicySource {
   if (policy.embedded) return { kind: 'embedded' };
   if (namespace !== undefined && policy.file === namespace.file) return { kind: 'namespace', file: policy.file, namespace: namespace.name };
   return { kind: 'file', file: policy.file };
@@ -206,5 +209,8 @@ export function describePolicySource(source: PolicySource): string {
 }
 
 export function samePolicySource(a: PolicySource, b: PolicySource): boolean {
-  return a.kind === b.kind && (a.kind === 'embedded' || (a.file === (b as { file: string }).file && (a.kind !== 'namespace' || a.namespace === (b as { namespace: string }).namespace)));
+  return (
+    a.kind === b.kind &&
+    (a.kind === 'embedded' || (a.file === (b as { file: string }).file && (a.kind !== 'namespace' || a.namespace === (b as { namespace: string }).namespace)))
+  );
 }

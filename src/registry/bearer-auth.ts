@@ -117,7 +117,8 @@ export function parseTokenResponse(bytes: Uint8Array, realmHost: string): { toke
     throw new PullguardError('REGISTRY_PROTOCOL', `token server ${realmHost} returned a response that is not JSON`, { cause: err, facts: { host: realmHost } });
   }
   const d = doc as { token?: unknown; access_token?: unknown; expires_in?: unknown };
-  const token = typeof d.token === 'string' && d.token !== '' ? d.token : typeof d.access_token === 'string' && d.access_token !== '' ? d.access_token : undefined;
+  const token =
+    typeof d.token === 'string' && d.token !== '' ? d.token : typeof d.access_token === 'string' && d.access_token !== '' ? d.access_token : undefined;
   if (token === undefined) {
     throw new PullguardError('REGISTRY_PROTOCOL', `token server ${realmHost} returned no token`, { facts: { host: realmHost } });
   }

@@ -22,7 +22,15 @@ import { MANIFEST_ACCEPT, parseManifest } from './manifest.js';
 import { formatPlatform, selectInstance } from './platform.js';
 import { ReadDeadline } from './read-deadline.js';
 import { EMPTY_REGISTRIES_CONFIG, isInsecureHost, pullSources, type PullSource, type RegistriesConfig } from './registries-conf.js';
-import { cancelledError, classifyTransportError, isRetryableTransport, readDeadlineError, statusError, transportError, type RequestSubject } from './registry-errors.js';
+import {
+  cancelledError,
+  classifyTransportError,
+  isRetryableTransport,
+  readDeadlineError,
+  statusError,
+  transportError,
+  type RequestSubject,
+} from './registry-errors.js';
 
 export interface RetryPolicy {
   /** Attempts per request, including the first. */
@@ -46,7 +54,15 @@ export const DEFAULT_MIN_BLOB_BYTES_PER_SECOND = 64 * 1024;
 
 /** Credential-free notes for logs. */
 export type RegistryEvent =
-  | { readonly type: 'retry'; readonly host: string; readonly repository?: string; readonly kind: RequestSubject['kind']; readonly attempt: number; readonly delayMs: number; readonly reason: string }
+  | {
+      readonly type: 'retry';
+      readonly host: string;
+      readonly repository?: string;
+      readonly kind: RequestSubject['kind'];
+      readonly attempt: number;
+      readonly delayMs: number;
+      readonly reason: string;
+    }
   | { readonly type: 'resume'; readonly host: string; readonly repository: string; readonly digest: string; readonly offset: number; readonly status: number }
   | { readonly type: 'source-failed'; readonly host: string; readonly repository: string; readonly mirror: boolean; readonly code: ErrorCode }
   | { readonly type: 'redirect'; readonly host: string; readonly toHost: string }
@@ -108,7 +124,10 @@ interface ReadOptions extends ResolveOptions {
 
 /** Internal: a client error passed through repoRequest to fetchManifestByTag. */
 class ClientErrorAnswer {
-  constructor(readonly status: number, readonly body: Uint8Array | undefined) {}
+  constructor(
+    readonly status: number,
+    readonly body: Uint8Array | undefined,
+  ) {}
 }
 
 interface Endpoint {
@@ -132,7 +151,15 @@ function computeDigest(bytes: Uint8Array, algorithm: 'sha256' | 'sha512'): Diges
   return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}` as Digest;
 }
 
-const FALL_THROUGH = new Set<ErrorCode>(['REGISTRY_NOT_FOUND', 'REGISTRY_UNAVAILABLE', 'REGISTRY_UNAUTHORIZED', 'REGISTRY_DENIED', 'REGISTRY_TOO_MANY_REQUESTS', 'REGISTRY_PROTOCOL', 'REGISTRY_TLS']);
+const FALL_THROUGH = new Set<ErrorCode>([
+  'REGISTRY_NOT_FOUND',
+  'REGISTRY_UNAVAILABLE',
+  'REGISTRY_UNAUTHORIZED',
+  'REGISTRY_DENIED',
+  'REGISTRY_TOO_MANY_REQUESTS',
+  'REGISTRY_PROTOCOL',
+  'REGISTRY_TLS',
+]);
 const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
 
 export function createRegistryClient(options: RegistryClientOptions): RegistryImageSource {
@@ -244,7 +271,12 @@ class RegistryClient implements RegistryImageSource {
 
   private async doPing(endpoint: Endpoint, subject: RequestSubject, opts: ReadOptions): Promise<Challenge | undefined> {
     const signal = opts.signal;
-    const res = await this.withRetries(subject, signal, async () => this.sendOnce(new URL(`${endpoint.base}/v2/`), { method: 'GET', headers: {}, signal, maxRedirects: 3 }, subject), opts.deadline);
+    const res = await this.withRetries(
+      subject,
+      signal,
+      async () => this.sendOnce(new URL(`${endpoint.base}/v2/`), { method: 'GET', headers: {}, signal, maxRedirects: 3 }, subject),
+      opts.deadline,
+    );
     const body = await readErrorBody(res);
     if (res.status === 200) return undefined;
     if (res.status === 401) return this.pickChallenge(res);
@@ -274,11 +306,21 @@ class RegistryClient implements RegistryImageSource {
     const cached = this.tokens.get(key);
     if (cached !== undefined) return `Bearer ${cached}`;
     const req = tokenRequest(challenge, scope, creds, this.userAgent);
-    const tokenSubject: RequestSubject = { host: endpoint.host, repository: subject.repository, kind: 'token', display: `${subject.display} (token from ${req.url.host})` };
+    const tokenSubject: RequestSubject = {
+      host: endpoint.host,
+      repository: subject.repository,
+      kind: 'token',
+      display: `${subject.display} (token from ${req.url.host})`,
+    };
     const res = await this.withRetries(
       tokenSubject,
       signal,
-      () => this.sendOnce(req.url, { method: req.method, headers: req.headers, ...(req.body !== undefined ? { body: req.body } : {}), signal, maxRedirects: 3 }, tokenSubject),
+      () =>
+        this.sendOnce(
+          req.url,
+          { method: req.method, headers: req.headers, ...(req.body !== undefined ? { body: req.body } : {}), signal, maxRedirects: 3 },
+          tokenSubject,
+        ),
       opts.deadline,
     );
     if (res.status !== 200) {
@@ -287,7 +329,15 @@ class RegistryClient implements RegistryImageSource {
         throw new PullguardError(
           'REGISTRY_UNAUTHORIZED',
           `unauthorized: token server ${req.url.host} refused ${creds === undefined ? 'anonymous access' : 'the credentials'} for ${subject.repository ?? endpoint.host} on ${endpoint.host}`,
-          { facts: { host: endpoint.host, repository: subject.repository, status: res.status, tokenHost: req.url.host, credentials: creds === undefined ? 'none' : 'provided' } },
+          {
+            facts: {
+              host: endpoint.host,
+              repository: subject.repository,
+              status: res.status,
+              tokenHost: req.url.host,
+              credentials: creds === undefined ? 'none' : 'provided',
+            },
+          },
         );
       }
       throw statusError(tokenSubject, res.status, body);
@@ -337,7 +387,12 @@ class RegistryClient implements RegistryImageSource {
    * links. A retry that could not even start before the read's deadline is not waited for: the
    * failure so far is the answer.
    */
-  private async withRetries(subject: RequestSubject, signal: AbortSignal | undefined, attempt: () => Promise<HttpResponse>, deadline?: ReadDeadline): Promise<HttpResponse> {
+  private async withRetries(
+    subject: RequestSubject,
+    signal: AbortSignal | undefined,
+    attempt: () => Promise<HttpResponse>,
+    deadline?: ReadDeadline,
+  ): Promise<HttpResponse> {
     for (let n = 1; ; n++) {
       let res: HttpResponse;
       try {
@@ -349,7 +404,15 @@ class RegistryClient implements RegistryImageSource {
         if (!isRetryableTransport(kind) || n >= this.retry.maxAttempts) throw transportError(subject, kind, err.cause, n);
         const ms = this.backoff(n);
         if (deadline !== undefined && ms >= deadline.remainingMs()) throw transportError(subject, kind, err.cause, n);
-        this.options.onEvent?.({ type: 'retry', host: subject.host, repository: subject.repository, kind: subject.kind, attempt: n, delayMs: ms, reason: kind });
+        this.options.onEvent?.({
+          type: 'retry',
+          host: subject.host,
+          repository: subject.repository,
+          kind: subject.kind,
+          attempt: n,
+          delayMs: ms,
+          reason: kind,
+        });
         await this.pause(ms, signal, subject);
         continue;
       }
@@ -360,7 +423,15 @@ class RegistryClient implements RegistryImageSource {
       const body = await readErrorBody(res);
       const ms = (res.status === 429 || res.status === 503 ? this.retryAfterMs(res) : undefined) ?? this.backoff(n);
       if (deadline !== undefined && ms >= deadline.remainingMs()) throw statusError(subject, res.status, body, n);
-      this.options.onEvent?.({ type: 'retry', host: subject.host, repository: subject.repository, kind: subject.kind, attempt: n, delayMs: ms, reason: `HTTP ${res.status}` });
+      this.options.onEvent?.({
+        type: 'retry',
+        host: subject.host,
+        repository: subject.repository,
+        kind: subject.kind,
+        attempt: n,
+        delayMs: ms,
+        reason: `HTTP ${res.status}`,
+      });
       await this.pause(ms, signal, subject);
     }
   }
@@ -386,7 +457,12 @@ class RegistryClient implements RegistryImageSource {
       const res = await this.withRetries(
         subject,
         opts.signal,
-        () => this.sendOnce(new URL(`${endpoint.base}${path}`), { method: 'GET', headers: { ...headers, ...(authz !== undefined ? { authorization: authz } : {}) }, signal: opts.signal, maxRedirects: 5 }, subject),
+        () =>
+          this.sendOnce(
+            new URL(`${endpoint.base}${path}`),
+            { method: 'GET', headers: { ...headers, ...(authz !== undefined ? { authorization: authz } : {}) }, signal: opts.signal, maxRedirects: 5 },
+            subject,
+          ),
         opts.deadline,
       );
       if (res.status >= 200 && res.status < 300) return res;
@@ -440,7 +516,12 @@ class RegistryClient implements RegistryImageSource {
    * (read-deadline.ts); the deadline's abort comes out as REGISTRY_UNAVAILABLE. `blobSize`: a blob
    * read, whose deadline moves with the bytes received at the minimum rate.
    */
-  private async withDeadline<T>(subject: RequestSubject, opts: ResolveOptions, blobSize: number | undefined, read: (opts: ReadOptions) => Promise<T>): Promise<T> {
+  private async withDeadline<T>(
+    subject: RequestSubject,
+    opts: ResolveOptions,
+    blobSize: number | undefined,
+    read: (opts: ReadOptions) => Promise<T>,
+  ): Promise<T> {
     const allowanceMs = this.timeouts.readMs;
     const rate = blobSize !== undefined ? { minBytesPerSecond: this.minBlobRate } : {};
     const deadline = new ReadDeadline({ allowanceMs, ...rate, ...(opts.signal !== undefined ? { parent: opts.signal } : {}) });
@@ -448,7 +529,16 @@ class RegistryClient implements RegistryImageSource {
       return await read({ ...opts, signal: deadline.signal, deadline });
     } catch (err) {
       if (!deadline.expired || opts.signal?.aborted === true) throw err;
-      throw readDeadlineError(subject, { elapsedMs: deadline.elapsedMs(), allowanceMs, receivedBytes: deadline.receivedBytes, ...(blobSize !== undefined ? { sizeBytes: blobSize, ...rate } : {}) }, err);
+      throw readDeadlineError(
+        subject,
+        {
+          elapsedMs: deadline.elapsedMs(),
+          allowanceMs,
+          receivedBytes: deadline.receivedBytes,
+          ...(blobSize !== undefined ? { sizeBytes: blobSize, ...rate } : {}),
+        },
+        err,
+      );
     } finally {
       deadline.dispose();
     }
@@ -463,7 +553,13 @@ class RegistryClient implements RegistryImageSource {
       } catch (err) {
         const last = i === sources.length - 1;
         if (!isPullguardError(err) || !FALL_THROUGH.has(err.code) || opts.signal?.aborted === true) throw err;
-        this.options.onEvent?.({ type: 'source-failed', host: source.reference.domain, repository: source.reference.path, mirror: source.mirror, code: err.code });
+        this.options.onEvent?.({
+          type: 'source-failed',
+          host: source.reference.domain,
+          repository: source.reference.path,
+          mirror: source.mirror,
+          code: err.code,
+        });
         if (!last) {
           failures.push(`${source.reference.domain}/${source.reference.path}: ${err.message}`);
           continue;
@@ -493,7 +589,7 @@ class RegistryClient implements RegistryImageSource {
       }
     } else {
       topDigest = computeDigest(top.bytes, 'sha256');
-      if (top.dcd !== undefined && top.dcd.startsWith('sha256:') && top.dcd !== topDigest) {
+      if (top.dcd?.startsWith('sha256:') && top.dcd !== topDigest) {
         this.options.onEvent?.({ type: 'digest-hint-mismatch', host: endpoint.host, repository: physical.path, header: top.dcd, computed: topDigest });
       }
     }
@@ -507,9 +603,13 @@ class RegistryClient implements RegistryImageSource {
       const instance = selectInstance(parsedTop.manifests, wanted);
       if (instance === undefined) {
         const available = parsedTop.manifests.flatMap((d) => (d.platform !== undefined ? [formatPlatform(d.platform)] : []));
-        throw new PullguardError('PLATFORM_NOT_FOUND', `no image for platform ${formatPlatform(wanted)} in ${display} (available: ${available.join(', ') || 'none'})`, {
-          facts: { host: endpoint.host, repository: physical.path, platform: formatPlatform(wanted) },
-        });
+        throw new PullguardError(
+          'PLATFORM_NOT_FOUND',
+          `no image for platform ${formatPlatform(wanted)} in ${display} (available: ${available.join(', ') || 'none'})`,
+          {
+            facts: { host: endpoint.host, repository: physical.path, platform: formatPlatform(wanted) },
+          },
+        );
       }
       const child = await this.fetchManifest(endpoint, physical, instance.digest, opts);
       const childDigest = computeDigest(child.bytes, digestAlgorithm(instance.digest));
@@ -522,7 +622,9 @@ class RegistryClient implements RegistryImageSource {
       }
       manifest = parseManifest(child.bytes, child.contentType ?? instance.mediaType, `${physical.name}@${instance.digest}`);
       if (manifest.kind !== 'manifest') {
-        throw new PullguardError('MANIFEST_UNSUPPORTED', `nested index ${instance.digest} in ${display} is not supported`, { facts: { host: endpoint.host, repository: physical.path } });
+        throw new PullguardError('MANIFEST_UNSUPPORTED', `nested index ${instance.digest} in ${display} is not supported`, {
+          facts: { host: endpoint.host, repository: physical.path },
+        });
       }
       manifestBytes = child.bytes;
       manifestDigest = childDigest;
@@ -561,7 +663,15 @@ class RegistryClient implements RegistryImageSource {
     return this.withDeadline(subject, opts, undefined, async (read): Promise<TaggedManifest> => {
       let res: HttpResponse;
       try {
-        res = await this.repoRequest(endpoint, physical.path, `/v2/${physical.path}/manifests/${encodeURIComponent(tag)}`, { accept: MANIFEST_ACCEPT }, subject, read, true);
+        res = await this.repoRequest(
+          endpoint,
+          physical.path,
+          `/v2/${physical.path}/manifests/${encodeURIComponent(tag)}`,
+          { accept: MANIFEST_ACCEPT },
+          subject,
+          read,
+          true,
+        );
       } catch (err) {
         if (err instanceof ClientErrorAnswer) return { kind: 'client-error', status: err.status, body: err.body };
         throw err;
@@ -571,7 +681,12 @@ class RegistryClient implements RegistryImageSource {
     });
   }
 
-  async fetchBlobBytes(image: ResolvedImage, blob: Pick<Descriptor, 'digest' | 'size' | 'mediaType'>, opts: ResolveOptions, maxBytes: number): Promise<Uint8Array> {
+  async fetchBlobBytes(
+    image: ResolvedImage,
+    blob: Pick<Descriptor, 'digest' | 'size' | 'mediaType'>,
+    opts: ResolveOptions,
+    maxBytes: number,
+  ): Promise<Uint8Array> {
     if (blob.size > maxBytes) {
       throw new PullguardError('TOO_LARGE', `blob ${blob.digest} of ${image.physicalReference.name} is ${blob.size} bytes (limit ${maxBytes})`, {
         facts: { digest: blob.digest, size: blob.size, cap: maxBytes },
@@ -598,7 +713,14 @@ class RegistryClient implements RegistryImageSource {
     }
   }
 
-  private async streamBlob(image: ResolvedImage, endpoint: Endpoint, subject: RequestSubject, blob: Descriptor, writer: BlobWriter, opts: ReadOptions): Promise<void> {
+  private async streamBlob(
+    image: ResolvedImage,
+    endpoint: Endpoint,
+    subject: RequestSubject,
+    blob: Descriptor,
+    writer: BlobWriter,
+    opts: ReadOptions,
+  ): Promise<void> {
     const physical = image.physicalReference;
     for (let attempt = 1; ; attempt++) {
       const offset = writer.offset;
@@ -709,7 +831,9 @@ export class VerifyingBufferWriter implements BlobWriter {
   write(chunk: Uint8Array): Promise<void> | undefined {
     if (this.length + chunk.length > this.expected.size) {
       return Promise.reject(
-        new PullguardError('SIZE_MISMATCH', `blob ${this.expected.digest} is larger than ${this.expected.size} bytes`, { facts: { digest: this.expected.digest } }),
+        new PullguardError('SIZE_MISMATCH', `blob ${this.expected.digest} is larger than ${this.expected.size} bytes`, {
+          facts: { digest: this.expected.digest },
+        }),
       );
     }
     this.chunks.push(Buffer.from(chunk));
@@ -722,7 +846,9 @@ export class VerifyingBufferWriter implements BlobWriter {
     if (bytes.length !== this.expected.size) {
       this.chunks = [];
       this.length = 0;
-      throw new PullguardError('SIZE_MISMATCH', `blob ${this.expected.digest}: expected ${this.expected.size} bytes, got ${bytes.length}`, { facts: { digest: this.expected.digest } });
+      throw new PullguardError('SIZE_MISMATCH', `blob ${this.expected.digest}: expected ${this.expected.size} bytes, got ${bytes.length}`, {
+        facts: { digest: this.expected.digest },
+      });
     }
     const actual = computeDigest(bytes, digestAlgorithm(this.expected.digest));
     if (actual !== this.expected.digest) {

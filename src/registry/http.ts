@@ -48,12 +48,7 @@ export function header(res: Pick<HttpResponse, 'headers'>, name: string): string
   return Array.isArray(v) ? v[0] : v;
 }
 
-export async function send(
-  dispatcherFor: (url: URL) => Promise<Dispatcher>,
-  timeouts: Timeouts,
-  url: URL,
-  init: SendInit,
-): Promise<HttpResponse> {
+export async function send(dispatcherFor: (url: URL) => Promise<Dispatcher>, timeouts: Timeouts, url: URL, init: SendInit): Promise<HttpResponse> {
   let current = url;
   let headers: Record<string, string> = { ...init.headers };
   let method = init.method;
@@ -78,7 +73,9 @@ export async function send(
     await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
     const next = new URL(loc, current);
     if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-      throw new PullguardError('REGISTRY_PROTOCOL', `redirect from ${current.host} to an unsupported scheme ${next.protocol}`, { facts: { host: current.host } });
+      throw new PullguardError('REGISTRY_PROTOCOL', `redirect from ${current.host} to an unsupported scheme ${next.protocol}`, {
+        facts: { host: current.host },
+      });
     }
     if (next.origin !== current.origin) {
       // Blob storage on another host must never see the registry's credentials.

@@ -38,7 +38,10 @@ function descriptor(v: unknown, where: string, display: string): Descriptor {
     if (typeof p !== 'object' || p === null || typeof p.os !== 'string' || typeof p.architecture !== 'string') {
       throw invalid(display, `${where}.platform needs "os" and "architecture"`);
     }
-    platform = typeof p.variant === 'string' && p.variant !== '' ? { os: p.os, architecture: p.architecture, variant: p.variant } : { os: p.os, architecture: p.architecture };
+    platform =
+      typeof p.variant === 'string' && p.variant !== ''
+        ? { os: p.os, architecture: p.architecture, variant: p.variant }
+        : { os: p.os, architecture: p.architecture };
   }
   const annotations =
     typeof d.annotations === 'object' && d.annotations !== null && Object.values(d.annotations).every((a) => typeof a === 'string')

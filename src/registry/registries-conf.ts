@@ -41,7 +41,7 @@ export interface PullSource {
 const TOP_KEYS = new Set(['registry', 'unqualified-search-registries', 'short-name-mode', 'aliases', 'credential-helpers']);
 const REGISTRY_KEYS = new Set(['prefix', 'location', 'insecure', 'blocked', 'mirror-by-digest-only', 'mirror']);
 const MIRROR_KEYS = new Set(['location', 'insecure', 'pull-from-mirror']);
-const LOCATION_RE = /^(?:[a-zA-Z0-9.-]+|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?(?:\/[a-z0-9._\/-]+)?$/;
+const LOCATION_RE = /^(?:[a-zA-Z0-9.-]+|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?(?:\/[a-z0-9._/-]+)?$/;
 const WILDCARD_RE = /^\*(?:\.[a-zA-Z0-9-]+)+$/;
 
 function isTable(v: unknown): v is Record<string, unknown> {

@@ -14,16 +14,7 @@ export interface RequestSubject {
   readonly display: string;
 }
 
-export type TransportFailure =
-  | 'refused'
-  | 'dns'
-  | 'connect-timeout'
-  | 'headers-timeout'
-  | 'body-timeout'
-  | 'reset'
-  | 'tls'
-  | 'aborted'
-  | 'other';
+export type TransportFailure = 'refused' | 'dns' | 'connect-timeout' | 'headers-timeout' | 'body-timeout' | 'reset' | 'tls' | 'aborted' | 'other';
 
 const TRANSPORT_TEXT: Record<TransportFailure, string> = {
   refused: 'connection refused',

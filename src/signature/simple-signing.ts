@@ -30,11 +30,7 @@ function findSigner(keys: GpgKeySet, keyId: KeyID): { key: PublicKey; signer: Si
   return undefined;
 }
 
-export async function verifySimpleSigning(
-  blob: UntrustedSignatureBlob,
-  keys: GpgKeySet,
-  expect: SimpleSigningExpectations,
-): Promise<SignatureCheck> {
+export async function verifySimpleSigning(blob: UntrustedSignatureBlob, keys: GpgKeySet, expect: SimpleSigningExpectations): Promise<SignatureCheck> {
   const location = blob.location;
   const reject = (kind: RejectionKind, reason: string, signer?: SignerIdentity): SignatureCheck =>
     Object.freeze({ verdict: 'rejected', location, kind, reason, ...(signer !== undefined ? { signer } : {}) });

@@ -36,7 +36,6 @@ export interface SigstoreAttachmentSource extends SignatureSource {
   readonly yields: 'sigstore';
 }
 
-
 interface ParsedLayer {
   readonly descriptor?: Descriptor;
   /** Why the descriptor is unusable. */
@@ -81,7 +80,8 @@ function troubleKind(err: unknown): { kind: TroubleKind; httpStatus?: number } {
 }
 
 function positiveInt(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1) throw new PullguardError('INVALID_CONFIG', `sigstore attachment option ${name} must be an integer >= 1, got ${value}`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new PullguardError('INVALID_CONFIG', `sigstore attachment option ${name} must be an integer >= 1, got ${value}`);
   return value;
 }
 
@@ -98,7 +98,13 @@ export function createSigstoreAttachmentSource(options: SigstoreAttachmentSource
     const troubles: SignatureTrouble[] = [];
     const notices: string[] = [];
     const report = (end: SignatureFetchReport['end']): SignatureFetchReport =>
-      Object.freeze({ signatures: Object.freeze(signatures), troubles: Object.freeze(troubles), end, notices: Object.freeze(notices), retriedIndices: Object.freeze([]) });
+      Object.freeze({
+        signatures: Object.freeze(signatures),
+        troubles: Object.freeze(troubles),
+        end,
+        notices: Object.freeze(notices),
+        retriedIndices: Object.freeze([]),
+      });
     const physical = image.physicalReference;
     if (!options.registriesD.useSigstoreAttachmentsFor(physical)) return report('not-configured');
 
@@ -143,8 +149,17 @@ export function createSigstoreAttachmentSource(options: SigstoreAttachmentSource
       if (answer.kind === 'client-error') {
         if (isManifestUnknown(answer.status, answer.body)) return report('not-found');
         const { code, message } = summarizeErrorBody(answer.body);
-        const detail = code !== undefined ? `${code.toLowerCase().replace(/_/g, ' ')}${message !== undefined ? `: ${message}` : ''}` : `received unexpected HTTP status: ${answer.status}`;
-        troubles.push({ location: manifestLocation, kind: 'http-status', httpStatus: answer.status, message: `reading manifest ${tag} in ${physical.name}: ${detail}`, attempts: 1 });
+        const detail =
+          code !== undefined
+            ? `${code.toLowerCase().replace(/_/g, ' ')}${message !== undefined ? `: ${message}` : ''}`
+            : `received unexpected HTTP status: ${answer.status}`;
+        troubles.push({
+          location: manifestLocation,
+          kind: 'http-status',
+          httpStatus: answer.status,
+          message: `reading manifest ${tag} in ${physical.name}: ${detail}`,
+          attempts: 1,
+        });
         return report('consecutive-troubles');
       }
       const mimeType = answer.contentType?.split(';')[0]?.trim() ?? '';
@@ -162,7 +177,12 @@ export function createSigstoreAttachmentSource(options: SigstoreAttachmentSource
       try {
         layers = parseAttachmentManifest(answer.bytes);
       } catch (err) {
-        troubles.push({ location: manifestLocation, kind: 'unrecognized-format', message: `parsing manifest ${attachmentRef}: ${(err as Error).message}`, attempts: 1 });
+        troubles.push({
+          location: manifestLocation,
+          kind: 'unrecognized-format',
+          message: `parsing manifest ${attachmentRef}: ${(err as Error).message}`,
+          attempts: 1,
+        });
         return report('consecutive-troubles');
       }
       let end: SignatureFetchReport['end'] = 'not-found';
@@ -174,18 +194,32 @@ export function createSigstoreAttachmentSource(options: SigstoreAttachmentSource
       for (const [i, layer] of layers.entries()) {
         const index = i + 1;
         const d = layer.descriptor;
-        const location: SignatureLocation = { source: 'sigstore-attachment', index, url: d !== undefined ? `docker://${physical.name}@${d.digest}` : `docker://${attachmentRef}#layer-${index}` };
+        const location: SignatureLocation = {
+          source: 'sigstore-attachment',
+          index,
+          url: d !== undefined ? `docker://${physical.name}@${d.digest}` : `docker://${attachmentRef}#layer-${index}`,
+        };
         if (budget.signal.aborted) {
           troubles.push(budgetTrouble(location));
           end = 'budget';
           continue;
         }
         if (d === undefined) {
-          troubles.push({ location, kind: 'unrecognized-format', message: `parsing manifest ${attachmentRef}: ${layer.problem ?? 'invalid layer'}`, attempts: 1 });
+          troubles.push({
+            location,
+            kind: 'unrecognized-format',
+            message: `parsing manifest ${attachmentRef}: ${layer.problem ?? 'invalid layer'}`,
+            attempts: 1,
+          });
           continue;
         }
         if (d.size > maxLayerBytes) {
-          troubles.push({ location, kind: 'too-large', message: `reading blob ${d.digest} in ${physical.name}: exceeded maximum allowed size of ${maxLayerBytes} bytes`, attempts: 1 });
+          troubles.push({
+            location,
+            kind: 'too-large',
+            message: `reading blob ${d.digest} in ${physical.name}: exceeded maximum allowed size of ${maxLayerBytes} bytes`,
+            attempts: 1,
+          });
           continue;
         }
         let bytes: Uint8Array;

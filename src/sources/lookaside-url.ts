@@ -19,10 +19,7 @@ export function lookasideImageBase(baseUrl: string, reference: ImageReference): 
   const repo = reference.path;
   // Docker references cannot contain `.`/`..` components, but a path that escapes the base must never be built.
   if (posix.normalize(repo) !== repo || repo.startsWith('/') || repo.endsWith('/') || repo === '.' || repo.split('/').includes('..')) {
-    throw new PullguardError(
-      'INVALID_REFERENCE',
-      `Unexpected path elements in Docker reference ${formatReference(reference)} for signature storage`,
-    );
+    throw new PullguardError('INVALID_REFERENCE', `Unexpected path elements in Docker reference ${formatReference(reference)} for signature storage`);
   }
   // Plain concatenation like Go's `url.Path + "/" + repo` (a trailing `/` in the base gives `//`).
   url.pathname = `${url.pathname === '/' && !baseUrl.endsWith('/') ? '' : url.pathname}/${repo}`;

@@ -30,7 +30,13 @@ export type LookasideEvent =
   | { readonly type: 'scope'; readonly scope: string; readonly baseUrl: string; readonly file?: string }
   | { readonly type: 'request'; readonly index: number; readonly url: string; readonly attempt: number; readonly noCache: boolean }
   | { readonly type: 'retry'; readonly index: number; readonly url: string; readonly reason: string; readonly delayMs: number }
-  | { readonly type: 'outcome'; readonly index: number; readonly url: string; readonly outcome: 'signature' | 'missing' | TroubleKind; readonly attempts: number }
+  | {
+      readonly type: 'outcome';
+      readonly index: number;
+      readonly url: string;
+      readonly outcome: 'signature' | 'missing' | TroubleKind;
+      readonly attempts: number;
+    }
   | { readonly type: 'end'; readonly end: string; readonly signatures: number; readonly troubles: number };
 
 export interface ReadContext {
@@ -255,8 +261,7 @@ export async function readSignatureIndex(ctx: ReadContext, url: URL, index: numb
     const parsingPrefix = filePath !== undefined ? `parsing signature ${JSON.stringify(filePath)}` : `parsing signature ${shown}`;
 
     // Transient failures: back off with jitter (or as Retry-After says) while the budget allows.
-    const retryable =
-      (result.type === 'status' && RETRYABLE_STATUS.has(result.status)) || (result.type === 'transport' && result.retryable);
+    const retryable = (result.type === 'status' && RETRYABLE_STATUS.has(result.status)) || (result.type === 'transport' && result.retryable);
     if (retryable && transientRetries < ctx.retries) {
       const backoff = ctx.retryBaseMs * 2 ** transientRetries * (0.5 + ctx.random());
       const delayMs = Math.round(result.type === 'status' && result.retryAfterMs !== undefined ? result.retryAfterMs : backoff);
@@ -309,9 +314,17 @@ export async function readSignatureIndex(ctx: ReadContext, url: URL, index: numb
           }),
         );
       case 'transport':
-        return trouble('transport', `Get ${JSON.stringify(shown)}: ${result.message}`, result.message, result.code !== undefined ? { errorCode: result.code } : {});
+        return trouble(
+          'transport',
+          `Get ${JSON.stringify(shown)}: ${result.message}`,
+          result.message,
+          result.code !== undefined ? { errorCode: result.code } : {},
+        );
       case 'timeout':
-        return trouble('timeout', ...reading(`no complete response within ${ctx.requestTimeoutMs} ms`, result.bytesRead ? { bytesRead: result.bytesRead } : {}));
+        return trouble(
+          'timeout',
+          ...reading(`no complete response within ${ctx.requestTimeoutMs} ms`, result.bytesRead ? { bytesRead: result.bytesRead } : {}),
+        );
       case 'stopped':
         return stopped(result.bytesRead);
       case 'too-large': {
@@ -322,7 +335,11 @@ export async function readSignatureIndex(ctx: ReadContext, url: URL, index: numb
         });
       }
       case 'redirects':
-        return trouble('redirects', `Get ${JSON.stringify(redactUrl(result.lastUrl))}: stopped after ${MAX_REDIRECTS} redirects`, `stopped after ${MAX_REDIRECTS} redirects`);
+        return trouble(
+          'redirects',
+          `Get ${JSON.stringify(redactUrl(result.lastUrl))}: stopped after ${MAX_REDIRECTS} redirects`,
+          `stopped after ${MAX_REDIRECTS} redirects`,
+        );
       case 'unsupported-redirect':
         return trouble(
           'unsupported-scheme',

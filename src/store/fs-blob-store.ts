@@ -396,7 +396,8 @@ class FsBlobWriter implements BlobWriter {
 
   /** Allocated on first use and reused for the whole ingest; never larger than the blob. */
   #batchBuffer(): Buffer {
-    return (this.#batch ??= Buffer.allocUnsafeSlow(Math.min(WRITE_BATCH_BYTES, this.#parts.size)));
+    this.#batch ??= Buffer.allocUnsafeSlow(Math.min(WRITE_BATCH_BYTES, this.#parts.size));
+    return this.#batch;
   }
 
   #serial<T>(fn: () => Promise<T>): Promise<T> {

@@ -105,10 +105,12 @@ export class CoalescedDirectorySync {
 
   sync(): Promise<void> {
     if (this.#running === undefined) return this.#start();
-    this.#next ??= this.#running.catch(() => undefined).then(() => {
-      this.#next = undefined;
-      return this.#start();
-    });
+    this.#next ??= this.#running
+      .catch(() => undefined)
+      .then(() => {
+        this.#next = undefined;
+        return this.#start();
+      });
     return this.#next;
   }
 

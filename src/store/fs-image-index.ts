@@ -150,7 +150,8 @@ export class FsImageIndex implements ImageIndex {
         });
       }
       const holder = this.#state.get(copy.id);
-      if (holder !== undefined && holder.manifestDigest !== copy.manifestDigest) throw imageIdConflict(holder, { manifestDigest: copy.manifestDigest, name: copy.repoTags[0] ?? copy.repoDigests[0] ?? copy.id });
+      if (holder !== undefined && holder.manifestDigest !== copy.manifestDigest)
+        throw imageIdConflict(holder, { manifestDigest: copy.manifestDigest, name: copy.repoTags[0] ?? copy.repoDigests[0] ?? copy.id });
       return this.#mutate({ op: 'put', record: copy });
     });
     await ticket.journal.syncThrough(ticket.seq, this.#dir);

@@ -2,7 +2,6 @@ import { isDigest, type Digest } from '../domain/digest.js';
 import type { ImageRecord } from '../domain/image-record.js';
 import { ValidationError } from '../domain/errors.js';
 
-
 /** Every blob a record needs in the store; garbage collection keeps exactly these. */
 export function referencedBlobs(record: ImageRecord): Digest[] {
   const layers = record.layersStored === false ? [] : record.layers.map((l) => l.digest);
@@ -37,7 +36,8 @@ export function validateImageRecord(record: ImageRecord): void {
   }
   if (Array.isArray(record.repoTags)) {
     for (const tag of record.repoTags) {
-      if (typeof tag === 'string' && (tag.includes('@') || tag.lastIndexOf(':') <= tag.lastIndexOf('/'))) problems.push(`repoTag ${JSON.stringify(tag)} is not name:tag`);
+      if (typeof tag === 'string' && (tag.includes('@') || tag.lastIndexOf(':') <= tag.lastIndexOf('/')))
+        problems.push(`repoTag ${JSON.stringify(tag)} is not name:tag`);
     }
   }
   if (!Array.isArray(record.layers)) {
@@ -50,7 +50,7 @@ export function validateImageRecord(record: ImageRecord): void {
     });
   }
   if (record.layersStored !== undefined && record.layersStored !== false) problems.push('layersStored is false or absent');
-  (record.signatureBlobs ?? []).forEach((d, i) => digestField(`signatureBlobs[${i}]`, d));
+  for (const [i, d] of (record.signatureBlobs ?? []).entries()) digestField(`signatureBlobs[${i}]`, d);
   if (!Number.isSafeInteger(record.size) || record.size < 0) problems.push('size is not a size');
   if (typeof record.pulledAt !== 'string' || Number.isNaN(Date.parse(record.pulledAt))) problems.push('pulledAt is not an ISO time');
   if (typeof record.manifestMediaType !== 'string' || typeof record.topMediaType !== 'string') problems.push('media types are missing');

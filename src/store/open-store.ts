@@ -58,6 +58,8 @@ async function requireExistingStore(root: string): Promise<void> {
     throw storeError(err, root, 'checking the store');
   });
   if (blobs?.isDirectory() !== true) {
-    throw new PullguardError('STORE_IO', `no pullguard store at ${root} (nothing was created); is the state directory right?`, { facts: { root, notFound: true } });
+    throw new PullguardError('STORE_IO', `no pullguard store at ${root} (nothing was created); is the state directory right?`, {
+      facts: { root, notFound: true },
+    });
   }
 }

@@ -7,10 +7,9 @@ import { join } from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 
-
 import { packageRoot } from '../util/package-root.js';
 
-export const PROTO_DIR = join(packageRoot(), 'proto') + '/';
+export const PROTO_DIR = `${join(packageRoot(), 'proto')}/`;
 
 /** Options shared by the server and every client we build: snake_case fields, 64-bit ints as strings. */
 export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
@@ -35,8 +34,7 @@ let rpcRoot: protobuf.Root | undefined;
 export function loadRpcRoot(): protobuf.Root {
   if (rpcRoot === undefined) {
     const root = new protobuf.Root();
-    root.resolvePath = (_origin, target) =>
-      target.startsWith('google/protobuf/') ? target : `${PROTO_DIR}${target}`;
+    root.resolvePath = (_origin, target) => (target.startsWith('google/protobuf/') ? target : `${PROTO_DIR}${target}`);
     root.loadSync(['google/rpc/status.proto', 'google/rpc/error_details.proto']);
     rpcRoot = root;
   }

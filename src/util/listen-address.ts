@@ -25,5 +25,5 @@ export function isLoopbackHost(host: string): boolean {
   if (host === 'localhost' || host === '::1') return true;
   if (isIP(host) === 4) return host.startsWith('127.');
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
-  return mapped?.[1] !== undefined && mapped[1].startsWith('127.');
+  return mapped?.[1]?.startsWith('127.') === true;
 }

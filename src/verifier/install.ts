@@ -74,10 +74,15 @@ export function readInstalledVerifier(text: string): InstalledVerifier | undefin
  */
 export async function installVerifier(options: { readonly binDir: string; readonly name: string; readonly verifier: InstalledVerifier }): Promise<string> {
   const { binDir, name, verifier } = options;
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw new PullguardError('INVALID_ARGUMENT', `verifier name ${JSON.stringify(name)} is not a plain file name`);
-  for (const [what, path] of [['node', verifier.node], ['the verifier client', verifier.client]] as const) {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name))
+    throw new PullguardError('INVALID_ARGUMENT', `verifier name ${JSON.stringify(name)} is not a plain file name`);
+  for (const [what, path] of [
+    ['node', verifier.node],
+    ['the verifier client', verifier.client],
+  ] as const) {
     const found = await stat(path).catch(() => undefined);
-    if (found === undefined || !found.isFile()) throw new PullguardError('INVALID_ARGUMENT', `${what} ${path} does not exist${what === 'node' ? '' : ' (build pullguard first: npm ci)'}`);
+    if (found === undefined || !found.isFile())
+      throw new PullguardError('INVALID_ARGUMENT', `${what} ${path} does not exist${what === 'node' ? '' : ' (build pullguard first: npm ci)'}`);
   }
   await mkdir(binDir, { recursive: true, mode: 0o755 });
   const target = join(binDir, name);

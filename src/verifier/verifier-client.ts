@@ -62,7 +62,8 @@ export function parseVerifierArguments(argv: readonly string[]): Arguments | str
   const timeout = values.get('timeout-ms');
   const timeoutMs = timeout === undefined ? DEFAULT_TIMEOUT_MS : Number(timeout);
   if (!Number.isInteger(timeoutMs) || timeoutMs < 1) return `--timeout-ms ${JSON.stringify(timeout)} is not a positive integer`;
-  const pick = (flag: string): Record<string, string> => (values.get(flag) !== undefined && values.get(flag) !== '' ? { [flag === 'stdin-media-type' ? 'stdinMediaType' : flag]: values.get(flag)! } : {});
+  const pick = (flag: string): Record<string, string> =>
+    values.get(flag) !== undefined && values.get(flag) !== '' ? { [flag === 'stdin-media-type' ? 'stdinMediaType' : flag]: values.get(flag)! } : {};
   return { timeoutMs, ...pick('socket'), ...pick('name'), ...pick('digest'), ...pick('stdin-media-type') };
 }
 
@@ -73,12 +74,18 @@ export async function runVerifierClient(argv: readonly string[], io: VerifierCli
     return code;
   };
   if (typeof parsed === 'string') return block(EXIT_NO_VERDICT, `pullguard verifier: ${parsed}; the pull is blocked`);
-  if (parsed.socket === undefined) return block(EXIT_NO_VERDICT, 'pullguard verifier: no --socket (reinstall it with `pullguard verifier install`); the pull is blocked');
-  if (parsed.name === undefined || parsed.digest === undefined) return block(EXIT_NO_VERDICT, 'pullguard verifier: -name and -digest are required (containerd passes them); the pull is blocked');
+  if (parsed.socket === undefined)
+    return block(EXIT_NO_VERDICT, 'pullguard verifier: no --socket (reinstall it with `pullguard verifier install`); the pull is blocked');
+  if (parsed.name === undefined || parsed.digest === undefined)
+    return block(EXIT_NO_VERDICT, 'pullguard verifier: -name and -digest are required (containerd passes them); the pull is blocked');
   const deadline = Date.now() + parsed.timeoutMs;
-  const descriptor = parsed.stdinMediaType !== undefined && io.stdin !== undefined ? await readDescriptor(io.stdin, Math.min(STDIN_WAIT_MS, parsed.timeoutMs / 4)) : undefined;
+  const descriptor =
+    parsed.stdinMediaType !== undefined && io.stdin !== undefined ? await readDescriptor(io.stdin, Math.min(STDIN_WAIT_MS, parsed.timeoutMs / 4)) : undefined;
   if (descriptor?.digest !== undefined && descriptor.digest !== parsed.digest) {
-    return block(EXIT_NO_VERDICT, `pullguard verifier: the descriptor on stdin names ${descriptor.digest.slice(0, 100)}, not -digest ${parsed.digest.slice(0, 100)}; the pull is blocked`);
+    return block(
+      EXIT_NO_VERDICT,
+      `pullguard verifier: the descriptor on stdin names ${descriptor.digest.slice(0, 100)}, not -digest ${parsed.digest.slice(0, 100)}; the pull is blocked`,
+    );
   }
   const question: VerifyQuestion = {
     name: parsed.name,
@@ -110,36 +117,47 @@ function ask(socket: string, question: VerifyQuestion, timeoutMs: number): Promi
       resolve(answer);
     };
     const timer = setTimeout(
-      () => settle({ failure: `no verdict from pullguard on ${socket} within ${formatSeconds(timeoutMs)} (pullguard finishes a verification it started and answers the next attempt)` }),
+      () =>
+        settle({
+          failure: `no verdict from pullguard on ${socket} within ${formatSeconds(timeoutMs)} (pullguard finishes a verification it started and answers the next attempt)`,
+        }),
       timeoutMs,
     );
-    const req = request({ socketPath: socket, method: 'POST', path: VERIFY_PATH, headers: { 'content-type': 'application/json', 'content-length': body.byteLength, connection: 'close' } }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        size += chunk.byteLength;
-        if (size > MAX_ANSWER_BYTES) settle({ failure: `pullguard's answer is larger than ${MAX_ANSWER_BYTES} bytes` });
-        else chunks.push(chunk);
-      });
-      res.once('error', (err) => settle({ failure: `reading pullguard's answer on ${socket}: ${err.message}` }));
-      res.once('end', () => {
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          settle({ failure: `pullguard answered HTTP ${res.statusCode} with something that is not JSON` });
-          return;
-        }
-        const object = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
-        if (res.statusCode !== 200) {
-          settle({ failure: `pullguard answered HTTP ${res.statusCode}: ${typeof object['error'] === 'string' ? object['error'] : 'no reason given'}` });
-        } else if (typeof object['allowed'] !== 'boolean' || typeof object['message'] !== 'string') {
-          settle({ failure: 'pullguard answered without a verdict' });
-        } else {
-          settle({ allowed: object['allowed'], message: object['message'] });
-        }
-      });
-    });
+    const req = request(
+      {
+        socketPath: socket,
+        method: 'POST',
+        path: VERIFY_PATH,
+        headers: { 'content-type': 'application/json', 'content-length': body.byteLength, connection: 'close' },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.byteLength;
+          if (size > MAX_ANSWER_BYTES) settle({ failure: `pullguard's answer is larger than ${MAX_ANSWER_BYTES} bytes` });
+          else chunks.push(chunk);
+        });
+        res.once('error', (err) => settle({ failure: `reading pullguard's answer on ${socket}: ${err.message}` }));
+        res.once('end', () => {
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          } catch {
+            settle({ failure: `pullguard answered HTTP ${res.statusCode} with something that is not JSON` });
+            return;
+          }
+          const object = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
+          if (res.statusCode !== 200) {
+            settle({ failure: `pullguard answered HTTP ${res.statusCode}: ${typeof object['error'] === 'string' ? object['error'] : 'no reason given'}` });
+          } else if (typeof object['allowed'] !== 'boolean' || typeof object['message'] !== 'string') {
+            settle({ failure: 'pullguard answered without a verdict' });
+          } else {
+            settle({ allowed: object['allowed'], message: object['message'] });
+          }
+        });
+      },
+    );
     req.once('error', (err: NodeJS.ErrnoException) => {
       const why =
         err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
@@ -191,7 +209,10 @@ async function readDescriptor(stdin: NodeJS.ReadableStream, waitMs: number): Pro
 function bounded(text: string): string {
   const line = text.replace(/[\r\n]+/g, ' ');
   if (Buffer.byteLength(line) <= MAX_REASON_BYTES) return line;
-  return `${Buffer.from(line).subarray(0, MAX_REASON_BYTES - 4).toString('utf8').replace(/\uFFFD$/, '')}…`;
+  return `${Buffer.from(line)
+    .subarray(0, MAX_REASON_BYTES - 4)
+    .toString('utf8')
+    .replace(/\uFFFD$/, '')}…`;
 }
 
 function formatSeconds(ms: number): string {

@@ -7,7 +7,13 @@ import { isCommandLineError, parseCommandLine } from '../config/command-line.js'
 import { parseDuration, resolveDaemonConfig, type Environment } from '../config/daemon-config.js';
 import { formatSettingsHelp, parseOptionsFor, SERVE_SETTINGS, type ParseArgsOptions } from '../config/flag-table.js';
 import { isPullguardError, PullguardError, ValidationError } from '../domain/errors.js';
-import { CONTAINERD_DEFAULT_VERIFIER_BIN_DIR, CONTAINERD_DEFAULT_VERIFIER_TIMEOUT_MS, installVerifier, VERIFIER_TIMEOUT_MARGIN_MS, verifierClientPath } from './install.js';
+import {
+  CONTAINERD_DEFAULT_VERIFIER_BIN_DIR,
+  CONTAINERD_DEFAULT_VERIFIER_TIMEOUT_MS,
+  installVerifier,
+  VERIFIER_TIMEOUT_MARGIN_MS,
+  verifierClientPath,
+} from './install.js';
 
 export interface VerifierCommandIo {
   readonly stdout: NodeJS.WritableStream;
@@ -48,14 +54,23 @@ export async function runVerifierCommand(argv: readonly string[], io: VerifierCo
     return 2;
   }
   try {
-    const options: ParseArgsOptions = { ...parseOptionsFor(), 'bin-dir': { type: 'string' }, name: { type: 'string' }, 'per-verifier-timeout': { type: 'string' } };
+    const options: ParseArgsOptions = {
+      ...parseOptionsFor(),
+      'bin-dir': { type: 'string' },
+      name: { type: 'string' },
+      'per-verifier-timeout': { type: 'string' },
+    };
     const { values } = parseCommandLine({ args: [...rest], options });
     if (values['help'] === true) {
       io.stdout.write(`${VERIFIER_HELP}\n`);
       return 0;
     }
     const config = resolveDaemonConfig(values, io.environment);
-    if (config.verifierSocket === undefined) throw new PullguardError('INVALID_CONFIG', 'the verifier socket is off in this configuration (--verifier-socket off): pullguard serve would answer no verifier');
+    if (config.verifierSocket === undefined)
+      throw new PullguardError(
+        'INVALID_CONFIG',
+        'the verifier socket is off in this configuration (--verifier-socket off): pullguard serve would answer no verifier',
+      );
     const timeoutText = typeof values['per-verifier-timeout'] === 'string' ? values['per-verifier-timeout'] : undefined;
     const containerdTimeoutMs = timeoutText === undefined ? CONTAINERD_DEFAULT_VERIFIER_TIMEOUT_MS : parseDuration(timeoutText);
     if (containerdTimeoutMs === undefined || containerdTimeoutMs <= VERIFIER_TIMEOUT_MARGIN_MS) {
@@ -63,7 +78,12 @@ export async function runVerifierCommand(argv: readonly string[], io: VerifierCo
     }
     const binDir = resolvePath(io.environment.cwd, typeof values['bin-dir'] === 'string' ? values['bin-dir'] : CONTAINERD_DEFAULT_VERIFIER_BIN_DIR);
     const name = typeof values['name'] === 'string' ? values['name'] : 'pullguard';
-    const verifier = { socket: config.verifierSocket, timeoutMs: containerdTimeoutMs - VERIFIER_TIMEOUT_MARGIN_MS, node: io.nodePath ?? process.execPath, client: verifierClientPath() };
+    const verifier = {
+      socket: config.verifierSocket,
+      timeoutMs: containerdTimeoutMs - VERIFIER_TIMEOUT_MARGIN_MS,
+      node: io.nodePath ?? process.execPath,
+      client: verifierClientPath(),
+    };
     const path = await installVerifier({ binDir, name, verifier });
     const budgetSeconds = Math.ceil(config.lookaside.budgetMs / 1000);
     io.stdout.write(
@@ -74,7 +94,9 @@ export async function runVerifierCommand(argv: readonly string[], io: VerifierCo
         `    bin_dir = "${binDir}"`,
         `    per_verifier_timeout = "${containerdTimeoutMs / 1000}s"`,
         ...(containerdTimeoutMs < config.lookaside.budgetMs
-          ? [`note: that is shorter than pullguard's signature budget (${budgetSeconds} s): give both a longer --per-verifier-timeout here and per_verifier_timeout there`]
+          ? [
+              `note: that is shorter than pullguard's signature budget (${budgetSeconds} s): give both a longer --per-verifier-timeout here and per_verifier_timeout there`,
+            ]
           : []),
         'then check the node with `pullguard doctor`.',
         '',
@@ -86,7 +108,12 @@ export async function runVerifierCommand(argv: readonly string[], io: VerifierCo
       io.stderr.write(`pullguard verifier: ${err.message}\n\n${VERIFIER_HELP}\n`);
       return 2;
     }
-    const message = err instanceof ValidationError && err.problems.length > 0 ? `${err.message}: ${err.problems.join('; ')}` : isPullguardError(err) || err instanceof Error ? err.message : String(err);
+    const message =
+      err instanceof ValidationError && err.problems.length > 0
+        ? `${err.message}: ${err.problems.join('; ')}`
+        : isPullguardError(err) || err instanceof Error
+          ? err.message
+          : String(err);
     io.stderr.write(`pullguard verifier: ${message}\n`);
     return 1;
   }

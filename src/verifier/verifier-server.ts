@@ -28,7 +28,11 @@ export interface VerifierServerOptions {
   readonly socketPath: string;
   readonly logger: Logger;
   /** Judges one question (judgeVerifierQuestion bound to the daemon's pulls, index and in-flight images). */
-  readonly judge: (question: { readonly name: string; readonly digest: string; readonly logFields: Readonly<Record<string, unknown>> }) => Promise<JudgedQuestion>;
+  readonly judge: (question: {
+    readonly name: string;
+    readonly digest: string;
+    readonly logFields: Readonly<Record<string, unknown>>;
+  }) => Promise<JudgedQuestion>;
   /** Headers and body of a question must arrive within this; default 5 s. */
   readonly requestTimeoutMs?: number;
   /** A 504 after this; default 120 s. */
@@ -72,7 +76,13 @@ export async function startVerifierServer(options: VerifierServerOptions): Promi
     const question = parseQuestion(body);
     if (typeof question === 'string') return send(res, 400, { error: question });
     const started = performance.now();
-    const logFields = { verifier: { name: question.name.slice(0, MAX_LOGGED_NAME), digest: question.digest, ...(question.mediaType !== undefined ? { mediaType: question.mediaType } : {}) } };
+    const logFields = {
+      verifier: {
+        name: question.name.slice(0, MAX_LOGGED_NAME),
+        digest: question.digest,
+        ...(question.mediaType !== undefined ? { mediaType: question.mediaType } : {}),
+      },
+    };
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), answerTimeoutMs)));
     const judged = options.judge({ name: question.name, digest: question.digest, logFields });
@@ -84,22 +94,35 @@ export async function startVerifierServer(options: VerifierServerOptions): Promi
       logger.warn({ ...logFields, ms }, 'image verifier: no verdict in time; the verification goes on');
       return send(res, 504, { error: `no verdict within ${answerTimeoutMs / 1000} s; the verification goes on and answers the next attempt` });
     }
-    logger.info({ ...logFields, allowed: answer.allowed, cached: answer.cached, ms, ...(answer.manifestDigest !== undefined ? { manifestDigest: answer.manifestDigest } : {}), ...(answer.allowed ? {} : { reason: answer.message }) }, answer.allowed ? 'image verifier: allowed' : 'image verifier: blocked');
+    logger.info(
+      {
+        ...logFields,
+        allowed: answer.allowed,
+        cached: answer.cached,
+        ms,
+        ...(answer.manifestDigest !== undefined ? { manifestDigest: answer.manifestDigest } : {}),
+        ...(answer.allowed ? {} : { reason: answer.message }),
+      },
+      answer.allowed ? 'image verifier: allowed' : 'image verifier: blocked',
+    );
     send(res, 200, { allowed: answer.allowed, message: oneLineWithin(answer.message, MAX_MESSAGE_BYTES), cached: answer.cached });
   };
 
-  const server = createServer({ requestTimeout: options.requestTimeoutMs ?? 5000, headersTimeout: options.requestTimeoutMs ?? 5000, maxHeaderSize: 8192, keepAliveTimeout: 1000 }, (req, res) => {
-    active += 1;
-    handle(req, res)
-      .catch((err: unknown) => {
-        logger.error({ err: err instanceof Error ? err.message : String(err) }, 'image verifier endpoint failed');
-        send(res, 500, { error: 'internal error' });
-      })
-      .finally(() => {
-        active -= 1;
-        if (active === 0) idle?.();
-      });
-  });
+  const server = createServer(
+    { requestTimeout: options.requestTimeoutMs ?? 5000, headersTimeout: options.requestTimeoutMs ?? 5000, maxHeaderSize: 8192, keepAliveTimeout: 1000 },
+    (req, res) => {
+      active += 1;
+      handle(req, res)
+        .catch((err: unknown) => {
+          logger.error({ err: err instanceof Error ? err.message : String(err) }, 'image verifier endpoint failed');
+          send(res, 500, { error: 'internal error' });
+        })
+        .finally(() => {
+          active -= 1;
+          if (active === 0) idle?.();
+        });
+    },
+  );
   server.maxConnections = options.maxConnections ?? 64;
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
@@ -138,7 +161,10 @@ export async function startVerifierServer(options: VerifierServerOptions): Promi
 function oneLineWithin(text: string, maxBytes: number): string {
   const line = text.replace(/[\r\n]+/g, ' ');
   if (Buffer.byteLength(line) <= maxBytes) return line;
-  return `${Buffer.from(line).subarray(0, maxBytes - 4).toString('utf8').replace(/\uFFFD$/, '')}…`;
+  return `${Buffer.from(line)
+    .subarray(0, maxBytes - 4)
+    .toString('utf8')
+    .replace(/\uFFFD$/, '')}…`;
 }
 
 /** The body, or undefined once it passes `max` bytes (the rest is not read). */
@@ -173,4 +199,3 @@ function parseQuestion(body: Buffer): { name: string; digest: string; mediaType?
   if (typeof digest !== 'string' || digest === '') return 'digest: a non-empty string expected';
   return { name, digest, ...(typeof mediaType === 'string' && mediaType.length <= 256 ? { mediaType } : {}) };
 }
-

@@ -40,7 +40,10 @@ export interface JudgedQuestion extends VerifyAnswer {
   readonly manifestDigest?: string;
 }
 
-export async function judgeVerifierQuestion(deps: VerifierVerdictDeps, question: { readonly name: string; readonly digest: string; readonly logFields?: Readonly<Record<string, unknown>> }): Promise<JudgedQuestion> {
+export async function judgeVerifierQuestion(
+  deps: VerifierVerdictDeps,
+  question: { readonly name: string; readonly digest: string; readonly logFields?: Readonly<Record<string, unknown>> },
+): Promise<JudgedQuestion> {
   try {
     const digest = parseDigest(question.digest);
     const reference = parseReference(question.name);
@@ -49,7 +52,12 @@ export async function judgeVerifierQuestion(deps: VerifierVerdictDeps, question:
     }
     const known = await alreadyAllowed(deps, reference, digest);
     if (known !== undefined) return { allowed: true, cached: true, message: known };
-    const result = await deps.pulls.verify({ image: question.name, digest, ...(question.logFields !== undefined ? { logFields: question.logFields } : {}), ...(deps.signal !== undefined ? { signal: deps.signal } : {}) });
+    const result = await deps.pulls.verify({
+      image: question.name,
+      digest,
+      ...(question.logFields !== undefined ? { logFields: question.logFields } : {}),
+      ...(deps.signal !== undefined ? { signal: deps.signal } : {}),
+    });
     return { allowed: true, cached: false, manifestDigest: result.manifestDigest, message: describeAllowed(result) };
   } catch (err) {
     return { allowed: false, cached: false, message: describeFailure(err, { image: question.name }).message };
@@ -62,7 +70,7 @@ async function alreadyAllowed(deps: VerifierVerdictDeps, reference: ImageReferen
   const record = await deps.index.resolve(pinned);
   // A tag's identity was checked for the manifest it named then: only that tag of that record counts.
   const tagged = reference.digest === undefined && reference.tag !== undefined ? `${reference.name}:${reference.tag}` : undefined;
-  if (record !== undefined && record.repoDigests.includes(pinned) && (tagged === undefined || record.repoTags.includes(tagged))) {
+  if (record?.repoDigests.includes(pinned) && (tagged === undefined || record.repoTags.includes(tagged))) {
     const accepted = verificationRecordFor(record.verification, reference.name);
     return `pullguard verified ${tagged ?? pinned}${tagged !== undefined ? ` (${digest})` : ''} already${accepted !== undefined ? ` (${accepted.time}, ${accepted.policyFile} [${accepted.scope}])` : ''}`;
   }
@@ -73,11 +81,16 @@ async function alreadyAllowed(deps: VerifierVerdictDeps, reference: ImageReferen
 
 function describeAllowed(result: PullResult): string {
   const verdict: Verdict = result.verdict;
-  const warnings = verdict.warnings.length === 0 ? '' : `; ${verdict.warnings.length} warning${verdict.warnings.length === 1 ? '' : 's'}: ${verdict.warnings.map((w) => w.code).join(', ')}`;
+  const warnings =
+    verdict.warnings.length === 0
+      ? ''
+      : `; ${verdict.warnings.length} warning${verdict.warnings.length === 1 ? '' : 's'}: ${verdict.warnings.map((w) => w.code).join(', ')}`;
   return `pullguard allowed ${formatReference(result.reference)} (${result.manifestDigest}) under ${verdict.scope.policyFile} [${verdict.scope.scope}]${warnings}`;
 }
 
 /** The verifier endpoint's judge (startVerifierServer): every question judged against these dependencies. */
-export function verifierJudge(deps: VerifierVerdictDeps): (question: { readonly name: string; readonly digest: string; readonly logFields?: Readonly<Record<string, unknown>> }) => Promise<JudgedQuestion> {
+export function verifierJudge(
+  deps: VerifierVerdictDeps,
+): (question: { readonly name: string; readonly digest: string; readonly logFields?: Readonly<Record<string, unknown>> }) => Promise<JudgedQuestion> {
   return (question) => judgeVerifierQuestion(deps, question);
 }

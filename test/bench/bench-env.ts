@@ -50,10 +50,13 @@ export interface ServerOptions {
 export function startBenchServer(options: ServerOptions): Promise<BenchServer> {
   return startPullguard({
     args: [
-      '--log-level', 'info',
+      '--log-level',
+      'info',
       ...(options.registryHost !== undefined ? ['--insecure-registry', options.registryHost] : []),
-      '--signature-policy', options.policy,
-      '--registries-d', options.registriesD,
+      '--signature-policy',
+      options.policy,
+      '--registries-d',
+      options.registriesD,
       ...(options.extraArgs ?? []),
     ],
     ...(options.stateDir !== undefined ? { stateDir: options.stateDir } : {}),
@@ -83,7 +86,10 @@ async function skopeo(args: readonly string[], timeoutMs: number): Promise<void>
 
 /** Pushes `oci:<layout>:<tag>` to the registry; a longer timeout than the test helper for 1 GiB images. */
 export function pushLayout(layoutDir: string, tag: string, registryHost: string, repoAndTag: string): Promise<void> {
-  return skopeo(['--insecure-policy', 'copy', '--quiet', '--dest-tls-verify=false', `oci:${layoutDir}:${tag}`, `docker://${registryHost}/${repoAndTag}`], 600_000);
+  return skopeo(
+    ['--insecure-policy', 'copy', '--quiet', '--dest-tls-verify=false', `oci:${layoutDir}:${tag}`, `docker://${registryHost}/${repoAndTag}`],
+    600_000,
+  );
 }
 
 /** The peer being compared against: skopeo copying from the registry into a fresh OCI layout. */

@@ -77,9 +77,7 @@ function splitByLogs(server: BenchServer, ms: number): Omit<ThroughPullguard, 'c
   const handlerMs = done?.durationMs ?? Number.NaN;
   // The handler started durationMs before its "ok" line; its end is the runtime's answer.
   const start = at(done) - handlerMs;
-  const mirrorBlobBytes = records
-    .filter((r) => r.msg === 'mirror served' && r.kind === 'blob' && r.method === 'GET')
-    .reduce((n, r) => n + (r.bytes ?? 0), 0);
+  const mirrorBlobBytes = records.filter((r) => r.msg === 'mirror served' && r.kind === 'blob' && r.method === 'GET').reduce((n, r) => n + (r.bytes ?? 0), 0);
   return { ms, pullguardMs: at(lastBlob) - start, runtimeMs: at(runtimeDone) - at(lastBlob), mirrorBlobBytes };
 }
 
@@ -88,7 +86,13 @@ interface Direct {
   readonly cpuMs: Record<string, number>;
 }
 
-async function throughPullguard(registry: StartedRegistry, reference: string, image: LargeImage, config: PolicyConfig, expectedId: string): Promise<ThroughPullguard> {
+async function throughPullguard(
+  registry: StartedRegistry,
+  reference: string,
+  image: LargeImage,
+  config: PolicyConfig,
+  expectedId: string,
+): Promise<ThroughPullguard> {
   const mirrorPort = await freePort();
   let containerd: RunningContainerd | undefined;
   let server: BenchServer | undefined;
@@ -102,7 +106,10 @@ async function throughPullguard(registry: StartedRegistry, reference: string, im
     });
     const s = server;
     const pids = { containerd: pidsMatching(`--config ${containerd.dir}/`), pullguard: [s.process.pid ?? 0], registry: pidsMatching('docker-registry serve') };
-    const { value: { ms, value }, cpuMs } = await cpuDuring(pids, () => timed(() => pullImage(s, reference, PULL_DEADLINE_MS)));
+    const {
+      value: { ms, value },
+      cpuMs,
+    } = await cpuDuring(pids, () => timed(() => pullImage(s, reference, PULL_DEADLINE_MS)));
     if (value !== expectedId) throw new Error(`PullImage through pullguard returned ${value}, expected ${expectedId}`);
     await new Promise((r) => setTimeout(r, 100)); // the last log lines
     const split = { ...splitByLogs(s, ms), cpuMs };
@@ -119,7 +126,9 @@ async function throughPullguard(registry: StartedRegistry, reference: string, im
 
 /** containerd's own PullImage of `reference`, timed; throws unless it reports `expectedId`. */
 async function timedContainerdPull(containerd: RunningContainerd, reference: string, expectedId: string): Promise<number> {
-  const { ms, value } = await timed(() => containerd.cri.call<{ image_ref: string }>('PullImage', { image: { image: reference } }, { deadlineMs: PULL_DEADLINE_MS }));
+  const { ms, value } = await timed(() =>
+    containerd.cri.call<{ image_ref: string }>('PullImage', { image: { image: reference } }, { deadlineMs: PULL_DEADLINE_MS }),
+  );
   if (value.image_ref !== expectedId) throw new Error(`containerd PullImage returned ${value.image_ref}, expected ${expectedId}`);
   return ms;
 }
@@ -264,18 +273,45 @@ export async function runContainerdBench(): Promise<PartResult> {
     const mib = image.totalBytes / MiB;
     const ms = (v: number): string => String(Math.round(v));
     const blank = Array.from({ length: RUNS - 1 }, () => '');
-    console.log(`\n=== containerd (issue 6): ${LAYERS} x ${LAYER_SIZE / MiB} MiB into containerd 1.6, through pullguard vs directly; fresh containerd root each run ===`);
+    console.log(
+      `\n=== containerd (issue 6): ${LAYERS} x ${LAYER_SIZE / MiB} MiB into containerd 1.6, through pullguard vs directly; fresh containerd root each run ===`,
+    );
     printTable(
       ['path', ...Array.from({ length: RUNS }, (_, i) => `run ${i + 1} ms`), 'median ms', 'MiB/s', 'ratio'],
       [
-        ['(a) PullImage via pullguard (insecureAcceptAnything)', ...viaPullguard.map((r) => ms(r.ms)), ms(a), String(round(mib / (a / 1000))), round(a / b, 2).toFixed(2)],
+        [
+          '(a) PullImage via pullguard (insecureAcceptAnything)',
+          ...viaPullguard.map((r) => ms(r.ms)),
+          ms(a),
+          String(round(mib / (a / 1000))),
+          round(a / b, 2).toFixed(2),
+        ],
         ['    until pullguard verified its last blob', ...viaPullguard.map((r) => ms(r.pullguardMs)), ms(aPullguard), '', ''],
         ['    then containerd: rest of its download + unpack', ...viaPullguard.map((r) => ms(r.runtimeMs)), ms(aRuntime), '', ''],
         ['(b) PullImage on containerd directly', ...direct.map(ms), ms(b), String(round(mib / (b / 1000))), '1.00'],
-        ['(c) (b) while a bare verifier downloads + sha256s the same blobs', ...floorRuns.map((r) => ms(r.ms)), ms(floor), String(round(mib / (floor / 1000))), round(floor / b, 2).toFixed(2)],
+        [
+          '(c) (b) while a bare verifier downloads + sha256s the same blobs',
+          ...floorRuns.map((r) => ms(r.ms)),
+          ms(floor),
+          String(round(mib / (floor / 1000))),
+          round(floor / b, 2).toFixed(2),
+        ],
         ['    the bare verifier itself', ...floorRuns.map((r) => ms(r.verifierMs)), ms(floorVerifier), '', ''],
-        ['(d) containerd through a hashing pass-through proxy (no store)', ...proxyRuns.map((r) => ms(r.ms)), ms(throughProxy), String(round(mib / (throughProxy / 1000))), round(throughProxy / b, 2).toFixed(2)],
-        ['(a) with signedBy + 1 lookaside signature (1 run)', ms(signedRun.ms), ...blank, ms(signedRun.ms), String(round(mib / (signedRun.ms / 1000))), round(signedRun.ms / b, 2).toFixed(2)],
+        [
+          '(d) containerd through a hashing pass-through proxy (no store)',
+          ...proxyRuns.map((r) => ms(r.ms)),
+          ms(throughProxy),
+          String(round(mib / (throughProxy / 1000))),
+          round(throughProxy / b, 2).toFixed(2),
+        ],
+        [
+          '(a) with signedBy + 1 lookaside signature (1 run)',
+          ms(signedRun.ms),
+          ...blank,
+          ms(signedRun.ms),
+          String(round(mib / (signedRun.ms / 1000))),
+          round(signedRun.ms / b, 2).toFixed(2),
+        ],
         ['    until pullguard verified its last blob', ms(signedRun.pullguardMs), ...blank, ms(signedRun.pullguardMs), '', ''],
         ['    then containerd: rest of its download + unpack', ms(signedRun.runtimeMs), ...blank, ms(signedRun.runtimeMs), '', ''],
       ],
@@ -285,8 +321,10 @@ export async function runContainerdBench(): Promise<PartResult> {
         `(total ${ms(cpuVia.containerd + cpuVia.pullguard + cpuVia.registry)}); direct — containerd ${ms(cpuDirect.containerd)}, registry ${ms(cpuDirect.registry)} (total ${ms(cpuDirect.containerd + cpuDirect.registry)}); ` +
         `beside the bare verifier — containerd ${ms(cpuFloor.containerd)}, registry ${ms(cpuFloor.registry)}, verifier ${ms(cpuFloor.verifier)}; through the hashing proxy — containerd ${ms(cpuProxy.containerd)}, registry ${ms(cpuProxy.registry)}, proxy ${ms(cpuProxy.proxy)}; this machine has ${availableParallelism()} CPUs.`,
     );
-    console.log('(c) and (d) are floors for any verifying hop in the data path here: the least extra work a verifier can do beside the runtime\'s own pull, and the least a verifying mirror adds.');
-    console.log('Times are the PullImage call (servers already up); the split comes from pullguard\'s debug log timestamps (ms resolution).');
+    console.log(
+      "(c) and (d) are floors for any verifying hop in the data path here: the least extra work a verifier can do beside the runtime's own pull, and the least a verifying mirror adds.",
+    );
+    console.log("Times are the PullImage call (servers already up); the split comes from pullguard's debug log timestamps (ms resolution).");
 
     const figures: Figure[] = [
       { name: '4x64MiB via pullguard into containerd, median', value: round(a), unit: 'ms' },
@@ -294,10 +332,18 @@ export async function runContainerdBench(): Promise<PartResult> {
       { name: '4x64MiB ratio via-pullguard/direct', value: round(a / b, 2), unit: '', target: { op: '<=', value: 1.15 } },
       { name: 'floor: containerd direct beside a bare download+sha256 verifier / direct', value: round(floor / b, 2), unit: '' },
       { name: 'floor: containerd through a hashing pass-through proxy / direct', value: round(throughProxy / b, 2), unit: '' },
-      { name: 'via pullguard / floor (d) (what checking before the runtime sees a byte, and storing, add to a bare verifying mirror)', value: round(a / throughProxy, 2), unit: '' },
+      {
+        name: 'via pullguard / floor (d) (what checking before the runtime sees a byte, and storing, add to a bare verifying mirror)',
+        value: round(a / throughProxy, 2),
+        unit: '',
+      },
       { name: 'via pullguard: until pullguard verified its last blob, median', value: round(aPullguard), unit: 'ms' },
       { name: 'via pullguard: then containerd (rest of download + unpack), median', value: round(aRuntime), unit: 'ms' },
-      { name: 'CPU per pull via pullguard (containerd + pullguard + registry), median', value: round(cpuVia.containerd + cpuVia.pullguard + cpuVia.registry), unit: 'ms' },
+      {
+        name: 'CPU per pull via pullguard (containerd + pullguard + registry), median',
+        value: round(cpuVia.containerd + cpuVia.pullguard + cpuVia.registry),
+        unit: 'ms',
+      },
       { name: 'CPU per pull direct (containerd + registry), median', value: round(cpuDirect.containerd + cpuDirect.registry), unit: 'ms' },
       { name: 'via pullguard with signedBy policy (1 run)', value: round(signedRun.ms), unit: 'ms' },
       { name: 'signedBy run: until pullguard verified its last blob', value: round(signedRun.pullguardMs), unit: 'ms' },
@@ -317,7 +363,14 @@ export async function runContainerdBench(): Promise<PartResult> {
         throughHashingProxy: proxyRuns,
         cpuMs: { viaPullguard: cpuVia, direct: cpuDirect, besideBareVerifier: cpuFloor, throughHashingProxy: cpuProxy },
         signedBy: signedRun,
-        medianMs: { viaPullguard: a, direct: b, besideBareVerifier: floor, throughHashingProxy: throughProxy, pullguardPhase: aPullguard, runtimePhase: aRuntime },
+        medianMs: {
+          viaPullguard: a,
+          direct: b,
+          besideBareVerifier: floor,
+          throughHashingProxy: throughProxy,
+          pullguardPhase: aPullguard,
+          runtimePhase: aRuntime,
+        },
       },
       seconds: round(msSince(started) / 1000),
     };

@@ -25,14 +25,11 @@ export async function startCountingProxy(targetHost: string): Promise<CountingPr
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   const requests: ProxiedRequest[] = [];
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const upstream = request(
-      { hostname, port, method: req.method, path: req.url, headers: { ...req.headers, host: targetHost }, agent },
-      (up) => {
-        requests.push({ method: req.method ?? '', path: req.url ?? '', status: up.statusCode ?? 0 });
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      },
-    );
+    const upstream = request({ hostname, port, method: req.method, path: req.url, headers: { ...req.headers, host: targetHost }, agent }, (up) => {
+      requests.push({ method: req.method ?? '', path: req.url ?? '', status: up.statusCode ?? 0 });
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
     upstream.on('error', () => {
       requests.push({ method: req.method ?? '', path: req.url ?? '', status: 502 });
       if (!res.headersSent) res.writeHead(502).end();

@@ -28,7 +28,10 @@ export function pidsMatching(pattern: string): number[] {
 }
 
 /** Measures the CPU the given processes use while `work` runs. */
-export async function cpuDuring<T>(pids: Readonly<Record<string, readonly number[]>>, work: () => Promise<T>): Promise<{ value: T; cpuMs: Record<string, number> }> {
+export async function cpuDuring<T>(
+  pids: Readonly<Record<string, readonly number[]>>,
+  work: () => Promise<T>,
+): Promise<{ value: T; cpuMs: Record<string, number> }> {
   const total = (list: readonly number[]): number => list.reduce((sum, pid) => sum + cpuMs(pid), 0);
   const before = Object.fromEntries(Object.entries(pids).map(([name, list]) => [name, total(list)]));
   const value = await work();

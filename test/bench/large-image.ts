@@ -33,7 +33,6 @@ export interface LargeImage {
 
 const CHUNK = 1024 * 1024;
 
-
 /** The tar stream of one random file; `diffId` hashes exactly what is yielded. */
 async function* randomTar(size: number, diffId: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {
   const emit = (b: Buffer): Buffer => {

@@ -33,7 +33,9 @@ function rawLister(socket: string): { list(): Promise<Buffer>; close(): void } {
     list: () =>
       new Promise<Buffer>((resolve, reject) => {
         // An empty ListImagesRequest encodes as zero bytes.
-        client.makeUnaryRequest(LIST_PATH, identity, identity, Buffer.alloc(0), new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err, res) => (err ? reject(err) : resolve(res!)));
+        client.makeUnaryRequest(LIST_PATH, identity, identity, Buffer.alloc(0), new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err, res) =>
+          err ? reject(err) : resolve(res!),
+        );
       }),
     close: () => client.close(),
   };
@@ -58,13 +60,21 @@ async function populate(storeDir: string): Promise<number> {
   const store = await openStore(storeDir);
   try {
     const shared: { digest: Digest; size: number }[] = [];
-    for (const [seed, size] of [[1, 4096], [2, 16384]] as const) {
+    for (const [seed, size] of [
+      [1, 4096],
+      [2, 16384],
+    ] as const) {
       shared.push({ digest: await commitBlob(store.blobs, seededBytes(size, seed)), size });
     }
     let next = 0;
     const writer = async (): Promise<void> => {
       for (let i = next++; i < IMAGES; i = next++) {
-        const record = await storeImageRecord(store.blobs, { repoTags: [tagOf(i)], sharedLayers: shared, layerSizes: [], pulledAt: new Date(Date.UTC(2024, 0, 1) + i * 1000).toISOString() });
+        const record = await storeImageRecord(store.blobs, {
+          repoTags: [tagOf(i)],
+          sharedLayers: shared,
+          layerSizes: [],
+          pulledAt: new Date(Date.UTC(2024, 0, 1) + i * 1000).toISOString(),
+        });
         await store.images.put(record);
       }
     };
@@ -125,10 +135,30 @@ export async function runListBench(): Promise<PartResult> {
     printTable(
       ['call', 'p50 ms', 'p99 ms', 'max ms'],
       [
-        ['ListImages, response as bytes (server + transport)', round(listP50, 2).toFixed(2), round(listP99, 2).toFixed(2), round(Math.max(...rawMs), 2).toFixed(2)],
-        ['  of which the server handler (from its log)', round(median(handlerMs), 2).toFixed(2), round(percentile(handlerMs, 99), 2).toFixed(2), handlerMs.length > 0 ? round(Math.max(...handlerMs), 2).toFixed(2) : 'n/a'],
-        [`ListImages, grpc-js client decoding (${listMs.length} calls)`, round(median(listMs), 2).toFixed(2), round(percentile(listMs, 99), 2).toFixed(2), round(Math.max(...listMs), 2).toFixed(2)],
-        ['ImageStatus by tag', round(median(statusMs), 2).toFixed(2), round(percentile(statusMs, 99), 2).toFixed(2), round(Math.max(...statusMs), 2).toFixed(2)],
+        [
+          'ListImages, response as bytes (server + transport)',
+          round(listP50, 2).toFixed(2),
+          round(listP99, 2).toFixed(2),
+          round(Math.max(...rawMs), 2).toFixed(2),
+        ],
+        [
+          '  of which the server handler (from its log)',
+          round(median(handlerMs), 2).toFixed(2),
+          round(percentile(handlerMs, 99), 2).toFixed(2),
+          handlerMs.length > 0 ? round(Math.max(...handlerMs), 2).toFixed(2) : 'n/a',
+        ],
+        [
+          `ListImages, grpc-js client decoding (${listMs.length} calls)`,
+          round(median(listMs), 2).toFixed(2),
+          round(percentile(listMs, 99), 2).toFixed(2),
+          round(Math.max(...listMs), 2).toFixed(2),
+        ],
+        [
+          'ImageStatus by tag',
+          round(median(statusMs), 2).toFixed(2),
+          round(percentile(statusMs, 99), 2).toFixed(2),
+          round(Math.max(...statusMs), 2).toFixed(2),
+        ],
       ],
     );
     console.log(`ListImages response: ${round(responseBytes / 1024 / 1024, 2)} MiB for ${IMAGES} images.`);
@@ -142,7 +172,18 @@ export async function runListBench(): Promise<PartResult> {
         { name: 'ImageStatus p99, 10,000 images', value: round(percentile(statusMs, 99), 2), unit: 'ms' },
         { name: 'server start-up with 10,000 images', value: Math.round(boot.ms), unit: 'ms' },
       ],
-      details: { images: IMAGES, calls: CALLS, populateMs: fill.ms, startupMs: boot.ms, responseBytes, rawListMs: rawMs, handlerMs, grpcJsListMs: listMs, statusP50Ms: median(statusMs), statusP99Ms: percentile(statusMs, 99) },
+      details: {
+        images: IMAGES,
+        calls: CALLS,
+        populateMs: fill.ms,
+        startupMs: boot.ms,
+        responseBytes,
+        rawListMs: rawMs,
+        handlerMs,
+        grpcJsListMs: listMs,
+        statusP50Ms: median(statusMs),
+        statusP99Ms: percentile(statusMs, 99),
+      },
       seconds: round(msSince(started) / 1000),
     };
   } finally {

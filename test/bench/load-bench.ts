@@ -55,10 +55,13 @@ async function loadRound(server: BenchServer, references: readonly string[], exp
     Array.from({ length: CONCURRENT_PULLS }, (_, i) => {
       const ref = references[i % references.length]!;
       const expected = expectedIds[i % references.length]!;
-      return timed(() => pullImage(server, ref, 300_000)).then(({ ms, value }) => {
-        if (value !== expected) failures.push(`PullImage ${ref}: image_ref ${value}, expected ${expected}`);
-        pullMs.push(ms);
-      }, record(`PullImage ${ref}`));
+      return timed(() => pullImage(server, ref, 300_000)).then(
+        ({ ms, value }) => {
+          if (value !== expected) failures.push(`PullImage ${ref}: image_ref ${value}, expected ${expected}`);
+          pullMs.push(ms);
+        },
+        record(`PullImage ${ref}`),
+      );
     }),
   );
   const wallMs = msSince(start);
@@ -100,7 +103,8 @@ export async function runLoadBench(): Promise<PartResult> {
       await Promise.all([i, i + 1].filter((k) => k < IMAGES).map((k) => pushLayout(layout, `i${k}`, registry.host, `load/img${k}:v1`)));
     }
     const sharedDigests = new Map<string, string>([[built[0]!.layers[0]!.digest, 'base (all 10 images)']]);
-    for (let v = 0; v < MIDDLE_VARIANTS; v++) sharedDigests.set(built[v]!.layers[1]!.digest, `middle variant ${v} (${built.filter((_, i) => i % MIDDLE_VARIANTS === v).length} images)`);
+    for (let v = 0; v < MIDDLE_VARIANTS; v++)
+      sharedDigests.set(built[v]!.layers[1]!.digest, `middle variant ${v} (${built.filter((_, i) => i % MIDDLE_VARIANTS === v).length} images)`);
     const layerDigests = new Set(built.flatMap((b) => b.layers.map((l) => l.digest)));
 
     proxy = await startCountingProxy(registry.host);
@@ -125,7 +129,9 @@ export async function runLoadBench(): Promise<PartResult> {
     const missingLayers = layerGets.filter((n) => n === 0).length;
     const failures = [...cold.failures, ...warm.failures];
 
-    console.log(`\n=== load (issue 7): ${CONCURRENT_PULLS} concurrent PullImage over ${IMAGES} images with shared layers, ImageStatus + ListImages in loops ===`);
+    console.log(
+      `\n=== load (issue 7): ${CONCURRENT_PULLS} concurrent PullImage over ${IMAGES} images with shared layers, ImageStatus + ListImages in loops ===`,
+    );
     const roundRow = (name: string, r: RoundResult): string[] => [
       name,
       String(r.pullMs.length),
@@ -141,7 +147,20 @@ export async function runLoadBench(): Promise<PartResult> {
       round(r.peakRssMiB).toFixed(1),
     ];
     printTable(
-      ['round', 'pulls ok', 'failures', 'wall ms', 'pulls/s', 'pull p50 ms', 'ImageStatus calls', 'status p50 ms', 'status p99 ms', 'ListImages calls', 'list p99 ms', 'server VmHWM MiB'],
+      [
+        'round',
+        'pulls ok',
+        'failures',
+        'wall ms',
+        'pulls/s',
+        'pull p50 ms',
+        'ImageStatus calls',
+        'status p50 ms',
+        'status p99 ms',
+        'ListImages calls',
+        'list p99 ms',
+        'server VmHWM MiB',
+      ],
       [roundRow('cold (empty store)', cold), roundRow('warm (all stored)', warm)],
     );
     console.log('\nRegistry GETs per shared layer blob (cold round; must be 1):');
@@ -149,7 +168,9 @@ export async function runLoadBench(): Promise<PartResult> {
       ['layer', 'digest', 'GETs'],
       [...sharedDigests].map(([digest, name]) => [name, digest.slice(0, 19), String(coldBlobGets.get(digest) ?? 0)]),
     );
-    console.log(`All ${layerDigests.size} distinct layer blobs: max ${maxLayerGets} GET each, ${missingLayers} never fetched; warm round layer GETs: ${[...warmBlobGets.values()].reduce((a, b) => a + b, 0)}.`);
+    console.log(
+      `All ${layerDigests.size} distinct layer blobs: max ${maxLayerGets} GET each, ${missingLayers} never fetched; warm round layer GETs: ${[...warmBlobGets.values()].reduce((a, b) => a + b, 0)}.`,
+    );
     if (failures.length > 0) console.log(`FAILURES:\n  ${failures.slice(0, 20).join('\n  ')}`);
 
     const figures: Figure[] = [

@@ -60,11 +60,18 @@ export async function runMemoryBench(): Promise<PartResult> {
       [
         ['pull time ms', ...runs.map((r) => String(Math.round(r.pullMs))), String(Math.round(pullMs)), ''],
         ['RSS before the pull MiB', ...runs.map((r) => String(round(r.idleMiB))), String(round(median(runs.map((r) => r.idleMiB)))), ''],
-        ['peak VmRSS during the pull (50 ms samples) MiB', ...runs.map((r) => String(round(r.peakSampledMiB))), String(round(median(runs.map((r) => r.peakSampledMiB)))), String(round(Math.max(...runs.map((r) => r.peakSampledMiB))))],
+        [
+          'peak VmRSS during the pull (50 ms samples) MiB',
+          ...runs.map((r) => String(round(r.peakSampledMiB))),
+          String(round(median(runs.map((r) => r.peakSampledMiB)))),
+          String(round(Math.max(...runs.map((r) => r.peakSampledMiB)))),
+        ],
         ['VmHWM (peak over process life) MiB', ...hwm.map((v) => String(round(v))), String(round(median(hwm))), String(round(Math.max(...hwm)))],
       ],
     );
-    console.log(`image: ${LAYERS} x ${LAYER_SIZE / MiB} MiB layers, ${round(bytes / MiB)} MiB compressed; ${round(bytes / MiB / (pullMs / 1000))} MiB/s (median)`);
+    console.log(
+      `image: ${LAYERS} x ${LAYER_SIZE / MiB} MiB layers, ${round(bytes / MiB)} MiB compressed; ${round(bytes / MiB / (pullMs / 1000))} MiB/s (median)`,
+    );
     return {
       part: 'memory',
       figures: [

@@ -75,7 +75,9 @@ export async function runPullBench(): Promise<PartResult> {
       for (const tool of ['warm', 'skopeo', 'cold'] as const) await once(tool, 0);
       for (let run = 1; run <= RUNS; run++) {
         for (const tool of ['warm', 'skopeo', 'cold'] as const) samples[tool].push(await once(tool, run));
-        log(`pull: ${c.name} run ${run}: pullguard warm ${round(samples.warm.at(-1)!)} ms, skopeo ${round(samples.skopeo.at(-1)!)} ms, pullguard cold ${round(samples.cold.at(-1)!)} ms`);
+        log(
+          `pull: ${c.name} run ${run}: pullguard warm ${round(samples.warm.at(-1)!)} ms, skopeo ${round(samples.skopeo.at(-1)!)} ms, pullguard cold ${round(samples.cold.at(-1)!)} ms`,
+        );
       }
       const warm = median(samples.warm);
       const sk = median(samples.skopeo);
@@ -87,8 +89,19 @@ export async function runPullBench(): Promise<PartResult> {
         { name: `${c.name} ratio pullguard/skopeo`, value: round(warm / sk, 2), unit: '', target: { op: '<=', value: 1.0 } },
         { name: `${c.name} ratio pullguard first pull after start/skopeo`, value: round(cold / sk, 2), unit: '' },
       );
-      const row = (label: string, values: number[], med: number): string[] => [c.name, label, ...values.map((v) => String(Math.round(v))), String(Math.round(med)), `${round(mib / (med / 1000))}`, round(med / sk, 2).toFixed(2)];
-      rows.push(row('pullguard, warm daemon', samples.warm, warm), row('skopeo copy → oci:', samples.skopeo, sk), row('pullguard, first pull after start', samples.cold, cold));
+      const row = (label: string, values: number[], med: number): string[] => [
+        c.name,
+        label,
+        ...values.map((v) => String(Math.round(v))),
+        String(Math.round(med)),
+        `${round(mib / (med / 1000))}`,
+        round(med / sk, 2).toFixed(2),
+      ];
+      rows.push(
+        row('pullguard, warm daemon', samples.warm, warm),
+        row('skopeo copy → oci:', samples.skopeo, sk),
+        row('pullguard, first pull after start', samples.cold, cold),
+      );
       details[c.name] = { layers: c.layerSizes.length, bytes: image.totalBytes, samplesMs: samples, medianMs: { warm, skopeo: sk, cold } };
     }
   } finally {
@@ -97,6 +110,8 @@ export async function runPullBench(): Promise<PartResult> {
   }
   console.log('\n=== pull (issue 3): PullImage vs skopeo copy, same registry, fresh destination each run ===');
   printTable(['image', 'tool', ...Array.from({ length: RUNS }, (_, i) => `run ${i + 1} ms`), 'median ms', 'MiB/s', 'ratio'], rows);
-  console.log('pullguard time is the PullImage call over the socket on a fresh store; "warm daemon" = the server pulled another image with as many (≤ 1 MiB) layers first. skopeo time includes its process start-up.');
+  console.log(
+    'pullguard time is the PullImage call over the socket on a fresh store; "warm daemon" = the server pulled another image with as many (≤ 1 MiB) layers first. skopeo time includes its process start-up.',
+  );
   return { part: 'pull', figures, details, seconds: round(msSince(started) / 1000) };
 }

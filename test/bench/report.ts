@@ -52,7 +52,10 @@ export function printTable(headers: readonly string[], rows: readonly (readonly 
   // Numbers right-aligned, text left-aligned.
   const numeric = headers.map((_, i) => i > 0 && rows.every((r) => /^(?:(?:[<>=]+ )?-?\d[\d.]*(?: [A-Za-z/%]+)?|n\/a|)$/.test(r[i] ?? '')));
   const line = (cells: readonly string[]): string =>
-    cells.map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+    cells
+      .map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   log(line(headers));
   log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const row of rows) log(line(row));
@@ -72,7 +75,13 @@ export function printSummary(results: readonly PartResult[]): void {
   );
   const missed = results.flatMap((r) => r.figures.filter((f) => meets(f) === false).map((f) => `${r.part}: ${f.name}`));
   const figures = results.reduce((n, r) => n + r.figures.length, 0);
-  console.log(figures === 0 ? '\nNo figures (no part completed).' : missed.length === 0 ? '\nAll targets met.' : `\nMISSED ${missed.length} target(s): ${missed.join('; ')}`);
+  console.log(
+    figures === 0
+      ? '\nNo figures (no part completed).'
+      : missed.length === 0
+        ? '\nAll targets met.'
+        : `\nMISSED ${missed.length} target(s): ${missed.join('; ')}`,
+  );
 }
 
 /** Merges these parts into dist/bench-results.json (other parts' earlier results are kept). */

@@ -23,11 +23,14 @@ const CREDS = { username: 'bench', password: 'bench-secret' };
 
 /** durationMs of every `PullImage ok` line from `from` on. */
 function serverMs(server: BenchServer, from: number): number[] {
-  return server.logs().slice(from).flatMap((line) => {
-    if (!line.includes('PullImage ok')) return [];
-    const ms = (JSON.parse(line) as { durationMs?: unknown }).durationMs;
-    return typeof ms === 'number' ? [ms] : [];
-  });
+  return server
+    .logs()
+    .slice(from)
+    .flatMap((line) => {
+      if (!line.includes('PullImage ok')) return [];
+      const ms = (JSON.parse(line) as { durationMs?: unknown }).durationMs;
+      return typeof ms === 'number' ? [ms] : [];
+    });
 }
 
 type Auth = 'token' | 'htpasswd';
@@ -51,20 +54,29 @@ async function registryFloorGet(registry: StartedRegistry, auth: Auth): Promise<
   }
   const dispatcher = new Agent();
   return async () => {
-    const res = await request(`${registry.url}/v2/bench/app/manifests/v1`, { dispatcher, headers: { authorization, accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const res = await request(`${registry.url}/v2/bench/app/manifests/v1`, {
+      dispatcher,
+      headers: { authorization, accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     await res.body.arrayBuffer();
     if (res.statusCode !== 200) throw new Error(`registry floor GET: ${res.statusCode}`);
   };
 }
 
 async function runVariant(work: string, auth: Auth, lookaside: LookasideServer, signer: GpgSigner): Promise<Variant> {
-  const registry = await startRegistry(auth === 'htpasswd' ? { auth: 'htpasswd', users: { [CREDS.username]: CREDS.password } } : { tokenAuth: { users: { [CREDS.username]: CREDS.password } } });
+  const registry = await startRegistry(
+    auth === 'htpasswd' ? { auth: 'htpasswd', users: { [CREDS.username]: CREDS.password } } : { tokenAuth: { users: { [CREDS.username]: CREDS.password } } },
+  );
   const servers: BenchServer[] = [];
   try {
     const built = await buildOciImage(join(work, `img-${auth}`), { tag: 'v1', layers: [{ size: 64 * 1024 }, { size: 256 * 1024 }], seed: 2035 });
     const pushed = await pushSignedImage(built.dir, 'bench/app:v1', registry, signer, { creds: CREDS });
     await lookaside.writeSignature(pushed.repoPath, pushed.manifestDigest, 1, pushed.signatures[0]!);
-    const { policy, registriesD } = await writeSigningConfig(await makeWorkDir(`repull-${auth}`), { publicKeyPath: signer.publicKeyPath, lookasideUrl: lookaside.url, scope: registry.host });
+    const { policy, registriesD } = await writeSigningConfig(await makeWorkDir(`repull-${auth}`), {
+      publicKeyPath: signer.publicKeyPath,
+      lookasideUrl: lookaside.url,
+      scope: registry.host,
+    });
     const image = `${registry.host}/bench/app:v1`;
     servers.push(await startBenchServer({ registryHost: registry.host, policy, registriesD }));
     servers.push(await startBenchServer({ registryHost: registry.host, policy, registriesD, extraArgs: ['--verdict-cache-ttl', '0'] }));
@@ -109,15 +121,23 @@ export async function runRepullBench(): Promise<PartResult> {
       const p = (values: readonly number[], q: number): number => round(percentile(values, q), 2);
       const row = (name: string, values: readonly number[]): string[] => [name, `${p(values, 50)}`, `${p(values, 99)}`];
       log(`re-pull of a verified image with credentials (${auth} registry), ${REPULLS} each (ms)`);
-      printTable(['', 'p50', 'p99'], [
-        row('server, with verdict cache', v.serverMs[0]),
-        row('server, without (ttl 0)', v.serverMs[1]),
-        row('client, with verdict cache', v.clientMs[0]),
-        row('client, without (ttl 0)', v.clientMs[1]),
-        row('registry alone: the manifest GET', v.floorMs),
-      ]);
+      printTable(
+        ['', 'p50', 'p99'],
+        [
+          row('server, with verdict cache', v.serverMs[0]),
+          row('server, without (ttl 0)', v.serverMs[1]),
+          row('client, with verdict cache', v.clientMs[0]),
+          row('client, without (ttl 0)', v.clientMs[1]),
+          row('registry alone: the manifest GET', v.floorMs),
+        ],
+      );
       figures.push(
-        { name: `re-pull server p99, verdict cache, ${auth} registry`, value: p(v.serverMs[0], 99), unit: 'ms', ...(auth === 'token' ? { target: { op: '<=', value: 5 } as const } : {}) },
+        {
+          name: `re-pull server p99, verdict cache, ${auth} registry`,
+          value: p(v.serverMs[0], 99),
+          unit: 'ms',
+          ...(auth === 'token' ? { target: { op: '<=', value: 5 } as const } : {}),
+        },
         { name: `re-pull server p50, verdict cache, ${auth} registry`, value: p(v.serverMs[0], 50), unit: 'ms' },
         { name: `re-pull server p99, no cache, ${auth} registry`, value: p(v.serverMs[1], 99), unit: 'ms' },
         { name: `re-pull server p50, no cache, ${auth} registry`, value: p(v.serverMs[1], 50), unit: 'ms' },

@@ -76,7 +76,15 @@ interface Sample {
   readonly peakRssMiB: number;
 }
 
-async function onePair(registry: StartedRegistry, reference: string, warmUp: readonly string[], image: LargeImage, config: { policy: string; registriesD: string }, work: string, run: number): Promise<Sample> {
+async function onePair(
+  registry: StartedRegistry,
+  reference: string,
+  warmUp: readonly string[],
+  image: LargeImage,
+  config: { policy: string; registriesD: string },
+  work: string,
+  run: number,
+): Promise<Sample> {
   // (a) through pullguard
   await touchFreeMemory(TOUCH_BYTES);
   const viaContainerd = await startContainerd({ release: '2', plainHttp: [registry.host] });
@@ -120,9 +128,14 @@ async function onePair(registry: StartedRegistry, reference: string, warmUp: rea
     try {
       for (const warm of warmUp) await crictlPull(withVerifier.endpoint, warm);
       const pulled = await crictlPull(withVerifier.endpoint, reference);
-      if (pulled.imageId !== image.configDigest) throw new Error(`crictl at containerd with the verifier pulled ${pulled.imageId}, expected ${image.configDigest}`);
+      if (pulled.imageId !== image.configDigest)
+        throw new Error(`crictl at containerd with the verifier pulled ${pulled.imageId}, expected ${image.configDigest}`);
       // The verifier really ran: pullguard answered containerd for this image.
-      if (!verifying.logRecords().some((r) => r['verifier'] !== undefined && String((r['verifier'] as { name?: unknown }).name) === reference && r['allowed'] === true)) {
+      if (
+        !verifying
+          .logRecords()
+          .some((r) => r['verifier'] !== undefined && String((r['verifier'] as { name?: unknown }).name) === reference && r['allowed'] === true)
+      ) {
         throw new Error(`pullguard's verifier was not asked about ${reference}`);
       }
       return { viaMs: via.ms, directMs, verifierMs: pulled.ms, stateBytes, peakRssMiB };
@@ -162,7 +175,9 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
       for (let run = 0; run < RUNS; run++) {
         samples.push(await onePair(registry, reference, warmUp, image, config, work, run));
         const last = samples.at(-1)!;
-        log(`runtime-fetch ${shape.name} run ${run + 1}: via ${round(last.viaMs)} ms, direct ${round(last.directMs)} ms, with verifier ${round(last.verifierMs)} ms`);
+        log(
+          `runtime-fetch ${shape.name} run ${run + 1}: via ${round(last.viaMs)} ms, direct ${round(last.directMs)} ms, with verifier ${round(last.verifierMs)} ms`,
+        );
       }
       const via = median(samples.map((s) => s.viaMs));
       const direct = median(samples.map((s) => s.directMs));
@@ -170,18 +185,53 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
       const state = median(samples.map((s) => s.stateBytes));
       const rss = Math.max(...samples.map((s) => s.peakRssMiB));
       if ('ratio' in shape.target) {
-        figures.push({ name: `${shape.name} crictl via-pullguard/direct`, value: round(via / direct, 2), unit: '', target: { op: '<=', value: shape.target.ratio } });
+        figures.push({
+          name: `${shape.name} crictl via-pullguard/direct`,
+          value: round(via / direct, 2),
+          unit: '',
+          target: { op: '<=', value: shape.target.ratio },
+        });
       } else {
-        figures.push({ name: `${shape.name} crictl via-pullguard − direct`, value: round(via - direct, 1), unit: 'ms', target: { op: '<=', value: shape.target.addedMs } });
+        figures.push({
+          name: `${shape.name} crictl via-pullguard − direct`,
+          value: round(via - direct, 1),
+          unit: 'ms',
+          target: { op: '<=', value: shape.target.addedMs },
+        });
       }
       if ('ratio' in shape.verifierTarget) {
-        figures.push({ name: `${shape.name} containerd with pullguard verifier/without`, value: round(verifier / direct, 2), unit: '', target: { op: '<=', value: shape.verifierTarget.ratio } });
+        figures.push({
+          name: `${shape.name} containerd with pullguard verifier/without`,
+          value: round(verifier / direct, 2),
+          unit: '',
+          target: { op: '<=', value: shape.verifierTarget.ratio },
+        });
       } else {
-        figures.push({ name: `${shape.name} containerd with pullguard verifier − without`, value: round(verifier - direct, 1), unit: 'ms', target: { op: '<=', value: shape.verifierTarget.addedMs } });
+        figures.push({
+          name: `${shape.name} containerd with pullguard verifier − without`,
+          value: round(verifier - direct, 1),
+          unit: 'ms',
+          target: { op: '<=', value: shape.verifierTarget.addedMs },
+        });
       }
-      figures.push({ name: `${shape.name} pullguard state / image`, value: round((100 * state) / image.totalBytes, 2), unit: '%', target: { op: '<', value: 5 } });
+      figures.push({
+        name: `${shape.name} pullguard state / image`,
+        value: round((100 * state) / image.totalBytes, 2),
+        unit: '%',
+        target: { op: '<', value: 5 },
+      });
       figures.push({ name: `${shape.name} pullguard peak RSS during pull`, value: round(rss, 1), unit: 'MiB' });
-      rows.push([shape.name, `${round(via)} ms`, `${round(direct)} ms`, `${round(verifier)} ms`, `${round(via / direct, 2)}`, `${round(via - direct, 1)} ms`, `${round(verifier / direct, 2)}`, `${round(state / 1024, 1)} KiB`, `${round(rss, 1)} MiB`]);
+      rows.push([
+        shape.name,
+        `${round(via)} ms`,
+        `${round(direct)} ms`,
+        `${round(verifier)} ms`,
+        `${round(via / direct, 2)}`,
+        `${round(via - direct, 1)} ms`,
+        `${round(verifier / direct, 2)}`,
+        `${round(state / 1024, 1)} KiB`,
+        `${round(rss, 1)} MiB`,
+      ]);
       details[shape.name] = { samples, imageBytes: image.totalBytes };
       await removeDir(image.dir);
     }

@@ -82,7 +82,15 @@ export async function runSignaturesBench(): Promise<PartResult> {
           for (let i = 0; i < PULLS_PER_CASE; i++) samples.push((await timed(() => pullImage(server, reference))).ms);
           const requestsPerPull = lookaside.requests.length / PULLS_PER_CASE;
           const p50 = median(samples);
-          rows.push([variant.name, String(n), round(p50).toFixed(1), round(percentile(samples, 90)).toFixed(1), round(Math.max(...samples)).toFixed(1), String(requestsPerPull), round(p50 / n, 2).toFixed(2)]);
+          rows.push([
+            variant.name,
+            String(n),
+            round(p50).toFixed(1),
+            round(percentile(samples, 90)).toFixed(1),
+            round(Math.max(...samples)).toFixed(1),
+            String(requestsPerPull),
+            round(p50 / n, 2).toFixed(2),
+          ]);
           figures.push({ name: `PullImage (stored image), ${n} signature(s), ${variant.name}, p50`, value: round(p50), unit: 'ms' });
           details[`pull_${variant.name.replace(/\s+/g, '_')}_${n}`] = { samplesMs: samples, lookasideRequestsPerPull: requestsPerPull };
           log(`signatures: ${variant.name} N=${n}: p50 ${round(p50)} ms, ${requestsPerPull} lookaside requests per pull`);
@@ -93,7 +101,9 @@ export async function runSignaturesBench(): Promise<PartResult> {
     }
     console.log('\n=== signatures (issue 4): PullImage of a stored image, N lookaside signatures on loopback ===');
     printTable(['signatures', 'N', 'p50 ms', 'p90 ms', 'max ms', 'lookaside req/pull', 'p50 ms per signature'], rows);
-    console.log(`median of ${PULLS_PER_CASE} pulls per case (after 10 warm-up pulls, plus one per case); requests include the 404s that end probing (indices are probed a few at a time).`);
+    console.log(
+      `median of ${PULLS_PER_CASE} pulls per case (after 10 warm-up pulls, plus one per case); requests include the 404s that end probing (indices are probed a few at a time).`,
+    );
 
     // ---- one verifySimpleSigning call on the real signature ----
     const keys = await loadGpgKeys([new Uint8Array(await readFile(trusted.publicKeyPath))]);

@@ -79,7 +79,9 @@ describe.runIf(existsSync('/proc'))('npm run demo', () => {
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^1\. signed image +→ ALLOWED \(sha256:[0-9a-f]{64}\)$/m);
-    expect(run.stdout).toMatch(/^2\. signed, signature-2 is an HTML page +→ ALLOWED with a warning:\n +PGW001 .*signature-2 \(http:\/\/127\.0\.0\.1:\d+\/.*unrecognized signature format, starting with binary 0x3c \(HTTP 200, Content-Type text\/html/m);
+    expect(run.stdout).toMatch(
+      /^2\. signed, signature-2 is an HTML page +→ ALLOWED with a warning:\n +PGW001 .*signature-2 \(http:\/\/127\.0\.0\.1:\d+\/.*unrecognized signature format, starting with binary 0x3c \(HTTP 200, Content-Type text\/html/m,
+    );
     expect(run.stdout).toMatch(
       /^3\. unsigned image.* +→ DENIED:\n +SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists; additionally 1 signature could not be read: signature-1 \(.*503/m,
     );

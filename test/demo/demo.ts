@@ -104,7 +104,11 @@ function withTimeout(promise: Promise<unknown>, ms: number): Promise<unknown> {
 
 function cleanUp(): Promise<void> {
   cleaning ??= (async () => {
-    for (const { run } of cleanups.splice(0).reverse()) await withTimeout(run().catch(() => undefined), 15_000);
+    for (const { run } of cleanups.splice(0).reverse())
+      await withTimeout(
+        run().catch(() => undefined),
+        15_000,
+      );
     if (root === undefined) return;
     killStragglers(root);
     // A killed process may still be unlinking its files: retry briefly.
@@ -136,10 +140,14 @@ interface PullOutcome {
 async function pull(pullguard: RunningPullguard, image: string): Promise<PullOutcome> {
   const warnings: string[] = [];
   try {
-    const response = await pullguard.client.call<{ image_ref: string }>('PullImage', { image: { image } }, {
-      deadlineMs: 60_000,
-      onTrailers: (md) => warnings.push(...md.get(WARNINGS_METADATA_KEY).map(String)),
-    });
+    const response = await pullguard.client.call<{ image_ref: string }>(
+      'PullImage',
+      { image: { image } },
+      {
+        deadlineMs: 60_000,
+        onTrailers: (md) => warnings.push(...md.get(WARNINGS_METADATA_KEY).map(String)),
+      },
+    );
     return { imageRef: response.image_ref, warnings };
   } catch (err) {
     const e = err as Partial<grpc.ServiceError>;

@@ -33,14 +33,25 @@ let inputsTried = 0;
 
 /** Cuts, insertions, replacements and byte flips applied to a valid document. */
 function mutated(valid: string): fc.Arbitrary<string> {
-  const edit = fc.tuple(fc.nat(), fc.nat({ max: 16 }), fc.oneof(fc.string({ maxLength: 8 }), fc.constantFrom('{', '}', '[', ']', '"', ':', ',', '\\', '\n', '\u0000', '\ud800', '-', '1e999', 'null', '..', '%2e')), fc.integer({ min: 0, max: 3 }));
+  const edit = fc.tuple(
+    fc.nat(),
+    fc.nat({ max: 16 }),
+    fc.oneof(
+      fc.string({ maxLength: 8 }),
+      fc.constantFrom('{', '}', '[', ']', '"', ':', ',', '\\', '\n', '\u0000', '\ud800', '-', '1e999', 'null', '..', '%2e'),
+    ),
+    fc.integer({ min: 0, max: 3 }),
+  );
   return fc.array(edit, { minLength: 1, maxLength: 4 }).map((edits) => {
     let text = valid;
     for (const [at, len, insert, kind] of edits) {
       const i = text.length === 0 ? 0 : at % text.length;
-      if (kind === 0) text = text.slice(0, i) + text.slice(i + len); // cut
-      else if (kind === 1) text = text.slice(0, i) + insert + text.slice(i); // insert
-      else if (kind === 2) text = text.slice(0, i) + insert + text.slice(i + len); // replace
+      if (kind === 0)
+        text = text.slice(0, i) + text.slice(i + len); // cut
+      else if (kind === 1)
+        text = text.slice(0, i) + insert + text.slice(i); // insert
+      else if (kind === 2)
+        text = text.slice(0, i) + insert + text.slice(i + len); // replace
       else text = text.slice(0, i); // truncate
     }
     return text;
@@ -50,12 +61,30 @@ function mutated(valid: string): fc.Arbitrary<string> {
 /** Any JSON value, plus values of the types the formats use in the wrong places. */
 const jsonish = fc.oneof(
   fc.jsonValue({ maxDepth: 3 }),
-  fc.constantFrom(null, true, 0, -1, 1e308, '', 'x', [], {}, '../../etc/passwd', 'sha256:', `sha256:${'a'.repeat(64)}`, 'file:///etc/shadow', 'http://', '%2e%2e'),
+  fc.constantFrom(
+    null,
+    true,
+    0,
+    -1,
+    1e308,
+    '',
+    'x',
+    [],
+    {},
+    '../../etc/passwd',
+    'sha256:',
+    `sha256:${'a'.repeat(64)}`,
+    'file:///etc/shadow',
+    'http://',
+    '%2e%2e',
+  ),
 );
 
 /** An object drawing its keys from `keys` (the real ones) and a few wrong ones, values `value`. */
 function shaped(keys: readonly string[], value: fc.Arbitrary<unknown>): fc.Arbitrary<Record<string, unknown>> {
-  return fc.dictionary(fc.oneof(fc.constantFrom(...keys), fc.string({ maxLength: 6 }), fc.constant('__proto__'), fc.constant('constructor')), value, { maxKeys: 5 });
+  return fc.dictionary(fc.oneof(fc.constantFrom(...keys), fc.string({ maxLength: 6 }), fc.constant('__proto__'), fc.constant('constructor')), value, {
+    maxKeys: 5,
+  });
 }
 
 async function property<T>(name: string, arbitrary: fc.Arbitrary<T>, check: (input: T) => Promise<unknown>, numRuns = RUNS): Promise<void> {
@@ -75,17 +104,31 @@ const VALID_POLICY = JSON.stringify({
   default: [{ type: 'reject' }],
   transports: {
     docker: {
-      'example.com/app': [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/keys/trusted.gpg', signedIdentity: { type: 'remapIdentity', prefix: 'example.com', signedPrefix: 'registry.example' } }],
+      'example.com/app': [
+        {
+          type: 'signedBy',
+          keyType: 'GPGKeys',
+          keyPath: '/keys/trusted.gpg',
+          signedIdentity: { type: 'remapIdentity', prefix: 'example.com', signedPrefix: 'registry.example' },
+        },
+      ],
       'example.com': [{ type: 'signedBy', keyType: 'GPGKeys', keyPaths: ['/k1.gpg', '/k2.gpg'], keyData: 'AAAA' }],
       'quay.io': [{ type: 'insecureAcceptAnything' }],
     },
     'docker-daemon': { '': [{ type: 'insecureAcceptAnything' }] },
   },
 });
-const VALID_REGISTRIES_D = 'default-docker:\n  lookaside: file:///var/lib/containers/sigstore\ndocker:\n  example.com:\n    lookaside: https://sigs.example.com/sigs\n  example.com/team/app:\n    lookaside: http://127.0.0.1:9/x\n    use-sigstore-attachments: true\n';
+const VALID_REGISTRIES_D =
+  'default-docker:\n  lookaside: file:///var/lib/containers/sigstore\ndocker:\n  example.com:\n    lookaside: https://sigs.example.com/sigs\n  example.com/team/app:\n    lookaside: http://127.0.0.1:9/x\n    use-sigstore-attachments: true\n';
 const VALID_REGISTRIES_CONF =
   'unqualified-search-registries = ["docker.io"]\n\n[[registry]]\nprefix = "example.com/app"\nlocation = "mirror.example.com/app"\ninsecure = false\nblocked = false\n\n[[registry.mirror]]\nlocation = "127.0.0.1:5000/app"\ninsecure = true\npull-from-mirror = "digest-only"\n';
-const VALID_AUTH = JSON.stringify({ auths: { 'example.com': { auth: Buffer.from('user:pa:ss').toString('base64') }, 'https://index.docker.io/v1/': { auth: 'dXNlcjpwYXNz', identitytoken: 'tok' }, 'quay.io/org': { username: 'u', password: 'p' } } });
+const VALID_AUTH = JSON.stringify({
+  auths: {
+    'example.com': { auth: Buffer.from('user:pa:ss').toString('base64') },
+    'https://index.docker.io/v1/': { auth: 'dXNlcjpwYXNz', identitytoken: 'tok' },
+    'quay.io/org': { username: 'u', password: 'p' },
+  },
+});
 const VALID_MANIFEST = JSON.stringify({
   schemaVersion: 2,
   mediaType: 'application/vnd.oci.image.manifest.v1+json',
@@ -95,19 +138,72 @@ const VALID_MANIFEST = JSON.stringify({
 const VALID_INDEX = JSON.stringify({
   schemaVersion: 2,
   mediaType: 'application/vnd.oci.image.index.v1+json',
-  manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${'3'.repeat(64)}`, size: 500, platform: { os: 'linux', architecture: 'amd64' } }],
+  manifests: [
+    {
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: `sha256:${'3'.repeat(64)}`,
+      size: 500,
+      platform: { os: 'linux', architecture: 'amd64' },
+    },
+  ],
 });
 const VALID_PAYLOAD = JSON.stringify({
-  critical: { type: 'atomic container signature', image: { 'docker-manifest-digest': `sha256:${'4'.repeat(64)}` }, identity: { 'docker-reference': 'example.com/app:v1' } },
+  critical: {
+    type: 'atomic container signature',
+    image: { 'docker-manifest-digest': `sha256:${'4'.repeat(64)}` },
+    identity: { 'docker-reference': 'example.com/app:v1' },
+  },
   optional: { creator: 'test', timestamp: 1700000000 },
 });
-const MANIFEST_TYPES = [undefined, 'application/json', 'text/plain', 'application/vnd.oci.image.manifest.v1+json', 'application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.v2+json', 'application/vnd.docker.distribution.manifest.list.v2+json', 'application/vnd.docker.distribution.manifest.v1+prettyjws', 'application/vnd.docker.distribution.manifest.v1+json'];
+const MANIFEST_TYPES = [
+  undefined,
+  'application/json',
+  'text/plain',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.docker.distribution.manifest.v1+prettyjws',
+  'application/vnd.docker.distribution.manifest.v1+json',
+];
 
 const referenceText = fc.oneof(
   fc.string({ maxLength: 80 }),
   fc.string({ unit: 'binary', maxLength: 40 }),
-  fc.array(fc.constantFrom('a', 'b', '0', '.', '-', '_', '__', '/', ':', '@', 'sha256:', 'localhost', '127.0.0.1:5000', '..', '%2e%2e', 'A', '\u0000', ' ', 'é', '\u202e'), { maxLength: 20 }).map((parts) => parts.join('')),
-  fc.tuple(fc.constantFrom('', 'example.com/', 'localhost:5000/', '[::1]:5000/'), fc.stringMatching(/^[a-z0-9._\-/]{0,30}$/), fc.constantFrom('', ':v1', ':', '@sha256:' + 'a'.repeat(64), '@sha256:' + 'A'.repeat(64), '@sha512:' + 'a'.repeat(128), '@md5:00')).map(([h, p, s]) => h + p + s),
+  fc
+    .array(
+      fc.constantFrom(
+        'a',
+        'b',
+        '0',
+        '.',
+        '-',
+        '_',
+        '__',
+        '/',
+        ':',
+        '@',
+        'sha256:',
+        'localhost',
+        '127.0.0.1:5000',
+        '..',
+        '%2e%2e',
+        'A',
+        '\u0000',
+        ' ',
+        'é',
+        '\u202e',
+      ),
+      { maxLength: 20 },
+    )
+    .map((parts) => parts.join('')),
+  fc
+    .tuple(
+      fc.constantFrom('', 'example.com/', 'localhost:5000/', '[::1]:5000/'),
+      fc.stringMatching(/^[a-z0-9._\-/]{0,30}$/),
+      fc.constantFrom('', ':v1', ':', `@sha256:${'a'.repeat(64)}`, `@sha256:${'A'.repeat(64)}`, `@sha512:${'a'.repeat(128)}`, '@md5:00'),
+    )
+    .map(([h, p, s]) => h + p + s),
 );
 
 function parses(name: string): boolean {
@@ -133,19 +229,42 @@ describe(`parsers never throw an uncoded error (fast-check, seed ${SEED})`, () =
   });
 
   it('sniffSignatureFormat: never throws, always a result', async () => {
-    await property('sniffSignatureFormat', fc.uint8Array({ maxLength: 300 }), async (bytes) => {
-      const result = sniffSignatureFormat(bytes);
-      expect(typeof result.ok).toBe('boolean');
-      return result.ok ? 'ok' : 'refused';
-    }, 1000);
+    await property(
+      'sniffSignatureFormat',
+      fc.uint8Array({ maxLength: 300 }),
+      async (bytes) => {
+        const result = sniffSignatureFormat(bytes);
+        expect(typeof result.ok).toBe('boolean');
+        return result.ok ? 'ok' : 'refused';
+      },
+      1000,
+    );
   });
 
   it('simple-signing payload parser and strict JSON: coded errors only', async () => {
     const payloadShaped = fc
-      .record({ critical: fc.oneof(jsonish, shaped(['type', 'image', 'identity'], fc.oneof(jsonish, shaped(['docker-manifest-digest', 'docker-reference'], jsonish)))), optional: fc.oneof(jsonish, shaped(['creator', 'timestamp'], jsonish)) }, { requiredKeys: [] })
+      .record(
+        {
+          critical: fc.oneof(
+            jsonish,
+            shaped(['type', 'image', 'identity'], fc.oneof(jsonish, shaped(['docker-manifest-digest', 'docker-reference'], jsonish))),
+          ),
+          optional: fc.oneof(jsonish, shaped(['creator', 'timestamp'], jsonish)),
+        },
+        { requiredKeys: [] },
+      )
       .map((o) => JSON.stringify(o));
-    const text = fc.oneof(fc.string({ maxLength: 200 }), payloadShaped, mutated(VALID_PAYLOAD), fc.constant('{"critical":{},"critical":{}}'), fc.constant('1'.repeat(400)), fc.constant('['.repeat(5000)));
-    await property('parseUntrustedPayload', text, async (input) => expectCodedOrOk('parseUntrustedPayload', input, () => parseUntrustedPayload(new TextEncoder().encode(input))));
+    const text = fc.oneof(
+      fc.string({ maxLength: 200 }),
+      payloadShaped,
+      mutated(VALID_PAYLOAD),
+      fc.constant('{"critical":{},"critical":{}}'),
+      fc.constant('1'.repeat(400)),
+      fc.constant('['.repeat(5000)),
+    );
+    await property('parseUntrustedPayload', text, async (input) =>
+      expectCodedOrOk('parseUntrustedPayload', input, () => parseUntrustedPayload(new TextEncoder().encode(input))),
+    );
     await property('parseStrictJson', text, async (input) => expectCodedOrOk('parseStrictJson', input, () => parseStrictJson(input)));
   });
 
@@ -165,11 +284,15 @@ describe(`parsers never throw an uncoded error (fast-check, seed ${SEED})`, () =
       'verifySimpleSigning',
       blobs,
       async (bytes) => {
-        const check = await verifySimpleSigning({ location: { source: 'lookaside', url: 'http://lookaside/signature-1', index: 1 }, format: 'simple-signing', bytes }, keys, {
-          manifestDigest: MANIFEST_DIGEST,
-          matchesIdentity: () => true,
-          now: new Date(),
-        });
+        const check = await verifySimpleSigning(
+          { location: { source: 'lookaside', url: 'http://lookaside/signature-1', index: 1 }, format: 'simple-signing', bytes },
+          keys,
+          {
+            manifestDigest: MANIFEST_DIGEST,
+            matchesIdentity: () => true,
+            now: new Date(),
+          },
+        );
         return check.verdict;
       },
       300,
@@ -177,42 +300,168 @@ describe(`parsers never throw an uncoded error (fast-check, seed ${SEED})`, () =
   });
 
   it('parsePolicy: INVALID_POLICY for every malformed document', async () => {
-    const requirement = shaped(['type', 'keyType', 'keyPath', 'keyPaths', 'keyData', 'signedIdentity', 'fulcio', 'rekorPublicKeyPath'], fc.oneof(jsonish, fc.constantFrom('signedBy', 'reject', 'insecureAcceptAnything', 'sigstoreSigned', 'GPGKeys'), shaped(['type', 'prefix', 'signedPrefix', 'dockerReference', 'dockerRepository'], fc.oneof(jsonish, fc.constantFrom('matchExact', 'matchRepository', 'remapIdentity', 'exactReference', 'exactRepository', 'matchRepoDigestOrExact')))));
+    const requirement = shaped(
+      ['type', 'keyType', 'keyPath', 'keyPaths', 'keyData', 'signedIdentity', 'fulcio', 'rekorPublicKeyPath'],
+      fc.oneof(
+        jsonish,
+        fc.constantFrom('signedBy', 'reject', 'insecureAcceptAnything', 'sigstoreSigned', 'GPGKeys'),
+        shaped(
+          ['type', 'prefix', 'signedPrefix', 'dockerReference', 'dockerRepository'],
+          fc.oneof(jsonish, fc.constantFrom('matchExact', 'matchRepository', 'remapIdentity', 'exactReference', 'exactRepository', 'matchRepoDigestOrExact')),
+        ),
+      ),
+    );
     const doc = fc
-      .record({ default: fc.oneof(jsonish, fc.array(requirement, { maxLength: 3 })), transports: fc.oneof(jsonish, fc.dictionary(fc.constantFrom('docker', 'atomic', 'oci', 'x'), fc.oneof(jsonish, fc.dictionary(fc.oneof(referenceText, fc.constantFrom('', '*.example.com', 'example.com')), fc.oneof(jsonish, fc.array(requirement, { maxLength: 2 })))))) }, { requiredKeys: [] })
+      .record(
+        {
+          default: fc.oneof(jsonish, fc.array(requirement, { maxLength: 3 })),
+          transports: fc.oneof(
+            jsonish,
+            fc.dictionary(
+              fc.constantFrom('docker', 'atomic', 'oci', 'x'),
+              fc.oneof(
+                jsonish,
+                fc.dictionary(
+                  fc.oneof(referenceText, fc.constantFrom('', '*.example.com', 'example.com')),
+                  fc.oneof(jsonish, fc.array(requirement, { maxLength: 2 })),
+                ),
+              ),
+            ),
+          ),
+        },
+        { requiredKeys: [] },
+      )
       .map((o) => JSON.stringify(o));
-    await property('parsePolicy', fc.oneof(fc.string({ maxLength: 200 }), doc, mutated(VALID_POLICY)), async (input) => expectCodedOrOk('parsePolicy', input, () => parsePolicy(input, { source: '/fuzz/policy.json' })));
+    await property('parsePolicy', fc.oneof(fc.string({ maxLength: 200 }), doc, mutated(VALID_POLICY)), async (input) =>
+      expectCodedOrOk('parsePolicy', input, () => parsePolicy(input, { source: '/fuzz/policy.json' })),
+    );
   });
 
   it('parseRegistriesD: INVALID_REGISTRIES_D for every malformed file', async () => {
     const yamlish = fc.oneof(
       fc.string({ maxLength: 200 }),
       mutated(VALID_REGISTRIES_D),
-      fc.constantFrom('&a [*a]', 'a: &a\n  b: *a\n', '!!binary AAAA', '? [a]\n: b', 'docker: {a: 1, a: 2}', '%YAML 9.9\n---\n', 'docker:\n  "": {lookaside: x}', '--- !<tag:yaml.org,2002:js/function> x'),
-      fc.record({ 'default-docker': fc.oneof(jsonish, shaped(['lookaside', 'sigstore', 'lookaside-staging', 'use-sigstore-attachments'], jsonish)), docker: fc.oneof(jsonish, fc.dictionary(referenceText, fc.oneof(jsonish, shaped(['lookaside', 'sigstore', 'use-sigstore-attachments'], jsonish)), { maxKeys: 3 })) }, { requiredKeys: [] }).map((o) => JSON.stringify(o)),
+      fc.constantFrom(
+        '&a [*a]',
+        'a: &a\n  b: *a\n',
+        '!!binary AAAA',
+        '? [a]\n: b',
+        'docker: {a: 1, a: 2}',
+        '%YAML 9.9\n---\n',
+        'docker:\n  "": {lookaside: x}',
+        '--- !<tag:yaml.org,2002:js/function> x',
+      ),
+      fc
+        .record(
+          {
+            'default-docker': fc.oneof(jsonish, shaped(['lookaside', 'sigstore', 'lookaside-staging', 'use-sigstore-attachments'], jsonish)),
+            docker: fc.oneof(
+              jsonish,
+              fc.dictionary(referenceText, fc.oneof(jsonish, shaped(['lookaside', 'sigstore', 'use-sigstore-attachments'], jsonish)), { maxKeys: 3 }),
+            ),
+          },
+          { requiredKeys: [] },
+        )
+        .map((o) => JSON.stringify(o)),
     );
     await property('parseRegistriesD', fc.array(yamlish, { minLength: 1, maxLength: 3 }), async (texts) =>
-      expectCodedOrOk('parseRegistriesD', texts.join('\n---\n'), () => parseRegistriesD(texts.map((text, i) => ({ path: `/fuzz/registries.d/${i}.yaml`, text })))),
+      expectCodedOrOk('parseRegistriesD', texts.join('\n---\n'), () =>
+        parseRegistriesD(texts.map((text, i) => ({ path: `/fuzz/registries.d/${i}.yaml`, text }))),
+      ),
     );
   });
 
   it('parseRegistriesConf: INVALID_REGISTRIES_CONF for every malformed file', async () => {
-    const tomlValue = fc.oneof(fc.string({ maxLength: 20 }).map((s) => JSON.stringify(s)), fc.constantFrom('true', '1', '-1', '[]', '{}', '"digest-only"', '"all"', '"127.0.0.1:5000/app"', '"*.example.com"', '"example.com/app:tag"', '"../x"', '1979-05-27T07:32:00Z', 'inf', 'nan'));
-    const tables = fc.array(fc.tuple(fc.constantFrom('[[registry]]', '[[registry.mirror]]', '[registries.search]', '[aliases]', ''), fc.array(fc.tuple(fc.constantFrom('prefix', 'location', 'insecure', 'blocked', 'mirror-by-digest-only', 'pull-from-mirror', 'registries', 'short-name-mode', 'x'), tomlValue), { maxLength: 4 })), { maxLength: 4 }).map((ts) => ts.map(([h, kvs]) => `${h}\n${kvs.map(([k, v]) => `${k} = ${v}`).join('\n')}`).join('\n'));
-    await property('parseRegistriesConf', fc.oneof(fc.string({ maxLength: 200 }), tables, mutated(VALID_REGISTRIES_CONF)), async (input) => expectCodedOrOk('parseRegistriesConf', input, () => parseRegistriesConf(input, '/fuzz/registries.conf')));
+    const tomlValue = fc.oneof(
+      fc.string({ maxLength: 20 }).map((s) => JSON.stringify(s)),
+      fc.constantFrom(
+        'true',
+        '1',
+        '-1',
+        '[]',
+        '{}',
+        '"digest-only"',
+        '"all"',
+        '"127.0.0.1:5000/app"',
+        '"*.example.com"',
+        '"example.com/app:tag"',
+        '"../x"',
+        '1979-05-27T07:32:00Z',
+        'inf',
+        'nan',
+      ),
+    );
+    const tables = fc
+      .array(
+        fc.tuple(
+          fc.constantFrom('[[registry]]', '[[registry.mirror]]', '[registries.search]', '[aliases]', ''),
+          fc.array(
+            fc.tuple(
+              fc.constantFrom('prefix', 'location', 'insecure', 'blocked', 'mirror-by-digest-only', 'pull-from-mirror', 'registries', 'short-name-mode', 'x'),
+              tomlValue,
+            ),
+            { maxLength: 4 },
+          ),
+        ),
+        { maxLength: 4 },
+      )
+      .map((ts) => ts.map(([h, kvs]) => `${h}\n${kvs.map(([k, v]) => `${k} = ${v}`).join('\n')}`).join('\n'));
+    await property('parseRegistriesConf', fc.oneof(fc.string({ maxLength: 200 }), tables, mutated(VALID_REGISTRIES_CONF)), async (input) =>
+      expectCodedOrOk('parseRegistriesConf', input, () => parseRegistriesConf(input, '/fuzz/registries.conf')),
+    );
   });
 
   it('parseAuthFile: INVALID_CONFIG for every malformed file', async () => {
-    const entry = shaped(['auth', 'username', 'password', 'identitytoken', 'registrytoken', 'email'], fc.oneof(jsonish, fc.string({ maxLength: 20 }).map((s) => Buffer.from(s).toString('base64')), fc.constantFrom('Og==', 'dTo=', 'OnA=', '!!!', 'dXNlcg==')));
-    const doc = fc.record({ auths: fc.oneof(jsonish, fc.dictionary(fc.oneof(referenceText, fc.constantFrom('https://index.docker.io/v1/', 'http://example.com/', '')), fc.oneof(jsonish, entry), { maxKeys: 3 })), credHelpers: jsonish, credsStore: jsonish }, { requiredKeys: [] }).map((o) => JSON.stringify(o));
-    await property('parseAuthFile', fc.oneof(fc.string({ maxLength: 200 }), doc, mutated(VALID_AUTH)), async (input) => expectCodedOrOk('parseAuthFile', input, () => parseAuthFile(input, '/fuzz/auth.json')));
+    const entry = shaped(
+      ['auth', 'username', 'password', 'identitytoken', 'registrytoken', 'email'],
+      fc.oneof(
+        jsonish,
+        fc.string({ maxLength: 20 }).map((s) => Buffer.from(s).toString('base64')),
+        fc.constantFrom('Og==', 'dTo=', 'OnA=', '!!!', 'dXNlcg=='),
+      ),
+    );
+    const doc = fc
+      .record(
+        {
+          auths: fc.oneof(
+            jsonish,
+            fc.dictionary(fc.oneof(referenceText, fc.constantFrom('https://index.docker.io/v1/', 'http://example.com/', '')), fc.oneof(jsonish, entry), {
+              maxKeys: 3,
+            }),
+          ),
+          credHelpers: jsonish,
+          credsStore: jsonish,
+        },
+        { requiredKeys: [] },
+      )
+      .map((o) => JSON.stringify(o));
+    await property('parseAuthFile', fc.oneof(fc.string({ maxLength: 200 }), doc, mutated(VALID_AUTH)), async (input) =>
+      expectCodedOrOk('parseAuthFile', input, () => parseAuthFile(input, '/fuzz/auth.json')),
+    );
   });
 
   it('parseManifest: MANIFEST_INVALID/MANIFEST_UNSUPPORTED for every malformed manifest', async () => {
-    const descriptor = shaped(['mediaType', 'digest', 'size', 'platform', 'urls', 'annotations'], fc.oneof(jsonish, shaped(['os', 'architecture', 'variant', 'os.version'], jsonish)));
-    const doc = fc.record({ schemaVersion: fc.oneof(jsonish, fc.constantFrom(1, 2, 3)), mediaType: fc.oneof(jsonish, fc.constantFrom(...MANIFEST_TYPES.filter((t) => t !== undefined))), config: fc.oneof(jsonish, descriptor), layers: fc.oneof(jsonish, fc.array(descriptor, { maxLength: 3 })), manifests: fc.oneof(jsonish, fc.array(descriptor, { maxLength: 3 })), fsLayers: jsonish }, { requiredKeys: [] }).map((o) => JSON.stringify(o));
-    await property('parseManifest', fc.tuple(fc.oneof(fc.string({ maxLength: 200 }), doc, mutated(VALID_MANIFEST), mutated(VALID_INDEX)), fc.constantFrom(...MANIFEST_TYPES)), async ([input, type]) =>
-      expectCodedOrOk('parseManifest', input, () => parseManifest(new TextEncoder().encode(input), type, 'fuzz.example/app:v1')),
+    const descriptor = shaped(
+      ['mediaType', 'digest', 'size', 'platform', 'urls', 'annotations'],
+      fc.oneof(jsonish, shaped(['os', 'architecture', 'variant', 'os.version'], jsonish)),
+    );
+    const doc = fc
+      .record(
+        {
+          schemaVersion: fc.oneof(jsonish, fc.constantFrom(1, 2, 3)),
+          mediaType: fc.oneof(jsonish, fc.constantFrom(...MANIFEST_TYPES.filter((t) => t !== undefined))),
+          config: fc.oneof(jsonish, descriptor),
+          layers: fc.oneof(jsonish, fc.array(descriptor, { maxLength: 3 })),
+          manifests: fc.oneof(jsonish, fc.array(descriptor, { maxLength: 3 })),
+          fsLayers: jsonish,
+        },
+        { requiredKeys: [] },
+      )
+      .map((o) => JSON.stringify(o));
+    await property(
+      'parseManifest',
+      fc.tuple(fc.oneof(fc.string({ maxLength: 200 }), doc, mutated(VALID_MANIFEST), mutated(VALID_INDEX)), fc.constantFrom(...MANIFEST_TYPES)),
+      async ([input, type]) => expectCodedOrOk('parseManifest', input, () => parseManifest(new TextEncoder().encode(input), type, 'fuzz.example/app:v1')),
     );
   });
 });
@@ -239,7 +488,11 @@ describe('hostile requests through the real server', () => {
     expect(list.images).toEqual([]);
     expect(server.process.exitCode).toBeNull();
   };
-  const codeOf = (promise: Promise<unknown>): Promise<grpc.status> => promise.then(() => grpc.status.OK, (e: grpc.ServiceError) => e.code);
+  const codeOf = (promise: Promise<unknown>): Promise<grpc.status> =>
+    promise.then(
+      () => grpc.status.OK,
+      (e: grpc.ServiceError) => e.code,
+    );
 
   it('refuses a request over 4 MiB with RESOURCE_EXHAUSTED and keeps serving', async () => {
     const huge = 'a'.repeat(5 * 1024 * 1024);
@@ -260,7 +513,9 @@ describe('hostile requests through the real server', () => {
         fc.asyncProperty(fc.constantFrom(...methods), fc.uint8Array({ minLength: 1, maxLength: 512 }), async (method, bytes) => {
           inputsTried += 1;
           const code = await new Promise<grpc.status>((resolve) => {
-            client.makeUnaryRequest(method, identity, identity, Buffer.from(bytes), new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err) => resolve(err?.code ?? grpc.status.OK));
+            client.makeUnaryRequest(method, identity, identity, Buffer.from(bytes), new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err) =>
+              resolve(err?.code ?? grpc.status.OK),
+            );
           });
           const key = `${method.slice(method.lastIndexOf('/') + 1)}:${grpc.status[code]}`;
           codes.set(key, (codes.get(key) ?? 0) + 1);
@@ -322,12 +577,18 @@ describe('hostile requests through the real server', () => {
     // Random names too (outside any reachable registry): whatever they are, no file appears.
     await fc.assert(
       // Names that parse are sent only with an unreachable registry (no DNS, no network).
-      fc.asyncProperty(fc.oneof(referenceText.map((s) => `127.0.0.1:1/${s}`), referenceText.filter((s) => !parses(s))), async (name) => {
-        inputsTried += 1;
-        const code = await codeOf(server.client.call('PullImage', { image: { image: name } }, { deadlineMs: 10_000 }));
-        expect(code).not.toBe(grpc.status.OK);
-        if (!parses(name)) expect(code, JSON.stringify(name)).toBe(grpc.status.INVALID_ARGUMENT);
-      }),
+      fc.asyncProperty(
+        fc.oneof(
+          referenceText.map((s) => `127.0.0.1:1/${s}`),
+          referenceText.filter((s) => !parses(s)),
+        ),
+        async (name) => {
+          inputsTried += 1;
+          const code = await codeOf(server.client.call('PullImage', { image: { image: name } }, { deadlineMs: 10_000 }));
+          expect(code).not.toBe(grpc.status.OK);
+          if (!parses(name)) expect(code, JSON.stringify(name)).toBe(grpc.status.INVALID_ARGUMENT);
+        },
+      ),
       { numRuns: 200, seed: SEED },
     );
     expect(await snapshotTree(work)).toEqual(before);

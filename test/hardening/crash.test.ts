@@ -51,12 +51,20 @@ beforeAll(async () => {
   // Images share a base and a middle layer (seed 60), and each has one unique layer: removing one
   // while pulling another makes GC and ingest race over the shared blobs.
   for (const i of [0, 1, 2, 3]) {
-    const image = await buildOciImage(join(work, `reg-${i}`), { tag: 'v1', seed: 60, layers: [{ size: 1_000_000 }, { size: 400_000 }, { files: { [`etc/unique-${i}`]: `registry image ${i}` } }] });
+    const image = await buildOciImage(join(work, `reg-${i}`), {
+      tag: 'v1',
+      seed: 60,
+      layers: [{ size: 1_000_000 }, { size: 400_000 }, { files: { [`etc/unique-${i}`]: `registry image ${i}` } }],
+    });
     await pushImage(image.dir, `crash/app${i}:v1`, registry);
     tracked.push({ name: `${registry.host}/crash/app${i}:v1`, image, source: 'registry', state: 'absent', interrupted: false });
   }
   for (const i of [0, 1, 2]) {
-    const image = await buildOciImage(join(work, `fault-${i}`), { tag: 'v1', seed: 61, layers: [{ size: 600_000 }, { size: 300_000 + i * 1000 }, { files: { [`etc/unique-${i}`]: `fault image ${i}` } }] });
+    const image = await buildOciImage(join(work, `fault-${i}`), {
+      tag: 'v1',
+      seed: 61,
+      layers: [{ size: 600_000 }, { size: 300_000 + i * 1000 }, { files: { [`etc/unique-${i}`]: `fault image ${i}` } }],
+    });
     faults.addImage(`slow${i}`, 'v1', image);
     tracked.push({ name: `${faults.host}/slow${i}:v1`, image, source: 'fault', state: 'absent', interrupted: false });
   }

@@ -26,10 +26,14 @@ beforeAll(async () => {
   // Every image: the same 400 kB base, one of two 100 kB middles, and a small unique layer.
   images = await Promise.all(
     Array.from({ length: IMAGES }, (_, i) =>
-      buildOciImage(join(work, `img-${i}`), { tag: 'v1', seed: 90 + (i % 2), layers: [{ size: 400_000 }, { size: 100_000 }, { files: { [`etc/id-${i}`]: `image ${i}` } }] }),
+      buildOciImage(join(work, `img-${i}`), {
+        tag: 'v1',
+        seed: 90 + (i % 2),
+        layers: [{ size: 400_000 }, { size: 100_000 }, { files: { [`etc/id-${i}`]: `image ${i}` } }],
+      }),
     ),
   );
-  images.forEach((image, i) => registry.addImage(`load${i}`, 'v1', image));
+  for (const [i, image] of images.entries()) registry.addImage(`load${i}`, 'v1', image);
   const policy = join(work, 'policy.json');
   await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
   server = await startPullguard({ args: ['--signature-policy', policy, '--insecure-registry', registry.host] });
@@ -53,18 +57,19 @@ describe('load', () => {
     const queries = (async () => {
       while (pulling) {
         const started = performance.now();
-        await Promise.all([
-          server.client.call('ImageStatus', { image: { image: `${registry.host}/load0:v1` } }),
-          server.client.call('ListImages', {}),
-        ]).catch(() => {
-          queryFailures += 1;
-        });
+        await Promise.all([server.client.call('ImageStatus', { image: { image: `${registry.host}/load0:v1` } }), server.client.call('ListImages', {})]).catch(
+          () => {
+            queryFailures += 1;
+          },
+        );
         statusLatencies.push(performance.now() - started);
       }
     })();
     const started = performance.now();
     const results = await Promise.allSettled(
-      Array.from({ length: PULLS }, (_, i) => server.client.call<{ image_ref: string }>('PullImage', { image: { image: `${registry.host}/load${i % IMAGES}:v1` } })),
+      Array.from({ length: PULLS }, (_, i) =>
+        server.client.call<{ image_ref: string }>('PullImage', { image: { image: `${registry.host}/load${i % IMAGES}:v1` } }),
+      ),
     );
     const seconds = (performance.now() - started) / 1000;
     pulling = false;

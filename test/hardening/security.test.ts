@@ -18,7 +18,14 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keyFixturePath, MANIFEST_DIGEST, SIGNATURE_FIXTURES_DIR, SIGNED_IDENTITY, signatureFixture, type SignatureFixture } from '../fixtures/signatures/fixtures.js';
+import {
+  keyFixturePath,
+  MANIFEST_DIGEST,
+  SIGNATURE_FIXTURES_DIR,
+  SIGNED_IDENTITY,
+  signatureFixture,
+  type SignatureFixture,
+} from '../fixtures/signatures/fixtures.js';
 import { startFaultRegistry, type FaultRegistry } from '../helpers/fault-registry.js';
 import { simpleSigningPayload } from '../helpers/gpg.js';
 import { startLookasideServer, type LookasideServer } from '../helpers/lookaside-server.js';
@@ -42,8 +49,12 @@ let faultsInjected = 0;
 
 /** gpg at a faked time (an expired signature made with real gpg, by a key that existed then). */
 async function gpg(args: string[], options: { at?: Date; input?: string } = {}): Promise<Buffer> {
-  const faked = options.at !== undefined ? ['--faked-system-time', `${options.at.toISOString().replace(/[-:]/g, '').slice(0, 15)}!`, '--ignore-time-conflict'] : [];
-  const child = execFileAsync('gpg', ['--batch', '--quiet', '--pinentry-mode', 'loopback', '--passphrase', '', ...faked, ...args], { env: { ...process.env, GNUPGHOME: gnupgHome }, encoding: 'buffer' });
+  const faked =
+    options.at !== undefined ? ['--faked-system-time', `${options.at.toISOString().replace(/[-:]/g, '').slice(0, 15)}!`, '--ignore-time-conflict'] : [];
+  const child = execFileAsync('gpg', ['--batch', '--quiet', '--pinentry-mode', 'loopback', '--passphrase', '', ...faked, ...args], {
+    env: { ...process.env, GNUPGHOME: gnupgHome },
+    encoding: 'buffer',
+  });
   if (options.input !== undefined) child.child.stdin?.end(options.input);
   return (await child).stdout;
 }
@@ -54,7 +65,14 @@ beforeAll(async () => {
   await mkdir(gnupgHome, { mode: 0o700 });
   [registry, lookaside, faults] = await Promise.all([startRegistry(), startLookasideServer(), startFaultRegistry()]);
   // The fixture image keeps its digest when pushed, so the fixture signatures apply to it.
-  await execFileAsync('skopeo', ['--insecure-policy', 'copy', '--quiet', '--dest-tls-verify=false', `oci:${join(SIGNATURE_FIXTURES_DIR, 'image')}:v1`, `docker://${registry.host}/app:v1`]);
+  await execFileAsync('skopeo', [
+    '--insecure-policy',
+    'copy',
+    '--quiet',
+    '--dest-tls-verify=false',
+    `oci:${join(SIGNATURE_FIXTURES_DIR, 'image')}:v1`,
+    `docker://${registry.host}/app:v1`,
+  ]);
   const pushed = await fetch(`${registry.url}/v2/app/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
   await pushed.arrayBuffer();
   expect(pushed.headers.get('docker-content-digest')).toBe(MANIFEST_DIGEST);
@@ -77,7 +95,14 @@ beforeAll(async () => {
       default: [{ type: 'reject' }],
       transports: {
         docker: {
-          [registry.host]: [{ type: 'signedBy', keyType: 'GPGKeys', keyPaths: [keyFixturePath('trusted.gpg'), extraKeyPath], signedIdentity: { type: 'remapIdentity', prefix: registry.host, signedPrefix: 'registry.example' } }],
+          [registry.host]: [
+            {
+              type: 'signedBy',
+              keyType: 'GPGKeys',
+              keyPaths: [keyFixturePath('trusted.gpg'), extraKeyPath],
+              signedIdentity: { type: 'remapIdentity', prefix: registry.host, signedPrefix: 'registry.example' },
+            },
+          ],
           [faults.host]: [{ type: 'insecureAcceptAnything' }],
         },
       },
@@ -86,7 +111,9 @@ beforeAll(async () => {
   const registriesD = join(work, 'registries.d');
   await mkdir(registriesD);
   await writeFile(join(registriesD, 'lookaside.yaml'), `docker:\n  ${registry.host}:\n    lookaside: ${lookaside.url}\n`);
-  pg = await startPullguard({ args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--insecure-registry', faults.host] });
+  pg = await startPullguard({
+    args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--insecure-registry', faults.host],
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -120,15 +147,26 @@ describe('signatures that must be rejected end to end (real gpg/skopeo signature
     { name: 'another repository (identity registry.example/other:v1)', bytes: async () => signatureFixture('wrong-identity'), reason: /identity/i },
     { name: 'a signing subkey of an untrusted primary key', bytes: async () => signatureFixture('subkey'), reason: /not accepted|Key not found/ },
     { name: 'an untrusted key', bytes: async () => signatureFixture('untrusted-key'), reason: /not accepted/ },
-    { name: 'a valid signature plus a second signature packet', bytes: async () => signatureFixture('two-signatures' as SignatureFixture), reason: /signature count 2|Unexpected GPG signature count/ },
+    {
+      name: 'a valid signature plus a second signature packet',
+      bytes: async () => signatureFixture('two-signatures' as SignatureFixture),
+      reason: /signature count 2|Unexpected GPG signature count/,
+    },
     {
       name: "another image's digest (trusted key)",
-      bytes: () => gpg(['--sign', '-u', 'expiry@pullguard.test'], { input: simpleSigningPayload(`sha256:${'e'.repeat(64)}`, SIGNED_IDENTITY) }).then((b) => new Uint8Array(b)),
+      bytes: () =>
+        gpg(['--sign', '-u', 'expiry@pullguard.test'], { input: simpleSigningPayload(`sha256:${'e'.repeat(64)}`, SIGNED_IDENTITY) }).then(
+          (b) => new Uint8Array(b),
+        ),
       reason: /digest/i,
     },
     {
       name: 'an expired signature (trusted key, expired yesterday)',
-      bytes: () => gpg(['--sign', '--default-sig-expire', '1d', '-u', 'expiry@pullguard.test'], { at: new Date(Date.now() - 2 * 86400_000), input: simpleSigningPayload(MANIFEST_DIGEST, SIGNED_IDENTITY) }).then((b) => new Uint8Array(b)),
+      bytes: () =>
+        gpg(['--sign', '--default-sig-expire', '1d', '-u', 'expiry@pullguard.test'], {
+          at: new Date(Date.now() - 2 * 86400_000),
+          input: simpleSigningPayload(MANIFEST_DIGEST, SIGNED_IDENTITY),
+        }).then((b) => new Uint8Array(b)),
       reason: /expired/i,
     },
   ];
@@ -157,7 +195,10 @@ describe('a registry answering a pinned digest with other bytes', () => {
   const pinned = (): string => `${faults.host}/pinned@${faultImage.manifestDigest}`;
   it.each([
     ['a flipped byte in the manifest', () => faults.fault(`pinned:${faultImage.manifestDigest}`, { kind: 'corrupt' })],
-    ["another image's manifest (a valid document, wrong digest)", () => faults.fault(`pinned:${faultImage.manifestDigest}`, { kind: 'redirect', location: `/v2/pinned/manifests/other` })],
+    [
+      "another image's manifest (a valid document, wrong digest)",
+      () => faults.fault(`pinned:${faultImage.manifestDigest}`, { kind: 'redirect', location: `/v2/pinned/manifests/other` }),
+    ],
     ['a flipped byte in the layer', () => faults.fault(faultImage.layers[0]!.digest, { kind: 'corrupt' })],
   ])('refuses %s and stores nothing', async (_name, inject) => {
     inject();
@@ -230,10 +271,12 @@ describe('credential scan', () => {
     for (const value of err.metadata.get('grpc-status-details-bin')) observed.push(Buffer.from(value as Buffer).toString('latin1'));
   };
   const pullWith = async (host: string, auth: Record<string, string>): Promise<grpc.ServiceError | undefined> => {
-    const err = await credServer.client.call('PullImage', { image: { image: `${host}/private:v1` }, auth }, { onTrailers: (md) => observed.push(JSON.stringify(md.toJSON())) }).then(
-      () => undefined,
-      (e: grpc.ServiceError) => e,
-    );
+    const err = await credServer.client
+      .call('PullImage', { image: { image: `${host}/private:v1` }, auth }, { onTrailers: (md) => observed.push(JSON.stringify(md.toJSON())) })
+      .then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
     record(err);
     return err;
   };
@@ -273,7 +316,14 @@ describe('credential scan', () => {
     const logs = credServer.logs();
     expect(logs.length).toBeGreaterThan(10);
     const haystack = [...observed, ...logs].join('\n');
-    const needles = Object.values(secrets).flatMap((s) => [s, Buffer.from(s).toString('base64'), Buffer.from(`${user}:${s}`).toString('base64'), Buffer.from(`cli:${s}`).toString('base64'), Buffer.from(`b64:${s}`).toString('base64'), encodeURIComponent(s)]);
+    const needles = Object.values(secrets).flatMap((s) => [
+      s,
+      Buffer.from(s).toString('base64'),
+      Buffer.from(`${user}:${s}`).toString('base64'),
+      Buffer.from(`cli:${s}`).toString('base64'),
+      Buffer.from(`b64:${s}`).toString('base64'),
+      encodeURIComponent(s),
+    ]);
     const leaks = needles.filter((n) => haystack.includes(n));
     figure('security.credential_scan_lines', logs.length + observed.length);
     figure('security.secrets_leaked', leaks.length);

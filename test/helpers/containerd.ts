@@ -86,8 +86,22 @@ function containerdBinary(release: '1.6' | '2'): string {
 }
 
 /** Snapshotters this sandbox cannot have; tracing exporters nobody reads. */
-const DISABLED_PLUGINS_1_6 = ['io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.devmapper', 'io.containerd.snapshotter.v1.aufs', 'io.containerd.tracing.processor.v1.otlp', 'io.containerd.internal.v1.tracing'];
-const DISABLED_PLUGINS_2 = ['io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.devmapper', 'io.containerd.snapshotter.v1.erofs', 'io.containerd.tracing.processor.v1.otlp', 'io.containerd.internal.v1.tracing'];
+const DISABLED_PLUGINS_1_6 = [
+  'io.containerd.snapshotter.v1.btrfs',
+  'io.containerd.snapshotter.v1.zfs',
+  'io.containerd.snapshotter.v1.devmapper',
+  'io.containerd.snapshotter.v1.aufs',
+  'io.containerd.tracing.processor.v1.otlp',
+  'io.containerd.internal.v1.tracing',
+];
+const DISABLED_PLUGINS_2 = [
+  'io.containerd.snapshotter.v1.btrfs',
+  'io.containerd.snapshotter.v1.zfs',
+  'io.containerd.snapshotter.v1.devmapper',
+  'io.containerd.snapshotter.v1.erofs',
+  'io.containerd.tracing.processor.v1.otlp',
+  'io.containerd.internal.v1.tracing',
+];
 
 function configToml(dir: string, socketPath: string, certsDir: string, options: StartContainerdOptions): string {
   const snapshotter = options.snapshotter ?? 'overlayfs';
@@ -108,7 +122,9 @@ function configToml(dir: string, socketPath: string, certsDir: string, options: 
       // This machine lacks CAP_SYS_RESOURCE: sandboxes may not lower oom_score_adj.
       '  restrict_oom_score_adj = true',
       ...(options.sandboxImage !== undefined ? [`  sandbox_image = "${options.sandboxImage}"`] : []),
-      ...(options.sandboxImage !== undefined ? ['  [plugins."io.containerd.grpc.v1.cri".cni]', `    conf_dir = "${dir}/cni"`, `    bin_dir = "${dir}/cni-bin"`] : []),
+      ...(options.sandboxImage !== undefined
+        ? ['  [plugins."io.containerd.grpc.v1.cri".cni]', `    conf_dir = "${dir}/cni"`, `    bin_dir = "${dir}/cni-bin"`]
+        : []),
       '  [plugins."io.containerd.grpc.v1.cri".containerd]',
       `    snapshotter = "${snapshotter}"`,
       '  [plugins."io.containerd.grpc.v1.cri".registry]',
@@ -136,7 +152,9 @@ function configToml(dir: string, socketPath: string, certsDir: string, options: 
     ...(options.sandboxImage !== undefined ? ["[plugins.'io.containerd.cri.v1.images'.pinned_images]", `  sandbox = "${options.sandboxImage}"`] : []),
     "[plugins.'io.containerd.cri.v1.runtime']",
     '  restrict_oom_score_adj = true',
-    ...(options.sandboxImage !== undefined ? ["[plugins.'io.containerd.cri.v1.runtime'.cni]", `  conf_dir = "${dir}/cni"`, `  bin_dirs = ["${dir}/cni-bin"]`] : []),
+    ...(options.sandboxImage !== undefined
+      ? ["[plugins.'io.containerd.cri.v1.runtime'.cni]", `  conf_dir = "${dir}/cni"`, `  bin_dirs = ["${dir}/cni-bin"]`]
+      : []),
     "[plugins.'io.containerd.transfer.v1.local']",
     `  config_path = "${certsDir}"`,
     "[plugins.'io.containerd.image-verifier.v1.bindir']",

@@ -62,7 +62,16 @@ const STATUS_REASONS: Record<number, string> = {
 };
 
 function status(code: number, message: string, details?: Record<string, unknown>): Record<string, unknown> {
-  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason: STATUS_REASONS[code] ?? 'Unknown', ...(details ? { details } : {}), code };
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message,
+    reason: STATUS_REASONS[code] ?? 'Unknown',
+    ...(details ? { details } : {}),
+    code,
+  };
 }
 
 function send(response: ServerResponse, code: number, body: unknown): void {
@@ -144,22 +153,42 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
     }
 
     if (request.method === 'POST' && name === undefined) {
-      if (contentType !== 'application/json') return send(response, 415, status(415, `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf`));
+      if (contentType !== 'application/json')
+        return send(
+          response,
+          415,
+          status(
+            415,
+            `the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf`,
+          ),
+        );
       const event = body as StoredEvent;
       const eventName = typeof event?.metadata?.['name'] === 'string' ? (event.metadata['name'] as string) : '';
       if (eventName === '') return send(response, 422, status(422, 'Event "" is invalid: metadata.name: Required value: name or generateName is required'));
       const eventNamespace = event.metadata['namespace'] ?? namespace;
-      if (eventNamespace !== namespace) return send(response, 400, status(400, 'the namespace of the provided object does not match the namespace sent on the request'));
+      if (eventNamespace !== namespace)
+        return send(response, 400, status(400, 'the namespace of the provided object does not match the namespace sent on the request'));
       const involved = event['involvedObject'] as { namespace?: string } | undefined;
       if (involved?.namespace !== undefined && involved.namespace !== namespace) {
-        return send(response, 422, status(422, `Event "${eventName}" is invalid: involvedObject.namespace: Invalid value: "${involved.namespace}": does not match event.namespace`));
+        return send(
+          response,
+          422,
+          status(422, `Event "${eventName}" is invalid: involvedObject.namespace: Invalid value: "${involved.namespace}": does not match event.namespace`),
+        );
       }
-      if (events.has(`${namespace}/${eventName}`)) return send(response, 409, status(409, `events "${eventName}" already exists`, { name: eventName, kind: 'events' }));
+      if (events.has(`${namespace}/${eventName}`))
+        return send(response, 409, status(409, `events "${eventName}" already exists`, { name: eventName, kind: 'events' }));
       const stored: StoredEvent = {
         ...event,
         kind: 'Event',
         apiVersion: 'v1',
-        metadata: { ...event.metadata, namespace, uid: randomUUID(), resourceVersion: String(++resourceVersion), creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+        metadata: {
+          ...event.metadata,
+          namespace,
+          uid: randomUUID(),
+          resourceVersion: String(++resourceVersion),
+          creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+        },
       };
       events.set(`${namespace}/${eventName}`, stored);
       return send(response, 201, stored);
@@ -175,7 +204,14 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
       } else if (contentType === 'application/json-patch+json') {
         patched = applyJsonPatch(existing, body);
       } else {
-        return send(response, 415, status(415, `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json`));
+        return send(
+          response,
+          415,
+          status(
+            415,
+            `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json`,
+          ),
+        );
       }
       if (typeof patched === 'string') return send(response, 422, status(422, patched));
       patched.metadata = { ...existing.metadata, resourceVersion: String(++resourceVersion) };

@@ -30,7 +30,7 @@ import type { BuiltImage } from './oci-image.js';
 export type Fault =
   | { readonly kind: 'status'; readonly status: number; readonly headers?: Readonly<Record<string, string>>; readonly body?: string }
   | { readonly kind: 'reset-after'; readonly bytes: number }
-  | { readonly kind: 'corrupt'; /** Hold the body back this long first (a slow, bad blob). */ readonly delayMs?: number }
+  | { readonly kind: 'corrupt' /** Hold the body back this long first (a slow, bad blob). */; readonly delayMs?: number }
   | { readonly kind: 'truncate'; readonly bytes: number }
   | { readonly kind: 'stall-after'; readonly bytes: number }
   | { readonly kind: 'ignore-range' }
@@ -67,7 +67,8 @@ function errorBody(code: string, message: string): string {
 }
 
 export async function startFaultRegistry(options: { readonly basic?: { readonly username: string; readonly password: string } } = {}): Promise<FaultRegistry> {
-  const expectedAuth = options.basic === undefined ? undefined : `Basic ${Buffer.from(`${options.basic.username}:${options.basic.password}`).toString('base64')}`;
+  const expectedAuth =
+    options.basic === undefined ? undefined : `Basic ${Buffer.from(`${options.basic.username}:${options.basic.password}`).toString('base64')}`;
   const blobs = new Map<string, Uint8Array>();
   const manifests = new Map<string, { bytes: Uint8Array; mediaType: string }>();
   const faults = new Map<string, Fault[]>();
@@ -153,7 +154,9 @@ export async function startFaultRegistry(options: { readonly basic?: { readonly 
       ...(req.headers.authorization !== undefined ? { authorization: req.headers.authorization } : {}),
     });
     if (expectedAuth !== undefined && req.headers.authorization !== expectedAuth) {
-      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Basic realm="fault-registry"' }).end(errorBody('UNAUTHORIZED', 'authentication required'));
+      res
+        .writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Basic realm="fault-registry"' })
+        .end(errorBody('UNAUTHORIZED', 'authentication required'));
       return;
     }
     if (url.pathname === '/v2/' || url.pathname === '/v2') {

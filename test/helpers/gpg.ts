@@ -24,7 +24,11 @@ export async function generateTestKey(name = 'Pullguard Test'): Promise<TestKey>
 }
 
 /** The simple-signing payload skopeo writes; pass `raw` to sign arbitrary bytes instead. */
-export function simpleSigningPayload(manifestDigest: string, dockerReference: string, optional: Record<string, unknown> = { creator: 'pullguard test', timestamp: 1700000000 }): string {
+export function simpleSigningPayload(
+  manifestDigest: string,
+  dockerReference: string,
+  optional: Record<string, unknown> = { creator: 'pullguard test', timestamp: 1700000000 },
+): string {
   return JSON.stringify({
     critical: { type: 'atomic container signature', image: { 'docker-manifest-digest': manifestDigest }, identity: { 'docker-reference': dockerReference } },
     optional,

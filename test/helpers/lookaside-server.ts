@@ -95,7 +95,9 @@ export function armor(bytes: Uint8Array): string {
     }
   }
   crc &= 0xffffff;
-  const body = Buffer.from(bytes).toString('base64').replace(/.{1,64}/g, '$&\n');
+  const body = Buffer.from(bytes)
+    .toString('base64')
+    .replace(/.{1,64}/g, '$&\n');
   const sum = Buffer.from([crc >> 16, (crc >> 8) & 0xff, crc & 0xff]).toString('base64');
   return `-----BEGIN PGP MESSAGE-----\n\n${body}=${sum}\n-----END PGP MESSAGE-----\n`;
 }
@@ -238,7 +240,7 @@ export async function startLookasideServer(): Promise<LookasideServer> {
     const attempt = index === undefined || isHop ? 0 : (served.get(index) ?? 0) + 1;
     if (index !== undefined && !isHop) served.set(index, attempt);
     const repoPath = index === undefined ? undefined : repositoryPath(path);
-    const fault = index === undefined ? undefined : (repoPath !== undefined ? repoFaults.get(`${index} ${repoPath}`) : undefined) ?? faults.get(index);
+    const fault = index === undefined ? undefined : ((repoPath !== undefined ? repoFaults.get(`${index} ${repoPath}`) : undefined) ?? faults.get(index));
     apply(req, res, fault, attempt).catch(() => req.socket.destroy());
   });
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));

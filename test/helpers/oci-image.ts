@@ -107,7 +107,7 @@ export function tarHeader(path: string, size: number): Buffer {
   header.write('0000644\0', 100);
   header.write('0000000\0', 108);
   header.write('0000000\0', 116);
-  header.write(size.toString(8).padStart(11, '0') + '\0', 124);
+  header.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
   header.write('00000000000\0', 136);
   header.write('        ', 148);
   header.write('0', 156);
@@ -115,7 +115,7 @@ export function tarHeader(path: string, size: number): Buffer {
   header.write('00', 263);
   let sum = 0;
   for (const b of header) sum += b;
-  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
   return header;
 }
 
@@ -282,6 +282,20 @@ export async function buildImpostorImage(dir: string, victim: BuiltImage, option
     }),
   );
   await writeBlob(dir, manifest);
-  await addToIndexJson(dir, { mediaType: OCI.manifest, digest: manifest.digest, size: manifest.size, annotations: { 'org.opencontainers.image.ref.name': options.tag } });
-  return { dir, tag: options.tag, manifestDigest: manifest.digest, manifest, configDigest: victim.config.digest, config: victim.config, layers: [layer], platform: victim.platform };
+  await addToIndexJson(dir, {
+    mediaType: OCI.manifest,
+    digest: manifest.digest,
+    size: manifest.size,
+    annotations: { 'org.opencontainers.image.ref.name': options.tag },
+  });
+  return {
+    dir,
+    tag: options.tag,
+    manifestDigest: manifest.digest,
+    manifest,
+    configDigest: victim.config.digest,
+    config: victim.config,
+    layers: [layer],
+    platform: victim.platform,
+  };
 }

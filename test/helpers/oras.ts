@@ -43,7 +43,12 @@ async function oras(args: string[], cwd: string): Promise<string> {
 }
 
 /** Pushes `files` as the layers of an artifact `<registryHost>/<repoAndTag>` (plain HTTP), and reads its manifest back. */
-export async function pushArtifact(registryHost: string, repoAndTag: string, files: Readonly<Record<string, string | Uint8Array>>, options: ArtifactOptions = {}): Promise<PushedArtifact> {
+export async function pushArtifact(
+  registryHost: string,
+  repoAndTag: string,
+  files: Readonly<Record<string, string | Uint8Array>>,
+  options: ArtifactOptions = {},
+): Promise<PushedArtifact> {
   const work = await mkdtemp(join(tmpdir(), 'pullguard-oras-'));
   try {
     const layers: string[] = [];
@@ -57,7 +62,10 @@ export async function pushArtifact(registryHost: string, repoAndTag: string, fil
       config.push('--config', `.config:${options.config.mediaType}`);
     }
     const reference = `${registryHost}/${repoAndTag}`;
-    await oras(['push', '--plain-http', reference, ...(options.artifactType !== undefined ? ['--artifact-type', options.artifactType] : []), ...config, ...layers], work);
+    await oras(
+      ['push', '--plain-http', reference, ...(options.artifactType !== undefined ? ['--artifact-type', options.artifactType] : []), ...config, ...layers],
+      work,
+    );
     const manifest = Buffer.from(await oras(['manifest', 'fetch', '--plain-http', reference], work));
     return { digest: `sha256:${createHash('sha256').update(manifest).digest('hex')}`, manifest };
   } finally {

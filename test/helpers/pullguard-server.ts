@@ -47,10 +47,14 @@ process.once('exit', () => {
 export async function startPullguard(options: { args?: string[]; stateDir?: string; env?: Record<string, string> } = {}): Promise<RunningPullguard> {
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'pullguard-')));
   const socket = join(stateDir, 'pullguard.sock');
-  const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, MAIN, 'serve', '--state-dir', stateDir, '--socket', socket, '--log-level', 'debug', ...(options.args ?? [])], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...clockEnv(), ...(options.env ?? {}) },
-  });
+  const child = spawn(
+    process.execPath,
+    [...SERVE_NODE_FLAGS, MAIN, 'serve', '--state-dir', stateDir, '--socket', socket, '--log-level', 'debug', ...(options.args ?? [])],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...clockEnv(), ...(options.env ?? {}) },
+    },
+  );
   running.add(child);
   const lines: string[] = [];
   let buffered = '';
@@ -62,7 +66,12 @@ export async function startPullguard(options: { args?: string[]; stateDir?: stri
   };
   child.stderr!.on('data', collect);
   child.stdout!.on('data', collect);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { running.delete(child); resolve(code); }));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      running.delete(child);
+      resolve(code);
+    }),
+  );
 
   const deadline = Date.now() + 20_000;
   while (!lines.some((l) => l.includes('CRI ImageService listening'))) {
@@ -79,13 +88,14 @@ export async function startPullguard(options: { args?: string[]; stateDir?: stri
     client,
     process: child,
     logs: () => [...lines],
-    logRecords: () => lines.flatMap((l) => {
-      try {
-        return [JSON.parse(l) as Record<string, unknown>];
-      } catch {
-        return [];
-      }
-    }),
+    logRecords: () =>
+      lines.flatMap((l) => {
+        try {
+          return [JSON.parse(l) as Record<string, unknown>];
+        } catch {
+          return [];
+        }
+      }),
     async stop({ keepState = false, signal = 'SIGTERM' } = {}) {
       client.close();
       if (child.exitCode === null) child.kill(signal);

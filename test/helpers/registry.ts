@@ -137,8 +137,35 @@ async function issueServerCertificate(dir: string): Promise<{ caCertPath: string
   const csr = join(dir, 'server.csr');
   const certPath = join(dir, 'server.crt');
   const ext = join(dir, 'server.ext');
-  await opensslCert(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', caKey, '-out', caCertPath, '-subj', '/CN=pullguard test CA']);
-  await execFileAsync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyPath, '-out', csr, '-subj', '/CN=127.0.0.1']);
+  await opensslCert([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    caKey,
+    '-out',
+    caCertPath,
+    '-subj',
+    '/CN=pullguard test CA',
+  ]);
+  await execFileAsync('openssl', [
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    keyPath,
+    '-out',
+    csr,
+    '-subj',
+    '/CN=127.0.0.1',
+  ]);
   await writeFile(ext, 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   await opensslCert(['x509', '-req', '-in', csr, '-CA', caCertPath, '-CAkey', caKey, '-CAcreateserial', '-out', certPath, '-extfile', ext]);
   return { caCertPath, certPath, keyPath };
@@ -152,7 +179,7 @@ async function htpasswdFile(dir: string, users: Readonly<Record<string, string>>
     lines.push(stdout.trim());
   }
   const path = join(dir, 'htpasswd');
-  await writeFile(path, lines.join('\n') + '\n');
+  await writeFile(path, `${lines.join('\n')}\n`);
   return path;
 }
 
@@ -180,7 +207,10 @@ async function startTokenServer(
     req.on('end', () => {
       const url = new URL(req.url ?? '/', 'http://x');
       const form = req.method === 'POST' ? new URLSearchParams(Buffer.concat(chunks).toString()) : url.searchParams;
-      const scopes = form.getAll('scope').flatMap((s) => s.split(' ')).filter((s) => s.length > 0);
+      const scopes = form
+        .getAll('scope')
+        .flatMap((s) => s.split(' '))
+        .filter((s) => s.length > 0);
       let user: string | null = null;
       let basicUser: string | null = null;
       const authz = req.headers.authorization;
@@ -198,14 +228,21 @@ async function startTokenServer(
       const grantType = form.get('grant_type');
       const refreshToken = form.get('refresh_token');
       if (req.method === 'POST' && grantType === 'refresh_token') {
-        user = refreshToken !== null ? token.refreshTokens.get(refreshToken) ?? null : null;
+        user = refreshToken !== null ? (token.refreshTokens.get(refreshToken) ?? null) : null;
         if (user === null) {
           res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"invalid_grant"}');
           requests.push({ method: 'POST', service: form.get('service'), scopes, basicUser, grantType, refreshToken: '<given>' });
           return;
         }
       }
-      requests.push({ method: req.method ?? '', service: form.get('service'), scopes, basicUser, grantType, refreshToken: refreshToken === null ? null : '<given>' });
+      requests.push({
+        method: req.method ?? '',
+        service: form.get('service'),
+        scopes,
+        basicUser,
+        grantType,
+        refreshToken: refreshToken === null ? null : '<given>',
+      });
       if (user === null && options.anonymousPull !== true) {
         res.writeHead(401, { 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
         return;
@@ -328,10 +365,19 @@ export async function pushImage(
 ): Promise<void> {
   const layoutTag = options.layoutTag ?? repoAndTag.slice(repoAndTag.lastIndexOf(':') + 1);
   const format = options.format === 'v2s2' ? ['--format', 'v2s2'] : options.format === 'oci' ? ['--format', 'oci'] : [];
-  await skopeoCopy(`oci:${layoutDir}:${layoutTag}`, `docker://${registry.host}/${repoAndTag}`, [...(options.all ? ['--all'] : []), ...format, ...pushCreds(options)]);
+  await skopeoCopy(`oci:${layoutDir}:${layoutTag}`, `docker://${registry.host}/${repoAndTag}`, [
+    ...(options.all ? ['--all'] : []),
+    ...format,
+    ...pushCreds(options),
+  ]);
 }
 
 /** Pushes a multi-platform index (all instances) from the layout. */
-export function pushIndex(layoutDir: string, repoAndTag: string, registry: StartedRegistry, options: PushOptions & { readonly layoutTag?: string } = {}): Promise<void> {
+export function pushIndex(
+  layoutDir: string,
+  repoAndTag: string,
+  registry: StartedRegistry,
+  options: PushOptions & { readonly layoutTag?: string } = {},
+): Promise<void> {
   return pushImage(layoutDir, repoAndTag, registry, { ...options, all: true });
 }

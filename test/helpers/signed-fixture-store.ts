@@ -50,7 +50,13 @@ class FixtureSource implements ImageSource {
 const lookaside: SignatureSource = {
   yields: 'simple-signing',
   fetch: async (): Promise<SignatureFetchReport> => ({
-    signatures: [{ location: { source: 'lookaside', index: 1, url: 'http://lookaside.invalid/app@sha256=x/signature-1' }, format: 'simple-signing', bytes: signatureFixture('valid') }],
+    signatures: [
+      {
+        location: { source: 'lookaside', index: 1, url: 'http://lookaside.invalid/app@sha256=x/signature-1' },
+        format: 'simple-signing',
+        bytes: signatureFixture('valid'),
+      },
+    ],
     troubles: [],
     end: 'not-found',
     notices: [],

@@ -38,7 +38,23 @@ export async function createGpgSigner(name = 'Pullguard E2E Signer', options: { 
   await execFileAsync('mkdir', ['-m', '700', gnupgHome]);
   const env = { ...process.env, GNUPGHOME: gnupgHome };
   const email = `${name.toLowerCase().replace(/[^a-z0-9]+/g, '.')}@pullguard.test`;
-  await execFileAsync('gpg', ['--batch', '--quiet', '--pinentry-mode', 'loopback', '--passphrase', '', '--quick-gen-key', `${name} <${email}>`, options.algorithm ?? 'ed25519', 'sign', 'never'], { env });
+  await execFileAsync(
+    'gpg',
+    [
+      '--batch',
+      '--quiet',
+      '--pinentry-mode',
+      'loopback',
+      '--passphrase',
+      '',
+      '--quick-gen-key',
+      `${name} <${email}>`,
+      options.algorithm ?? 'ed25519',
+      'sign',
+      'never',
+    ],
+    { env },
+  );
   const { stdout } = await execFileAsync('gpg', ['--batch', '--with-colons', '--list-keys', email], { env });
   const fingerprint = /^fpr:+([0-9A-F]{40}):/m.exec(stdout)?.[1];
   if (fingerprint === undefined) throw new Error(`no fingerprint in gpg output:\n${stdout}`);
@@ -65,7 +81,13 @@ export interface SignedPush {
 }
 
 /** Pushes `oci:<layoutDir>:<tag>` to `registry` as `repoAndTag`, signed by each signer in turn (signature-1, -2, …). */
-export async function pushSignedImage(layoutDir: string, repoAndTag: string, registry: StartedRegistry, signers: GpgSigner | readonly GpgSigner[], options: { signIdentity?: string; creds?: { readonly username: string; readonly password: string } } = {}): Promise<SignedPush> {
+export async function pushSignedImage(
+  layoutDir: string,
+  repoAndTag: string,
+  registry: StartedRegistry,
+  signers: GpgSigner | readonly GpgSigner[],
+  options: { signIdentity?: string; creds?: { readonly username: string; readonly password: string } } = {},
+): Promise<SignedPush> {
   const list = Array.isArray(signers) ? (signers as readonly GpgSigner[]) : [signers as GpgSigner];
   const work = await mkdtemp(join(tmpdir(), 'pullguard-sign-'));
   try {
@@ -81,9 +103,25 @@ export async function pushSignedImage(layoutDir: string, repoAndTag: string, reg
       await execFileAsync(
         'skopeo',
         [
-          ...['--insecure-policy', '--registries.d', registriesD, 'copy', '--quiet', '--src-tls-verify=false', '--dest-tls-verify=false', '--sign-by', signer.fingerprint],
+          ...[
+            '--insecure-policy',
+            '--registries.d',
+            registriesD,
+            'copy',
+            '--quiet',
+            '--src-tls-verify=false',
+            '--dest-tls-verify=false',
+            '--sign-by',
+            signer.fingerprint,
+          ],
           ...(options.signIdentity ? ['--sign-identity', options.signIdentity] : []),
-          ...(options.creds ? ['--dest-creds', `${options.creds.username}:${options.creds.password}`, ...(i > 0 ? ['--src-creds', `${options.creds.username}:${options.creds.password}`] : [])] : []),
+          ...(options.creds
+            ? [
+                '--dest-creds',
+                `${options.creds.username}:${options.creds.password}`,
+                ...(i > 0 ? ['--src-creds', `${options.creds.username}:${options.creds.password}`] : []),
+              ]
+            : []),
           src,
           dest,
         ],

@@ -9,7 +9,10 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-export async function writeSigningConfig(dir: string, options: { publicKeyPath: string; lookasideUrl: string; scope?: string }): Promise<{ policy: string; registriesD: string }> {
+export async function writeSigningConfig(
+  dir: string,
+  options: { publicKeyPath: string; lookasideUrl: string; scope?: string },
+): Promise<{ policy: string; registriesD: string }> {
   const signedBy = [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: options.publicKeyPath }];
   const policy = join(dir, 'policy.json');
   const registriesD = join(dir, 'registries.d');

@@ -36,7 +36,9 @@ export async function storeImageRecord(blobs: BlobStore, spec: RecordSpec = {}):
     const bytes = randomBytes(size);
     layers.push({ digest: await commitBlob(blobs, bytes), size });
   }
-  const config = Buffer.from(JSON.stringify({ config: { User: '1000' }, rootfs: { diff_ids: layers.map((l) => l.digest) }, nonce: randomBytes(8).toString('hex') }));
+  const config = Buffer.from(
+    JSON.stringify({ config: { User: '1000' }, rootfs: { diff_ids: layers.map((l) => l.digest) }, nonce: randomBytes(8).toString('hex') }),
+  );
   const configDigest = await commitBlob(blobs, config);
   const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, config: { digest: configDigest, size: config.length }, layers }));
   const manifestDigest = await commitBlob(blobs, manifest);

@@ -34,7 +34,10 @@ const pushed = new Map<string, PushedArtifact>();
 
 /** Pushes the artifact as `<repository>:v1` with the real oras. */
 async function push(repository: string, files: Readonly<Record<string, string>>, options: ArtifactOptions): Promise<void> {
-  pushed.set(repository, await pushArtifact(registry.host, `${repository}:v1`, files, { layerMediaType: 'application/vnd.pullguard.test.weights', ...options }));
+  pushed.set(
+    repository,
+    await pushArtifact(registry.host, `${repository}:v1`, files, { layerMediaType: 'application/vnd.pullguard.test.weights', ...options }),
+  );
 }
 
 /** A simple-signing signature by the gpg key, over the manifest as pushed, as `signature-<index>` in the lookaside. */
@@ -45,11 +48,24 @@ async function signSimple(repository: string, index = 1): Promise<void> {
 
 async function cosignSign(repository: string): Promise<void> {
   const { digest } = pushed.get(repository)!;
-  await execFileAsync(peerBinary('cosign') as string, ['sign', '--key', join(work, 'cosign.key'), '--tlog-upload=false', '--allow-http-registry', '--allow-insecure-registry', '--yes', `${registry.host}/${repository}@${digest}`], {
-    env: cosignEnv,
-    cwd: work,
-    timeout: 60_000,
-  });
+  await execFileAsync(
+    peerBinary('cosign') as string,
+    [
+      'sign',
+      '--key',
+      join(work, 'cosign.key'),
+      '--tlog-upload=false',
+      '--allow-http-registry',
+      '--allow-insecure-registry',
+      '--yes',
+      `${registry.host}/${repository}@${digest}`,
+    ],
+    {
+      env: cosignEnv,
+      cwd: work,
+      timeout: 60_000,
+    },
+  );
 }
 
 type Outcome = { imageRef: string; warnings: string[] } | { denial: string };
@@ -57,9 +73,13 @@ type Outcome = { imageRef: string; warnings: string[] } | { denial: string };
 async function pull(repository: string): Promise<Outcome> {
   const warnings: string[] = [];
   try {
-    const response = await pullguard.client.call<{ image_ref: string }>('PullImage', { image: { image: `${registry.host}/${repository}:v1` } }, {
-      onTrailers: (md) => warnings.push(...md.get('pullguard-warnings').map(String)),
-    });
+    const response = await pullguard.client.call<{ image_ref: string }>(
+      'PullImage',
+      { image: { image: `${registry.host}/${repository}:v1` } },
+      {
+        onTrailers: (md) => warnings.push(...md.get('pullguard-warnings').map(String)),
+      },
+    );
     return { imageRef: response.image_ref, warnings };
   } catch (err) {
     return { denial: (err as grpc.ServiceError).details };
@@ -90,7 +110,14 @@ beforeAll(async () => {
   }
   work = await mkdtemp(join(tmpdir(), 'pullguard-artifacts-'));
   await mkdir(join(work, 'home'));
-  cosignEnv = { PATH: process.env.PATH ?? '', HOME: join(work, 'home'), TUF_ROOT: join(work, 'tuf'), COSIGN_PASSWORD: 'pullguard-test', COSIGN_YES: 'true', LD_PRELOAD: '' };
+  cosignEnv = {
+    PATH: process.env.PATH ?? '',
+    HOME: join(work, 'home'),
+    TUF_ROOT: join(work, 'tuf'),
+    COSIGN_PASSWORD: 'pullguard-test',
+    COSIGN_YES: 'true',
+    LD_PRELOAD: '',
+  };
   [registry, lookaside, signer] = await Promise.all([startRegistry(), startLookasideServer(), createGpgSigner('Artifact Signer')]);
   await execFileAsync(peerBinary('cosign') as string, ['generate-key-pair', '--output-key-prefix', join(work, 'cosign')], { env: cosignEnv, cwd: work });
 
@@ -112,10 +139,19 @@ beforeAll(async () => {
   const policy = join(work, 'policy.json');
   const signedBy = [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: signer.publicKeyPath }];
   const sigstoreSigned = [{ type: 'sigstoreSigned', keyPath: join(work, 'cosign.pub'), signedIdentity: { type: 'matchRepository' } }];
-  await writeFile(policy, JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: { [`${registry.host}/volumes`]: signedBy, [`${registry.host}/cosigned`]: sigstoreSigned } } }));
+  await writeFile(
+    policy,
+    JSON.stringify({
+      default: [{ type: 'reject' }],
+      transports: { docker: { [`${registry.host}/volumes`]: signedBy, [`${registry.host}/cosigned`]: sigstoreSigned } },
+    }),
+  );
   const registriesD = join(work, 'registries.d');
   await mkdir(registriesD);
-  await writeFile(join(registriesD, 'test.yaml'), `docker:\n  ${registry.host}/volumes:\n    lookaside: ${lookaside.url}\n  ${registry.host}/cosigned:\n    use-sigstore-attachments: true\n`);
+  await writeFile(
+    join(registriesD, 'test.yaml'),
+    `docker:\n  ${registry.host}/volumes:\n    lookaside: ${lookaside.url}\n  ${registry.host}/cosigned:\n    use-sigstore-attachments: true\n`,
+  );
   pullguard = await startPullguard({ args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host] });
 }, 300_000);
 
@@ -127,7 +163,11 @@ afterAll(async () => {
 
 describe(`OCI artifacts pushed by oras ${PEERS.oras}`, () => {
   it('oras pushed what image volumes carry: an artifactType, the empty config, a layer that is no tar', () => {
-    const manifest = JSON.parse(pushed.get('volumes/signed')!.manifest.toString()) as { artifactType: string; config: { mediaType: string; digest: string }; layers: { mediaType: string }[] };
+    const manifest = JSON.parse(pushed.get('volumes/signed')!.manifest.toString()) as {
+      artifactType: string;
+      config: { mediaType: string; digest: string };
+      layers: { mediaType: string }[];
+    };
     expect(manifest.artifactType).toBe('application/vnd.pullguard.test.model.v1');
     expect(manifest.config).toMatchObject({ mediaType: 'application/vnd.oci.empty.v1+json', digest: EMPTY_CONFIG_DIGEST });
     expect(manifest.layers.map((l) => l.mediaType)).toEqual(['application/vnd.pullguard.test.weights']);

@@ -44,7 +44,13 @@ describe('verify and fsck read the configuration serve reads', () => {
   it('verify re-checks the signedBy policy of the server’s --config, not /etc/containers/policy.json, and says which', async () => {
     const state = join(dir, 'item5');
     const policy = join(dir, 'item5-policy.json');
-    await writeFile(policy, JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: { 'registry.example': [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: keyFixturePath('trusted.gpg') }] } } }));
+    await writeFile(
+      policy,
+      JSON.stringify({
+        default: [{ type: 'reject' }],
+        transports: { docker: { 'registry.example': [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: keyFixturePath('trusted.gpg') }] } },
+      }),
+    );
     const config = join(dir, 'item5-pullguard.json');
     await writeFile(config, JSON.stringify({ signaturePolicy: policy }));
     await pullSignedFixture(join(state, 'store'), { globalPath: policy });
@@ -76,7 +82,17 @@ describe('verify and fsck read the configuration serve reads', () => {
 describe('serve refuses directories that are not there', () => {
   it('reports a missing --registries-d and --signature-policy-dir together and does not start', async () => {
     const state = join(dir, 'item6');
-    const result = await pullguard(['serve', '--state-dir', state, '--registries-d', join(dir, 'registries.dd'), '--signature-policy-dir', join(dir, 'policies'), '--layer-concurrency', '0']);
+    const result = await pullguard([
+      'serve',
+      '--state-dir',
+      state,
+      '--registries-d',
+      join(dir, 'registries.dd'),
+      '--signature-policy-dir',
+      join(dir, 'policies'),
+      '--layer-concurrency',
+      '0',
+    ]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`registries.d directory ${join(dir, 'registries.dd')} does not exist (--registries-d)`);
     expect(result.stderr).toContain(`signature policy directory ${join(dir, 'policies')} does not exist (--signature-policy-dir)`);
@@ -90,7 +106,9 @@ describe('client commands', () => {
     const socket = join(dir, 'nobody.sock');
     const result = await pullguard(['pull', 'registry.example/app:v1'], { PULLGUARD_SOCKET: socket });
     expect(result.code).toBe(1);
-    expect(result.stderr).toBe(`pullguard pull: no pullguard is listening on ${socket} (start one with \`pullguard serve\`, or point at another with --socket PATH or PULLGUARD_SOCKET)\n`);
+    expect(result.stderr).toBe(
+      `pullguard pull: no pullguard is listening on ${socket} (start one with \`pullguard serve\`, or point at another with --socket PATH or PULLGUARD_SOCKET)\n`,
+    );
   });
 
   it('with a mistyped flag, print a clean message and the usage', async () => {
@@ -117,7 +135,8 @@ describe('client commands', () => {
       const help = (await pullguard(['images', '--help'])).stdout;
       const listed = /in the columns ([A-Z ,]+)\./.exec(help)?.[1]?.split(', ');
       const withDigests = /add the column DIGEST: ([A-Z ,]+)/.exec(help)?.[1]?.trim().split(', ');
-      const header = async (args: string[]): Promise<string[]> => (await pullguard(['images', ...args, '--socket', server.socket])).stdout.split('\n')[0]!.split(/ {2,}/);
+      const header = async (args: string[]): Promise<string[]> =>
+        (await pullguard(['images', ...args, '--socket', server.socket])).stdout.split('\n')[0]!.split(/ {2,}/);
       expect(await header([])).toEqual(listed);
       expect(await header(['--digests'])).toEqual(withDigests);
     });
@@ -141,7 +160,11 @@ describe('npm start', () => {
   it('stops the server, and removes its socket, when npm gets SIGTERM', async () => {
     const state = await mkdtemp(join(tmpdir(), 'pullguard-npm-start-'));
     const socket = join(state, 'pullguard.sock');
-    const npm = spawn('npm', ['start'], { cwd: packageRoot(), env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', PULLGUARD_STATE_DIR: state }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const npm = spawn('npm', ['start'], {
+      cwd: packageRoot(),
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', PULLGUARD_STATE_DIR: state },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     npm.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
     npm.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));

@@ -70,14 +70,24 @@ beforeAll(async () => {
   for (const { name, user, seed } of STAND_INS) {
     let dir = built.get(seed);
     if (dir === undefined) {
-      dir = (await buildOciImage(join(work, `img-${seed}`), { tag: 'v1', layers: [{ size: 1_000 + seed }], seed: 4000 + seed, ...(user !== undefined ? { user } : {}) })).dir;
+      dir = (
+        await buildOciImage(join(work, `img-${seed}`), {
+          tag: 'v1',
+          layers: [{ size: 1_000 + seed }],
+          seed: 4000 + seed,
+          ...(user !== undefined ? { user } : {}),
+        })
+      ).dir;
       built.set(seed, dir);
     }
     await pushImage(dir, name, registry, { layoutTag: 'v1' });
   }
   const registriesConf = join(work, 'registries.conf');
   const location = (prefix: string, path: string): string => `[[registry]]\nprefix = "${prefix}"\nlocation = "${registry.host}/${path}"\ninsecure = true\n`;
-  await writeFile(registriesConf, [location(`gcr.io/${STAGING}`, STAGING), location('registry.k8s.io/pause', 'pause'), location('k8s.gcr.io/pause', 'pause')].join('\n'));
+  await writeFile(
+    registriesConf,
+    [location(`gcr.io/${STAGING}`, STAGING), location('registry.k8s.io/pause', 'pause'), location('k8s.gcr.io/pause', 'pause')].join('\n'),
+  );
   const policy = join(work, 'policy.json');
   // critest checks the CRI, not the policy: accepted (signature enforcement has its own suites).
   await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
@@ -97,7 +107,14 @@ async function runCritest(socket: string): Promise<void> {
   const endpoint = `unix://${socket}`;
   const { code, output } = await run(
     peerBinary('critest') as string,
-    [`--runtime-endpoint=${endpoint}`, `--image-endpoint=${endpoint}`, '--ginkgo.focus=Image Manager', `--ginkgo.skip=${DIGEST_SPEC}`, '--ginkgo.no-color', '--ginkgo.v'],
+    [
+      `--runtime-endpoint=${endpoint}`,
+      `--image-endpoint=${endpoint}`,
+      '--ginkgo.focus=Image Manager',
+      `--ginkgo.skip=${DIGEST_SPEC}`,
+      '--ginkgo.no-color',
+      '--ginkgo.v',
+    ],
     600_000,
   );
   console.log(`critest ${PEERS.critest}: ${/Ran \d+ of \d+ Specs[^\n]*\n[^\n]*/.exec(output)?.[0] ?? output.slice(-3000)}`);
@@ -109,22 +126,26 @@ async function runCritest(socket: string): Promise<void> {
 }
 
 describe(`critest ${PEERS.critest}: the ImageService specs against pullguard`, () => {
-  it('pullguard\'s own image store: every Image Manager spec passes (the upstream-digest spec skipped by name)', async () => {
+  it("pullguard's own image store: every Image Manager spec passes (the upstream-digest spec skipped by name)", async () => {
     await runCritest(pullguard.socket);
   }, 660_000);
 
-  it.skipIf(containerdUnavailableReason('2') !== undefined)('pullguard in front of containerd 2 (runtime fetch): every Image Manager spec passes', async () => {
-    // containerd reaches the same stand-ins under the names pullguard hands it (name@digest).
-    const containerd = await startContainerd({
-      release: '2',
-      servedBy: { 'gcr.io': `http://${registry.host}`, 'registry.k8s.io': `http://${registry.host}`, 'k8s.gcr.io': `http://${registry.host}` },
-    });
-    const front = await startPullguard({ args: [...serveArgs, '--backend', containerd.endpoint] });
-    try {
-      await runCritest(front.socket);
-    } finally {
-      await front.stop();
-      await containerd.destroy();
-    }
-  }, 660_000);
+  it.skipIf(containerdUnavailableReason('2') !== undefined)(
+    'pullguard in front of containerd 2 (runtime fetch): every Image Manager spec passes',
+    async () => {
+      // containerd reaches the same stand-ins under the names pullguard hands it (name@digest).
+      const containerd = await startContainerd({
+        release: '2',
+        servedBy: { 'gcr.io': `http://${registry.host}`, 'registry.k8s.io': `http://${registry.host}`, 'k8s.gcr.io': `http://${registry.host}` },
+      });
+      const front = await startPullguard({ args: [...serveArgs, '--backend', containerd.endpoint] });
+      try {
+        await runCritest(front.socket);
+      } finally {
+        await front.stop();
+        await containerd.destroy();
+      }
+    },
+    660_000,
+  );
 });

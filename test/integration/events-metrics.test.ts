@@ -42,7 +42,20 @@ beforeAll(async () => {
   const port = await freePort();
   metricsUrl = `http://127.0.0.1:${port}/metrics`;
   pullguard = await startPullguard({
-    args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--kubeconfig', kube.kubeconfigPath, '--node-name', 'node-a', '--metrics-address', `127.0.0.1:${port}`],
+    args: [
+      '--signature-policy',
+      policy,
+      '--registries-d',
+      registriesD,
+      '--insecure-registry',
+      registry.host,
+      '--kubeconfig',
+      kube.kubeconfigPath,
+      '--node-name',
+      'node-a',
+      '--metrics-address',
+      `127.0.0.1:${port}`,
+    ],
   });
 }, 120_000);
 
@@ -93,7 +106,9 @@ describe('pod Events and metrics from the running server', () => {
   it('never fails a pull because the API server refuses the Event', async () => {
     kube.failWith(403);
     try {
-      await expect(pullAsPod(`${registry.host}/web:v1`, { username: 'someone', password: 'event-secret-pw' })).resolves.toMatchObject({ image_ref: expect.stringMatching(/^sha256:/) });
+      await expect(pullAsPod(`${registry.host}/web:v1`, { username: 'someone', password: 'event-secret-pw' })).resolves.toMatchObject({
+        image_ref: expect.stringMatching(/^sha256:/),
+      });
     } finally {
       kube.failWith(undefined);
     }

@@ -50,7 +50,8 @@ function ok(result: GoClientResult): Record<string, unknown> {
 }
 
 describe.each<DialStyle>(['bare', 'localhost'])('grpc-go client, %s dial, against pullguard', (dial) => {
-  const call = (rpc: Parameters<typeof runGoClient>[0]['rpc'], args: string[] = []): Promise<GoClientResult> => runGoClient({ socket: pullguard.socket, dial, rpc, args });
+  const call = (rpc: Parameters<typeof runGoClient>[0]['rpc'], args: string[] = []): Promise<GoClientResult> =>
+    runGoClient({ socket: pullguard.socket, dial, rpc, args });
 
   it('ImageFsInfo', async () => {
     expect(ok(await call('fsinfo'))).toMatchObject({ image_filesystems: [{ fs_id: { mountpoint: join(pullguard.stateDir, 'store') } }] });
@@ -61,7 +62,9 @@ describe.each<DialStyle>(['bare', 'localhost'])('grpc-go client, %s dial, agains
   });
 
   it('ImageStatus and ListImages see it with the user’s tag', async () => {
-    expect(ok(await call('status', [`${registry.host}/signed:v1`]))).toMatchObject({ image: { id: signedImage.configDigest, repo_tags: [`${registry.host}/signed:v1`], uid: { value: '65532' } } });
+    expect(ok(await call('status', [`${registry.host}/signed:v1`]))).toMatchObject({
+      image: { id: signedImage.configDigest, repo_tags: [`${registry.host}/signed:v1`], uid: { value: '65532' } },
+    });
     expect(ok(await call('list'))).toMatchObject({ images: [{ id: signedImage.configDigest }] });
   });
 
@@ -70,9 +73,23 @@ describe.each<DialStyle>(['bare', 'localhost'])('grpc-go client, %s dial, agains
     expect(result.ok).toBe(false);
     const error = result.ok ? undefined : result.error;
     const message = 'SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists';
-    expect(error).toMatchObject({ code: 2, message, signature_validation_failed: true, registry_unavailable: false, header: { grpc_status: '2', grpc_message: message, has_details_bin: true } });
-    expect(error?.details[0]).toMatchObject({ type_url: 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'SIGNATURE_VALIDATION_FAILED', domain: 'pullguard', metadata: { image: `${registry.host}/unsigned:v1` } });
-    expect(error?.details[1]).toMatchObject({ type_url: 'type.googleapis.com/google.rpc.PreconditionFailure', violations: [{ type: 'REQUIREMENT_UNSATISFIED' }] });
+    expect(error).toMatchObject({
+      code: 2,
+      message,
+      signature_validation_failed: true,
+      registry_unavailable: false,
+      header: { grpc_status: '2', grpc_message: message, has_details_bin: true },
+    });
+    expect(error?.details[0]).toMatchObject({
+      type_url: 'type.googleapis.com/google.rpc.ErrorInfo',
+      reason: 'SIGNATURE_VALIDATION_FAILED',
+      domain: 'pullguard',
+      metadata: { image: `${registry.host}/unsigned:v1` },
+    });
+    expect(error?.details[1]).toMatchObject({
+      type_url: 'type.googleapis.com/google.rpc.PreconditionFailure',
+      violations: [{ type: 'REQUIREMENT_UNSATISFIED' }],
+    });
   });
 
   it('RemoveImage is idempotent', async () => {

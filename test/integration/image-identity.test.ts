@@ -67,7 +67,8 @@ describe('a copied config takes over nothing (direct mode)', () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  const status = async (image: string): Promise<CriImage | null> => (await server.client.call<{ image: CriImage | null }>('ImageStatus', { image: { image } })).image ?? null;
+  const status = async (image: string): Promise<CriImage | null> =>
+    (await server.client.call<{ image: CriImage | null }>('ImageStatus', { image: { image } })).image ?? null;
 
   it('refuses the impostor, keeps the signed image whole through GC, and fsck and verify agree', async () => {
     const signedTag = `${registry.host}/test/small:v2`;
@@ -80,7 +81,10 @@ describe('a copied config takes over nothing (direct mode)', () => {
     const impostor = await buildImpostorImage(join(work, 'impostor'), signed, { tag: 'v1', seed: 66 });
     await pushImage(impostor.dir, 'attacker/evil:v1', registry, { layoutTag: 'v1' });
     const evilTag = `${registry.host}/attacker/evil:v1`;
-    const refused = await server.client.call('PullImage', { image: { image: evilTag } }).then(() => undefined, (e: grpc.ServiceError) => e);
+    const refused = await server.client.call('PullImage', { image: { image: evilTag } }).then(
+      () => undefined,
+      (e: grpc.ServiceError) => e,
+    );
     expect(refused?.details).toBe(
       `${evilTag} resolves to manifest ${impostor.manifestDigest}, whose config is that of the stored image ${signedTag} (id ${signed.configDigest}, ` +
         `manifest ${signed.manifestDigest}) while its manifest is not: refused, so that one image cannot stand in for the other; if both are genuine, remove the stored one first`,

@@ -67,14 +67,16 @@ describe('node install (README: npm ci && npm prune --omit=dev)', () => {
     // The lockfile marks what only the dev dependencies need (`dev: true`); @types/node, say, stays
     // because a runtime dependency needs it too.
     const lock = JSON.parse(await readFile(join(installDir, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
-    const devOnly = Object.entries(lock.packages).filter(([path, entry]) => path !== '' && entry.dev === true).map(([path]) => path);
+    const devOnly = Object.entries(lock.packages)
+      .filter(([path, entry]) => path !== '' && entry.dev === true)
+      .map(([path]) => path);
     expect(devOnly).toEqual(expect.arrayContaining(['node_modules/typescript', 'node_modules/vitest']));
     expect(devOnly.filter((path) => existsSync(join(installDir, path)))).toEqual([]);
     const manifest = JSON.parse(await readFile(join(installDir, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
     for (const dep of Object.keys(manifest.dependencies)) expect(existsSync(join(installDir, 'node_modules', dep)), dep).toBe(true);
   });
 
-  test('npm has nothing to warn about install scripts (package.json decides on protobufjs\'s)', () => {
+  test("npm has nothing to warn about install scripts (package.json decides on protobufjs's)", () => {
     expect(installOutput).not.toMatch(/install-scripts|not yet covered by allowScripts/);
   });
 

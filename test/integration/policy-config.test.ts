@@ -46,7 +46,12 @@ async function pullIn(server: RunningPullguard, namespace?: string): Promise<grp
 
 async function waitForLog(server: RunningPullguard, text: string, after: number): Promise<void> {
   const deadline = Date.now() + 5000;
-  while (!server.logs().slice(after).some((l) => l.includes(text))) {
+  while (
+    !server
+      .logs()
+      .slice(after)
+      .some((l) => l.includes(text))
+  ) {
     if (Date.now() > deadline) throw new Error(`no log line containing ${JSON.stringify(text)}`);
     await new Promise((r) => setTimeout(r, 25));
   }
@@ -59,7 +64,9 @@ describe('policy configuration', () => {
     await writeFile(join(dir, 'global.json'), ACCEPT);
     await mkdir(join(dir, 'policies'), { recursive: true });
     await writeFile(join(dir, 'policies', 'locked.json'), REJECT);
-    const server = await startPullguard({ args: ['--signature-policy', join(dir, 'global.json'), '--signature-policy-dir', join(dir, 'policies'), '--insecure-registry', registry.host] });
+    const server = await startPullguard({
+      args: ['--signature-policy', join(dir, 'global.json'), '--signature-policy-dir', join(dir, 'policies'), '--insecure-registry', registry.host],
+    });
     try {
       const locked = await pullIn(server, 'locked');
       expect(locked?.details).toBe(`SignatureValidationFailed: Source image rejected: Running image docker://${image} is rejected by policy.`);
@@ -99,7 +106,11 @@ describe('policy configuration', () => {
   it.each([
     ['an invalid policy', '{"default":[]}', /List of verification policy requirements must not be empty/],
     ['a missing key file', JSON.stringify({ default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/nonexistent/key.gpg' }] }), /\/nonexistent\/key\.gpg/],
-    ['two key sources', JSON.stringify({ default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/a', keyData: 'AA==' }] }), /exactly one of keyPath, keyPaths and keyData/i],
+    [
+      'two key sources',
+      JSON.stringify({ default: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/a', keyData: 'AA==' }] }),
+      /exactly one of keyPath, keyPaths and keyData/i,
+    ],
   ])('refuses to start with %s, saying why', async (_name, text, expected) => {
     const policy = join(work, `bad-${Math.random().toString(16).slice(2)}.json`);
     await writeFile(policy, text);
@@ -115,15 +126,24 @@ describe('policy configuration', () => {
     // A permissive default and a reject for this registry: every other spelling of 127.0.0.1:PORT
     // would fall to the default, and the HTTP stack would reach the same registry.
     const policy = join(work, 'scoped.json');
-    await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }], transports: { docker: { [registry.host]: [{ type: 'reject' }] } } }));
+    await writeFile(
+      policy,
+      JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }], transports: { docker: { [registry.host]: [{ type: 'reject' }] } } }),
+    );
     const port = registry.host.split(':')[1] as string;
     const spellings = [`127.0.0.1:0${port}`, `127.1:${port}`, `2130706433:${port}`, `0x7f.0.0.1:${port}`, `[::ffff:127.0.0.1]:${port}`];
     const server = await startPullguard({ args: ['--signature-policy', policy, '--insecure-registry', registry.host] });
     try {
-      const direct = await server.client.call('PullImage', { image: { image } }).then(() => undefined, (e: grpc.ServiceError) => e);
+      const direct = await server.client.call('PullImage', { image: { image } }).then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
       expect(direct?.details).toMatch(/^SignatureValidationFailed: .*rejected by policy/);
       for (const host of spellings) {
-        const err = await server.client.call('PullImage', { image: { image: `${host}/app:v1` } }).then(() => undefined, (e: grpc.ServiceError) => e);
+        const err = await server.client.call('PullImage', { image: { image: `${host}/app:v1` } }).then(
+          () => undefined,
+          (e: grpc.ServiceError) => e,
+        );
         expect(err?.code, host).toBe(3); // INVALID_ARGUMENT
         expect(err?.details, host).toMatch(/not written canonically|IPv4 address written as IPv6/);
       }
@@ -133,12 +153,25 @@ describe('policy configuration', () => {
   });
 
   it('reports every invalid flag at once', async () => {
-    const result = await execFileAsync(process.execPath, [MAIN, 'serve', '--state-dir', join(work, 'never'), '--platform', 'linux', '--insecure-registry', 'bad host', '--lookaside-timeout', 'soon']).then(
+    const result = await execFileAsync(process.execPath, [
+      MAIN,
+      'serve',
+      '--state-dir',
+      join(work, 'never'),
+      '--platform',
+      'linux',
+      '--insecure-registry',
+      'bad host',
+      '--lookaside-timeout',
+      'soon',
+    ]).then(
       () => ({ code: 0, stderr: '' }),
       (e: { code: number; stderr: string }) => e,
     );
     expect(result.code).toBe(1);
     // One problem per line, all three in one run.
-    expect(result.stderr).toMatch(/invalid configuration:\n {2}- --insecure-registry "bad host".*\n {2}- --platform "linux".*\n {2}- --lookaside-timeout "soon"/);
+    expect(result.stderr).toMatch(
+      /invalid configuration:\n {2}- --insecure-registry "bad host".*\n {2}- --platform "linux".*\n {2}- --lookaside-timeout "soon"/,
+    );
   });
 });

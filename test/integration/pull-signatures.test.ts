@@ -38,7 +38,12 @@ let pullguard: RunningPullguard;
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'pullguard-e2e-'));
   [registry, trusted, untrusted] = await Promise.all([startRegistry(), createGpgSigner('Trusted Signer'), createGpgSigner('Untrusted Signer')]);
-  const appImage = await buildOciImage(join(work, 'app'), { tag: 'v1', layers: [{ size: 64 * 1024 }, { files: { 'etc/motd': 'signed' } }], user: '1000:1000', seed: 11 });
+  const appImage = await buildOciImage(join(work, 'app'), {
+    tag: 'v1',
+    layers: [{ size: 64 * 1024 }, { files: { 'etc/motd': 'signed' } }],
+    user: '1000:1000',
+    seed: 11,
+  });
   app = await pushSignedImage(appImage.dir, 'app:v1', registry, [trusted, untrusted]);
   const freshImage = await buildOciImage(join(work, 'fresh'), { tag: 'v1', layers: [{ size: 32 * 1024 }], seed: 12 });
   fresh = { image: freshImage, signed: await pushSignedImage(freshImage.dir, 'fresh:v1', registry, untrusted) };
@@ -49,7 +54,20 @@ beforeAll(async () => {
 
   const { policy, registriesD } = await writeSigningConfig(work, { publicKeyPath: trusted.publicKeyPath, lookasideUrl: lookaside.url, scope: registry.host });
   pullguard = await startPullguard({
-    args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--insecure-registry', elsewhere.host, '--lookaside-timeout', `${LOOKASIDE_TIMEOUT_MS}ms`, '--signature-budget', `${BUDGET_MS}ms`],
+    args: [
+      '--signature-policy',
+      policy,
+      '--registries-d',
+      registriesD,
+      '--insecure-registry',
+      registry.host,
+      '--insecure-registry',
+      elsewhere.host,
+      '--lookaside-timeout',
+      `${LOOKASIDE_TIMEOUT_MS}ms`,
+      '--signature-budget',
+      `${BUDGET_MS}ms`,
+    ],
   });
 }, 120_000);
 
@@ -70,23 +88,47 @@ async function pull(image: string, auth?: { username: string; password: string }
   const warnings: string[] = [];
   const started = Date.now();
   try {
-    const response = await pullguard.client.call<{ image_ref: string }>('PullImage', { image: { image }, ...(auth ? { auth } : {}) }, {
-      onTrailers: (md) => warnings.push(...md.get('pullguard-warnings').map(String)),
-    });
+    const response = await pullguard.client.call<{ image_ref: string }>(
+      'PullImage',
+      { image: { image }, ...(auth ? { auth } : {}) },
+      {
+        onTrailers: (md) => warnings.push(...md.get('pullguard-warnings').map(String)),
+      },
+    );
     return { imageRef: response.image_ref, warnings, ms: Date.now() - started };
   } catch (err) {
     return { error: err as grpc.ServiceError, warnings, ms: Date.now() - started };
   }
 }
 
-const serve = (push: SignedPush, index: number, bytes: Uint8Array): Promise<string> => lookaside.writeSignature(push.repoPath, push.manifestDigest, index, bytes);
+const serve = (push: SignedPush, index: number, bytes: Uint8Array): Promise<string> =>
+  lookaside.writeSignature(push.repoPath, push.manifestDigest, index, bytes);
 
-function decodeDetails(err: grpc.ServiceError): { code: number; message: string; reason: string; metadata: Record<string, string>; violations: { type: string; subject: string; description: string }[] } {
+function decodeDetails(err: grpc.ServiceError): {
+  code: number;
+  message: string;
+  reason: string;
+  metadata: Record<string, string>;
+  violations: { type: string; subject: string; description: string }[];
+} {
   const root = loadRpcRoot();
   const Status = root.lookupType('google.rpc.Status');
-  const status = Status.toObject(Status.decode(err.metadata.get('grpc-status-details-bin')[0] as Buffer), { defaults: true }) as { code: number; message: string; details: { type_url: string; value: Uint8Array }[] };
-  const info = root.lookupType('google.rpc.ErrorInfo').toObject(root.lookupType('google.rpc.ErrorInfo').decode(status.details[0]!.value)) as { reason: string; metadata: Record<string, string> };
-  const pf = status.details[1] ? (root.lookupType('google.rpc.PreconditionFailure').toObject(root.lookupType('google.rpc.PreconditionFailure').decode(status.details[1].value), { defaults: true }) as { violations: { type: string; subject: string; description: string }[] }) : { violations: [] };
+  const status = Status.toObject(Status.decode(err.metadata.get('grpc-status-details-bin')[0] as Buffer), { defaults: true }) as {
+    code: number;
+    message: string;
+    details: { type_url: string; value: Uint8Array }[];
+  };
+  const info = root.lookupType('google.rpc.ErrorInfo').toObject(root.lookupType('google.rpc.ErrorInfo').decode(status.details[0]!.value)) as {
+    reason: string;
+    metadata: Record<string, string>;
+  };
+  const pf = status.details[1]
+    ? (root
+        .lookupType('google.rpc.PreconditionFailure')
+        .toObject(root.lookupType('google.rpc.PreconditionFailure').decode(status.details[1].value), { defaults: true }) as {
+        violations: { type: string; subject: string; description: string }[];
+      })
+    : { violations: [] };
   return { code: status.code, message: status.message, reason: info.reason, metadata: info.metadata, violations: pf.violations };
 }
 
@@ -97,11 +139,17 @@ describe('PullImage with lookaside signatures (real skopeo signatures, real regi
     expect(outcome.error?.details).toBeUndefined();
     expect(outcome.imageRef).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(outcome.warnings).toEqual([]);
-    const status = await pullguard.client.call<{ image: { id: string; repo_tags: string[]; uid: { value: string } | null }; info: Record<string, string> }>('ImageStatus', { image: { image: `${registry.host}/app:v1` }, verbose: true });
+    const status = await pullguard.client.call<{ image: { id: string; repo_tags: string[]; uid: { value: string } | null }; info: Record<string, string> }>(
+      'ImageStatus',
+      { image: { image: `${registry.host}/app:v1` }, verbose: true },
+    );
     expect(status.image.id).toBe(outcome.imageRef);
     expect(status.image.repo_tags).toEqual([`${registry.host}/app:v1`]);
     expect(status.image.uid?.value).toBe('1000');
-    const record = JSON.parse(status.info['verification']!) as { requirements: { satisfiedBy?: { location: { index: number }; signerPrimaryKeyFingerprint: string } }[]; signatures: unknown[] };
+    const record = JSON.parse(status.info['verification']!) as {
+      requirements: { satisfiedBy?: { location: { index: number }; signerPrimaryKeyFingerprint: string } }[];
+      signatures: unknown[];
+    };
     expect(record.requirements[0]!.satisfiedBy).toMatchObject({ location: { index: 1 }, signerPrimaryKeyFingerprint: trusted.fingerprint });
     expect(record.signatures).toHaveLength(1);
   });
@@ -154,7 +202,9 @@ describe('PullImage with lookaside signatures (real skopeo signatures, real regi
     const outcome = await pull(`${registry.host}/fresh:v1`);
     const err = outcome.error!;
     expect(err.code).toBe(2);
-    expect(err.details).toMatch(/^SignatureValidationFailed: Source image rejected: signature by key [0-9A-F]+ is not accepted; additionally 1 signature could not be read: signature-2 .*0x3c/);
+    expect(err.details).toMatch(
+      /^SignatureValidationFailed: Source image rejected: signature by key [0-9A-F]+ is not accepted; additionally 1 signature could not be read: signature-2 .*0x3c/,
+    );
     expect(err.details).not.toMatch(/\n/);
     const details = decodeDetails(err);
     expect(details.code).toBe(err.code);
@@ -174,7 +224,9 @@ describe('PullImage with lookaside signatures (real skopeo signatures, real regi
     lookaside.fault(2, { reset: true });
     lookaside.fault(3, { empty: true });
     const outcome = await pull(`${registry.host}/app:v1`);
-    expect(outcome.error?.details).toMatch(/^SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists; additionally 3 signatures could not be read: signature-1 .*503/);
+    expect(outcome.error?.details).toMatch(
+      /^SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists; additionally 3 signatures could not be read: signature-1 .*503/,
+    );
   });
 
   it('treats a gap (404 at signature-1, a valid signature-2) as no signature, like upstream', async () => {
@@ -189,7 +241,9 @@ describe('PullImage with lookaside signatures (real skopeo signatures, real regi
     const second = await pull(`${registry.host}/unsigned:v1`, { username: 'bob', password: 'second-secret-pw' });
     expect(first.error?.details).toBe('SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists');
     expect(second.error?.details).toBe(first.error?.details);
-    expect(Buffer.compare(first.error!.metadata.get('grpc-status-details-bin')[0] as Buffer, second.error!.metadata.get('grpc-status-details-bin')[0] as Buffer)).toBe(0);
+    expect(
+      Buffer.compare(first.error!.metadata.get('grpc-status-details-bin')[0] as Buffer, second.error!.metadata.get('grpc-status-details-bin')[0] as Buffer),
+    ).toBe(0);
     expect(pullguard.logs().join('\n')).not.toMatch(/first-secret-pw|second-secret-pw/);
   });
 
@@ -197,7 +251,9 @@ describe('PullImage with lookaside signatures (real skopeo signatures, real regi
     const before = lookaside.requests.length;
     const outcome = await pull(`${elsewhere.host}/elsewhere:v1`);
     // The manifest was resolved (the policy decides after that), then the default requirement said no.
-    expect(outcome.error?.details).toBe(`SignatureValidationFailed: Source image rejected: Running image docker://${elsewhere.host}/elsewhere:v1 is rejected by policy.`);
+    expect(outcome.error?.details).toBe(
+      `SignatureValidationFailed: Source image rejected: Running image docker://${elsewhere.host}/elsewhere:v1 is rejected by policy.`,
+    );
     expect(elsewhere.requests.some((r) => r.path.startsWith('/v2/elsewhere/manifests/'))).toBe(true);
     expect(elsewhere.requests.filter((r) => r.path.includes('/blobs/'))).toEqual([]);
     expect(lookaside.requests.length).toBe(before);
@@ -212,7 +268,10 @@ describe('PullImage with lookaside signatures (real skopeo signatures, real regi
     const deadline = Date.now() + 5000;
     let warnLines: Record<string, unknown>[] = [];
     while (warnLines.length === 0 && Date.now() < deadline) {
-      warnLines = pullguard.logRecords().slice(before).filter((r) => r['level'] === 40 && r['warningCode'] === 'PGW001');
+      warnLines = pullguard
+        .logRecords()
+        .slice(before)
+        .filter((r) => r['level'] === 40 && r['warningCode'] === 'PGW001');
       if (warnLines.length === 0) await new Promise((r) => setTimeout(r, 25));
     }
     expect(warnLines[0]).toMatchObject({ image: `${registry.host}/app:v1`, signatureIndex: 2, rpc: 'PullImage' });
@@ -230,7 +289,11 @@ describe('PullImage with lookaside signatures (real skopeo signatures, real regi
       );
     const inspect = await cli(['inspect', `${registry.host}/app:v1`, '--signatures', '--socket', pullguard.socket]);
     expect(inspect.code).toBe(0);
-    const record = JSON.parse(inspect.stdout) as { requirements: { satisfiedBy: { location: { index: number } } }[]; troubles: { location: { index: number }; kind: string }[]; signatures: { blob: string }[] };
+    const record = JSON.parse(inspect.stdout) as {
+      requirements: { satisfiedBy: { location: { index: number } } }[];
+      troubles: { location: { index: number }; kind: string }[];
+      signatures: { blob: string }[];
+    };
     expect(record.requirements[0]!.satisfiedBy.location.index).toBe(1);
     expect(record.troubles).toMatchObject([{ location: { index: 2 }, kind: 'unrecognized-format' }]);
     expect(record.signatures).toHaveLength(1);

@@ -64,12 +64,25 @@ async function metric(url: string, line: string): Promise<number> {
   return found === undefined ? 0 : Number(found.slice(line.length + 1));
 }
 
-async function startServer(policyKey: string, extra: string[] = []): Promise<{ server: RunningPullguard; policy: string; registriesD: string; metricsUrl: string }> {
+async function startServer(
+  policyKey: string,
+  extra: string[] = [],
+): Promise<{ server: RunningPullguard; policy: string; registriesD: string; metricsUrl: string }> {
   const dir = await mkdtemp(join(work, 'cfg-'));
   const { policy, registriesD } = await writeSigningConfig(dir, { publicKeyPath: policyKey, lookasideUrl: lookaside.url, scope: registry.host });
   const port = await freePort();
   const server = await startPullguard({
-    args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--metrics-address', `127.0.0.1:${port}`, ...extra],
+    args: [
+      '--signature-policy',
+      policy,
+      '--registries-d',
+      registriesD,
+      '--insecure-registry',
+      registry.host,
+      '--metrics-address',
+      `127.0.0.1:${port}`,
+      ...extra,
+    ],
   });
   return { server, policy, registriesD, metricsUrl: `http://127.0.0.1:${port}/metrics` };
 }
@@ -90,7 +103,7 @@ async function verificationRecord(server: RunningPullguard): Promise<Record<stri
 }
 
 describe('re-pulls of a verified image (kubelet ensure-secret-pulled-images)', () => {
-  it('asks the registry with each re-pull\'s credentials but reads no signature again; a wrong secret fails as the registry says', async () => {
+  it("asks the registry with each re-pull's credentials but reads no signature again; a wrong secret fails as the registry says", async () => {
     const { server, metricsUrl } = await startServer(signer.publicKeyPath);
     try {
       const first = await pull(server, ALICE);

@@ -34,7 +34,10 @@ beforeAll(async () => {
   faults.addImage('rejected', 'v1', rejected);
   faults.addImage('small', 'v1', small);
   const policy = join(work, 'policy.json');
-  await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }], transports: { docker: { [`${faults.host}/rejected`]: [{ type: 'reject' }] } } }));
+  await writeFile(
+    policy,
+    JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }], transports: { docker: { [`${faults.host}/rejected`]: [{ type: 'reject' }] } } }),
+  );
   server = await startPullguard({ args: ['--signature-policy', policy, '--insecure-registry', faults.host, '--registry-read-timeout', `${READ_MS}ms`] });
 }, 60_000);
 
@@ -56,20 +59,30 @@ async function pullFailure(image: string): Promise<{ err: grpc.ServiceError; ms:
 }
 
 describe('PullImage against a dripping registry', () => {
-  it('fails RegistryUnavailable within the read bound, for a dripped manifest (reject scope) and a dripped 200-byte-class blob', async () => {
-    faults.fault('rejected:v1', DRIP);
-    faults.fault(small.layers[0]!.digest, DRIP);
-    expect(small.layers[0]!.size).toBeLessThan(1024);
-    // Concurrently: one bound's wait for both sequences.
-    const [manifest, blob] = await Promise.all([pullFailure(`${faults.host}/rejected:v1`), pullFailure(`${faults.host}/small:v1`)]);
+  it(
+    'fails RegistryUnavailable within the read bound, for a dripped manifest (reject scope) and a dripped 200-byte-class blob',
+    async () => {
+      faults.fault('rejected:v1', DRIP);
+      faults.fault(small.layers[0]!.digest, DRIP);
+      expect(small.layers[0]!.size).toBeLessThan(1024);
+      // Concurrently: one bound's wait for both sequences.
+      const [manifest, blob] = await Promise.all([pullFailure(`${faults.host}/rejected:v1`), pullFailure(`${faults.host}/small:v1`)]);
 
-    expect(manifest.err.code).toBe(grpc.status.UNKNOWN);
-    expect(manifest.err.details).toBe(`RegistryUnavailable: registry ${faults.host} is unavailable: response not complete within ${READ_MS / 1000} s (manifest ${faults.host}/rejected:v1)`);
-    expect(manifest.ms).toBeGreaterThanOrEqual(READ_MS - 100);
-    expect(manifest.ms).toBeLessThan(READ_MS + SLACK_MS);
+      expect(manifest.err.code).toBe(grpc.status.UNKNOWN);
+      expect(manifest.err.details).toBe(
+        `RegistryUnavailable: registry ${faults.host} is unavailable: response not complete within ${READ_MS / 1000} s (manifest ${faults.host}/rejected:v1)`,
+      );
+      expect(manifest.ms).toBeGreaterThanOrEqual(READ_MS - 100);
+      expect(manifest.ms).toBeLessThan(READ_MS + SLACK_MS);
 
-    expect(blob.err.code).toBe(grpc.status.UNKNOWN);
-    expect(blob.err.details).toMatch(new RegExp(`^RegistryUnavailable: registry ${faults.host} is unavailable: transfer slower than the minimum \\d+ KiB/s after a ${READ_MS / 1000} s allowance \\(blob ${faults.host}/small@${small.layers[0]!.digest}\\)$`));
-    expect(blob.ms).toBeLessThan(READ_MS + SLACK_MS);
-  }, 2 * (READ_MS + 2 * SLACK_MS));
+      expect(blob.err.code).toBe(grpc.status.UNKNOWN);
+      expect(blob.err.details).toMatch(
+        new RegExp(
+          `^RegistryUnavailable: registry ${faults.host} is unavailable: transfer slower than the minimum \\d+ KiB/s after a ${READ_MS / 1000} s allowance \\(blob ${faults.host}/small@${small.layers[0]!.digest}\\)$`,
+        ),
+      );
+      expect(blob.ms).toBeLessThan(READ_MS + SLACK_MS);
+    },
+    2 * (READ_MS + 2 * SLACK_MS),
+  );
 });

@@ -47,7 +47,9 @@ describe('HTTPS registry with a private CA', () => {
   it('refuses a certificate it cannot verify, saying so', async () => {
     const server = await startPullguard({ args: ['--signature-policy', policy] });
     try {
-      const err = (await server.client.call('PullImage', { image: { image: `${registry.host}/secure:v1` } }).catch((e: grpc.ServiceError) => e)) as grpc.ServiceError;
+      const err = (await server.client
+        .call('PullImage', { image: { image: `${registry.host}/secure:v1` } })
+        .catch((e: grpc.ServiceError) => e)) as grpc.ServiceError;
       expect(err.code).toBe(2);
       expect(err.details).toMatch(/^TLS certificate of registry .* could not be verified \([A-Z_]+\); trust its CA with --certs-dir/);
       expect(err.details).toContain(registry.host);

@@ -33,7 +33,12 @@ beforeAll(async () => {
   policy = join(work, 'policy.json');
   await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
   registry = await startRegistry();
-  base = await buildOciImage(join(work, 'base'), { tag: 'v1', layers: [{ size: 200_000 }, { size: 5_000 }, { files: { 'etc/os-release': 'ID=test' } }], user: '1000:1000', seed: 21 });
+  base = await buildOciImage(join(work, 'base'), {
+    tag: 'v1',
+    layers: [{ size: 200_000 }, { size: 5_000 }, { files: { 'etc/os-release': 'ID=test' } }],
+    user: '1000:1000',
+    seed: 21,
+  });
   named = await buildOciImage(join(work, 'named'), { tag: 'v2', layers: [{ size: 10_000 }], user: 'nobody', seed: 22 });
   await pushImage(base.dir, 'team/base:v1', registry);
   await pushImage(named.dir, 'named:v2', registry);
@@ -56,11 +61,23 @@ async function blobFiles(stateDir: string): Promise<string[]> {
 
 describe('ImageService over the unix socket', () => {
   it('answers ImageFsInfo with the store mountpoint, and Version for crictl-style probes', async () => {
-    const fs = await server.client.call<{ image_filesystems: { timestamp: string; fs_id: { mountpoint: string }; used_bytes: { value: string } }[] }>('ImageFsInfo', {});
+    const fs = await server.client.call<{ image_filesystems: { timestamp: string; fs_id: { mountpoint: string }; used_bytes: { value: string } }[] }>(
+      'ImageFsInfo',
+      {},
+    );
     expect(fs.image_filesystems).toHaveLength(1);
     expect(fs.image_filesystems[0]!.fs_id.mountpoint).toBe(join(server.stateDir, 'store'));
     expect(BigInt(fs.image_filesystems[0]!.timestamp)).toBeGreaterThan(0n);
-    const pkg = grpc.loadPackageDefinition(loadCriPackageDefinition()) as unknown as { runtime: { v1: { RuntimeService: new (a: string, c: grpc.ChannelCredentials) => grpc.Client & { Version: (r: unknown, cb: (e: Error | null, v: Record<string, string>) => void) => void } } } };
+    const pkg = grpc.loadPackageDefinition(loadCriPackageDefinition()) as unknown as {
+      runtime: {
+        v1: {
+          RuntimeService: new (
+            a: string,
+            c: grpc.ChannelCredentials,
+          ) => grpc.Client & { Version: (r: unknown, cb: (e: Error | null, v: Record<string, string>) => void) => void };
+        };
+      };
+    };
     const runtime = new pkg.runtime.v1.RuntimeService(`unix://${server.socket}`, grpc.credentials.createInsecure());
     const version = await new Promise<Record<string, string>>((ok, fail) => runtime.Version({ version: 'v1' }, (e, v) => (e ? fail(e) : ok(v))));
     runtime.close();
@@ -113,7 +130,16 @@ describe('ImageService over the unix socket', () => {
     await server.client.call('RemoveImage', { image: { image: named.configDigest } });
   });
 
-  const badNames = ['', 'UPPER/Case:v1', `app@md5:${'a'.repeat(32)}`, `app@sha256:${'a'.repeat(10)}`, '../../etc/passwd', 'a/../b', 'app\u0000evil', `${'a'.repeat(300)}/x`];
+  const badNames = [
+    '',
+    'UPPER/Case:v1',
+    `app@md5:${'a'.repeat(32)}`,
+    `app@sha256:${'a'.repeat(10)}`,
+    '../../etc/passwd',
+    'a/../b',
+    'app\u0000evil',
+    `${'a'.repeat(300)}/x`,
+  ];
   it.each(badNames)('refuses %j with INVALID_ARGUMENT and writes nothing', async (name) => {
     const before = await blobFiles(server.stateDir);
     const err = await pull(name).then(
@@ -172,7 +198,7 @@ describe('server life cycle and crash consistency (fault registry)', () => {
         }),
       ),
     );
-    images.forEach((img, i) => faults.addImage(`shared${i}`, 'v1', img));
+    for (const [i, img] of images.entries()) faults.addImage(`shared${i}`, 'v1', img);
   });
   afterAll(() => faults?.stop());
 
@@ -180,7 +206,9 @@ describe('server life cycle and crash consistency (fault registry)', () => {
     const pg = await startPullguard({ args: ['--signature-policy', policy, '--insecure-registry', faults.host] });
     try {
       faults.requests.length = 0;
-      const refs = await Promise.all([0, 1, 2, 0, 1, 2].map((i) => pg.client.call<{ image_ref: string }>('PullImage', { image: { image: `${faults.host}/shared${i}:v1` } })));
+      const refs = await Promise.all(
+        [0, 1, 2, 0, 1, 2].map((i) => pg.client.call<{ image_ref: string }>('PullImage', { image: { image: `${faults.host}/shared${i}:v1` } })),
+      );
       expect(new Set(refs.map((r) => r.image_ref)).size).toBe(3);
       const shared = images[0]!.layers[0]!.digest;
       const gets = faults.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${shared}`));
@@ -216,7 +244,9 @@ describe('server life cycle and crash consistency (fault registry)', () => {
 
     const restarted = await startPullguard({ stateDir, args: ['--signature-policy', policy, '--insecure-registry', faults.host] });
     try {
-      expect((await restarted.client.call<{ image: CriImage | null }>('ImageStatus', { image: { image: `${faults.host}/shared2:v1` } })).image?.id).toBe(victim.configDigest);
+      expect((await restarted.client.call<{ image: CriImage | null }>('ImageStatus', { image: { image: `${faults.host}/shared2:v1` } })).image?.id).toBe(
+        victim.configDigest,
+      );
       const { image_ref } = await restarted.client.call<{ image_ref: string }>('PullImage', { image: { image: `${faults.host}/big:v1` } });
       expect(image_ref).toBe(big.configDigest);
       expect(await readdir(join(stateDir, 'store', 'ingest'))).toEqual([]);

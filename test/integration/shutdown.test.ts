@@ -62,7 +62,11 @@ async function exitOf(pg: RunningPullguard, withinMs: number): Promise<{ code: n
   return { code, ms: Date.now() - started };
 }
 
-const outcome = (p: Promise<unknown>): Promise<grpc.ServiceError | 'ok'> => p.then(() => 'ok' as const, (err: grpc.ServiceError) => err);
+const outcome = (p: Promise<unknown>): Promise<grpc.ServiceError | 'ok'> =>
+  p.then(
+    () => 'ok' as const,
+    (err: grpc.ServiceError) => err,
+  );
 
 async function until(what: string, check: () => boolean, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;

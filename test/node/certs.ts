@@ -28,7 +28,13 @@ function openssl(args: readonly string[]): Promise<unknown> {
   return execFileAsync('openssl', [...args], { env: { ...process.env, LD_PRELOAD: '' } });
 }
 
-async function issue(dir: string, name: string, subject: string, extensions: string, ca: { cert: string; key: string }): Promise<{ cert: string; key: string }> {
+async function issue(
+  dir: string,
+  name: string,
+  subject: string,
+  extensions: string,
+  ca: { cert: string; key: string },
+): Promise<{ cert: string; key: string }> {
   const key = join(dir, `${name}.key`);
   const csr = join(dir, `${name}.csr`);
   const cert = join(dir, `${name}.crt`);
@@ -42,10 +48,36 @@ async function issue(dir: string, name: string, subject: string, extensions: str
 export async function makeNodePki(dir: string, nodeName: string): Promise<NodePki> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const ca = { cert: join(dir, 'ca.crt'), key: join(dir, 'ca.key') };
-  await openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', ca.key, '-out', ca.cert, '-subj', '/CN=pullguard-node-ca', '-days', '1000', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature']);
+  await openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    ca.key,
+    '-out',
+    ca.cert,
+    '-subj',
+    '/CN=pullguard-node-ca',
+    '-days',
+    '1000',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+  ]);
   const client = 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n';
   const [apiserver, admin, kubelet] = await Promise.all([
-    issue(dir, 'apiserver', '/CN=kube-apiserver', 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n', ca),
+    issue(
+      dir,
+      'apiserver',
+      '/CN=kube-apiserver',
+      'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n',
+      ca,
+    ),
     issue(dir, 'admin', '/O=system:masters/CN=pullguard-node-admin', client, ca),
     issue(dir, 'kubelet', `/O=system:nodes/CN=system:node:${nodeName}`, client, ca),
   ]);

@@ -124,7 +124,11 @@ export async function startCriRecordingProxy(socketPath: string, upstreamSocket:
       return;
     }
     req.on('error', () => {
-      if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '14', 'grpc-message': 'backend%20unavailable' }, { endStream: true });
+      if (!stream.headersSent && !stream.destroyed)
+        stream.respond(
+          { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '14', 'grpc-message': 'backend%20unavailable' },
+          { endStream: true },
+        );
       else stream.destroy();
     });
     const chunks: Buffer[] = [];

@@ -65,11 +65,21 @@ async function writeBlob(dir: string, bytes: Uint8Array): Promise<string> {
   return d;
 }
 
-export async function buildExecImage(dir: string, options: { tag: string; binary: string; path: string; env?: readonly string[]; args?: readonly string[] }): Promise<ExecImage> {
+export async function buildExecImage(
+  dir: string,
+  options: { tag: string; binary: string; path: string; env?: readonly string[]; args?: readonly string[] },
+): Promise<ExecImage> {
   await mkdir(dir, { recursive: true });
   const program = new Uint8Array(await readFile(options.binary));
   // etc/ and tmp/ exist in every image a runtime expects to bind /etc/hosts etc. into.
-  const tar = tarTree([{ path: 'etc' }, { path: 'tmp', mode: 0o1777 }, { path: 'dev' }, { path: 'proc' }, { path: 'sys' }, { path: options.path, content: program, mode: 0o755 }]);
+  const tar = tarTree([
+    { path: 'etc' },
+    { path: 'tmp', mode: 0o1777 },
+    { path: 'dev' },
+    { path: 'proc' },
+    { path: 'sys' },
+    { path: options.path, content: program, mode: 0o755 },
+  ]);
   const layer = new Uint8Array(gzipSync(tar, { level: 6 }));
   const layerDigest = await writeBlob(dir, layer);
   const config = Buffer.from(
@@ -94,7 +104,17 @@ export async function buildExecImage(dir: string, options: { tag: string; binary
   const manifestDigest = await writeBlob(dir, manifest);
   await writeFile(
     join(dir, 'index.json'),
-    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifestDigest, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': options.tag } }] }),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: manifestDigest,
+          size: manifest.length,
+          annotations: { 'org.opencontainers.image.ref.name': options.tag },
+        },
+      ],
+    }),
   );
   await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   return { dir, tag: options.tag, manifestDigest, configDigest };

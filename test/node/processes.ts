@@ -41,7 +41,11 @@ function killAll(): void {
 }
 process.once('exit', killAll);
 // A runner stopped by a signal would not run 'exit' handlers (the other helpers' too): exit instead.
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+  ['SIGHUP', 129],
+] as const) {
   process.once(signal, () => process.exit(code));
 }
 
@@ -50,11 +54,21 @@ export function livePids(): number[] {
   return [...live.keys()];
 }
 
-export function spawnLogged(name: string, command: string, args: readonly string[], logDir: string, options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): LoggedProcess {
+export function spawnLogged(
+  name: string,
+  command: string,
+  args: readonly string[],
+  logDir: string,
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): LoggedProcess {
   const logPath = join(logDir, `${name}.log`);
   const stream: WriteStream = createWriteStream(logPath, { flags: 'a' });
   stream.write(`=== ${new Date().toISOString()} ${command} ${args.join(' ')}\n`);
-  const child = spawn(command, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env, ...(options.cwd !== undefined ? { cwd: options.cwd } : {}) });
+  const child = spawn(command, [...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: options.env ?? process.env,
+    ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+  });
   if (child.pid === undefined) throw new Error(`${name}: could not start ${command}`);
   const pid = child.pid;
   live.set(pid, child);
@@ -102,7 +116,11 @@ export function spawnLogged(name: string, command: string, args: readonly string
 }
 
 /** Polls `probe` until it returns a value other than undefined, or throws with `describe()`'s text after `timeoutMs`. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, options: { timeoutMs?: number; intervalMs?: number; describe?: () => string } = {}): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  options: { timeoutMs?: number; intervalMs?: number; describe?: () => string } = {},
+): Promise<T> {
   const deadline = Date.now() + (options.timeoutMs ?? 60_000);
   let lastError = '';
   for (;;) {
@@ -113,7 +131,9 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
       lastError = (err as Error).message;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}${lastError !== '' ? ` (last error: ${lastError})` : ''}${options.describe !== undefined ? `\n${options.describe()}` : ''}`);
+      throw new Error(
+        `timed out waiting for ${what}${lastError !== '' ? ` (last error: ${lastError})` : ''}${options.describe !== undefined ? `\n${options.describe()}` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, options.intervalMs ?? 250));
   }

@@ -51,7 +51,9 @@ export interface SourceFile {
 }
 
 function walk(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
 
 const folderOf = (rel: string): string => (rel.includes('/') ? rel.split('/')[0]! : rel.replace(/\.(ts|js)$/, ''));
@@ -74,7 +76,9 @@ export function folderEdges(files: readonly SourceFile[] = sourceFiles()): Map<s
     for (const to of f.importedFolders) if (to !== f.folder) out.add(to);
     edges.set(f.folder, out);
   }
-  return new Map([...edges].sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b)).map(([k, v]) => [k, [...v].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))]));
+  return new Map(
+    [...edges].sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b)).map(([k, v]) => [k, [...v].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))]),
+  );
 }
 
 export function rank(folder: string): number {

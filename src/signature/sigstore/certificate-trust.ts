@@ -96,7 +96,13 @@ export function parseLeafCertificate(certPem: string): Certificate {
   return certs[0] as Certificate;
 }
 
-function verifyChain(leaf: Certificate, roots: readonly Certificate[], intermediates: readonly Certificate[], time: number, ignoreLeafCriticalSan: boolean): void {
+function verifyChain(
+  leaf: Certificate,
+  roots: readonly Certificate[],
+  intermediates: readonly Certificate[],
+  time: number,
+  ignoreLeafCriticalSan: boolean,
+): void {
   try {
     verifyCertificateChain(leaf, { roots, intermediates, time, extKeyUsage: OID.ekuCodeSigning, ignoreLeafCriticalSan });
   } catch (err) {
@@ -122,7 +128,8 @@ export function fulcioIssuerInCertificate(cert: Certificate): string {
     try {
       issuer2 = decodeString(readOnly(v2.value, 'OIDC issuer v2 extension'));
     } catch (err) {
-      if (err instanceof DerError && err.message.startsWith('trailing data')) throw new CertificateTrustError('invalid ASN.1 in OIDC issuer v2 extension, trailing data');
+      if (err instanceof DerError && err.message.startsWith('trailing data'))
+        throw new CertificateTrustError('invalid ASN.1 in OIDC issuer v2 extension, trailing data');
       throw new CertificateTrustError(`invalid ASN.1 in OIDC issuer v2 extension: ${(err as Error).message}`);
     }
   }

@@ -38,8 +38,18 @@ export const OID = Object.freeze({
 
 /** Critical extensions Go's crypto/x509 understands (anything else critical makes Verify fail). */
 const HANDLED_CRITICAL: ReadonlySet<string> = new Set([
-  OID.subjectKeyId, OID.keyUsage, OID.subjectAltName, OID.basicConstraints, OID.nameConstraints, OID.crlDistributionPoints,
-  OID.certificatePolicies, OID.policyMappings, OID.authorityKeyId, OID.policyConstraints, OID.extKeyUsage, OID.inhibitAnyPolicy,
+  OID.subjectKeyId,
+  OID.keyUsage,
+  OID.subjectAltName,
+  OID.basicConstraints,
+  OID.nameConstraints,
+  OID.crlDistributionPoints,
+  OID.certificatePolicies,
+  OID.policyMappings,
+  OID.authorityKeyId,
+  OID.policyConstraints,
+  OID.extKeyUsage,
+  OID.inhibitAnyPolicy,
 ]);
 
 /** Signature algorithms Go refuses to verify certificates with (MD2/MD5/SHA-1 based). */

@@ -10,7 +10,12 @@
 import { constants, verify } from 'node:crypto';
 import type { RejectionKind, SignatureCheck, SignerIdentity, UntrustedSignatureBlob } from '../../domain/signature.js';
 import { CertificateTrustError, verifyFulcioCertificate, verifyPkiCertificate } from './certificate-trust.js';
-import { SIGSTORE_CERTIFICATE_ANNOTATION, SIGSTORE_INTERMEDIATE_CHAIN_ANNOTATION, SIGSTORE_SET_ANNOTATION, SIGSTORE_SIGNATURE_ANNOTATION } from './constants.js';
+import {
+  SIGSTORE_CERTIFICATE_ANNOTATION,
+  SIGSTORE_INTERMEDIATE_CHAIN_ANNOTATION,
+  SIGSTORE_SET_ANNOTATION,
+  SIGSTORE_SIGNATURE_ANNOTATION,
+} from './constants.js';
 import { judgeSignedPayload, type PayloadExpectations } from '../payload.js';
 import { SIGSTORE_PAYLOAD } from './payload.js';
 import type { Certificate } from './certificate.js';
@@ -48,7 +53,11 @@ function verifyWith(key: SigstorePublicKey, payload: Uint8Array, signature: Uint
     }
     return verify('sha256', payload, { key: key.key, dsaEncoding: 'der' }, signature) ? undefined : 'invalid signature when validating ASN.1 encoded signature';
   } catch {
-    return type === 'rsa' ? 'crypto/rsa: verification error' : type === 'ed25519' ? 'failed to verify signature' : 'invalid signature when validating ASN.1 encoded signature';
+    return type === 'rsa'
+      ? 'crypto/rsa: verification error'
+      : type === 'ed25519'
+        ? 'failed to verify signature'
+        : 'invalid signature when validating ASN.1 encoded signature';
   }
 }
 

@@ -48,15 +48,21 @@ export function goQuoteList(list: readonly string[]): string {
 }
 
 function isValid(cert: Certificate, type: CertType, chain: readonly Certificate[], options: ChainOptions): ChainError | undefined {
-  const unhandled = type === 'leaf' && options.ignoreLeafCriticalSan === true ? cert.unhandledCritical.filter((oid) => oid !== OID.subjectAltName) : cert.unhandledCritical;
+  const unhandled =
+    type === 'leaf' && options.ignoreLeafCriticalSan === true ? cert.unhandledCritical.filter((oid) => oid !== OID.subjectAltName) : cert.unhandledCritical;
   if (unhandled.length > 0) return new ChainError('x509: unhandled critical extension');
   const child = chain[chain.length - 1];
-  if (child !== undefined && !sameBytes(child.rawIssuer, cert.rawSubject)) return new ChainError('x509: issuer name does not match subject from issuing certificate');
+  if (child !== undefined && !sameBytes(child.rawIssuer, cert.rawSubject))
+    return new ChainError('x509: issuer name does not match subject from issuing certificate');
   if (options.time < cert.notBefore) {
-    return new ChainError(`x509: certificate has expired or is not yet valid: current time ${formatRfc3339(options.time)} is before ${formatRfc3339(cert.notBefore)}`);
+    return new ChainError(
+      `x509: certificate has expired or is not yet valid: current time ${formatRfc3339(options.time)} is before ${formatRfc3339(cert.notBefore)}`,
+    );
   }
   if (options.time > cert.notAfter) {
-    return new ChainError(`x509: certificate has expired or is not yet valid: current time ${formatRfc3339(options.time)} is after ${formatRfc3339(cert.notAfter)}`);
+    return new ChainError(
+      `x509: certificate has expired or is not yet valid: current time ${formatRfc3339(options.time)} is after ${formatRfc3339(cert.notAfter)}`,
+    );
   }
   if (type !== 'leaf' && cert.extensions.some((e) => e.oid === OID.nameConstraints)) {
     return new ChainError('x509: a root or intermediate certificate is not authorized to sign for this name: name constraints are not supported by pullguard');
@@ -85,7 +91,15 @@ function checkSignatureFrom(child: Certificate, parent: Certificate): ChainError
   }
   if (ok) return undefined;
   const type = parent.publicKey.asymmetricKeyType;
-  return new ChainError(type === 'rsa' || type === 'rsa-pss' ? 'crypto/rsa: verification error' : type === 'ec' ? 'x509: ECDSA verification failure' : type === 'ed25519' ? 'x509: Ed25519 verification failure' : `x509: cannot verify signature: unsupported key type ${String(type)}`);
+  return new ChainError(
+    type === 'rsa' || type === 'rsa-pss'
+      ? 'crypto/rsa: verification error'
+      : type === 'ec'
+        ? 'x509: ECDSA verification failure'
+        : type === 'ed25519'
+          ? 'x509: Ed25519 verification failure'
+          : `x509: cannot verify signature: unsupported key type ${String(type)}`,
+  );
 }
 
 /** Go's CertPool.findPotentialParents: same name, key-identifier matches first. */
@@ -122,7 +136,9 @@ function alreadyInChain(candidate: Certificate, chain: readonly Certificate[]): 
 function unknownAuthority(hintErr: Error | undefined, hintCert: Certificate | undefined): ChainError {
   const base = 'x509: certificate signed by unknown authority';
   if (hintErr === undefined || hintCert === undefined) return new ChainError(base);
-  return new ChainError(`${base} (possibly because of ${goQuote(hintErr.message)} while trying to verify candidate authority certificate ${goQuote(hintCert.displayName)})`);
+  return new ChainError(
+    `${base} (possibly because of ${goQuote(hintErr.message)} while trying to verify candidate authority certificate ${goQuote(hintCert.displayName)})`,
+  );
 }
 
 interface Built {

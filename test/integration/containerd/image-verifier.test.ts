@@ -58,7 +58,8 @@ describe.skipIf(unavailable !== undefined)(`pullguard as containerd 2.x's image 
   /** Lookaside requests for one repository's signatures so far. */
   const signatureRequests = (repo: string): number => lookaside.requests.filter((r) => r.path.startsWith(`/${repo}@`)).length;
   const verifierLines = (): Record<string, unknown>[] => pullguard.logRecords().filter((r) => r['verifier'] !== undefined && typeof r['allowed'] === 'boolean');
-  const containerdPull = (image: string): Promise<{ image_ref: string }> => containerd.cri.call<{ image_ref: string }>('PullImage', { image: { image } }, { deadlineMs: 45_000 });
+  const containerdPull = (image: string): Promise<{ image_ref: string }> =>
+    containerd.cri.call<{ image_ref: string }>('PullImage', { image: { image } }, { deadlineMs: 45_000 });
   const pullError = async (image: string): Promise<grpc.ServiceError> => {
     const err = (await containerdPull(image).then(
       () => undefined,
@@ -80,7 +81,11 @@ describe.skipIf(unavailable !== undefined)(`pullguard as containerd 2.x's image 
     [registry, lookaside, signer] = await Promise.all([startRegistry(), startLookasideServer(), createGpgSigner('Verifier Signer')]);
     // Each test has images of its own: lookaside requests are counted per repository.
     for (const [i, repo] of ['app', 'seed', 'front', 'late'].entries()) {
-      const image = await buildOciImage(join(work, repo), { tag: 'v1', layers: [{ size: 20_000 + i * 1000 }, { files: { 'etc/motd': `${repo}\n` } }], seed: 300 + i });
+      const image = await buildOciImage(join(work, repo), {
+        tag: 'v1',
+        layers: [{ size: 20_000 + i * 1000 }, { files: { 'etc/motd': `${repo}\n` } }],
+        seed: 300 + i,
+      });
       const push = await pushSignedImage(image.dir, `${repo}:v1`, registry, signer);
       await lookaside.writeSignature(push.repoPath, push.manifestDigest, 1, push.signatures[0]!);
       signed.set(repo, { image, push });
@@ -97,8 +102,20 @@ describe.skipIf(unavailable !== undefined)(`pullguard as containerd 2.x's image 
 
     // `pullguard verifier install` writes the script containerd runs; pullguard serve answers it.
     // Timeouts well above what a verification takes, however busy the machine (README: 60s).
-    const installed = await execFileAsync(process.execPath, [MAIN, 'verifier', 'install', '--bin-dir', binDir, '--state-dir', stateDir, '--per-verifier-timeout', '60s']);
-    expect(installed.stdout).toContain(`installed ${join(binDir, 'pullguard')}: asks pullguard on ${join(stateDir, 'verifier.sock')}, waits 59 s for a verdict`);
+    const installed = await execFileAsync(process.execPath, [
+      MAIN,
+      'verifier',
+      'install',
+      '--bin-dir',
+      binDir,
+      '--state-dir',
+      stateDir,
+      '--per-verifier-timeout',
+      '60s',
+    ]);
+    expect(installed.stdout).toContain(
+      `installed ${join(binDir, 'pullguard')}: asks pullguard on ${join(stateDir, 'verifier.sock')}, waits 59 s for a verdict`,
+    );
     containerd = await startContainerd({ release: '2', plainHttp: [registry.host], verifierBinDir: binDir, extraToml: VERIFIER_TIMEOUT });
     pullguard = await startPullguard({
       stateDir,
@@ -121,31 +138,45 @@ describe.skipIf(unavailable !== undefined)(`pullguard as containerd 2.x's image 
     const line = verifierLines().find((r) => (r['verifier'] as { name: string }).name === `${registry.host}/app:v1`);
     expect(line).toMatchObject({ allowed: true, cached: false, manifestDigest: push.manifestDigest });
     // The verification record, as for any pull: the policy, and which signature satisfied it.
-    const status = await pullguard.client.call<{ image: { id: string } | null; info: Record<string, string> }>('ImageStatus', { image: { image: `${registry.host}/app:v1` }, verbose: true });
+    const status = await pullguard.client.call<{ image: { id: string } | null; info: Record<string, string> }>('ImageStatus', {
+      image: { image: `${registry.host}/app:v1` },
+      verbose: true,
+    });
     expect(status.image?.id).toBe(image.configDigest);
-    const record = JSON.parse(status.info['pullguard.verification'] ?? '{}') as { policyFile: string; requirements: { satisfiedBy?: { location: { index: number }; signerPrimaryKeyFingerprint: string } }[] };
+    const record = JSON.parse(status.info['pullguard.verification'] ?? '{}') as {
+      policyFile: string;
+      requirements: { satisfiedBy?: { location: { index: number }; signerPrimaryKeyFingerprint: string } }[];
+    };
     expect(record.policyFile).toBe(policy);
     expect(record.requirements[0]?.satisfiedBy).toMatchObject({ location: { index: 1 }, signerPrimaryKeyFingerprint: signer.fingerprint });
   });
 
-  it('an unsigned image is blocked, and containerd\'s error carries pullguard\'s denial line', async () => {
+  it("an unsigned image is blocked, and containerd's error carries pullguard's denial line", async () => {
     const err = await pullError(`${registry.host}/unsigned:v1`);
-    expect(err.details).toMatch(/image verifier .* blocked pull of .*\/unsigned:v1 with digest sha256:[0-9a-f]{64} for reason: verifier pullguard rejected image \(exit code 1\): SignatureValidationFailed: Source image rejected: /);
+    expect(err.details).toMatch(
+      /image verifier .* blocked pull of .*\/unsigned:v1 with digest sha256:[0-9a-f]{64} for reason: verifier pullguard rejected image \(exit code 1\): SignatureValidationFailed: Source image rejected: /,
+    );
     expect(await inContainerd('unsigned')).toEqual([]);
-    expect(verifierLines().find((r) => (r['verifier'] as { name: string }).name === `${registry.host}/unsigned:v1`)).toMatchObject({ allowed: false, cached: false });
+    expect(verifierLines().find((r) => (r['verifier'] as { name: string }).name === `${registry.host}/unsigned:v1`)).toMatchObject({
+      allowed: false,
+      cached: false,
+    });
   });
 
-  it('signature-2 served as an HTML page: allowed on signature-1 alone, with the PGW001 warning in pullguard\'s log', async () => {
+  it("signature-2 served as an HTML page: allowed on signature-1 alone, with the PGW001 warning in pullguard's log", async () => {
     const { image } = signed.get('seed')!;
     const { image_ref } = await containerdPull(`${registry.host}/seed:v1`);
     expect(image_ref).toBe(image.configDigest);
     expect(lookaside.requestsFor(2).some((r) => r.path.startsWith('/seed@'))).toBe(true);
     const warnings = pullguard.logRecords().filter((r) => r['warningCode'] === 'PGW001' && String(r['image']).includes('/seed:v1'));
     expect(warnings.length).toBeGreaterThan(0);
-    expect(verifierLines().find((r) => (r['verifier'] as { name: string }).name === `${registry.host}/seed:v1`)).toMatchObject({ allowed: true, cached: false });
+    expect(verifierLines().find((r) => (r['verifier'] as { name: string }).name === `${registry.host}/seed:v1`)).toMatchObject({
+      allowed: true,
+      cached: false,
+    });
   });
 
-  it('a digest pullguard already allowed is answered at once: containerd pulling it again, and pullguard\'s own front asking containerd for it', async () => {
+  it("a digest pullguard already allowed is answered at once: containerd pulling it again, and pullguard's own front asking containerd for it", async () => {
     // Again straight at containerd, after removing it there: no new signature phase.
     const before = signatureRequests('app');
     const app = signed.get('app')!;
@@ -153,7 +184,11 @@ describe.skipIf(unavailable !== undefined)(`pullguard as containerd 2.x's image 
     expect(await inContainerd('app')).toEqual([]);
     await containerdPull(`${registry.host}/app:v1`);
     expect(signatureRequests('app')).toBe(before);
-    expect(verifierLines().filter((r) => (r['verifier'] as { name: string }).name === `${registry.host}/app:v1`).map((r) => r['cached'])).toEqual([false, true]);
+    expect(
+      verifierLines()
+        .filter((r) => (r['verifier'] as { name: string }).name === `${registry.host}/app:v1`)
+        .map((r) => r['cached']),
+    ).toEqual([false, true]);
 
     // Through pullguard's CRI socket (imageServiceEndpoint): pullguard verifies, then asks containerd
     // for name@digest, whose verifier finds that pull in flight.
@@ -164,13 +199,23 @@ describe.skipIf(unavailable !== undefined)(`pullguard as containerd 2.x's image 
     // number of later requests depends on timing; a second phase would read signature-1 again).
     expect(lookaside.requestsFor(1).filter((r) => r.path.startsWith('/front@')).length).toBe(1);
     const asked = verifierLines().filter((r) => String((r['verifier'] as { name: string }).name).startsWith(`${registry.host}/front`));
-    expect(asked).toEqual([expect.objectContaining({ verifier: expect.objectContaining({ name: `${registry.host}/front@${front.push.manifestDigest}` }), allowed: true, cached: true })]);
+    expect(asked).toEqual([
+      expect.objectContaining({
+        verifier: expect.objectContaining({ name: `${registry.host}/front@${front.push.manifestDigest}` }),
+        allowed: true,
+        cached: true,
+      }),
+    ]);
     expect((await inContainerd('front')).map((i) => i.id)).toEqual([front.image.configDigest]);
   });
 
   it('ctr image pull (transfer service) of an unsigned image is blocked with the same reason', async () => {
     const ctr = peerBinary('containerd', 'ctr')!;
-    const result = await execFileAsync(ctr, ['--address', containerd.socketPath, '--namespace', 'k8s.io', 'image', 'pull', '--plain-http', `${registry.host}/unsigned-ctr:v1`], { timeout: 60_000 }).then(
+    const result = await execFileAsync(
+      ctr,
+      ['--address', containerd.socketPath, '--namespace', 'k8s.io', 'image', 'pull', '--plain-http', `${registry.host}/unsigned-ctr:v1`],
+      { timeout: 60_000 },
+    ).then(
       (r) => ({ code: 0, output: `${r.stdout}${r.stderr}` }),
       (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, output: `${e.stdout ?? ''}${e.stderr ?? ''}` }),
     );
@@ -179,9 +224,21 @@ describe.skipIf(unavailable !== undefined)(`pullguard as containerd 2.x's image 
     expect(await inContainerd('unsigned-ctr')).toEqual([]);
   });
 
-  it('pullguard doctor reads this containerd\'s config: verifiers run, nothing to warn about; a longer signature budget than its timeout is found', async () => {
+  it("pullguard doctor reads this containerd's config: verifiers run, nothing to warn about; a longer signature budget than its timeout is found", async () => {
     const doctor = (extra: string[]): Promise<{ code: number; stdout: string }> =>
-      execFileAsync(process.execPath, [MAIN, 'doctor', '--containerd-config', join(containerd.dir, 'config.toml'), '--containerd-bin', peerBinary('containerd')!, '--state-dir', stateDir, '--signature-policy', policy, ...extra]).then(
+      execFileAsync(process.execPath, [
+        MAIN,
+        'doctor',
+        '--containerd-config',
+        join(containerd.dir, 'config.toml'),
+        '--containerd-bin',
+        peerBinary('containerd')!,
+        '--state-dir',
+        stateDir,
+        '--signature-policy',
+        policy,
+        ...extra,
+      ]).then(
         (r) => ({ code: 0, stdout: r.stdout }),
         (e: { code?: number; stdout?: string }) => ({ code: e.code ?? -1, stdout: e.stdout ?? '' }),
       );
@@ -189,7 +246,12 @@ describe.skipIf(unavailable !== undefined)(`pullguard as containerd 2.x's image 
     expect(fitting.stdout).toContain('no problems found');
     expect(fitting.code).toBe(0);
     const long = await doctor(['--signature-budget', '90s']);
-    expect(long.stdout.split('\n').filter((l) => l.startsWith('warning ')).map((l) => l.slice(8, 14))).toEqual(['PGD005']);
+    expect(
+      long.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('warning '))
+        .map((l) => l.slice(8, 14)),
+    ).toEqual(['PGD005']);
     expect(long.code).toBe(1);
   });
 
@@ -202,15 +264,30 @@ describe.skipIf(unavailable !== undefined)(`pullguard as containerd 2.x's image 
       extraToml: `${VERIFIER_TIMEOUT}\n[plugins.'io.containerd.cri.v1.images'.registry.configs.'unused.invalid'.tls]\n  insecure_skip_verify = true`,
     });
     try {
-      const { image_ref } = await fallback.cri.call<{ image_ref: string }>('PullImage', { image: { image: `${registry.host}/bypassed:v1` } }, { deadlineMs: 45_000 });
+      const { image_ref } = await fallback.cri.call<{ image_ref: string }>(
+        'PullImage',
+        { image: { image: `${registry.host}/bypassed:v1` } },
+        { deadlineMs: 45_000 },
+      );
       expect(image_ref).toMatch(/^sha256:/);
       expect(verifierLines().some((r) => String((r['verifier'] as { name: string }).name).includes('/bypassed'))).toBe(false);
-      const report = await execFileAsync(process.execPath, [MAIN, 'doctor', '--containerd-config', join(fallback.dir, 'config.toml'), '--state-dir', stateDir, '--signature-policy', policy]).then(
+      const report = await execFileAsync(process.execPath, [
+        MAIN,
+        'doctor',
+        '--containerd-config',
+        join(fallback.dir, 'config.toml'),
+        '--state-dir',
+        stateDir,
+        '--signature-policy',
+        policy,
+      ]).then(
         () => '',
         (e: { stdout?: string }) => e.stdout ?? '',
       );
       expect(report.split('\n').filter((l) => l.startsWith('warning '))).toEqual([
-        expect.stringMatching(/^warning PGD001: containerd: registry\.configs in the CRI images config \(.*config\.toml\) sends containerd 2\.1\+ back to its local pull path, which runs no image verifier/),
+        expect.stringMatching(
+          /^warning PGD001: containerd: registry\.configs in the CRI images config \(.*config\.toml\) sends containerd 2\.1\+ back to its local pull path, which runs no image verifier/,
+        ),
       ]);
     } finally {
       await fallback.destroy();

@@ -43,7 +43,20 @@ describe.skipIf(unavailable !== undefined)(`pullguard serve --backend containerd
     containerd = await startContainerd({ mirrors: { [registry.host]: `http://127.0.0.1:${mirrorPort}` } });
     const { policy, registriesD } = await writeSigningConfig(work, { publicKeyPath: signer.publicKeyPath, lookasideUrl: lookaside.url });
     pullguard = await startPullguard({
-      args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--backend', containerd.endpoint, '--runtime-fetch', 'mirror', '--mirror-address', `127.0.0.1:${mirrorPort}`],
+      args: [
+        '--signature-policy',
+        policy,
+        '--registries-d',
+        registriesD,
+        '--insecure-registry',
+        registry.host,
+        '--backend',
+        containerd.endpoint,
+        '--runtime-fetch',
+        'mirror',
+        '--mirror-address',
+        `127.0.0.1:${mirrorPort}`,
+      ],
     });
   }, 180_000);
 
@@ -57,10 +70,14 @@ describe.skipIf(unavailable !== undefined)(`pullguard serve --backend containerd
   it('hands a verified pull to containerd pinned by digest, keeping the user tag through pullguard', async () => {
     const { image_ref } = await pullguard.client.call<{ image_ref: string }>('PullImage', { image: { image: `${registry.host}/app:v1` } });
     expect(image_ref).toBe(image.configDigest);
-    const inRuntime = await containerd.cri.call<{ image: { id: string; repo_digests: string[] } | null }>('ImageStatus', { image: { image: image.configDigest } });
+    const inRuntime = await containerd.cri.call<{ image: { id: string; repo_digests: string[] } | null }>('ImageStatus', {
+      image: { image: image.configDigest },
+    });
     expect(inRuntime.image?.id).toBe(image.configDigest);
     expect(inRuntime.image?.repo_digests).toContain(`${registry.host}/app@${signed.manifestDigest}`);
-    const throughPullguard = await pullguard.client.call<{ image: { id: string; repo_tags: string[] } | null }>('ImageStatus', { image: { image: `${registry.host}/app:v1` } });
+    const throughPullguard = await pullguard.client.call<{ image: { id: string; repo_tags: string[] } | null }>('ImageStatus', {
+      image: { image: `${registry.host}/app:v1` },
+    });
     expect(throughPullguard.image).toMatchObject({ id: image.configDigest, repo_tags: [`${registry.host}/app:v1`] });
     const fs = await pullguard.client.call<{ image_filesystems: { fs_id: { mountpoint: string } }[] }>('ImageFsInfo', {});
     const runtimeFs = await containerd.cri.call<{ image_filesystems: { fs_id: { mountpoint: string } }[] }>('ImageFsInfo', {});
@@ -68,7 +85,9 @@ describe.skipIf(unavailable !== undefined)(`pullguard serve --backend containerd
   });
 
   it('refuses an unsigned image with SignatureValidationFailed, and containerd never sees it', async () => {
-    const err = (await pullguard.client.call('PullImage', { image: { image: `${registry.host}/unsigned:v1` } }).catch((e: grpc.ServiceError) => e)) as grpc.ServiceError;
+    const err = (await pullguard.client
+      .call('PullImage', { image: { image: `${registry.host}/unsigned:v1` } })
+      .catch((e: grpc.ServiceError) => e)) as grpc.ServiceError;
     expect(err.details).toMatch(/^SignatureValidationFailed: /);
     const list = await containerd.cri.call<{ images: { repo_digests: string[] }[] }>('ListImages', {});
     expect(list.images.flatMap((i) => i.repo_digests).some((d) => d.startsWith(`${registry.host}/unsigned@`))).toBe(false);

@@ -25,7 +25,9 @@ export function verdict(allowed: boolean): Verdict {
   return {
     allowed,
     scope: { policyFile: '<test>', scope: 'default' },
-    requirements: allowed ? [{ type: 'insecureAcceptAnything', description: 'insecureAcceptAnything', satisfied: true, rejections: [] }] : [{ type: 'reject', description: 'reject', satisfied: false, reason: 'Running image is rejected by policy.', rejections: [] }],
+    requirements: allowed
+      ? [{ type: 'insecureAcceptAnything', description: 'insecureAcceptAnything', satisfied: true, rejections: [] }]
+      : [{ type: 'reject', description: 'reject', satisfied: false, reason: 'Running image is rejected by policy.', rejections: [] }],
     troubles: [],
     warnings: [],
     ...(allowed ? {} : { denial: 'Running image is rejected by policy.' }),
@@ -43,12 +45,25 @@ export interface PullguardStack {
 }
 
 /** Starts store + mirror first (containerd's hosts.toml needs the mirror URL), backend later. */
-export async function startStoreAndMirror(): Promise<{ dir: string; store: OpenedStore; inFlight: InFlightImages; mirror: RunningMirror; mirrorEvents: MirrorServeEvent[] }> {
+export async function startStoreAndMirror(): Promise<{
+  dir: string;
+  store: OpenedStore;
+  inFlight: InFlightImages;
+  mirror: RunningMirror;
+  mirrorEvents: MirrorServeEvent[];
+}> {
   const dir = await mkdtemp(join(tmpdir(), 'pullguard-stack-'));
   const store = await openStore(join(dir, 'store'));
   const mirrorEvents: MirrorServeEvent[] = [];
   const inFlight = new InFlightImages();
-  const mirror = await startMirror({ address: '127.0.0.1:0', blobs: store.blobs, index: store.images, inFlight, logger: createLogger({ level: 'silent' }), onServe: (e) => mirrorEvents.push(e) });
+  const mirror = await startMirror({
+    address: '127.0.0.1:0',
+    blobs: store.blobs,
+    index: store.images,
+    inFlight,
+    logger: createLogger({ level: 'silent' }),
+    onServe: (e) => mirrorEvents.push(e),
+  });
   return { dir, store, inFlight, mirror, mirrorEvents };
 }
 
@@ -79,9 +94,21 @@ export async function startPullguard(options: {
     version: 'test',
     inFlight,
   });
-  const backend = createCriBackend({ endpoint: options.backendEndpoint, ...(options.callTimeoutMs !== undefined ? { callTimeoutMs: options.callTimeoutMs } : {}) });
+  const backend = createCriBackend({
+    endpoint: options.backendEndpoint,
+    ...(options.callTimeoutMs !== undefined ? { callTimeoutMs: options.callTimeoutMs } : {}),
+  });
   const shutdown = new AbortController();
-  const handlers = createBackendHandlers({ pulls, backend, fetchMode: options.fetchMode ?? 'mirror', index: store.images, collectGarbage: () => store.images.collectGarbage(), logger, shutdownSignal: shutdown.signal, version: 'test' });
+  const handlers = createBackendHandlers({
+    pulls,
+    backend,
+    fetchMode: options.fetchMode ?? 'mirror',
+    index: store.images,
+    collectGarbage: () => store.images.collectGarbage(),
+    logger,
+    shutdownSignal: shutdown.signal,
+    version: 'test',
+  });
   const definitions = backendServiceDefinitions();
   const socketPath = join(dir, 'pullguard.sock');
   const server: RunningCriServer = await startCriServer({

@@ -43,7 +43,12 @@ describe.each(['1.6', '2'] as const)('runtime fetches the verified digest itself
       if (unavailable !== undefined) throw new Error(`containerd ${release} cannot run: ${unavailable}`);
       dir = await mkdtemp(join(tmpdir(), 'pullguard-rtfetch-'));
       const seed = release === '2' ? 200 : 100; // each release's containerd sees images of its own
-      app = await buildOciImage(join(dir, 'app'), { tag: 'v1', layers: [{ size: 40_000 }, { files: { 'etc/motd': 'verified\n' } }], user: '1000', seed: seed + 1 });
+      app = await buildOciImage(join(dir, 'app'), {
+        tag: 'v1',
+        layers: [{ size: 40_000 }, { files: { 'etc/motd': 'verified\n' } }],
+        user: '1000',
+        seed: seed + 1,
+      });
       denied = await buildOciImage(join(dir, 'denied'), { tag: 'v1', layers: [{ size: 5_000 }], seed: seed + 2 });
       moving = await buildOciImage(join(dir, 'moving'), { tag: 'v1', layers: [{ size: 6_000 }], seed: seed + 3 });
       movedTo = await buildOciImage(join(dir, 'moved'), { tag: 'v1', layers: [{ size: 7_000 }], seed: seed + 4 });
@@ -55,7 +60,12 @@ describe.each(['1.6', '2'] as const)('runtime fetches the verified digest itself
       await pushImage(denied.dir, 'team/denied:v1', registry, { layoutTag: 'v1' });
       await pushImage(moving.dir, 'team/moving:v1', registry, { layoutTag: 'v1' });
       await pushImage(privateImage.dir, 'team/private:v1', secured, { layoutTag: 'v1', creds: USER });
-      artifact = await pushArtifact(registry.host, 'team/volume:v1', { 'model.bin': `weights for containerd ${release}\n` }, { artifactType: 'application/vnd.pullguard.test.model.v1' });
+      artifact = await pushArtifact(
+        registry.host,
+        'team/volume:v1',
+        { 'model.bin': `weights for containerd ${release}\n` },
+        { artifactType: 'application/vnd.pullguard.test.model.v1' },
+      );
       faulty = await startFaultRegistry();
       faulty.addImage('team/corrupt', 'v1', corrupt);
       // Whoever asks for the layer gets other bytes: pullguard never does (it fetches no layer).
@@ -84,11 +94,16 @@ describe.each(['1.6', '2'] as const)('runtime fetches the verified digest itself
       if (dir !== undefined) await rm(dir, { recursive: true, force: true });
     });
 
-    const viaPullguard = <T>(rpc: Parameters<PullguardStack['client']['call']>[0], request: unknown): Promise<T> => pg.client.call<T>(rpc, request, { deadlineMs: 60_000 });
+    const viaPullguard = <T>(rpc: Parameters<PullguardStack['client']['call']>[0], request: unknown): Promise<T> =>
+      pg.client.call<T>(rpc, request, { deadlineMs: 60_000 });
     const inContainerd = async (): Promise<CriImage[]> => (await containerd.cri.call<{ images: CriImage[] }>('ListImages', {}, { deadlineMs: 10_000 })).images;
-    const failureOf = (p: Promise<unknown>): Promise<grpc.ServiceError | undefined> => p.then(() => undefined, (e: grpc.ServiceError) => e);
+    const failureOf = (p: Promise<unknown>): Promise<grpc.ServiceError | undefined> =>
+      p.then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
 
-    it('lands the verified digest in containerd under the user\'s tag; pullguard keeps no layer', async () => {
+    it("lands the verified digest in containerd under the user's tag; pullguard keeps no layer", async () => {
       const tag = `${registry.host}/team/app:v1`;
       const pulled = await viaPullguard<{ image_ref: string }>('PullImage', { image: { image: tag } });
       expect(pulled.image_ref).toBe(app.configDigest);
@@ -108,7 +123,7 @@ describe.each(['1.6', '2'] as const)('runtime fetches the verified digest itself
       expect(await pg.store.blobs.has(app.manifestDigest as Digest)).toBe(true);
     });
 
-    it('an OCI artifact (an image volume\'s content, pushed by oras) is verified, then containerd does what it does with artifacts', async () => {
+    it("an OCI artifact (an image volume's content, pushed by oras) is verified, then containerd does what it does with artifacts", async () => {
       const tag = `${registry.host}/team/volume:v1`;
       const answer = await viaPullguard<{ image_ref: string }>('PullImage', { image: { image: tag } }).then(
         (r) => r,
@@ -142,7 +157,7 @@ describe.each(['1.6', '2'] as const)('runtime fetches the verified digest itself
       expect(pg.store.images.resolve(`${registry.host}/team/denied:v1`)).toBeUndefined();
     });
 
-    it('a tag moved to other content between pullguard\'s resolve and the runtime\'s pull still yields the verified digest', async () => {
+    it("a tag moved to other content between pullguard's resolve and the runtime's pull still yields the verified digest", async () => {
       const tag = `${registry.host}/team/moving:v1`;
       duringVerdict.set('team/moving', async () => {
         await pushImage(movedTo.dir, 'team/moving:v1', registry, { layoutTag: 'v1' });
@@ -154,7 +169,7 @@ describe.each(['1.6', '2'] as const)('runtime fetches the verified digest itself
       expect(images.some((i) => i.id === movedTo.configDigest)).toBe(false);
     });
 
-    it('a registry answering the pinned digest with other bytes fails the runtime\'s pull, and nothing is recorded', async () => {
+    it("a registry answering the pinned digest with other bytes fails the runtime's pull, and nothing is recorded", async () => {
       const tag = `${faulty.host}/team/corrupt:v1`;
       const err = await failureOf(viaPullguard('PullImage', { image: { image: tag } }));
       expect(err).toBeDefined();
@@ -165,13 +180,15 @@ describe.each(['1.6', '2'] as const)('runtime fetches the verified digest itself
       expect((await inContainerd()).some((i) => i.id === corrupt.configDigest)).toBe(false);
     });
 
-    it('the request\'s credentials reach the runtime (registry with htpasswd)', async () => {
+    it("the request's credentials reach the runtime (registry with htpasswd)", async () => {
       const tag = `${secured.host}/team/private:v1`;
       const anonymous = await failureOf(viaPullguard('PullImage', { image: { image: tag } }));
       expect(anonymous?.details).toMatch(/unauthori[sz]ed|authentication required/i);
       const pulled = await viaPullguard<{ image_ref: string }>('PullImage', { image: { image: tag }, auth: USER });
       expect(pulled.image_ref).toBe(privateImage.configDigest);
-      expect((await inContainerd()).find((i) => i.id === privateImage.configDigest)?.repo_digests).toContain(`${secured.host}/team/private@${privateImage.manifestDigest}`);
+      expect((await inContainerd()).find((i) => i.id === privateImage.configDigest)?.repo_digests).toContain(
+        `${secured.host}/team/private@${privateImage.manifestDigest}`,
+      );
       // Whatever the outcome, no credential in containerd's log or pullguard's answers.
       expect(containerd.log()).not.toContain(USER.password);
     });

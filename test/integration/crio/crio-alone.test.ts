@@ -66,7 +66,25 @@ interface Outcome {
   readonly signature2Requests: number;
 }
 
-const GRPC_CODE_NAMES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
+const GRPC_CODE_NAMES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+];
 
 const results = { crio: new Map<string, Outcome>(), pullguard: new Map<string, Outcome>() };
 
@@ -89,12 +107,22 @@ async function prepare(c: AnchorCase): Promise<void> {
 async function pullWith(client: RunningCrio['cri'], imageName: string): Promise<Outcome> {
   const warnings: string[] = [];
   const started = Date.now();
-  const done = (fields: Partial<Outcome>): Outcome => ({ pulled: false, warnings, ms: Date.now() - started, signature2Requests: lookaside.requestsFor(2).length, ...fields });
+  const done = (fields: Partial<Outcome>): Outcome => ({
+    pulled: false,
+    warnings,
+    ms: Date.now() - started,
+    signature2Requests: lookaside.requestsFor(2).length,
+    ...fields,
+  });
   try {
-    const response = await client.call<{ image_ref: string }>('PullImage', { image: { image: imageName } }, {
-      deadlineMs: PULL_DEADLINE_MS,
-      onTrailers: (md) => warnings.push(...md.get('pullguard-warnings').map(String)),
-    });
+    const response = await client.call<{ image_ref: string }>(
+      'PullImage',
+      { image: { image: imageName } },
+      {
+        deadlineMs: PULL_DEADLINE_MS,
+        onTrailers: (md) => warnings.push(...md.get('pullguard-warnings').map(String)),
+      },
+    );
     return done({ pulled: true, imageRef: response.image_ref });
   } catch (err) {
     const e = err as grpc.ServiceError;
@@ -113,7 +141,9 @@ function normalize(text: string): string {
 
 function cell(o: Outcome | undefined): string {
   if (o === undefined) return 'not run';
-  const text = o.pulled ? `**pulled**${o.warnings.length > 0 ? `; warnings: ${o.warnings.map((w) => `\`${normalize(w)}\``).join('; ')}` : ''}` : `**fails** ${o.codeName} (${o.code}): \`${normalize(o.message ?? '')}\``;
+  const text = o.pulled
+    ? `**pulled**${o.warnings.length > 0 ? `; warnings: ${o.warnings.map((w) => `\`${normalize(w)}\``).join('; ')}` : ''}`
+    : `**fails** ${o.codeName} (${o.code}): \`${normalize(o.message ?? '')}\``;
   return `${text.replaceAll('|', '\\|')} — ${o.ms < 1000 ? `${o.ms} ms` : `${(o.ms / 1000).toFixed(1)} s`}, signature-2 requested ${o.signature2Requests}×`;
 }
 
@@ -144,7 +174,12 @@ describe.skipIf(notRoot)(notRoot ? `CRI-O anchor (skipped: ${unavailable})` : 'C
   beforeAll(async () => {
     if (unavailable !== undefined) throw new Error(`CRI-O cannot run: ${unavailable}`);
     work = await mkdtemp(join(tmpdir(), 'pullguard-crio-anchor-'));
-    [registry, lookaside, trusted, other] = await Promise.all([startRegistry(), startLookasideServer(), createGpgSigner('CRI-O Anchor Trusted', RSA), createGpgSigner('CRI-O Anchor Other', RSA)]);
+    [registry, lookaside, trusted, other] = await Promise.all([
+      startRegistry(),
+      startLookasideServer(),
+      createGpgSigner('CRI-O Anchor Trusted', RSA),
+      createGpgSigner('CRI-O Anchor Other', RSA),
+    ]);
     image = await buildOciImage(join(work, 'app'), { tag: 'v1', layers: [{ size: 48_000 }, { files: { 'etc/motd': 'signed\n' } }], seed: 191 });
     signed = await pushSignedImage(image.dir, 'app:v1', registry, [trusted, other]);
     expect(signed.signatures).toHaveLength(2);
@@ -165,7 +200,10 @@ describe.skipIf(notRoot)(notRoot ? `CRI-O anchor (skipped: ${unavailable})` : 'C
 
     beforeAll(async () => {
       crio = await startCrio({
-        policy: { default: [{ type: 'reject' }], transports: { docker: { [registry.host]: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: trusted.publicKeyPath }] } } },
+        policy: {
+          default: [{ type: 'reject' }],
+          transports: { docker: { [registry.host]: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: trusted.publicKeyPath }] } },
+        },
         registriesD: { 'lookaside.yaml': `docker:\n  ${registry.host}:\n    lookaside: ${lookaside.url}\n` },
         insecureRegistries: [registry.host],
       });
@@ -193,7 +231,7 @@ describe.skipIf(notRoot)(notRoot ? `CRI-O anchor (skipped: ${unavailable})` : 'C
       expect(o.message).toMatch(text);
     };
 
-    it('control: signature-1 valid and nothing more: pulled, and the image is in CRI-O\'s storage', async () => {
+    it("control: signature-1 valid and nothing more: pulled, and the image is in CRI-O's storage", async () => {
       const o = await run(CASES.find((c) => c.key === 'control')!);
       expect(o.pulled, JSON.stringify(o)).toBe(true);
       expect(o.imageRef).toBe(image.configDigest.slice('sha256:'.length)); // CRI-O answers the bare ID
@@ -202,7 +240,10 @@ describe.skipIf(notRoot)(notRoot ? `CRI-O anchor (skipped: ${unavailable})` : 'C
 
     it('seed: signature-2 an HTML page fails the whole pull (the problem as reported)', async () => {
       const o = await run(CASES.find((c) => c.key === 'seed')!);
-      failure(o, /Source image rejected: parsing signature http:\/\/\S+\/app@sha256=[0-9a-f]{64}\/signature-2: unrecognized signature format, starting with binary 0x3c/);
+      failure(
+        o,
+        /Source image rejected: parsing signature http:\/\/\S+\/app@sha256=[0-9a-f]{64}\/signature-2: unrecognized signature format, starting with binary 0x3c/,
+      );
       expect(await inCrio()).toBe(false);
     });
 
@@ -221,18 +262,22 @@ describe.skipIf(notRoot)(notRoot ? `CRI-O anchor (skipped: ${unavailable})` : 'C
       expect(await inCrio()).toBe(false);
     });
 
-    it('a stall at signature-2: CRI-O waits it out (no lookaside timeout), then pulls', async () => {
-      const o = await run(CASES.find((c) => c.key === 'stall')!);
-      expect(o.pulled, JSON.stringify(o)).toBe(true);
-      expect(o.signature2Requests).toBe(1);
-    }, STALL_MS + PULL_DEADLINE_MS);
+    it(
+      'a stall at signature-2: CRI-O waits it out (no lookaside timeout), then pulls',
+      async () => {
+        const o = await run(CASES.find((c) => c.key === 'stall')!);
+        expect(o.pulled, JSON.stringify(o)).toBe(true);
+        expect(o.signature2Requests).toBe(1);
+      },
+      STALL_MS + PULL_DEADLINE_MS,
+    );
 
     it('an empty signature-2 fails the whole pull', async () => {
       failure(await run(CASES.find((c) => c.key === 'empty')!), /parsing signature http:\/\/\S+\/signature-2: empty signature blob/);
       expect(await inCrio()).toBe(false);
     });
 
-    it('an oversized signature-2 fails the whole pull at containers/image\'s 4 MiB limit', async () => {
+    it("an oversized signature-2 fails the whole pull at containers/image's 4 MiB limit", async () => {
       failure(await run(CASES.find((c) => c.key === 'oversized')!), /exceeded maximum allowed size of 4194304 bytes/);
       expect(await inCrio()).toBe(false);
     });
@@ -249,10 +294,27 @@ describe.skipIf(notRoot)(notRoot ? `CRI-O anchor (skipped: ${unavailable})` : 'C
       const deployed = await deployedCrioConfig(front, { registry: registry.host });
       crio = await startCrio({ ...deployed.options, insecureRegistries: [registry.host] });
       // pullguard reads the publisher's lookaside and the signedBy policy; CRI-O reads neither.
-      const { policy, registriesD } = await writeSigningConfig(front, { publicKeyPath: trusted.publicKeyPath, lookasideUrl: lookaside.url, scope: registry.host });
+      const { policy, registriesD } = await writeSigningConfig(front, {
+        publicKeyPath: trusted.publicKeyPath,
+        lookasideUrl: lookaside.url,
+        scope: registry.host,
+      });
       pullguard = await startPullguard({
         // Defaults but for the verdict cache: every case runs its own signature phase.
-        args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--backend', crio.endpoint, '--runtime-fetch', 'runtime', '--verdict-cache-ttl', '0'],
+        args: [
+          '--signature-policy',
+          policy,
+          '--registries-d',
+          registriesD,
+          '--insecure-registry',
+          registry.host,
+          '--backend',
+          crio.endpoint,
+          '--runtime-fetch',
+          'runtime',
+          '--verdict-cache-ttl',
+          '0',
+        ],
       });
     }, 120_000);
 
@@ -262,21 +324,31 @@ describe.skipIf(notRoot)(notRoot ? `CRI-O anchor (skipped: ${unavailable})` : 'C
     });
 
     for (const c of CASES) {
-      it(`${c.key}: allowed${c.fault === null ? '' : ' with a warning about signature-2'}, and the image is in CRI-O's storage`, async () => {
-        await pullguard.client.call('RemoveImage', { image: { image: tag() } }).catch(() => undefined);
-        await prepare(c);
-        const o = await pullWith(pullguard.client, tag());
-        results.pullguard.set(c.key, o);
-        console.log(`pullguard in front / ${c.key}: ${JSON.stringify(o)}`);
-        expect(o.pulled, JSON.stringify(o)).toBe(true);
-        if (c.fault === null) expect(o.warnings).toEqual([]);
-        else expect(o.warnings.some((w) => w.startsWith('PGW001') && w.includes('signature-2')), JSON.stringify(o.warnings)).toBe(true);
-        expect(o.signature2Requests).toBeGreaterThanOrEqual(1); // a signature phase of its own, not a cached verdict
-        // Only pullguard read the lookaside: CRI-O, configured from deploy/crio/, fetched no signature.
-        expect(new Set(lookaside.requests.map((r) => String(r.headers['user-agent']).split('/')[0]))).toEqual(new Set(['pullguard']));
-        const status = await crio.cri.call<{ image: { id: string; repo_digests: string[] } | null }>('ImageStatus', { image: { image: `${registry.host}/app@${signed.manifestDigest}` } });
-        expect(status.image?.id).toBe(image.configDigest.slice('sha256:'.length));
-      }, STALL_MS + PULL_DEADLINE_MS);
+      it(
+        `${c.key}: allowed${c.fault === null ? '' : ' with a warning about signature-2'}, and the image is in CRI-O's storage`,
+        async () => {
+          await pullguard.client.call('RemoveImage', { image: { image: tag() } }).catch(() => undefined);
+          await prepare(c);
+          const o = await pullWith(pullguard.client, tag());
+          results.pullguard.set(c.key, o);
+          console.log(`pullguard in front / ${c.key}: ${JSON.stringify(o)}`);
+          expect(o.pulled, JSON.stringify(o)).toBe(true);
+          if (c.fault === null) expect(o.warnings).toEqual([]);
+          else
+            expect(
+              o.warnings.some((w) => w.startsWith('PGW001') && w.includes('signature-2')),
+              JSON.stringify(o.warnings),
+            ).toBe(true);
+          expect(o.signature2Requests).toBeGreaterThanOrEqual(1); // a signature phase of its own, not a cached verdict
+          // Only pullguard read the lookaside: CRI-O, configured from deploy/crio/, fetched no signature.
+          expect(new Set(lookaside.requests.map((r) => String(r.headers['user-agent']).split('/')[0]))).toEqual(new Set(['pullguard']));
+          const status = await crio.cri.call<{ image: { id: string; repo_digests: string[] } | null }>('ImageStatus', {
+            image: { image: `${registry.host}/app@${signed.manifestDigest}` },
+          });
+          expect(status.image?.id).toBe(image.configDigest.slice('sha256:'.length));
+        },
+        STALL_MS + PULL_DEADLINE_MS,
+      );
     }
   });
 });

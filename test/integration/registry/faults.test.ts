@@ -41,7 +41,6 @@ function client(extra: Partial<RegistryClientOptions> = {}, events: RegistryEven
   });
 }
 
-
 const big = () => image.layers[0]!;
 
 describe('blob faults against a protocol-speaking fake registry', () => {
@@ -92,7 +91,10 @@ describe('blob faults against a protocol-speaking fake registry', () => {
     const w = new MemoryBlobWriter(resolved.layers[0]!);
     await c.fetchBlob(resolved, resolved.layers[0]!, w, {});
     expect(w.committed).toBe(true);
-    const ranges = reg.requests.slice(before).filter((r) => r.path.endsWith(big().digest)).map((r) => r.range);
+    const ranges = reg.requests
+      .slice(before)
+      .filter((r) => r.path.endsWith(big().digest))
+      .map((r) => r.range);
     expect(ranges[0]).toBeUndefined();
     expect(ranges[1]).toMatch(/^bytes=\d+-$/);
     const resumedAt = Number(/bytes=(\d+)-/.exec(ranges[1]!)![1]);

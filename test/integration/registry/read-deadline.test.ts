@@ -111,7 +111,9 @@ describe('overall deadlines on registry reads', () => {
     const { err, ms } = await failsWithin(slow.resolve(parseReference(`${reg.host}/app:v1`), {}), READ_MS + SLACK_MS);
     expect(err.code).toBe('REGISTRY_UNAVAILABLE');
     // The manifest read waiting on the ping and the ping itself share the bound: either may say so.
-    expect(err.message).toMatch(new RegExp(`^registry ${reg.host} is unavailable: response not complete within 1 s \\((ping ${reg.host}/v2/|manifest ${reg.host}/app:v1)\\)$`));
+    expect(err.message).toMatch(
+      new RegExp(`^registry ${reg.host} is unavailable: response not complete within 1 s \\((ping ${reg.host}/v2/|manifest ${reg.host}/app:v1)\\)$`),
+    );
     expect(ms).toBeGreaterThanOrEqual(READ_MS - 50);
     await slow.close();
   });
@@ -125,7 +127,9 @@ describe('overall deadlines on registry reads', () => {
     const w = new MemoryBlobWriter(layer);
     const { err, ms } = await failsWithin(c.fetchBlob(resolved, layer, w, {}), READ_MS + 1000 + SLACK_MS);
     expect(err.code).toBe('REGISTRY_UNAVAILABLE');
-    expect(err.message).toBe(`registry ${reg.host} is unavailable: transfer slower than the minimum 1 KiB/s after a 1 s allowance (blob ${reg.host}/app@${layer.digest})`);
+    expect(err.message).toBe(
+      `registry ${reg.host} is unavailable: transfer slower than the minimum 1 KiB/s after a 1 s allowance (blob ${reg.host}/app@${layer.digest})`,
+    );
     expect(err.facts).toMatchObject({ transport: 'deadline', kind: 'blob', sizeBytes: layer.size, minBytesPerSecond: 1024 });
     expect(ms).toBeGreaterThanOrEqual(READ_MS - 50);
     expect(w.committed).toBe(false);

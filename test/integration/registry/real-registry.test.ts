@@ -66,7 +66,6 @@ function client(extra: Partial<RegistryClientOptions> = {}): RegistryImageSource
   return c;
 }
 
-
 async function pullAll(c: RegistryImageSource, ref: string, creds?: RegistryCredentials) {
   const opts = creds === undefined ? {} : { credentials: creds };
   const image = await c.resolve(parseReference(ref), opts);
@@ -163,7 +162,9 @@ describe('HTTP Basic (htpasswd)', () => {
   });
 
   it('a wrong password is REGISTRY_UNAUTHORIZED and the password appears nowhere', async () => {
-    const err = await failure(client().resolve(parseReference(`${basic.host}/team/app:v1`), { credentials: { username: 'alice', password: 'hunter2-secret' } }));
+    const err = await failure(
+      client().resolve(parseReference(`${basic.host}/team/app:v1`), { credentials: { username: 'alice', password: 'hunter2-secret' } }),
+    );
     expect(err.code).toBe('REGISTRY_UNAUTHORIZED');
     expect(err.message).toContain(`${basic.host}/team/app`);
     expect(JSON.stringify({ m: err.message, f: err.facts, s: err.stack })).not.toContain('hunter2');

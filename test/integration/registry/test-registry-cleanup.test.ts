@@ -22,7 +22,7 @@ describe('test registries clean up after themselves', () => {
     await rm(privateTmp, { recursive: true, force: true });
   });
 
-  it('htpasswd, token and TLS registries, and one on another registry\'s storage, leave no temp dir', async () => {
+  it("htpasswd, token and TLS registries, and one on another registry's storage, leave no temp dir", async () => {
     const plain = await startRegistry();
     const registries = [
       plain,

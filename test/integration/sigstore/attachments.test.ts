@@ -73,7 +73,10 @@ beforeAll(async () => {
   const registriesYaml = `docker:\n  ${reg.host}:\n    use-sigstore-attachments: true\n`;
   await writeFile(join(dir, 'registries.d', 'sigstore.yaml'), registriesYaml);
   policy = await loadPolicyFromText(policyText, join(dir, 'policy.json'));
-  source = createSigstoreAttachmentSource({ registriesD: parseRegistriesD([{ path: '/sigstore.yaml', text: registriesYaml }], { defaultLookaside: null }), registry: client });
+  source = createSigstoreAttachmentSource({
+    registriesD: parseRegistriesD([{ path: '/sigstore.yaml', text: registriesYaml }], { defaultLookaside: null }),
+    registry: client,
+  });
   await setUp('valid', [signedLayer(cosign, claim('valid'))]);
   await setUp('partial', [variant('partial', 1), signedLayer(cosign, claim('partial'))], [0]);
   await setUp('bad', [variant('bad', 1), signedLayer(cosign, claim('bad'), { signWith: other })], [0]);
@@ -97,7 +100,9 @@ describe('sigstore attachments in a real registry', () => {
   test('an unreadable (corrupted) layer beside a valid one: allowed with PGW001 (upstream fails the whole read)', async () => {
     const verdict = await phase('partial');
     expect(verdict.allowed).toBe(true);
-    expect(verdict.warnings).toEqual([expect.objectContaining({ code: 'PGW001', location: expect.objectContaining({ source: 'sigstore-attachment', index: 1 }) })]);
+    expect(verdict.warnings).toEqual([
+      expect.objectContaining({ code: 'PGW001', location: expect.objectContaining({ source: 'sigstore-attachment', index: 1 }) }),
+    ]);
     expect(verdict.warnings[0]?.message).toMatch(/sigstore-attachment-1 \(docker:\/\/.*\/partial@sha256:[0-9a-f]{64}\): digest mismatch, expected "sha256:/);
   }, 60_000);
 
@@ -125,7 +130,9 @@ describe('sigstore attachments in a real registry', () => {
       yields: 'simple-signing',
       async fetch(): Promise<SignatureFetchReport> {
         return {
-          signatures: [{ location: { source: 'lookaside', index: 1, url: 'file:///sigs/signature-1' }, format: 'simple-signing', bytes: new Uint8Array([0xa3, 1]) }],
+          signatures: [
+            { location: { source: 'lookaside', index: 1, url: 'file:///sigs/signature-1' }, format: 'simple-signing', bytes: new Uint8Array([0xa3, 1]) },
+          ],
           troubles: [],
           end: 'not-found',
           notices: [],

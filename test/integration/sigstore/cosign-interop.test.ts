@@ -69,7 +69,17 @@ async function cosign(args: string[]): Promise<string> {
 async function pushAndSign(repo: string, extra: string[][] = [[]]): Promise<void> {
   await pushImage(image.dir, `${repo}:v1`, registry, { layoutTag: 'v1' });
   for (const flags of extra) {
-    await cosign(['sign', '--key', files.key, '--tlog-upload=false', '--allow-http-registry', '--allow-insecure-registry', '--yes', ...flags, `${registry.host}/${repo}@${image.manifestDigest}`]);
+    await cosign([
+      'sign',
+      '--key',
+      files.key,
+      '--tlog-upload=false',
+      '--allow-http-registry',
+      '--allow-insecure-registry',
+      '--yes',
+      ...flags,
+      `${registry.host}/${repo}@${image.manifestDigest}`,
+    ]);
   }
 }
 
@@ -100,7 +110,12 @@ async function addRekorSet(repo: string, integratedTime: number): Promise<void> 
     const annotations = layer.annotations ?? {};
     const signature = Buffer.from(annotations['dev.cosignproject.cosign/signature'] ?? '', 'base64');
     const certificate = annotations['dev.sigstore.cosign/certificate'] ?? '';
-    annotations['dev.sigstore.cosign/bundle'] = rekorBundle(rekor, { signature, publicPem: certificate, payload: await blob(repo, layer.digest) }, {}, integratedTime);
+    annotations['dev.sigstore.cosign/bundle'] = rekorBundle(
+      rekor,
+      { signature, publicPem: certificate, payload: await blob(repo, layer.digest) },
+      {},
+      integratedTime,
+    );
     layer.annotations = annotations;
   }
   const res = await fetch(`${registry.url}/v2/${repo}/manifests/${attachmentTag()}`, {
@@ -128,9 +143,13 @@ interface Outcome {
 async function pull(repo: string): Promise<Outcome> {
   const warnings: string[] = [];
   try {
-    const response = await (pullguard as RunningPullguard).client.call<{ image_ref: string }>('PullImage', { image: { image: `${registry.host}/${repo}:v1` } }, {
-      onTrailers: (md) => warnings.push(...md.get('pullguard-warnings').map(String)),
-    });
+    const response = await (pullguard as RunningPullguard).client.call<{ image_ref: string }>(
+      'PullImage',
+      { image: { image: `${registry.host}/${repo}:v1` } },
+      {
+        onTrailers: (md) => warnings.push(...md.get('pullguard-warnings').map(String)),
+      },
+    );
     return { imageRef: response.image_ref, warnings };
   } catch (err) {
     return { denial: (err as grpc.ServiceError).details, warnings };
@@ -172,7 +191,14 @@ beforeAll(async () => {
   if (missing !== undefined) throw new Error(`cosign ${PEERS.cosign} cannot run: ${missing}`);
   work = await mkdtemp(join(tmpdir(), 'pullguard-cosign-'));
   await mkdir(join(work, 'home'));
-  cosignEnv = { PATH: process.env.PATH ?? '', HOME: join(work, 'home'), TUF_ROOT: join(work, 'tuf'), COSIGN_PASSWORD: 'pullguard-test', COSIGN_YES: 'true', LD_PRELOAD: '' };
+  cosignEnv = {
+    PATH: process.env.PATH ?? '',
+    HOME: join(work, 'home'),
+    TUF_ROOT: join(work, 'tuf'),
+    COSIGN_PASSWORD: 'pullguard-test',
+    COSIGN_YES: 'true',
+    LD_PRELOAD: '',
+  };
   registry = await startRegistry();
   image = await buildOciImage(join(work, 'img'), { tag: 'v1', layers: [{ size: 2_000 }], seed: 303 });
 
@@ -186,8 +212,22 @@ beforeAll(async () => {
   const now = Date.now();
   const pki = testPki(now, { key: signerKey, emails: [SIGNER_EMAIL], dnsNames: ['builder.pullguard.test'] });
   const otherPki = testPki(now, {}, { root: 'pullguard test root', intermediate: 'other intermediate' });
-  const fulcioRoot = issueCertificate({ subject: { cn: 'sigstore', o: 'sigstore.dev' }, ca: {}, keyUsage: ['keyCertSign'], notBefore: now - 10 * DAY, notAfter: now + 3650 * DAY });
-  const fulcioIntermediate = issueCertificate({ subject: { cn: 'sigstore-intermediate', o: 'sigstore.dev' }, issuer: fulcioRoot, ca: { pathLen: 0 }, keyUsage: ['keyCertSign'], extKeyUsage: [CODE_SIGNING], notBefore: now - 10 * DAY, notAfter: now + 3650 * DAY });
+  const fulcioRoot = issueCertificate({
+    subject: { cn: 'sigstore', o: 'sigstore.dev' },
+    ca: {},
+    keyUsage: ['keyCertSign'],
+    notBefore: now - 10 * DAY,
+    notAfter: now + 3650 * DAY,
+  });
+  const fulcioIntermediate = issueCertificate({
+    subject: { cn: 'sigstore-intermediate', o: 'sigstore.dev' },
+    issuer: fulcioRoot,
+    ca: { pathLen: 0 },
+    keyUsage: ['keyCertSign'],
+    extKeyUsage: [CODE_SIGNING],
+    notBefore: now - 10 * DAY,
+    notAfter: now + 3650 * DAY,
+  });
   const fulcioLeaf = issueCertificate({
     subject: '',
     issuer: fulcioIntermediate,
@@ -225,7 +265,11 @@ beforeAll(async () => {
   for (const repo of ['fulcio', 'fulcio-other-ca', 'fulcio-other-issuer', 'fulcio-other-email', 'fulcio-no-set']) await pushAndSign(repo, withFulcio);
   for (const repo of ['fulcio', 'fulcio-other-ca', 'fulcio-other-issuer', 'fulcio-other-email']) await addRekorSet(repo, Math.floor(now / 1000));
   // Two signatures with different payloads (cosign -a puts annotations in the payload), so each layer can be corrupted alone.
-  for (const repo of ['partial', 'corrupt', 'mixed-bad']) await pushAndSign(repo, [['-a', 'copy=1'], ['-a', 'copy=2']]);
+  for (const repo of ['partial', 'corrupt', 'mixed-bad'])
+    await pushAndSign(repo, [
+      ['-a', 'copy=1'],
+      ['-a', 'copy=2'],
+    ]);
 
   policyPath = join(work, 'policy.json');
   await writeFile(policyPath, JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: await scopes() } }));
@@ -244,7 +288,12 @@ afterAll(async () => {
 describe(`cosign ${PEERS.cosign} signs, pullguard verifies through PullImage`, () => {
   it('cosign lays out what pullguard reads: one simple-signing layer per signature, with the certificate and chain when given', async () => {
     const key = await readAttachment('key');
-    expect(key.layers).toEqual([expect.objectContaining({ mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', annotations: { 'dev.cosignproject.cosign/signature': expect.any(String) } })]);
+    expect(key.layers).toEqual([
+      expect.objectContaining({
+        mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json',
+        annotations: { 'dev.cosignproject.cosign/signature': expect.any(String) },
+      }),
+    ]);
     const pki = (await readAttachment('pki')).layers[0]?.annotations ?? {};
     expect(pki['dev.sigstore.cosign/certificate']).toBe(await readFile(files.pkiCert, 'utf8'));
     expect(pki['dev.sigstore.cosign/chain']).toBe(await readFile(files.pkiChain, 'utf8'));
@@ -255,19 +304,25 @@ describe(`cosign ${PEERS.cosign} signs, pullguard verifies through PullImage`, (
   it('a key pair cosign generated: allowed under its public key (keyPath, or among keyDatas), denied under another key', async () => {
     expect(await pull('key')).toEqual({ imageRef: image.configDigest, warnings: [] });
     expect((await pull('key-data')).imageRef).toBe(image.configDigest);
-    expect((await pull('key-other')).denial).toBe(`${DENIED}cryptographic signature verification failed: invalid signature when validating ASN.1 encoded signature`);
+    expect((await pull('key-other')).denial).toBe(
+      `${DENIED}cryptographic signature verification failed: invalid signature when validating ASN.1 encoded signature`,
+    );
   });
 
   it('a key with a PKI certificate chain: allowed under the CA naming the email or the hostname; denied under another CA or another email', async () => {
     expect((await pull('pki')).imageRef).toBe(image.configDigest);
     expect((await pull('pki-hostname')).imageRef).toBe(image.configDigest);
-    expect((await pull('pki-other-ca')).denial).toMatch(/^SignatureValidationFailed: Source image rejected: veryfing leaf certificate failed: x509: certificate signed by unknown authority/);
+    expect((await pull('pki-other-ca')).denial).toMatch(
+      /^SignatureValidationFailed: Source image rejected: veryfing leaf certificate failed: x509: certificate signed by unknown authority/,
+    );
     expect((await pull('pki-other-email')).denial).toBe(`${DENIED}Required email "someone@pullguard.test" not found (got ["${SIGNER_EMAIL}"])`);
   });
 
   it('a Fulcio-style certificate with a Rekor SET: allowed under the Fulcio CA, issuer and email; denied under another CA, issuer or email, and without the SET', async () => {
     expect((await pull('fulcio')).imageRef).toBe(image.configDigest);
-    expect((await pull('fulcio-other-ca')).denial).toMatch(/^SignatureValidationFailed: Source image rejected: veryfing leaf certificate failed: x509: certificate signed by unknown authority/);
+    expect((await pull('fulcio-other-ca')).denial).toMatch(
+      /^SignatureValidationFailed: Source image rejected: veryfing leaf certificate failed: x509: certificate signed by unknown authority/,
+    );
     expect((await pull('fulcio-other-issuer')).denial).toBe(`${DENIED}Unexpected Fulcio OIDC issuer "${ISSUER}"`);
     expect((await pull('fulcio-other-email')).denial).toBe(`${DENIED}Required email "someone@pullguard.test" not found (got ["${SIGNER_EMAIL}"])`);
     expect((await pull('fulcio-no-set')).denial).toBe(`${DENIED}missing dev.sigstore.cosign/bundle annotation`);
@@ -290,10 +345,25 @@ describe(`cosign ${PEERS.cosign} signs, pullguard verifies through PullImage`, (
     // The second layer re-signed by another key: cosign signs, the test swaps in the other signer's layer.
     const [bad1] = await digests('mixed-bad');
     await corrupt(bad1!);
-    await cosign(['sign', '--key', join(work, 'other.key'), '--tlog-upload=false', '--allow-http-registry', '--allow-insecure-registry', '--yes', '-a', 'copy=3', `${registry.host}/mixed-bad@${image.manifestDigest}`]);
+    await cosign([
+      'sign',
+      '--key',
+      join(work, 'other.key'),
+      '--tlog-upload=false',
+      '--allow-http-registry',
+      '--allow-insecure-registry',
+      '--yes',
+      '-a',
+      'copy=3',
+      `${registry.host}/mixed-bad@${image.manifestDigest}`,
+    ]);
     const manifest = await readAttachment('mixed-bad');
     manifest.layers.splice(1, 1);
-    const res = await fetch(`${registry.url}/v2/mixed-bad/manifests/${attachmentTag()}`, { method: 'PUT', body: JSON.stringify(manifest), headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' } });
+    const res = await fetch(`${registry.url}/v2/mixed-bad/manifests/${attachmentTag()}`, {
+      method: 'PUT',
+      body: JSON.stringify(manifest),
+      headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+    });
     expect(res.status).toBe(201);
     expect((await pull('mixed-bad')).denial).toMatch(
       /^SignatureValidationFailed: Source image rejected: cryptographic signature verification failed: invalid signature when validating ASN\.1 encoded signature; additionally 1 signature could not be read: sigstore-attachment-1 .*digest mismatch/,
@@ -305,16 +375,28 @@ describe(`cosign ${PEERS.cosign} signs, pullguard verifies through PullImage`, (
     const stateDir = (pullguard as RunningPullguard).stateDir;
     pullguard = undefined;
     const verify = async (repo: string, policy: string) =>
-      execFileAsync(process.execPath, [MAIN, 'verify', `${registry.host}/${repo}:v1`, '--state-dir', stateDir, '--signature-policy', policy, '--registries-d', registriesD]).then(
+      execFileAsync(process.execPath, [
+        MAIN,
+        'verify',
+        `${registry.host}/${repo}:v1`,
+        '--state-dir',
+        stateDir,
+        '--signature-policy',
+        policy,
+        '--registries-d',
+        registriesD,
+      ]).then(
         (r) => ({ ok: true, out: r.stdout + r.stderr }),
         (e: { stdout: string; stderr: string }) => ({ ok: false, out: e.stdout + e.stderr }),
       );
     try {
-      for (const repo of ['key', 'pki', 'fulcio', 'partial']) expect(await verify(repo, policyPath)).toMatchObject({ ok: true, out: expect.stringMatching(/^OK: /) });
+      for (const repo of ['key', 'pki', 'fulcio', 'partial'])
+        expect(await verify(repo, policyPath)).toMatchObject({ ok: true, out: expect.stringMatching(/^OK: /) });
       const strict = join(work, 'other-policy.json');
       const scopes = Object.fromEntries(['key', 'pki', 'fulcio'].map((repo) => [`${registry.host}/${repo}`, sigstore({ keyPath: files.otherPub })]));
       await writeFile(strict, JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: scopes } }));
-      for (const repo of ['key', 'pki', 'fulcio']) expect(await verify(repo, strict)).toMatchObject({ ok: false, out: expect.stringContaining('cryptographic signature verification failed') });
+      for (const repo of ['key', 'pki', 'fulcio'])
+        expect(await verify(repo, strict)).toMatchObject({ ok: false, out: expect.stringContaining('cryptographic signature verification failed') });
     } finally {
       await rm(stateDir, { recursive: true, force: true });
     }
@@ -324,20 +406,38 @@ describe(`cosign ${PEERS.cosign} signs, pullguard verifies through PullImage`, (
 describe('--require-signature-verification', () => {
   it('denies an image its policy accepts without verifying a signature, and still allows one whose signature verified; off by default; verify agrees', async () => {
     const policy = join(work, 'mixed-policy.json');
-    await writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }], transports: { docker: { [`${registry.host}/key`]: sigstore({ keyPath: files.pub }) } } }));
+    await writeFile(
+      policy,
+      JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }], transports: { docker: { [`${registry.host}/key`]: sigstore({ keyPath: files.pub }) } } }),
+    );
     await pushImage(image.dir, 'unsigned:v1', registry, { layoutTag: 'v1' });
     const plain = await startPullguard({ args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host] });
     pullguard = plain;
     expect((await pull('unsigned')).imageRef).toBe(image.configDigest);
     await plain.stop();
-    const strict = await startPullguard({ args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--require-signature-verification'] });
+    const strict = await startPullguard({
+      args: ['--signature-policy', policy, '--registries-d', registriesD, '--insecure-registry', registry.host, '--require-signature-verification'],
+    });
     pullguard = strict;
-    expect((await pull('unsigned')).denial).toBe(`${DENIED}Signature verification is required, but the policy accepts this image without verifying any signature`);
+    expect((await pull('unsigned')).denial).toBe(
+      `${DENIED}Signature verification is required, but the policy accepts this image without verifying any signature`,
+    );
     expect((await pull('key')).imageRef).toBe(image.configDigest);
     await strict.stop({ keepState: true });
     pullguard = undefined;
     const verify = (args: string[]) =>
-      execFileAsync(process.execPath, [MAIN, 'verify', `${registry.host}/key:v1`, '--state-dir', strict.stateDir, '--signature-policy', policy, '--registries-d', registriesD, ...args]).then((r) => r.stdout);
+      execFileAsync(process.execPath, [
+        MAIN,
+        'verify',
+        `${registry.host}/key:v1`,
+        '--state-dir',
+        strict.stateDir,
+        '--signature-policy',
+        policy,
+        '--registries-d',
+        registriesD,
+        ...args,
+      ]).then((r) => r.stdout);
     expect(await verify(['--require-signature-verification'])).toMatch(/^OK: /);
     await rm(strict.stateDir, { recursive: true, force: true });
   });

@@ -46,7 +46,11 @@ describe('attachment manifest answers', () => {
   test.each([
     ['distribution MANIFEST_UNKNOWN', 404, '{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'],
     ['registry.redhat.io: UNKNOWN "Not Found"', 404, '{"errors":[{"code":"UNKNOWN","message":"Not Found"}]}'],
-    ['Harbor: an unknown code (decoded as UNKNOWN) whose message contains "not found"', 404, '{"errors":[{"code":"NOT_FOUND","message":"artifact app:sha256-x.sig not found"}]}'],
+    [
+      'Harbor: an unknown code (decoded as UNKNOWN) whose message contains "not found"',
+      404,
+      '{"errors":[{"code":"NOT_FOUND","message":"artifact app:sha256-x.sig not found"}]}',
+    ],
     ['404 with a non-JSON body', 404, '<html>404 page not found</html>'],
     ['404 with JSON that is no error list', 404, '{}'],
   ])('%s → no attachments', async (_name, status, body) => {
@@ -55,14 +59,26 @@ describe('attachment manifest answers', () => {
   });
 
   test.each([
-    ['404 NAME_UNKNOWN', 404, '{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}', 'name unknown: repository name not known to registry'],
-    ['403 DENIED', 403, '{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}', 'denied: requested access to the resource is denied'],
+    [
+      '404 NAME_UNKNOWN',
+      404,
+      '{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}',
+      'name unknown: repository name not known to registry',
+    ],
+    [
+      '403 DENIED',
+      403,
+      '{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}',
+      'denied: requested access to the resource is denied',
+    ],
     ['500 after retries', 500, '{"errors":[{"code":"UNKNOWN","message":"boom"}]}', 'unavailable'],
   ])('%s → a trouble at index 0, never a throw', async (_name, status, body, text) => {
     fr.fault(`app:${tag}`, { kind: 'status', status, body });
     const report = await source().fetch(image, {});
     expect(report.signatures).toEqual([]);
-    expect(report.troubles).toEqual([expect.objectContaining({ location: expect.objectContaining({ source: 'sigstore-attachment', index: 0 }), httpStatus: status })]);
+    expect(report.troubles).toEqual([
+      expect.objectContaining({ location: expect.objectContaining({ source: 'sigstore-attachment', index: 0 }), httpStatus: status }),
+    ]);
     expect(report.troubles[0]?.message).toContain(`reading manifest ${tag} in ${fr.host}/app: `);
     expect(report.troubles[0]?.message).toContain(text);
   });
@@ -90,8 +106,12 @@ describe('attachment manifest answers', () => {
     fr.fault(digestOf(layers[0]!.bytes), { kind: 'corrupt' });
     fr.fault(digestOf(layers[2]!.bytes), { kind: 'status', status: 500 });
     const report = await source().fetch(layersImage, {});
-    expect(report.signatures.map((s) => [s.location.index, s.format, s.untrustedMimeType])).toEqual([[2, 'sigstore', 'application/vnd.dev.cosign.simplesigning.v1+json']]);
-    expect(report.signatures[0]?.untrustedAnnotations?.['dev.cosignproject.cosign/signature']).toBe(layers[1]!.annotations['dev.cosignproject.cosign/signature']);
+    expect(report.signatures.map((s) => [s.location.index, s.format, s.untrustedMimeType])).toEqual([
+      [2, 'sigstore', 'application/vnd.dev.cosign.simplesigning.v1+json'],
+    ]);
+    expect(report.signatures[0]?.untrustedAnnotations?.['dev.cosignproject.cosign/signature']).toBe(
+      layers[1]!.annotations['dev.cosignproject.cosign/signature'],
+    );
     expect(report.troubles.map((t) => [t.location.index, t.kind])).toEqual([
       [1, 'io'],
       [3, 'http-status'],

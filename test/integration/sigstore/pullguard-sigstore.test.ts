@@ -48,7 +48,11 @@ afterAll(async () => {
 });
 
 const pull = (repo: string, warnings: string[] = []): Promise<{ image_ref: string }> =>
-  pullguard.client.call('PullImage', { image: { image: `${registry.host}/${repo}:v1` } }, { onTrailers: (md) => warnings.push(...md.get('pullguard-warnings').map(String)) });
+  pullguard.client.call(
+    'PullImage',
+    { image: { image: `${registry.host}/${repo}:v1` } },
+    { onTrailers: (md) => warnings.push(...md.get('pullguard-warnings').map(String)) },
+  );
 
 async function corrupt(digest: string): Promise<void> {
   const path = join(registry.dataDir, 'docker/registry/v2/blobs/sha256', digest.slice(7, 9), digest.slice(7), 'data');
@@ -60,9 +64,14 @@ async function corrupt(digest: string): Promise<void> {
 describe('sigstoreSigned with cosign attachments, through the server', () => {
   it('accepts an image signed by the trusted key and records the signature', async () => {
     await push('signed');
-    await pushAttachment(registry.url, 'signed', image.manifestDigest, [signedLayer(cosign, { digest: image.manifestDigest, reference: `${registry.host}/signed` })]);
+    await pushAttachment(registry.url, 'signed', image.manifestDigest, [
+      signedLayer(cosign, { digest: image.manifestDigest, reference: `${registry.host}/signed` }),
+    ]);
     expect((await pull('signed')).image_ref).toBe(image.configDigest);
-    const status = await pullguard.client.call<{ info: Record<string, string> }>('ImageStatus', { image: { image: `${registry.host}/signed:v1` }, verbose: true });
+    const status = await pullguard.client.call<{ info: Record<string, string> }>('ImageStatus', {
+      image: { image: `${registry.host}/signed:v1` },
+      verbose: true,
+    });
     const record = JSON.parse(status.info['verification']!) as { requirements: { type: string; satisfiedBy?: { location: { source: string } } }[] };
     expect(record.requirements[0]).toMatchObject({ type: 'sigstoreSigned', satisfiedBy: { location: { source: 'sigstore-attachment' } } });
   });
@@ -80,7 +89,9 @@ describe('sigstoreSigned with cosign attachments, through the server', () => {
 
   it('denies an image signed only by another key, naming the rejection; and one with no attachment', async () => {
     await push('forged');
-    await pushAttachment(registry.url, 'forged', image.manifestDigest, [signedLayer(other, { digest: image.manifestDigest, reference: `${registry.host}/forged` })]);
+    await pushAttachment(registry.url, 'forged', image.manifestDigest, [
+      signedLayer(other, { digest: image.manifestDigest, reference: `${registry.host}/forged` }),
+    ]);
     const forged = (await pull('forged').catch((e: grpc.ServiceError) => e)) as grpc.ServiceError;
     expect(forged.details).toMatch(/^SignatureValidationFailed: Source image rejected: cryptographic signature verification failed/);
     await push('bare');
@@ -90,7 +101,15 @@ describe('sigstoreSigned with cosign attachments, through the server', () => {
 
   it('verify re-checks the stored sigstore signature offline', async () => {
     await pullguard.stop({ keepState: true });
-    const result = await execFileAsync(process.execPath, [MAIN, 'verify', `${registry.host}/signed:v1`, '--state-dir', pullguard.stateDir, '--signature-policy', join(work, 'policy.json')]).catch((e: { stdout: string; stderr: string }) => ({ stdout: e.stdout + e.stderr }));
+    const result = await execFileAsync(process.execPath, [
+      MAIN,
+      'verify',
+      `${registry.host}/signed:v1`,
+      '--state-dir',
+      pullguard.stateDir,
+      '--signature-policy',
+      join(work, 'policy.json'),
+    ]).catch((e: { stdout: string; stderr: string }) => ({ stdout: e.stdout + e.stderr }));
     expect(result.stdout).toMatch(/^OK: /);
   });
 });

@@ -26,7 +26,6 @@ describe('architecture', () => {
     for (const f of files.filter((x) => x.module === 'policy')) expect(f.text, f.rel).not.toMatch(/Date\.now\(|new Date\(\)|Math\.random\(/);
   });
 
-
   it('the pull use case depends on ports, not on transports, gRPC, the file system, config, fetchers or its observers', () => {
     expect(offenders('pull', ['domain', 'policy', 'signature'], /^(undici|@grpc|node:fs|node:net|node:http|pino)/)).toEqual([]);
   });
@@ -45,9 +44,10 @@ describe('architecture', () => {
 
   it('the gRPC layer never reaches the registry, lookaside or store directly, nor what observes pulls', () => {
     const cri = files.filter((f) => f.module === 'cri');
-    expect(cri.flatMap((f) => f.layers.filter((l) => ['registry', 'lookaside', 'store', 'metrics', 'events'].includes(l)).map((l) => `${f.rel} imports ${l}/`))).toEqual([]);
+    expect(
+      cri.flatMap((f) => f.layers.filter((l) => ['registry', 'lookaside', 'store', 'metrics', 'events'].includes(l)).map((l) => `${f.rel} imports ${l}/`)),
+    ).toEqual([]);
   });
-
 
   it('only the composition root and config read the environment', () => {
     const readers = files.filter((f) => /process\.env\b/.test(f.text)).map((f) => f.rel);

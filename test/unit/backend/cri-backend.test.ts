@@ -62,7 +62,9 @@ describe('CRI backend client', () => {
       const request = imageRpcCodec('ImageStatus').decodeRequest(bytes) as { image: { image: string } };
       return imageRpcCodec('ImageStatus').encodeResponse({ image: { id: 'sha256:aa', size: '7', repo_tags: [request.image.image] }, info: {} });
     };
-    const response = await client().callDecoded<{ image: { id: string; size: string; repo_tags: string[] } }>('ImageStatus', { image: { image: 'docker.io/library/a:b' } });
+    const response = await client().callDecoded<{ image: { id: string; size: string; repo_tags: string[] } }>('ImageStatus', {
+      image: { image: 'docker.io/library/a:b' },
+    });
     expect(response.image).toMatchObject({ id: 'sha256:aa', size: '7', repo_tags: ['docker.io/library/a:b'] });
   });
 
@@ -120,7 +122,9 @@ describe('CRI backend client', () => {
     const fetched = new Promise<void>((resolve) => (fetchDone = resolve));
     const started = Date.now();
     let settledAt = 0;
-    const pending = failure(client({ pullTimeoutMs: 200 }).call('PullImage', Buffer.alloc(0), { timeoutStartsWhen: fetched })).finally(() => (settledAt = Date.now()));
+    const pending = failure(client({ pullTimeoutMs: 200 }).call('PullImage', Buffer.alloc(0), { timeoutStartsWhen: fetched })).finally(
+      () => (settledAt = Date.now()),
+    );
     await new Promise((r) => setTimeout(r, 500)); // well past the pull deadline, but the fetch is not done
     expect(settledAt).toBe(0);
     fetchDone();

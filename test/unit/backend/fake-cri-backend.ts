@@ -49,7 +49,9 @@ export async function startFakeCriBackend(socketPath: string): Promise<FakeCriBa
           'unary',
         );
       }
-      await new Promise<void>((resolve, reject) => s.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        s.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+      );
       server = s;
     },
     async stop() {

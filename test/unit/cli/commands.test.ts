@@ -70,7 +70,9 @@ describe('client command lines that do not parse', () => {
     expect(typo.stderr).toBe(`pullguard pull: unknown option --sokcet\n\n${CLIENT_HELP['pull']}\n`);
     for (const quote of ["'", '"']) expect(typo.stderr.split(quote).length % 2).toBe(1);
 
-    expect((await client('pull', ['registry.example/app:v1', '--creds'])).stderr).toMatch(/^pullguard pull: option --creds needs a value\n\nUsage: pullguard pull /);
+    expect((await client('pull', ['registry.example/app:v1', '--creds'])).stderr).toMatch(
+      /^pullguard pull: option --creds needs a value\n\nUsage: pullguard pull /,
+    );
     expect((await client('images', ['-x'])).stderr).toMatch(/^pullguard images: unknown option -x\n\nUsage: pullguard images /);
     expect((await client('rmi', ['--help=yes'])).stderr).toMatch(/^pullguard rmi: option --help does not take a value\n\nUsage: pullguard rmi /);
   });

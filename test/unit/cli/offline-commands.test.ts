@@ -93,12 +93,17 @@ describe('pullguard verify', () => {
     const selection = { globalPath: rejectAll, namespaceDir: join(dir, 'ns') };
     const record = await pullSignedFixture(join(dir, 'state', 'store'), selection, 'team-a');
     expect(record).toMatchObject({ namespace: 'team-a', policySource: { kind: 'namespace', file: teamPolicy, namespace: 'team-a' } });
-    const config = await writePolicy('pullguard.json', JSON.stringify({ stateDir: join(dir, 'state'), signaturePolicy: rejectAll, signaturePolicyDir: join(dir, 'ns') }));
+    const config = await writePolicy(
+      'pullguard.json',
+      JSON.stringify({ stateDir: join(dir, 'state'), signaturePolicy: rejectAll, signaturePolicyDir: join(dir, 'ns') }),
+    );
 
     const same = await run(runVerify, [FIXTURE_IMAGE, '--config', config]);
     expect(same.code).toBe(0);
     expect(same.stdout).toContain(`  re-checked under: ${teamPolicy} (policy of namespace team-a), scope "registry.example"\n`);
-    expect(same.stdout).toContain(`  accepted under: ${teamPolicy} (policy of namespace team-a), scope "registry.example" (2026-01-01T00:00:00.000Z, namespace team-a)\n`);
+    expect(same.stdout).toContain(
+      `  accepted under: ${teamPolicy} (policy of namespace team-a), scope "registry.example" (2026-01-01T00:00:00.000Z, namespace team-a)\n`,
+    );
     expect(same.stdout).not.toContain('note:');
 
     const other = await run(runVerify, [FIXTURE_IMAGE, '--config', config, '--namespace', 'team-b']);
@@ -125,15 +130,28 @@ describe('pullguard verify', () => {
     expect(verified.stdout).not.toContain('note:');
   });
 
-  it('takes the server\'s whole command line, and checks it as serve does', async () => {
+  it("takes the server's whole command line, and checks it as serve does", async () => {
     const policy = await writePolicy('policy.json', signedBy(keyFixturePath('trusted.gpg')));
     await pullSignedFixture(join(dir, 'state', 'store'), { globalPath: policy });
-    const serveFlags = ['--state-dir', join(dir, 'state'), '--signature-policy', policy, '--socket', join(dir, 'pg.sock'), '--log-level', 'debug', '--insecure-registry', 'registry.example'];
+    const serveFlags = [
+      '--state-dir',
+      join(dir, 'state'),
+      '--signature-policy',
+      policy,
+      '--socket',
+      join(dir, 'pg.sock'),
+      '--log-level',
+      'debug',
+      '--insecure-registry',
+      'registry.example',
+    ];
     expect((await run(runVerify, [FIXTURE_IMAGE, ...serveFlags])).code).toBe(0);
     expect((await run(runFsck, serveFlags)).code).toBe(0);
     const missing = await run(runVerify, [FIXTURE_IMAGE, ...serveFlags, '--registries-d', join(dir, 'registries.d')]);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toBe(`pullguard verify: invalid configuration: registries.d directory ${join(dir, 'registries.d')} does not exist (--registries-d)\n`);
+    expect(missing.stderr).toBe(
+      `pullguard verify: invalid configuration: registries.d directory ${join(dir, 'registries.d')} does not exist (--registries-d)\n`,
+    );
   });
 
   it('prints a clean message and the usage for a mistyped flag (exit 2)', async () => {

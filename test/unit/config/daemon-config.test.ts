@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { defaultClientSocket, loadDaemonConfig, parseDuration, policySelection, resolveDaemonConfig, type Environment } from '../../../src/config/daemon-config.js';
+import {
+  defaultClientSocket,
+  loadDaemonConfig,
+  parseDuration,
+  policySelection,
+  resolveDaemonConfig,
+  type Environment,
+} from '../../../src/config/daemon-config.js';
 import { ValidationError } from '../../../src/domain/errors.js';
 
 /** A fake file system: a path ending in `/` is a directory, anything else a file. */
@@ -34,13 +41,28 @@ describe('loadDaemonConfig', () => {
   });
 
   it('picks the system files containers/image uses when they exist', () => {
-    const config = loadDaemonConfig([], env({ '/etc/containers/policy.json': '{}', '/etc/containers/registries.d/': '', '/etc/containers/registries.conf': '' }));
-    expect(config).toMatchObject({ signaturePolicy: '/etc/containers/policy.json', registriesD: '/etc/containers/registries.d', registriesConf: '/etc/containers/registries.conf' });
+    const config = loadDaemonConfig(
+      [],
+      env({ '/etc/containers/policy.json': '{}', '/etc/containers/registries.d/': '', '/etc/containers/registries.conf': '' }),
+    );
+    expect(config).toMatchObject({
+      signaturePolicy: '/etc/containers/policy.json',
+      registriesD: '/etc/containers/registries.d',
+      registriesConf: '/etc/containers/registries.conf',
+    });
   });
 
   it('layers flags over the config file', () => {
-    const file = JSON.stringify({ stateDir: '/var/lib/pullguard', lookasideTimeoutMs: 2500, insecureRegistries: ['127.0.0.1:5000'], platform: 'linux/arm64/v8' });
-    const config = loadDaemonConfig(['--config', '/etc/pullguard.json', '--socket', '/run/pullguard/pullguard.sock', '--insecure-registry', 'mirror.local'], env({ '/etc/pullguard.json': file }));
+    const file = JSON.stringify({
+      stateDir: '/var/lib/pullguard',
+      lookasideTimeoutMs: 2500,
+      insecureRegistries: ['127.0.0.1:5000'],
+      platform: 'linux/arm64/v8',
+    });
+    const config = loadDaemonConfig(
+      ['--config', '/etc/pullguard.json', '--socket', '/run/pullguard/pullguard.sock', '--insecure-registry', 'mirror.local'],
+      env({ '/etc/pullguard.json': file }),
+    );
     expect(config).toMatchObject({
       stateDir: '/var/lib/pullguard',
       socket: '/run/pullguard/pullguard.sock',
@@ -52,7 +74,20 @@ describe('loadDaemonConfig', () => {
 
   it('reports every problem at once', () => {
     const found = problems(
-      ['--config', '/c.json', '--signature-policy', '/missing.json', '--platform', 'linux', '--insecure-registry', 'a b', '--signature-budget', '0s', '--log-level', 'loud'],
+      [
+        '--config',
+        '/c.json',
+        '--signature-policy',
+        '/missing.json',
+        '--platform',
+        'linux',
+        '--insecure-registry',
+        'a b',
+        '--signature-budget',
+        '0s',
+        '--log-level',
+        'loud',
+      ],
       env({ '/c.json': JSON.stringify({ stateDirectory: '/x', layerConcurrency: 'four' }) }),
     );
     expect(found).toEqual(
@@ -69,7 +104,19 @@ describe('loadDaemonConfig', () => {
   });
 
   it('refuses a --registries-d or --signature-policy-dir that does not exist or is not a directory, with the other problems', () => {
-    const found = problems(['--registries-d', '/etc/containers/registries.dd', '--signature-policy-dir', '/etc/pullguard/policies', '--certs-dir', '/etc/containers/policy.json', '--log-level', 'loud'], env({ '/etc/containers/policy.json': '{}' }));
+    const found = problems(
+      [
+        '--registries-d',
+        '/etc/containers/registries.dd',
+        '--signature-policy-dir',
+        '/etc/pullguard/policies',
+        '--certs-dir',
+        '/etc/containers/policy.json',
+        '--log-level',
+        'loud',
+      ],
+      env({ '/etc/containers/policy.json': '{}' }),
+    );
     expect(found).toEqual([
       'signature policy directory /etc/pullguard/policies does not exist (--signature-policy-dir)',
       'registries.d directory /etc/containers/registries.dd does not exist (--registries-d)',
@@ -87,18 +134,30 @@ describe('loadDaemonConfig', () => {
   });
 
   it('leaves a default directory that does not exist off, as before', () => {
-    expect(loadDaemonConfig([], env({ '/etc/containers/policy.json': '{}' }))).toMatchObject({ registriesD: undefined, signaturePolicyDir: undefined, certsDir: undefined });
+    expect(loadDaemonConfig([], env({ '/etc/containers/policy.json': '{}' }))).toMatchObject({
+      registriesD: undefined,
+      signaturePolicyDir: undefined,
+      certsDir: undefined,
+    });
     expect(loadDaemonConfig(['--registries-d', '/etc/rd'], env({ '/etc/rd/': '' })).registriesD).toBe('/etc/rd');
   });
 
   it('takes each setting from its flag, else the config file, else the environment, else the default', () => {
-    const environment = (files: Record<string, string>): Environment => env(files, { env: { PULLGUARD_STATE_DIR: '/var/lib/from-env', PULLGUARD_SOCKET: '/run/from-env.sock' } });
+    const environment = (files: Record<string, string>): Environment =>
+      env(files, { env: { PULLGUARD_STATE_DIR: '/var/lib/from-env', PULLGUARD_SOCKET: '/run/from-env.sock' } });
     expect(loadDaemonConfig([], env())).toMatchObject({ stateDir: '/srv/.pullguard', socket: '/srv/.pullguard/pullguard.sock' });
-    expect(loadDaemonConfig([], env({}, { env: { PULLGUARD_STATE_DIR: 'state' } }))).toMatchObject({ stateDir: '/srv/state', socket: '/srv/state/pullguard.sock', storeDir: '/srv/state/store' });
+    expect(loadDaemonConfig([], env({}, { env: { PULLGUARD_STATE_DIR: 'state' } }))).toMatchObject({
+      stateDir: '/srv/state',
+      socket: '/srv/state/pullguard.sock',
+      storeDir: '/srv/state/store',
+    });
     expect(loadDaemonConfig([], environment({}))).toMatchObject({ stateDir: '/var/lib/from-env', socket: '/run/from-env.sock' });
     const file = { '/c.json': JSON.stringify({ stateDir: '/var/lib/from-file', socket: '/run/from-file.sock' }) };
     expect(loadDaemonConfig(['--config', '/c.json'], environment(file))).toMatchObject({ stateDir: '/var/lib/from-file', socket: '/run/from-file.sock' });
-    expect(loadDaemonConfig(['--config', '/c.json', '--state-dir', '/flag', '--socket', '/flag.sock'], environment(file))).toMatchObject({ stateDir: '/flag', socket: '/flag.sock' });
+    expect(loadDaemonConfig(['--config', '/c.json', '--state-dir', '/flag', '--socket', '/flag.sock'], environment(file))).toMatchObject({
+      stateDir: '/flag',
+      socket: '/flag.sock',
+    });
   });
 
   it('gives verify and fsck the configuration serve gets from the same flags, file and environment', () => {
@@ -122,6 +181,12 @@ describe('loadDaemonConfig', () => {
   });
 
   it('parses durations', () => {
-    expect([parseDuration('10s'), parseDuration('500ms'), parseDuration('2m'), parseDuration('750'), parseDuration('soon')]).toEqual([10_000, 500, 120_000, 750, undefined]);
+    expect([parseDuration('10s'), parseDuration('500ms'), parseDuration('2m'), parseDuration('750'), parseDuration('soon')]).toEqual([
+      10_000,
+      500,
+      120_000,
+      750,
+      undefined,
+    ]);
   });
 });

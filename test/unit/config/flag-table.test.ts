@@ -15,7 +15,10 @@ function readmeConfigurationRows(): string[][] {
   const section = readme.slice(readme.indexOf('\n## Configuration\n'));
   const lines = section.split('\n').slice(1);
   const start = lines.findIndex((l) => l.startsWith('|'));
-  const table = lines.slice(start, lines.findIndex((l, i) => i > start && !l.startsWith('|')));
+  const table = lines.slice(
+    start,
+    lines.findIndex((l, i) => i > start && !l.startsWith('|')),
+  );
   const [header, separator, ...rows] = table.map((line) =>
     line
       .slice(1, -1)
@@ -45,7 +48,9 @@ describe('the serve settings table', () => {
       if (setting.key !== undefined) expect(line).toContain(`config key ${setting.key})`);
       expect(line).not.toMatch(/`/);
     }
-    expect(help.find((l) => l.includes('--state-dir DIR'))).toMatch(/^ {2}--state-dir DIR +store and socket live here \(default: \$PULLGUARD_STATE_DIR or \.\/\.pullguard; config key stateDir\)$/);
+    expect(help.find((l) => l.includes('--state-dir DIR'))).toMatch(
+      /^ {2}--state-dir DIR +store and socket live here \(default: \$PULLGUARD_STATE_DIR or \.\/\.pullguard; config key stateDir\)$/,
+    );
   });
 
   it('is every flag the parser takes and every key the config file takes', () => {
@@ -54,10 +59,30 @@ describe('the serve settings table', () => {
     // Every config key is accepted with a value of its type.
     const sample = { string: 'x', 'string[]': [], number: 1, boolean: false } as const;
     const file = Object.fromEntries([...configFileKeys()].map(([key, type]) => [key, sample[type]]));
-    const withFile: Environment = { ...environment, readFile: () => JSON.stringify({ ...file, platform: 'linux/amd64', logLevel: 'info', backend: 'unix:///run/x.sock', runtimeFetch: 'mirror' }) };
+    const withFile: Environment = {
+      ...environment,
+      readFile: () => JSON.stringify({ ...file, platform: 'linux/amd64', logLevel: 'info', backend: 'unix:///run/x.sock', runtimeFetch: 'mirror' }),
+    };
     expect(() => loadDaemonConfig(['--config', '/c.json'], withFile)).not.toThrow();
     // Every flag with a value is accepted.
-    const argv = SERVE_SETTINGS.filter((s) => s.value !== undefined && s.flag !== 'config').flatMap((s) => [`--${s.flag}`, s.flag === 'platform' ? 'linux/amd64' : s.flag === 'log-level' ? 'info' : s.flag === 'backend' ? 'unix:///run/x.sock' : s.flag === 'runtime-fetch' ? 'mirror' : s.value === 'DUR' ? '1s' : s.value === 'N' || s.value === 'KIB/S' ? '2' : s.flag === 'insecure-registry' ? 'r.example:5000' : '/x']);
+    const argv = SERVE_SETTINGS.filter((s) => s.value !== undefined && s.flag !== 'config').flatMap((s) => [
+      `--${s.flag}`,
+      s.flag === 'platform'
+        ? 'linux/amd64'
+        : s.flag === 'log-level'
+          ? 'info'
+          : s.flag === 'backend'
+            ? 'unix:///run/x.sock'
+            : s.flag === 'runtime-fetch'
+              ? 'mirror'
+              : s.value === 'DUR'
+                ? '1s'
+                : s.value === 'N' || s.value === 'KIB/S'
+                  ? '2'
+                  : s.flag === 'insecure-registry'
+                    ? 'r.example:5000'
+                    : '/x',
+    ]);
     expect(() => loadDaemonConfig(argv, environment)).not.toThrow();
   });
 });

@@ -91,9 +91,7 @@ describe('parseRegistriesD on a valid configuration', () => {
     // lookaside beats the legacy sigstore key within one section
     expect(config.lookasideFor(ref('quay.io/team/app:v2'))?.baseUrl).toBe('https://sigs.quay.example/team-app');
     // legacy `sigstore:` alone still works
-    expect(config.lookasideFor(ref('registry.access.redhat.com/rhel7'))?.baseUrl).toBe(
-      'https://access.redhat.com/webassets/docker/content/sigstore',
-    );
+    expect(config.lookasideFor(ref('registry.access.redhat.com/rhel7'))?.baseUrl).toBe('https://access.redhat.com/webassets/docker/content/sigstore');
   });
 
   it('falls through to the parent scope when a section has no read URL', () => {

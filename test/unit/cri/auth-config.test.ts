@@ -8,7 +8,11 @@ describe('credentialsFromAuthConfig', () => {
     ['empty fields', { username: '', password: '' }, undefined],
     ['username/password', { username: 'alice', password: 's3cret' }, { username: 'alice', password: 's3cret' }],
     ['base64 auth', { auth: Buffer.from('bob:pa:ss').toString('base64') }, { username: 'bob', password: 'pa:ss' }],
-    ['explicit username wins over auth', { username: 'carol', password: 'x', auth: Buffer.from('bob:y').toString('base64') }, { username: 'carol', password: 'x' }],
+    [
+      'explicit username wins over auth',
+      { username: 'carol', password: 'x', auth: Buffer.from('bob:y').toString('base64') },
+      { username: 'carol', password: 'x' },
+    ],
     ['identity token', { identity_token: 'refresh-1' }, { identityToken: 'refresh-1' }],
     ['registry token', { registry_token: 'bearer-1' }, { registryToken: 'bearer-1' }],
   ])('%s', (_name, input, expected) => {

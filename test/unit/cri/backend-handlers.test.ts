@@ -25,11 +25,14 @@ let app: BuiltImage;
 let raw: grpc.Client;
 let tag: string;
 
-const decoded = (rpc: ImageRpc, i = 0): Record<string, unknown> => imageRpcCodec(rpc).decodeRequest(fake.received.filter((r) => r.rpc === rpc)[i]!.bytes) as Record<string, unknown>;
+const decoded = (rpc: ImageRpc, i = 0): Record<string, unknown> =>
+  imageRpcCodec(rpc).decodeRequest(fake.received.filter((r) => r.rpc === rpc)[i]!.bytes) as Record<string, unknown>;
 
 function rawCall(rpc: ImageRpc, bytes: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) =>
-    raw.makeUnaryRequest(imageRpcCodec(rpc).path, identity, identity, bytes, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
+    raw.makeUnaryRequest(imageRpcCodec(rpc).path, identity, identity, bytes, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) =>
+      err ? reject(err) : resolve(res!),
+    ),
   );
 }
 
@@ -65,7 +68,7 @@ afterAll(async () => {
 });
 
 describe('backend handlers', () => {
-  it('verifies, then asks the runtime to pull the verified digest with the request\'s auth, sandbox and annotations', async () => {
+  it("verifies, then asks the runtime to pull the verified digest with the request's auth, sandbox and annotations", async () => {
     fake.answer = (rpc) => (rpc === 'PullImage' ? imageRpcCodec('PullImage').encodeResponse({ image_ref: app.configDigest }) : Buffer.alloc(0));
     const sandbox = { metadata: { name: 'web', uid: 'u-1', namespace: 'prod', attempt: 2 }, labels: { app: 'web' }, annotations: { a: 'b' } };
     const response = await pg.client.call<{ image_ref: string }>('PullImage', {
@@ -74,10 +77,22 @@ describe('backend handlers', () => {
       sandbox_config: sandbox,
     });
     expect(response.image_ref).toBe(app.configDigest);
-    const sent = decoded('PullImage') as { image: Record<string, unknown>; auth: Record<string, unknown>; sandbox_config: { metadata: unknown; labels: unknown; annotations: unknown } };
-    expect(sent.image).toMatchObject({ image: `${registry.host}/team/app@${app.manifestDigest}`, annotations: { 'io.example/x': 'y' }, runtime_handler: 'kata' });
+    const sent = decoded('PullImage') as {
+      image: Record<string, unknown>;
+      auth: Record<string, unknown>;
+      sandbox_config: { metadata: unknown; labels: unknown; annotations: unknown };
+    };
+    expect(sent.image).toMatchObject({
+      image: `${registry.host}/team/app@${app.manifestDigest}`,
+      annotations: { 'io.example/x': 'y' },
+      runtime_handler: 'kata',
+    });
     expect(sent.auth).toMatchObject({ username: 'u', password: 'p', server_address: registry.host });
-    expect(sent.sandbox_config).toMatchObject({ metadata: { name: 'web', uid: 'u-1', namespace: 'prod', attempt: 2 }, labels: { app: 'web' }, annotations: { a: 'b' } });
+    expect(sent.sandbox_config).toMatchObject({
+      metadata: { name: 'web', uid: 'u-1', namespace: 'prod', attempt: 2 },
+      labels: { app: 'web' },
+      annotations: { a: 'b' },
+    });
   });
 
   it('never asks the runtime for a denied image', async () => {
@@ -87,7 +102,11 @@ describe('backend handlers', () => {
   });
 
   it('answers ImageStatus by tag by asking the runtime for the digest and adding the tag', async () => {
-    fake.answer = () => imageRpcCodec('ImageStatus').encodeResponse({ image: { id: app.configDigest, size: '100', repo_tags: [], repo_digests: [`${registry.host}/team/app@${app.manifestDigest}`] }, info: {} });
+    fake.answer = () =>
+      imageRpcCodec('ImageStatus').encodeResponse({
+        image: { id: app.configDigest, size: '100', repo_tags: [], repo_digests: [`${registry.host}/team/app@${app.manifestDigest}`] },
+        info: {},
+      });
     const status = await pg.client.call<{ image: { id: string; repo_tags: string[] } }>('ImageStatus', { image: { image: tag } });
     expect((decoded('ImageStatus').image as { image: string }).image).toBe(`${registry.host}/team/app@${app.manifestDigest}`);
     expect(status.image.repo_tags).toEqual([tag]);
@@ -96,7 +115,9 @@ describe('backend handlers', () => {
     expect((decoded('ImageStatus', 1).image as { image: string }).image).toBe(app.configDigest);
     expect(byId.image.repo_tags).toEqual([tag]);
     // By digest reference: the runtime is asked for the instance digest it pulled.
-    const byDigest = await pg.client.call<{ image: { repo_tags: string[] } }>('ImageStatus', { image: { image: `${registry.host}/team/app@${app.manifestDigest}` } });
+    const byDigest = await pg.client.call<{ image: { repo_tags: string[] } }>('ImageStatus', {
+      image: { image: `${registry.host}/team/app@${app.manifestDigest}` },
+    });
     expect((decoded('ImageStatus', 2).image as { image: string }).image).toBe(`${registry.host}/team/app@${app.manifestDigest}`);
     expect(byDigest.image.repo_tags).toEqual([tag]);
   });
@@ -118,14 +139,14 @@ describe('backend handlers', () => {
       imageRpcCodec('ListImages').encodeResponse({
         images: [
           { id: app.configDigest, size: '100', repo_tags: [], repo_digests: [] },
-          { id: 'sha256:' + 'b'.repeat(64), size: '5', repo_tags: ['registry.k8s.io/pause:3.9'], repo_digests: [] },
+          { id: `sha256:${'b'.repeat(64)}`, size: '5', repo_tags: ['registry.k8s.io/pause:3.9'], repo_digests: [] },
         ],
       });
     const listed = await pg.client.call<{ images: { id: string; repo_tags: string[] }[] }>('ListImages', {});
     expect(listed.images.map((i) => i.repo_tags)).toEqual([[tag], ['registry.k8s.io/pause:3.9']]);
   });
 
-  it('removes by tag from the runtime (by image id) and from pullguard\'s index', async () => {
+  it("removes by tag from the runtime (by image id) and from pullguard's index", async () => {
     await pg.client.call('RemoveImage', { image: { image: tag } });
     expect((decoded('RemoveImage').image as { image: string }).image).toBe(app.configDigest);
     expect(pg.store.images.resolve(tag)).toBeUndefined();
@@ -153,11 +174,27 @@ describe('metrics in backend mode (the real server)', () => {
   beforeAll(async () => {
     // team/app is accepted, anything else on the registry rejected.
     const policy = join(dir, 'backend-policy.json');
-    await writeFile(policy, JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: { [`${registry.host}/team/app`]: [{ type: 'insecureAcceptAnything' }] } } }));
+    await writeFile(
+      policy,
+      JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: { [`${registry.host}/team/app`]: [{ type: 'insecureAcceptAnything' }] } } }),
+    );
     const [metricsPort, mirrorPort] = [await freePort(), await freePort()];
     metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     server = await startServer({
-      args: ['--backend', fake.endpoint, '--runtime-fetch', 'mirror', '--mirror-address', `127.0.0.1:${mirrorPort}`, '--metrics-address', `127.0.0.1:${metricsPort}`, '--signature-policy', policy, '--insecure-registry', registry.host],
+      args: [
+        '--backend',
+        fake.endpoint,
+        '--runtime-fetch',
+        'mirror',
+        '--mirror-address',
+        `127.0.0.1:${mirrorPort}`,
+        '--metrics-address',
+        `127.0.0.1:${metricsPort}`,
+        '--signature-policy',
+        policy,
+        '--insecure-registry',
+        registry.host,
+      ],
     });
   });
 

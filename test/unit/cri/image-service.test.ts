@@ -24,7 +24,8 @@ const verdict: Verdict = {
   warnings: [
     {
       code: 'PGW001',
-      message: 'signature could not be read, but the policy was satisfied by signature-1 (key C410DBD12BFE86658A3D684094F969598CC10D95): signature-2 (http://sigs.example/signature-2): received unexpected HTTP status: 503 Service Unavailable (HTTP 503)',
+      message:
+        'signature could not be read, but the policy was satisfied by signature-1 (key C410DBD12BFE86658A3D684094F969598CC10D95): signature-2 (http://sigs.example/signature-2): received unexpected HTTP status: 503 Service Unavailable (HTTP 503)',
       location: { source: 'lookaside', index: 2, url: 'http://sigs.example/signature-2' },
     },
   ],
@@ -41,7 +42,11 @@ function logLines(): { destination: Writable; lines: () => string[] } {
   return { destination, lines: () => chunks.join('').split('\n').filter(Boolean) };
 }
 
-async function pullImage(pulls: Pick<PullService, 'pull'>, request: unknown, destination: Writable): Promise<{ response: unknown; trailers: grpc.Metadata | undefined }> {
+async function pullImage(
+  pulls: Pick<PullService, 'pull'>,
+  request: unknown,
+  destination: Writable,
+): Promise<{ response: unknown; trailers: grpc.Metadata | undefined }> {
   const handlers = createImageServiceHandlers({
     pulls: pulls as PullService,
     catalog: {} as ImageCatalog,
@@ -52,18 +57,26 @@ async function pullImage(pulls: Pick<PullService, 'pull'>, request: unknown, des
   });
   const call = { request, on: () => undefined };
   return new Promise((resolve, reject) =>
-    (handlers.image.PullImage as grpc.handleUnaryCall<unknown, unknown>)(call as never, (err, response, trailers) => (err ? reject(err) : resolve({ response, trailers }))),
+    (handlers.image.PullImage as grpc.handleUnaryCall<unknown, unknown>)(call as never, (err, response, trailers) =>
+      err ? reject(err) : resolve({ response, trailers }),
+    ),
   );
 }
 
 describe('PullImage', () => {
-  it('hands the use case the pod, its namespace, the credentials and the RPC\'s log fields, and answers with the warnings as trailers', async () => {
+  it("hands the use case the pod, its namespace, the credentials and the RPC's log fields, and answers with the warnings as trailers", async () => {
     const requests: PullRequest[] = [];
-    const pulls = { pull: async (request: PullRequest) => (requests.push(request), { verdict, manifestDigest: DIGEST, imageId: DIGEST }) } as unknown as PullService;
+    const pulls = {
+      pull: async (request: PullRequest) => (requests.push(request), { verdict, manifestDigest: DIGEST, imageId: DIGEST }),
+    } as unknown as PullService;
     const { destination } = logLines();
     const { response, trailers } = await pullImage(
       pulls,
-      { image: { image: IMAGE }, auth: { username: 'u', password: 'p' }, sandbox_config: { metadata: { name: 'web-0', namespace: 'shop', uid: 'u-1', attempt: 0 } } },
+      {
+        image: { image: IMAGE },
+        auth: { username: 'u', password: 'p' },
+        sandbox_config: { metadata: { name: 'web-0', namespace: 'shop', uid: 'u-1', attempt: 0 } },
+      },
       destination,
     );
     expect(response).toEqual({ image_ref: DIGEST });
@@ -81,7 +94,9 @@ describe('PullImage', () => {
 
   it('names no pod without a pod name, and bounds the image in the log fields', async () => {
     const requests: PullRequest[] = [];
-    const pulls = { pull: async (request: PullRequest) => (requests.push(request), { verdict: { ...verdict, warnings: [] }, manifestDigest: DIGEST, imageId: DIGEST }) } as unknown as PullService;
+    const pulls = {
+      pull: async (request: PullRequest) => (requests.push(request), { verdict: { ...verdict, warnings: [] }, manifestDigest: DIGEST, imageId: DIGEST }),
+    } as unknown as PullService;
     const { destination } = logLines();
     const long = `registry.example/${'a'.repeat(2000)}:v1`;
     const { trailers } = await pullImage(pulls, { image: { image: long }, sandbox_config: { metadata: { namespace: 'shop' } } }, destination);
@@ -97,7 +112,15 @@ describe('PullImage', () => {
     const log = new PullLog(createLogger({ level: 'info', destination: destination as never }));
     const pulls = {
       pull: async (request: PullRequest) => {
-        log.pullEnded({ image: request.image, outcome: 'allowed_with_warnings', durationSeconds: 0.1, verdict, manifestDigest: DIGEST as never, warnings: verdict.warnings, ...(request.logFields !== undefined ? { logFields: request.logFields } : {}) });
+        log.pullEnded({
+          image: request.image,
+          outcome: 'allowed_with_warnings',
+          durationSeconds: 0.1,
+          verdict,
+          manifestDigest: DIGEST as never,
+          warnings: verdict.warnings,
+          ...(request.logFields !== undefined ? { logFields: request.logFields } : {}),
+        });
         return { verdict, manifestDigest: DIGEST, imageId: DIGEST };
       },
     } as unknown as PullService;
@@ -106,6 +129,12 @@ describe('PullImage', () => {
     expect(warningLines).toHaveLength(1);
     // JSON.parse would keep the last of two keys silently: count them in the raw line.
     expect(warningLines[0]!.split('"image":').length - 1).toBe(1);
-    expect(JSON.parse(warningLines[0]!)).toMatchObject({ image: IMAGE, rpc: 'PullImage', manifestDigest: DIGEST, signatureIndex: 2, msg: expect.stringContaining('503 Service Unavailable') });
+    expect(JSON.parse(warningLines[0]!)).toMatchObject({
+      image: IMAGE,
+      rpc: 'PullImage',
+      manifestDigest: DIGEST,
+      signatureIndex: 2,
+      msg: expect.stringContaining('503 Service Unavailable'),
+    });
   });
 });

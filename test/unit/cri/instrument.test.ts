@@ -5,9 +5,14 @@ import { PullguardError } from '../../../src/domain/errors.js';
 import { countRpcs, instrumentUnary, type CriHandlers } from '../../../src/cri/instrument.js';
 import { createLogger } from '../../../src/log/logger.js';
 
-function call(handlers: grpc.UntypedServiceImplementation, rpc: string): Promise<{ err: grpc.ServiceError | null; value: unknown; trailers: grpc.Metadata | undefined }> {
+function call(
+  handlers: grpc.UntypedServiceImplementation,
+  rpc: string,
+): Promise<{ err: grpc.ServiceError | null; value: unknown; trailers: grpc.Metadata | undefined }> {
   const handler = handlers[rpc] as grpc.handleUnaryCall<unknown, unknown>;
-  return new Promise((resolve) => handler({ request: {}, on: () => undefined } as never, (err, value, trailers) => resolve({ err: err as grpc.ServiceError | null, value, trailers })));
+  return new Promise((resolve) =>
+    handler({ request: {}, on: () => undefined } as never, (err, value, trailers) => resolve({ err: err as grpc.ServiceError | null, value, trailers })),
+  );
 }
 
 describe('countRpcs', () => {

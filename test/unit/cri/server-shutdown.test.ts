@@ -26,7 +26,10 @@ const method = (name: string): grpc.MethodDefinition<Buffer, Buffer> => ({
   responseDeserialize: identity,
 });
 const definition: grpc.ServiceDefinition = { Echo: method('Echo'), Hold: method('Hold') };
-const Client = grpc.makeGenericClientConstructor(definition, 'Shutdown') as unknown as new (address: string, credentials: grpc.ChannelCredentials) => grpc.Client & {
+const Client = grpc.makeGenericClientConstructor(definition, 'Shutdown') as unknown as new (
+  address: string,
+  credentials: grpc.ChannelCredentials,
+) => grpc.Client & {
   Echo(request: Buffer, callback: (err: grpc.ServiceError | null, res?: Buffer) => void): grpc.ClientUnaryCall;
   Hold(request: Buffer, callback: (err: grpc.ServiceError | null, res?: Buffer) => void): grpc.ClientUnaryCall;
 };

@@ -8,7 +8,11 @@ import { describeFailure, encodeStatusDetails, toServiceError, warningsMetadata 
 import { SignatureDeniedError } from '../../../src/pull/pull-errors.js';
 
 const DIGEST = parseDigest(`sha256:${'c'.repeat(64)}`);
-const loc = (index: number): SignatureLocation => ({ source: 'lookaside', index, url: `http://127.0.0.1:1/sigs/app@sha256=${'c'.repeat(64)}/signature-${index}` });
+const loc = (index: number): SignatureLocation => ({
+  source: 'lookaside',
+  index,
+  url: `http://127.0.0.1:1/sigs/app@sha256=${'c'.repeat(64)}/signature-${index}`,
+});
 
 function deniedVerdict(signatures: number, troubles: number): Verdict {
   return {
@@ -56,10 +60,21 @@ describe('status translator', () => {
     expect(status.code).toBe(serviceError.code);
     expect(status.message).toBe(serviceError.details);
     const root = loadRpcRoot();
-    const info = root.lookupType('google.rpc.ErrorInfo').decode(status.details[0]!.value) as unknown as { reason: string; domain: string; metadata: Record<string, string> };
+    const info = root.lookupType('google.rpc.ErrorInfo').decode(status.details[0]!.value) as unknown as {
+      reason: string;
+      domain: string;
+      metadata: Record<string, string>;
+    };
     expect(info).toMatchObject({ reason: 'SIGNATURE_VALIDATION_FAILED', domain: 'pullguard' });
-    expect(info.metadata).toMatchObject({ image: 'registry.example/app:v1', manifestDigest: DIGEST, policyFile: '/etc/containers/policy.json', scope: 'registry.example/app' });
-    const failure = root.lookupType('google.rpc.PreconditionFailure').decode(status.details[1]!.value) as unknown as { violations: { type: string; subject: string }[] };
+    expect(info.metadata).toMatchObject({
+      image: 'registry.example/app:v1',
+      manifestDigest: DIGEST,
+      policyFile: '/etc/containers/policy.json',
+      scope: 'registry.example/app',
+    });
+    const failure = root.lookupType('google.rpc.PreconditionFailure').decode(status.details[1]!.value) as unknown as {
+      violations: { type: string; subject: string }[];
+    };
     expect(failure.violations.map((v) => v.type)).toEqual(['SIGNATURE_REJECTED', 'SIGNATURE_UNREADABLE']);
     expect(failure.violations[1]!.subject).toMatch(/^signature-2 /);
   });
@@ -69,7 +84,9 @@ describe('status translator', () => {
     const bytes = encodeStatusDetails(describeFailure(err));
     expect(bytes.length).toBeLessThan(16 * 1024);
     const status = decodeDetails(bytes);
-    const failure = loadRpcRoot().lookupType('google.rpc.PreconditionFailure').decode(status.details[1]!.value) as unknown as { violations: { type: string; description: string }[] };
+    const failure = loadRpcRoot().lookupType('google.rpc.PreconditionFailure').decode(status.details[1]!.value) as unknown as {
+      violations: { type: string; description: string }[];
+    };
     expect(failure.violations.at(-1)).toMatchObject({ type: 'TRUNCATED', description: '88 more violations not shown' });
   });
 
@@ -108,7 +125,9 @@ describe('status translator', () => {
     const failure = describeFailure(new SignatureDeniedError('registry.example/app:v1', DIGEST, verdict));
     const unreadable = failure.violations.find((v) => v.type === 'SIGNATURE_UNREADABLE')!;
     expect(unreadable.subject).toMatch(/^signature-2 http:\/\/lookaside\.example:8080\/….*\/signature-2$/);
-    expect(unreadable.description).toMatch(/^unrecognized-format: .*starting with binary 0x3c \(HTTP 200, Content-Type text\/html; charset=UTF-8, 2 attempts\)$/);
+    expect(unreadable.description).toMatch(
+      /^unrecognized-format: .*starting with binary 0x3c \(HTTP 200, Content-Type text\/html; charset=UTF-8, 2 attempts\)$/,
+    );
     expect(unreadable.description.length).toBeLessThanOrEqual(300);
   });
 

@@ -96,7 +96,13 @@ describe('CRI runtime.v1 wire format', () => {
       runtime_handler: 'runc',
       image_ref: 'sha256:abc',
     });
-    expect(decoded.auth).toMatchObject({ username: 'alice', password: 's3cret', server_address: 'registry.example', identity_token: 'idtok', registry_token: 'regtok' });
+    expect(decoded.auth).toMatchObject({
+      username: 'alice',
+      password: 's3cret',
+      server_address: 'registry.example',
+      identity_token: 'idtok',
+      registry_token: 'regtok',
+    });
     expect(decoded.sandbox_config.metadata).toMatchObject({ name: 'web-0', uid: 'uid-1', namespace: 'prod', attempt: 2 });
     expect(decoded.sandbox_config.labels).toEqual({ 'io.kubernetes.pod.name': 'web-0' });
     expect(decoded.sandbox_config.linux.cgroup_parent).toBe('/kubepods');
@@ -104,29 +110,35 @@ describe('CRI runtime.v1 wire format', () => {
   });
 
   it('decodes ImageStatusRequest{image=1, verbose=2} and ListImagesRequest{filter=1{image=1}}', () => {
-    const status = definitions.image.ImageStatus!.requestDeserialize(new Pb().bytes(1, new Pb().bytes(1, 'busybox')).varint(2, 1).finish()) as Record<string, any>;
+    const status = definitions.image.ImageStatus!.requestDeserialize(new Pb().bytes(1, new Pb().bytes(1, 'busybox')).varint(2, 1).finish()) as Record<
+      string,
+      any
+    >;
     expect(status).toMatchObject({ image: { image: 'busybox' }, verbose: true });
-    const list = definitions.image.ListImages!.requestDeserialize(new Pb().bytes(1, new Pb().bytes(1, new Pb().bytes(1, 'busybox'))).finish()) as Record<string, any>;
+    const list = definitions.image.ListImages!.requestDeserialize(new Pb().bytes(1, new Pb().bytes(1, new Pb().bytes(1, 'busybox'))).finish()) as Record<
+      string,
+      any
+    >;
     expect(list.filter.image.image).toBe('busybox');
   });
 
   it('encodes Image with the cri-api field numbers (id=1, repo_tags=2, repo_digests=3, size=4, uid=5, username=6, spec=7, pinned=8)', () => {
     const wire = definitions.image.ImageStatus!.responseSerialize({
       image: {
-        id: 'sha256:' + 'a'.repeat(64),
+        id: `sha256:${'a'.repeat(64)}`,
         repo_tags: ['docker.io/library/busybox:latest'],
-        repo_digests: ['docker.io/library/busybox@sha256:' + 'b'.repeat(64)],
+        repo_digests: [`docker.io/library/busybox@sha256:${'b'.repeat(64)}`],
         size: '1234567890123',
         uid: { value: '1000' },
         username: '',
-        spec: { image: 'sha256:' + 'a'.repeat(64), annotations: {} },
+        spec: { image: `sha256:${'a'.repeat(64)}`, annotations: {} },
         pinned: true,
       },
       info: { info: '{}' },
     });
     const top = fields(wire);
     const image = fields(top.get(1)![0] as Buffer);
-    expect((image.get(1)![0] as Buffer).toString()).toBe('sha256:' + 'a'.repeat(64));
+    expect((image.get(1)![0] as Buffer).toString()).toBe(`sha256:${'a'.repeat(64)}`);
     expect((image.get(2)![0] as Buffer).toString()).toBe('docker.io/library/busybox:latest');
     expect((image.get(3)![0] as Buffer).toString()).toContain('@sha256:');
     expect(image.get(4)![0]).toBe(1234567890123n);
@@ -140,7 +152,9 @@ describe('CRI runtime.v1 wire format', () => {
   it('encodes PullImageResponse.image_ref as field 1 and ImageFsInfoResponse with timestamp=1, fs_id=2, used_bytes=3, inodes_used=4', () => {
     expect(fields(definitions.image.PullImage!.responseSerialize({ image_ref: 'sha256:x' })).get(1)![0]).toEqual(Buffer.from('sha256:x'));
     const wire = definitions.image.ImageFsInfo!.responseSerialize({
-      image_filesystems: [{ timestamp: '1700000000000000000', fs_id: { mountpoint: '/var/lib/pullguard' }, used_bytes: { value: '42' }, inodes_used: { value: '7' } }],
+      image_filesystems: [
+        { timestamp: '1700000000000000000', fs_id: { mountpoint: '/var/lib/pullguard' }, used_bytes: { value: '42' }, inodes_used: { value: '7' } },
+      ],
       container_filesystems: [],
     });
     const usage = fields(fields(wire).get(1)![0] as Buffer);

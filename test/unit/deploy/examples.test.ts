@@ -60,9 +60,15 @@ describe('deploy/ examples agree', () => {
     const crioPolicyPath = join(deploy, 'crio/policy.json');
     const crioPolicy = parsePolicy(await readFile(crioPolicyPath, 'utf8'), { source: crioPolicyPath });
     expect([...(crioPolicy.transports.get('docker')?.keys() ?? [])].sort()).toEqual([...scopes].sort());
-    for (const [scope, requirements] of crioPolicy.transports.get('docker') ?? []) expect(requirements.map((r) => r.type), scope).toEqual(['insecureAcceptAnything']);
+    for (const [scope, requirements] of crioPolicy.transports.get('docker') ?? [])
+      expect(
+        requirements.map((r) => r.type),
+        scope,
+      ).toEqual(['insecureAcceptAnything']);
     // The drop-in names that policy and an empty per-namespace dir, at the paths deploy/README.md gives.
-    const dropIn = parseToml(await readFile(join(deploy, 'crio/crio.conf.d/10-pullguard.conf'), 'utf8')) as { crio: { image: { signature_policy: string; signature_policy_dir: string } } };
+    const dropIn = parseToml(await readFile(join(deploy, 'crio/crio.conf.d/10-pullguard.conf'), 'utf8')) as {
+      crio: { image: { signature_policy: string; signature_policy_dir: string } };
+    };
     expect(dropIn.crio.image).toEqual({ signature_policy: '/etc/crio/pullguard/policy.json', signature_policy_dir: '/etc/crio/pullguard/policies' });
     // CRI-O's registries.d: for each registry (and pullguard's mirror) a lookaside nothing writes to.
     const registriesD = await loadRegistriesD(join(deploy, 'crio/registries.d'));

@@ -63,25 +63,36 @@ function v3(extra = '', verifier = 'per_verifier_timeout = "45s"'): string {
   ].join('\n');
 }
 
-async function containerdFindings(text: string, options: { side?: Partial<PullguardSide>; version?: string; files?: Record<string, string> } = {}): Promise<Finding[]> {
+async function containerdFindings(
+  text: string,
+  options: { side?: Partial<PullguardSide>; version?: string; files?: Record<string, string> } = {},
+): Promise<Finding[]> {
   const path = join(dir, 'config.toml');
   await writeFile(path, text);
   for (const [name, content] of Object.entries(options.files ?? {})) {
     await mkdir(join(dir, name, '..'), { recursive: true });
     await writeFile(join(dir, name), content);
   }
-  return checkContainerd({ config: loadContainerdConfig(path), pullguard: pullguardSide(options.side), ...(options.version !== undefined ? { versionOutput: options.version } : {}) });
+  return checkContainerd({
+    config: loadContainerdConfig(path),
+    pullguard: pullguardSide(options.side),
+    ...(options.version !== undefined ? { versionOutput: options.version } : {}),
+  });
 }
 const codes = (findings: readonly Finding[]): string[] => findings.map((f) => f.code);
 
 describe('pullguard doctor: containerd', () => {
-  it('finds nothing on a node where pullguard\'s verifier runs, with a timeout above the signature budget', async () => {
+  it("finds nothing on a node where pullguard's verifier runs, with a timeout above the signature budget", async () => {
     await installScript();
     expect(await containerdFindings(v3(), { version: 'containerd github.com/containerd/containerd/v2 v2.4.2 abcdef\n' })).toEqual([]);
   });
 
   it.each([
-    ["[plugins.'io.containerd.cri.v1.images'.registry.mirrors.'docker.io']\n  endpoint = ['https://mirror.example']", 'registry.mirrors', 'config_path + hosts.toml'],
+    [
+      "[plugins.'io.containerd.cri.v1.images'.registry.mirrors.'docker.io']\n  endpoint = ['https://mirror.example']",
+      'registry.mirrors',
+      'config_path + hosts.toml',
+    ],
     ["[plugins.'io.containerd.cri.v1.images'.registry.configs.'registry.example'.auth]\n  username = 'u'", 'registry.configs', 'hosts.toml'],
     ["[plugins.'io.containerd.cri.v1.images'.registry.auths.'https://registry.example']\n  username = 'u'", 'registry.auths', 'image pull secrets'],
   ])('warns PGD001 for CRI registry settings that send 2.1+ back to the local pull path: %s', async (extra, setting, remedy) => {
@@ -89,7 +100,9 @@ describe('pullguard doctor: containerd', () => {
     const [finding, ...rest] = await containerdFindings(v3(extra));
     expect(rest).toEqual([]);
     expect(finding?.code).toBe('PGD001');
-    expect(finding?.message).toContain(`containerd: ${setting} in the CRI images config (${join(dir, 'config.toml')}) sends containerd 2.1+ back to its local pull path, which runs no image verifier`);
+    expect(finding?.message).toContain(
+      `containerd: ${setting} in the CRI images config (${join(dir, 'config.toml')}) sends containerd 2.1+ back to its local pull path, which runs no image verifier`,
+    );
     expect(finding?.message).toContain(remedy);
   });
 
@@ -105,7 +118,10 @@ describe('pullguard doctor: containerd', () => {
     const findings = await containerdFindings(text(line));
     expect(codes(findings)).toEqual(['PGD001']);
     expect(findings[0]?.message).toContain(`containerd: ${setting} in the CRI images config`);
-    const harmless = line.replace(/= true$/, '= false').replace(/= false$/, line.endsWith('false') ? '= true' : '= false').replace('= 5', '= 3');
+    const harmless = line
+      .replace(/= true$/, '= false')
+      .replace(/= false$/, line.endsWith('false') ? '= true' : '= false')
+      .replace('= 5', '= 3');
     expect(await containerdFindings(text(harmless))).toEqual([]);
   });
 
@@ -114,15 +130,20 @@ describe('pullguard doctor: containerd', () => {
     const verifierTable = `[plugins."io.containerd.image-verifier.v1.bindir"]\n  bin_dir = "${binDir}"\n  per_verifier_timeout = "45s"\n`;
     const v2 = `version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n  endpoint = ["https://mirror.example"]\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  disable_snapshot_annotations = false\n${verifierTable}`;
     const findings = await containerdFindings(v2);
-    expect(findings.map((f) => f.message.slice(0, f.message.indexOf(' in the')))).toEqual(['containerd: registry.mirrors', 'containerd: disable_snapshot_annotations = false']);
+    expect(findings.map((f) => f.message.slice(0, f.message.indexOf(' in the')))).toEqual([
+      'containerd: registry.mirrors',
+      'containerd: disable_snapshot_annotations = false',
+    ]);
     // No version: version 1, plugin names without their type.
     const v1 = `[plugins.cri.registry.auths."https://registry.example"]\n  username = "u"\n${verifierTable}`;
     expect(codes(await containerdFindings(v1))).toEqual(['PGD001']);
     // A clean version 2 config.
-    expect(await containerdFindings(`version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n${verifierTable}`)).toEqual([]);
+    expect(
+      await containerdFindings(`version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n${verifierTable}`),
+    ).toEqual([]);
   });
 
-  it('follows imports (globs, relative to the importing file): a later file\'s plugin table replaces the whole table', async () => {
+  it("follows imports (globs, relative to the importing file): a later file's plugin table replaces the whole table", async () => {
     await installScript();
     const main = `version = 3\nimports = ["conf.d/*.toml"]\n[plugins.'io.containerd.image-verifier.v1.bindir']\n  bin_dir = "${binDir}"\n  per_verifier_timeout = "45s"\n`;
     const findings = await containerdFindings(main, {
@@ -139,7 +160,9 @@ describe('pullguard doctor: containerd', () => {
 
   it('warns PGD002 when the verifier or transfer plugin is disabled', async () => {
     await installScript();
-    const findings = await containerdFindings(v3().replace('version = 3', 'version = 3\ndisabled_plugins = ["io.containerd.image-verifier.v1.bindir", "io.containerd.transfer.v1.local"]'));
+    const findings = await containerdFindings(
+      v3().replace('version = 3', 'version = 3\ndisabled_plugins = ["io.containerd.image-verifier.v1.bindir", "io.containerd.transfer.v1.local"]'),
+    );
     expect(codes(findings)).toEqual(['PGD002', 'PGD002']);
     expect(findings[0]?.message).toContain('no image verifier runs, every pull is allowed');
   });
@@ -202,7 +225,10 @@ describe('pullguard doctor: containerd', () => {
 });
 
 describe('pullguard doctor: CRI-O', () => {
-  const signedTeam = { default: [{ type: 'reject' }], transports: { docker: { 'registry.example/team': [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/etc/pki/team.gpg' }] } } };
+  const signedTeam = {
+    default: [{ type: 'reject' }],
+    transports: { docker: { 'registry.example/team': [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/etc/pki/team.gpg' }] } },
+  };
   const pullguardPolicy = () => parsePolicy(JSON.stringify(signedTeam), { source: '/etc/pullguard/policy.json' });
 
   async function crio(policy: unknown, options: { dropIn?: string; namespaces?: Record<string, unknown> } = {}): Promise<Finding[]> {
@@ -221,10 +247,12 @@ describe('pullguard doctor: CRI-O', () => {
     return checkCrio(loadCrioSettings(files), pullguardSide({ policy: pullguardPolicy() }));
   }
 
-  it('warns PGD010 when CRI-O\'s policy checks signatures again where pullguard allows', async () => {
+  it("warns PGD010 when CRI-O's policy checks signatures again where pullguard allows", async () => {
     const findings = await crio(signedTeam);
     expect(codes(findings)).toEqual(['PGD010']);
-    expect(findings[0]?.message).toContain(`CRI-O: its policy ${join(dir, 'crio-policy.json')} requires signatures for "registry.example/team", where pullguard's /etc/pullguard/policy.json may allow images`);
+    expect(findings[0]?.message).toContain(
+      `CRI-O: its policy ${join(dir, 'crio-policy.json')} requires signatures for "registry.example/team", where pullguard's /etc/pullguard/policy.json may allow images`,
+    );
     expect(findings[0]?.message).toContain('without partial sufficiency');
   });
 
@@ -250,12 +278,21 @@ describe('pullguard doctor: CRI-O', () => {
   });
 });
 
-describe('pullguard doctor: CRI-O\'s registries.d', () => {
+describe("pullguard doctor: CRI-O's registries.d", () => {
   const policy = parsePolicy(
-    JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: { 'registry.example/team': [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/k.gpg' }], 'open.example': [{ type: 'insecureAcceptAnything' }] } } }),
+    JSON.stringify({
+      default: [{ type: 'reject' }],
+      transports: {
+        docker: {
+          'registry.example/team': [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/k.gpg' }],
+          'open.example': [{ type: 'insecureAcceptAnything' }],
+        },
+      },
+    }),
     { source: '/etc/pullguard/policy.json' },
   );
-  const findingsFor = (yaml: string) => checkCrioSignatureReads(parseRegistriesD([{ path: '/etc/containers/registries.d/a.yaml', text: yaml }]), '/etc/containers/registries.d', policy);
+  const findingsFor = (yaml: string) =>
+    checkCrioSignatureReads(parseRegistriesD([{ path: '/etc/containers/registries.d/a.yaml', text: yaml }]), '/etc/containers/registries.d', policy);
 
   it('warns PGD012 when CRI-O would read the signatures of images pullguard verifies from a network lookaside', () => {
     const findings = findingsFor('docker:\n  registry.example:\n    lookaside: https://sigs.example/sigstore\n');
@@ -281,7 +318,13 @@ describe('pullguard doctor: CRI-O\'s registries.d', () => {
   it('the shipped deploy/crio/registries.d passes', async () => {
     const { loadRegistriesD } = await import('../../../src/config/registries-d.js');
     const shipped = join(import.meta.dirname, '../../../deploy/crio/registries.d');
-    const redHat = parsePolicy(JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: { 'registry.redhat.io': [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/k.gpg' }] } } }), { source: '/p.json' });
+    const redHat = parsePolicy(
+      JSON.stringify({
+        default: [{ type: 'reject' }],
+        transports: { docker: { 'registry.redhat.io': [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: '/k.gpg' }] } },
+      }),
+      { source: '/p.json' },
+    );
     expect(checkCrioSignatureReads(await loadRegistriesD(shipped), shipped, redHat)).toEqual([]);
   });
 });

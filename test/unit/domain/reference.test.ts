@@ -128,10 +128,15 @@ describe('one spelling per registry (policy scopes match references as text)', (
     expect(() => parseReference(input)).toThrow(expect.objectContaining({ code: 'INVALID_REFERENCE', message: expect.stringContaining(why) }));
   });
 
-  it.each(['127.0.0.1:5200/app:v1', '[::1]:5000/app:v1', '[2001:db8::1]/app:v1', 'localhost:5000/app:v1', 'registry.example:443/app:v1', 'quay.io/ns/app:v1', 'nginx'])(
-    '%s is canonical',
-    (input) => {
-      expect(() => parseReference(input)).not.toThrow();
-    },
-  );
+  it.each([
+    '127.0.0.1:5200/app:v1',
+    '[::1]:5000/app:v1',
+    '[2001:db8::1]/app:v1',
+    'localhost:5000/app:v1',
+    'registry.example:443/app:v1',
+    'quay.io/ns/app:v1',
+    'nginx',
+  ])('%s is canonical', (input) => {
+    expect(() => parseReference(input)).not.toThrow();
+  });
 });

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { isPullguardError } from '../../../src/domain/errors.js';
-import { JsonNumber, objectKeyProblems, parseStrictJson, toPlainJson } from '../../../src/domain/strict-json.js';
+import { type JsonNumber, objectKeyProblems, parseStrictJson, toPlainJson } from '../../../src/domain/strict-json.js';
 
 const fails = (text: string) => {
   try {
@@ -51,13 +51,20 @@ describe('parseStrictJson', () => {
   });
   test('arbitrary input never throws anything but coded errors', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string(), fc.json(), fc.json().map((j) => j.slice(0, Math.max(0, j.length - 1)))), (text) => {
-        try {
-          parseStrictJson(text);
-        } catch (err) {
-          expect(isPullguardError(err)).toBe(true);
-        }
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string(),
+          fc.json(),
+          fc.json().map((j) => j.slice(0, Math.max(0, j.length - 1))),
+        ),
+        (text) => {
+          try {
+            parseStrictJson(text);
+          } catch (err) {
+            expect(isPullguardError(err)).toBe(true);
+          }
+        },
+      ),
       { numRuns: 2000 },
     );
   });

@@ -14,7 +14,10 @@ const logger = createLogger({
   level: 'trace',
   destination: new Writable({
     write(chunk: Buffer, _encoding, done) {
-      const lines = chunk.toString().split('\n').filter((l) => l !== '');
+      const lines = chunk
+        .toString()
+        .split('\n')
+        .filter((l) => l !== '');
       logLines.push(...lines);
       allLogLines.push(...lines);
       done();
@@ -91,7 +94,12 @@ describe('createEventRecorder against a fake API server', () => {
 
     expect(api.requests).toHaveLength(1);
     const [request] = api.requests;
-    expect(request).toMatchObject({ method: 'POST', path: '/api/v1/namespaces/team-a/events', contentType: 'application/json', authorization: `Bearer ${api.token}` });
+    expect(request).toMatchObject({
+      method: 'POST',
+      path: '/api/v1/namespaces/team-a/events',
+      contentType: 'application/json',
+      authorization: `Bearer ${api.token}`,
+    });
     const expectedName = `web-0.${(BigInt(START.getTime()) * 1_000_000n).toString(16)}`;
     expect(request?.body).toEqual({
       apiVersion: 'v1',
@@ -226,7 +234,12 @@ describe('createEventRecorder against a fake API server', () => {
     events.warn({ name: '', namespace: '', uid: '' }, warning);
     await events.flush();
     expect(api.requests).toHaveLength(1);
-    expect((api.requests[0]?.body as { involvedObject: Record<string, unknown> }).involvedObject).toEqual({ apiVersion: 'v1', kind: 'Pod', name: 'crictl-pod', namespace: 'default' });
+    expect((api.requests[0]?.body as { involvedObject: Record<string, unknown> }).involvedObject).toEqual({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      name: 'crictl-pod',
+      namespace: 'default',
+    });
   });
 
   it('drops warnings beyond the queue bound and survives an unreachable API server', async () => {
@@ -324,6 +337,11 @@ describe('event object helpers', () => {
   });
 
   it('describes pull warnings one per code', () => {
-    expect(describePullWarnings([{ code: 'PGW001', message: 'a' }, { code: 'PGW003', message: 'b' }])).toBe('PGW001: a; PGW003: b');
+    expect(
+      describePullWarnings([
+        { code: 'PGW001', message: 'a' },
+        { code: 'PGW003', message: 'b' },
+      ]),
+    ).toBe('PGW001: a; PGW003: b');
   });
 });

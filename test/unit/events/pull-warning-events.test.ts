@@ -21,7 +21,14 @@ describe('PullWarningEvents', () => {
     const events = recorder();
     new PullWarningEvents(events).pullEnded({ image: 'registry.example/app:v1', outcome: 'allowed_with_warnings', durationSeconds: 1, warnings, pod });
     expect(events.posted).toEqual([
-      [pod, { reason: 'SignatureRetrievalDegraded', message: 'PGW001: signature-2 could not be read; PGW003: signature-1 needed 2 attempts', image: 'registry.example/app:v1' }],
+      [
+        pod,
+        {
+          reason: 'SignatureRetrievalDegraded',
+          message: 'PGW001: signature-2 could not be read; PGW003: signature-1 needed 2 attempts',
+          image: 'registry.example/app:v1',
+        },
+      ],
     ]);
   });
 

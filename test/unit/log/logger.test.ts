@@ -11,7 +11,15 @@ function memoryLogger(): { lines: () => Record<string, unknown>[]; logger: Retur
     },
   });
   const logger = createLogger({ level: 'debug', destination: destination as never });
-  return { logger, lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+  return {
+    logger,
+    lines: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
 }
 
 describe('logger', () => {
@@ -24,7 +32,10 @@ describe('logger', () => {
 
   it('redacts credential fields wherever a caller slips them in', () => {
     const { logger, lines } = memoryLogger();
-    logger.info({ auth: { username: 'u', password: 'hunter2' }, headers: { authorization: 'Bearer tok-123' }, request: { password: 'pw-456', registry_token: 'rt-789' } }, 'oops');
+    logger.info(
+      { auth: { username: 'u', password: 'hunter2' }, headers: { authorization: 'Bearer tok-123' }, request: { password: 'pw-456', registry_token: 'rt-789' } },
+      'oops',
+    );
     const text = JSON.stringify(lines());
     for (const secret of ['hunter2', 'tok-123', 'pw-456', 'rt-789']) expect(text).not.toContain(secret);
     expect(text).toContain('[redacted]');

@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import type { SignatureTrouble, TroubleKind, Verdict } from '../../../src/domain/signature.js';
-import {
-  PullMetrics,
-  TROUBLE_KINDS,
-  createPullguardMetrics,
-  observeLookasideEvents,
-} from '../../../src/metrics/pullguard-metrics.js';
+import { PullMetrics, TROUBLE_KINDS, createPullguardMetrics, observeLookasideEvents } from '../../../src/metrics/pullguard-metrics.js';
 import { parseExposition, type Sample } from './exposition.js';
 
 function trouble(kind: TroubleKind, index: number): SignatureTrouble {
-  return { location: { source: 'lookaside', index, url: `https://sigs.example/app@sha256=ab/signature-${index}` }, kind, message: `${kind} happened`, attempts: 1 };
+  return {
+    location: { source: 'lookaside', index, url: `https://sigs.example/app@sha256=ab/signature-${index}` },
+    kind,
+    message: `${kind} happened`,
+    attempts: 1,
+  };
 }
 
 function verdict(allowed: boolean, troubles: SignatureTrouble[] = [], warnings = 0): Verdict {
@@ -46,10 +46,16 @@ describe('createPullguardMetrics', () => {
       expect(families.get(name)?.type, name).toBe(type);
       expect(families.get(name)?.help, name).not.toBe('');
     }
-    expect(samples(metrics.registry.expose(), 'pullguard_pulls_total').map((s) => s.labels['outcome']).sort()).toEqual(
-      ['allowed', 'allowed_with_warnings', 'denied', 'error'],
-    );
-    expect(samples(metrics.registry.expose(), 'pullguard_signature_troubles_total').map((s) => s.labels['kind']).sort()).toEqual([...TROUBLE_KINDS].sort());
+    expect(
+      samples(metrics.registry.expose(), 'pullguard_pulls_total')
+        .map((s) => s.labels['outcome'])
+        .sort(),
+    ).toEqual(['allowed', 'allowed_with_warnings', 'denied', 'error']);
+    expect(
+      samples(metrics.registry.expose(), 'pullguard_signature_troubles_total')
+        .map((s) => s.labels['kind'])
+        .sort(),
+    ).toEqual([...TROUBLE_KINDS].sort());
     // Two labels: created on first use, so no 8 × 17 wall of zeros.
     expect(samples(metrics.registry.expose(), 'pullguard_rpc_total')).toEqual([]);
   });
@@ -101,7 +107,12 @@ describe('createPullguardMetrics', () => {
     const metrics = createPullguardMetrics();
     const observer = new PullMetrics(metrics);
     const digest = `sha256:${'a'.repeat(64)}` as const;
-    observer.decided({ image: 'docker.io/library/app:1', manifestDigest: digest as never, verdict: verdict(true, [trouble('budget', 5)], 1), signaturePhaseSeconds: 0.25 });
+    observer.decided({
+      image: 'docker.io/library/app:1',
+      manifestDigest: digest as never,
+      verdict: verdict(true, [trouble('budget', 5)], 1),
+      signaturePhaseSeconds: 0.25,
+    });
     observer.blobStored({ image: 'docker.io/library/app:1', digest: digest as never, size: 1234, fetched: true });
     observer.blobStored({ image: 'docker.io/library/app:1', digest: digest as never, size: 99, fetched: false });
     expect(metrics.signaturePhaseDuration.snapshot()).toEqual({ count: 1, sum: 0.25 });

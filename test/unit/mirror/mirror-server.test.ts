@@ -75,7 +75,11 @@ describe('local mirror', () => {
     // An image in flight in a repository that already has records: served beside them while in
     // flight, and gone with the entry (the cached allow set of the records is never changed).
     const extraManifest = await commitBlob(store.blobs, Buffer.from('{"schemaVersion":2,"extra":true}'));
-    const again = inFlight.add({ repository: 'registry.example:5000/team/app', manifests: new Map([[extraManifest as Digest, 'application/vnd.oci.image.manifest.v1+json']]), blobs: new Set() });
+    const again = inFlight.add({
+      repository: 'registry.example:5000/team/app',
+      manifests: new Map([[extraManifest as Digest, 'application/vnd.oci.image.manifest.v1+json']]),
+      blobs: new Set(),
+    });
     expect((await fetch(`${mirror.url}/v2/team/app/manifests/${extraManifest}${ns}`)).status).toBe(200);
     expect((await fetch(`${mirror.url}/v2/team/app/manifests/${record.manifestDigest}${ns}`)).status).toBe(200);
     again.end();

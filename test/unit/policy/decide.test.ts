@@ -14,7 +14,7 @@ const OTHER = `sha256:${'b'.repeat(64)}` as Digest;
 const FPR = 'C410DBD12BFE86658A3D684094F969598CC10D95';
 const REF = parseReference('registry.example/app:v1');
 const SCOPE = { policyFile: '/etc/containers/policy.json', scope: 'registry.example' };
-const BASE = 'http://127.0.0.1:5555/sigs/app@sha256=' + 'a'.repeat(64);
+const BASE = `http://127.0.0.1:5555/sigs/app@sha256=${'a'.repeat(64)}`;
 
 const loc = (index: number): SignatureLocation => ({ source: 'lookaside', index, url: `${BASE}/signature-${index}` });
 const accepted = (index: number): SignatureCheck => ({
@@ -34,7 +34,8 @@ const untrustedKey = (i: number) => rejected(i, 'untrusted-key', 'signature by k
 const tampered = (i: number) => rejected(i, 'invalid-signature', 'signature error: Signed digest did not match');
 const wrongIdentity = (i: number) => rejected(i, 'identity-mismatch', 'Signature for identity "registry.example/other:v1" is not accepted');
 const wrongDigest = (i: number) => rejected(i, 'digest-mismatch', `Signature for digest ${OTHER} does not match`);
-const asciiArmored = (i: number): SignatureTrouble => trouble(i, 'unrecognized-format', 'unrecognized signature format, starting with binary 0x2d', { httpStatus: 200, firstByte: 0x2d });
+const asciiArmored = (i: number): SignatureTrouble =>
+  trouble(i, 'unrecognized-format', 'unrecognized signature format, starting with binary 0x2d', { httpStatus: 200, firstByte: 0x2d });
 
 function trouble(index: number, kind: SignatureTrouble['kind'], message: string, extra: Partial<SignatureTrouble> = {}): SignatureTrouble {
   return { location: loc(index), kind, message, attempts: 1, ...extra };
@@ -283,7 +284,9 @@ describe('decide: the decisive facts survive every bound', () => {
     expect(denial).toContain('503 Service Unavailable');
     expect(denial).toContain('HTTP 503');
     expect(occurrences(denial, 'lookaside.example')).toBe(2);
-    expect(denial).toContain(`signature-2 (${shortenUrl(longLoc(2).url)}): unrecognized signature format, starting with binary 0x3c (HTTP 200, Content-Type text/html; charset=UTF-8, 2 attempts)`);
+    expect(denial).toContain(
+      `signature-2 (${shortenUrl(longLoc(2).url)}): unrecognized signature format, starting with binary 0x3c (HTTP 200, Content-Type text/html; charset=UTF-8, 2 attempts)`,
+    );
     expect(denial).toContain(`signature-3 (${shortenUrl(longLoc(3).url)}): received unexpected HTTP status: 503 Service Unavailable (HTTP 503, 3 attempts)`);
   });
 
@@ -325,7 +328,11 @@ describe('decide: the decisive facts survive every bound', () => {
 
   test('a denial at every bound at once still ends with the facts of the troubles it lists', () => {
     const longReasons = Array.from({ length: 128 }, (_, i) => rejected(i + 200, 'invalid-signature', `signature error: ${'x'.repeat(400)}`));
-    const troubles = Array.from({ length: 128 }, (_, i) => ({ ...long503(i + 1), detail: `${'y'.repeat(400)} received unexpected HTTP status: 503 Service Unavailable`, contentType: 'z'.repeat(500) }));
+    const troubles = Array.from({ length: 128 }, (_, i) => ({
+      ...long503(i + 1),
+      detail: `${'y'.repeat(400)} received unexpected HTTP status: 503 Service Unavailable`,
+      contentType: 'z'.repeat(500),
+    }));
     const verdict = run([signedBy(...longReasons)], troubles);
     expect(verdict.denial!.length).toBeLessThanOrEqual(MAX_DENIAL_CHARS);
     expect(occurrences(verdict.denial!, '(HTTP 503, Content-Type ')).toBe(3);
@@ -337,7 +344,9 @@ describe('decide: the decisive facts survive every bound', () => {
     const identity = rejected(1, 'identity-mismatch', `Signature for identity "registry.example/${'n'.repeat(5000)}:v1" is not accepted`);
     const verdict = run([signedBy(identity)], [longHtml(2)]);
     expect(verdict.denial!.length).toBeLessThanOrEqual(MAX_DENIAL_CHARS);
-    expect(verdict.denial).toMatch(/…; additionally 1 signature could not be read: signature-2 .*0x3c \(HTTP 200, Content-Type text\/html; charset=UTF-8, 2 attempts\)$/);
+    expect(verdict.denial).toMatch(
+      /…; additionally 1 signature could not be read: signature-2 .*0x3c \(HTTP 200, Content-Type text\/html; charset=UTF-8, 2 attempts\)$/,
+    );
     expect(describeFailure(new SignatureDeniedError(IMAGE, DIGEST, verdict)).message).toContain('0x3c');
   });
 
@@ -350,7 +359,9 @@ describe('decide: the decisive facts survive every bound', () => {
     const { detail: _omitted, ...withoutDetail } = long503(2);
     const verdict = run([signedBy()], [withoutDetail]);
     expect(occurrences(verdict.denial!, 'lookaside.example')).toBe(1);
-    expect(verdict.denial).toContain(`signature-2: reading signature from ${shortenUrl(longLoc(2).url)}: received unexpected HTTP status: 503 Service Unavailable (HTTP 503, 3 attempts)`);
+    expect(verdict.denial).toContain(
+      `signature-2: reading signature from ${shortenUrl(longLoc(2).url)}: received unexpected HTTP status: 503 Service Unavailable (HTTP 503, 3 attempts)`,
+    );
   });
 
   test('server down: signature-1 could not be reached, the read stopped after 3 failures; -2 and -3 are not listed', () => {
@@ -363,7 +374,9 @@ describe('decide: the decisive facts survive every bound', () => {
 
   test('a stopping run that failed in different ways lists each, then says the read stopped', () => {
     const verdict = run([signedBy()], [status(1, 503, 'Service Unavailable'), reset(2), { ...empty(3), stoppedReadAfter: 3 }]);
-    expect(verdict.denial).toMatch(/additionally 3 signatures could not be read: signature-1 .*503 Service Unavailable.*; signature-2 .*read ECONNRESET; signature-3 .*empty signature blob \(HTTP 200\); the read stopped after 3 consecutive failures$/);
+    expect(verdict.denial).toMatch(
+      /additionally 3 signatures could not be read: signature-1 .*503 Service Unavailable.*; signature-2 .*read ECONNRESET; signature-3 .*empty signature blob \(HTTP 200\); the read stopped after 3 consecutive failures$/,
+    );
   });
 
   test('on an allowed verdict a stopping run is one PGW001 about its first index', () => {
@@ -379,7 +392,9 @@ describe('decide: the decisive facts survive every bound', () => {
     expect(short.length).toBeLessThanOrEqual(128);
     expect(short).toMatch(/^http:\/\/lookaside\.example:8080\/…\/app@sha256=a+\/signature-12$/);
     expect(shortenUrl(longLoc(12).url, 64)).toMatch(/^http:\/\/lookaside\.example:8080\/…\/app@sha256=a+…\/signature-12$/);
-    expect(shortenUrl(`/var/lib/containers/sigstore/${'d/'.repeat(100)}app@sha256=${'b'.repeat(64)}/signature-3`)).toBe(`/…/app@sha256=${'b'.repeat(64)}/signature-3`);
+    expect(shortenUrl(`/var/lib/containers/sigstore/${'d/'.repeat(100)}app@sha256=${'b'.repeat(64)}/signature-3`)).toBe(
+      `/…/app@sha256=${'b'.repeat(64)}/signature-3`,
+    );
   });
 });
 
@@ -399,12 +414,17 @@ describe('decide: requireSignatureVerification ("must verify something")', () =>
       warnings: [],
       denial: 'Signature verification is required, but the policy accepts this image without verifying any signature',
     });
-    expect(required([ACCEPT_ANYTHING, ACCEPT_ANYTHING], [html(1)]).denial).toMatch(/^Signature verification is required, .*; additionally 1 signature could not be read: signature-1/);
+    expect(required([ACCEPT_ANYTHING, ACCEPT_ANYTHING], [html(1)]).denial).toMatch(
+      /^Signature verification is required, .*; additionally 1 signature could not be read: signature-1/,
+    );
   });
 
   test('on: a verified signature anywhere in the requirements is enough (insecureAcceptAnything beside signedBy is `&& true`)', () => {
     expect(required([signedBy(accepted(1))]).allowed).toBe(true);
-    expect(required([ACCEPT_ANYTHING, signedBy(untrustedKey(1), accepted(2))])).toMatchObject({ allowed: true, warnings: [expect.objectContaining({ code: 'PGW002' })] });
+    expect(required([ACCEPT_ANYTHING, signedBy(untrustedKey(1), accepted(2))])).toMatchObject({
+      allowed: true,
+      warnings: [expect.objectContaining({ code: 'PGW002' })],
+    });
   });
 
   test('on: denials keep their own reason (the first denying requirement), as without the mode', () => {

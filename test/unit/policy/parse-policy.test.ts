@@ -49,7 +49,10 @@ test('the base document parses, with defaults filled in', () => {
   expect(policy.default).toEqual([{ type: 'reject' }]);
   const docker = policy.transports.get('docker')!;
   expect([...docker.keys()]).toEqual(['registry.example/app', 'registry.example', '*.example', 'quay.example', '']);
-  expect(docker.get('registry.example')![0]).toMatchObject({ keys: { kind: 'paths', paths: ['/a.gpg', '/b.gpg'] }, signedIdentity: { type: 'matchRepoDigestOrExact' } });
+  expect(docker.get('registry.example')![0]).toMatchObject({
+    keys: { kind: 'paths', paths: ['/a.gpg', '/b.gpg'] },
+    signedIdentity: { type: 'matchRepoDigestOrExact' },
+  });
   expect(docker.get('*.example')![0]).toMatchObject({ keys: { kind: 'data', data: new Uint8Array(Buffer.from('key')) } });
   expect(docker.get('quay.example')![0]).toMatchObject({ type: 'sigstoreSigned', trust: { kind: 'keys', keys: { kind: 'path', path: '/cosign.pub' } } });
   expect(Object.isFrozen(docker.get('registry.example/app')![0])).toBe(true);
@@ -74,24 +77,102 @@ describe('each mutation is reported with its upstream text', () => {
     ['bad prefix', mutate((p) => (app(p).signedIdentity.prefix = 'Mirror.example/App')), 'prefix "Mirror.example/App" is not valid'],
     ['prefix with a tag', mutate((p) => (app(p).signedIdentity.signedPrefix = 'registry.example/app:v1')), 'prefix "registry.example/app:v1" is not valid'],
     ['extra key in identity', mutate((p) => (app(p).signedIdentity.dockerReference = 'x')), 'Unknown key "dockerReference"'],
-    ['exactReference without tag', mutate((p) => (app(p).signedIdentity = { type: 'exactReference', dockerReference: 'registry.example/app' })), 'dockerReference registry.example/app contains neither a tag nor digest'],
-    ['exactRepository invalid', mutate((p) => (app(p).signedIdentity = { type: 'exactRepository', dockerRepository: 'registry.example/App' })), 'Invalid format of dockerRepository registry.example/App'],
+    [
+      'exactReference without tag',
+      mutate((p) => (app(p).signedIdentity = { type: 'exactReference', dockerReference: 'registry.example/app' })),
+      'dockerReference registry.example/app contains neither a tag nor digest',
+    ],
+    [
+      'exactRepository invalid',
+      mutate((p) => (app(p).signedIdentity = { type: 'exactRepository', dockerRepository: 'registry.example/App' })),
+      'Invalid format of dockerRepository registry.example/App',
+    ],
     ['requirement not an object', mutate((p) => (p.default = ['reject'])), 'JSON object expected, got "reject"'],
-    ['sigstore with two trust roots', mutate((p) => (p.transports.docker['quay.example'][0].keyData = 'a2V5')), 'exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio, and pki must be specified'],
-    ['sigstore fulcio without rekor', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', fulcio: { caPath: '/ca.pem', oidcIssuer: 'https://o', subjectEmail: 'a@b' } })), 'At least one of rekorPublickeyPath, rekorPublicKeyPaths, rekorPublickeyData and rekorPublicKeyDatas must be specified if fulcio is used'],
-    ['sigstore fulcio without issuer', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', fulcio: { caPath: '/ca.pem', subjectEmail: 'a@b' }, rekorPublicKeyPath: '/r.pub' })), 'oidcIssuer not specified'],
-    ['sigstore fulcio without email', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', fulcio: { caPath: '/ca.pem', oidcIssuer: 'https://o' }, rekorPublicKeyPath: '/r.pub' })), 'subjectEmail not specified'],
-    ['sigstore empty keyPaths', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', keyPaths: [] })), '"keyPaths" contains no entries'],
-    ['sigstore empty keyDatas', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', keyDatas: [] })), '"keyDatas" contains no entries'],
-    ['sigstore empty rekorPublicKeyDatas', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', keyPath: '/k.pub', rekorPublicKeyDatas: [] })), '"rekorPublickeyDatas" contains no entries'],
-    ['sigstore pki with rekor', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', pki: { caRootsPath: '/r.pem', subjectEmail: 'a@b' }, rekorPublicKeyPath: '/r.pub' })), 'are not supported for pki'],
-    ['sigstore fulcio buildSignerURI (newer upstream; not accepted)', mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', fulcio: { caPath: '/ca.pem', oidcIssuer: 'https://o', subjectEmail: 'a@b', buildSignerURI: 'https://x' }, rekorPublicKeyPath: '/r.pub' })), 'Unknown key "buildSignerURI"'],
-    ['trailing data', JSON.stringify(validPolicy()) + ' {}', 'Unexpected data after JSON object'],
+    [
+      'sigstore with two trust roots',
+      mutate((p) => (p.transports.docker['quay.example'][0].keyData = 'a2V5')),
+      'exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio, and pki must be specified',
+    ],
+    [
+      'sigstore fulcio without rekor',
+      mutate(
+        (p) =>
+          (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', fulcio: { caPath: '/ca.pem', oidcIssuer: 'https://o', subjectEmail: 'a@b' } }),
+      ),
+      'At least one of rekorPublickeyPath, rekorPublicKeyPaths, rekorPublickeyData and rekorPublicKeyDatas must be specified if fulcio is used',
+    ],
+    [
+      'sigstore fulcio without issuer',
+      mutate(
+        (p) =>
+          (p.transports.docker['quay.example'][0] = {
+            type: 'sigstoreSigned',
+            fulcio: { caPath: '/ca.pem', subjectEmail: 'a@b' },
+            rekorPublicKeyPath: '/r.pub',
+          }),
+      ),
+      'oidcIssuer not specified',
+    ],
+    [
+      'sigstore fulcio without email',
+      mutate(
+        (p) =>
+          (p.transports.docker['quay.example'][0] = {
+            type: 'sigstoreSigned',
+            fulcio: { caPath: '/ca.pem', oidcIssuer: 'https://o' },
+            rekorPublicKeyPath: '/r.pub',
+          }),
+      ),
+      'subjectEmail not specified',
+    ],
+    [
+      'sigstore empty keyPaths',
+      mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', keyPaths: [] })),
+      '"keyPaths" contains no entries',
+    ],
+    [
+      'sigstore empty keyDatas',
+      mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', keyDatas: [] })),
+      '"keyDatas" contains no entries',
+    ],
+    [
+      'sigstore empty rekorPublicKeyDatas',
+      mutate((p) => (p.transports.docker['quay.example'][0] = { type: 'sigstoreSigned', keyPath: '/k.pub', rekorPublicKeyDatas: [] })),
+      '"rekorPublickeyDatas" contains no entries',
+    ],
+    [
+      'sigstore pki with rekor',
+      mutate(
+        (p) =>
+          (p.transports.docker['quay.example'][0] = {
+            type: 'sigstoreSigned',
+            pki: { caRootsPath: '/r.pem', subjectEmail: 'a@b' },
+            rekorPublicKeyPath: '/r.pub',
+          }),
+      ),
+      'are not supported for pki',
+    ],
+    [
+      'sigstore fulcio buildSignerURI (newer upstream; not accepted)',
+      mutate(
+        (p) =>
+          (p.transports.docker['quay.example'][0] = {
+            type: 'sigstoreSigned',
+            fulcio: { caPath: '/ca.pem', oidcIssuer: 'https://o', subjectEmail: 'a@b', buildSignerURI: 'https://x' },
+            rekorPublicKeyPath: '/r.pub',
+          }),
+      ),
+      'Unknown key "buildSignerURI"',
+    ],
+    ['trailing data', `${JSON.stringify(validPolicy())} {}`, 'Unexpected data after JSON object'],
     ['not an object', '[]', "JSON object expected, got '['"],
   ];
   test.each(cases)('%s', (_name, text, expected) => {
     const problems = problemsOf(text);
-    expect(problems.some((p) => p.includes(expected)), `${problems.join(' | ')} should include ${expected}`).toBe(true);
+    expect(
+      problems.some((p) => p.includes(expected)),
+      `${problems.join(' | ')} should include ${expected}`,
+    ).toBe(true);
   });
 });
 
@@ -119,6 +200,9 @@ test('sigstoreSigned parses fulcio and pki fully', () => {
     }),
     { source: 'p.json' },
   );
-  expect(policy.default[0]).toMatchObject({ trust: { kind: 'fulcio', fulcio: { oidcIssuer: 'https://issuer', subjectEmail: 'a@b' } }, rekorPublicKeys: { kind: 'data' } });
+  expect(policy.default[0]).toMatchObject({
+    trust: { kind: 'fulcio', fulcio: { oidcIssuer: 'https://issuer', subjectEmail: 'a@b' } },
+    rekorPublicKeys: { kind: 'data' },
+  });
   expect(policy.default[1]).toMatchObject({ trust: { kind: 'pki', pki: { caRoots: { kind: 'path', path: '/roots.pem' }, subjectHostname: 'build.example' } } });
 });

@@ -25,7 +25,11 @@ const gpg = (index: number, name: fx.SignatureFixture): UntrustedSignatureBlob =
   bytes: fx.signatureFixture(name),
 });
 const cosignLayer = (index: number, forged = false): UntrustedSignatureBlob => {
-  const layer: AttachmentLayer = signedLayer(cosign, { digest: fx.MANIFEST_DIGEST, reference: reference.name }, forged ? { signWith: sigstoreKey('other') } : {});
+  const layer: AttachmentLayer = signedLayer(
+    cosign,
+    { digest: fx.MANIFEST_DIGEST, reference: reference.name },
+    forged ? { signWith: sigstoreKey('other') } : {},
+  );
   return {
     location: { source: 'sigstore-attachment', index, url: `docker://${reference.name}@sha256:${index}` },
     format: 'sigstore',
@@ -94,7 +98,9 @@ describe('signedBy + sigstoreSigned: each requirement needs a verified signature
     const verdict = await verdictFor([[gpg(1, 'valid')], []], [[], [layerTrouble(1), layerTrouble(2)]]);
     expect(verdict.allowed).toBe(false);
     expect(verdict.requirements.map((r) => r.satisfied)).toEqual([true, false]);
-    expect(verdict.denial).toMatch(/^A signature was required, but no signature exists \(1 non-sigstore signatures, 0 sigstore non-signature attachments\); additionally 2 signatures could not be read: sigstore-attachment-1 .*sigstore-attachment-2/);
+    expect(verdict.denial).toMatch(
+      /^A signature was required, but no signature exists \(1 non-sigstore signatures, 0 sigstore non-signature attachments\); additionally 2 signatures could not be read: sigstore-attachment-1 .*sigstore-attachment-2/,
+    );
   });
 
   test('cosign verified, the lookaside unreadable: denied by signedBy; the attachment that verified does not help it', async () => {
@@ -107,6 +113,8 @@ describe('signedBy + sigstoreSigned: each requirement needs a verified signature
     const verdict = await verdictFor([[gpg(1, 'untrusted-key')], []], [[cosignLayer(1)], [layerTrouble(2)]]);
     expect(verdict.denial).toMatch(/^signature by key [0-9A-F]+ is not accepted; additionally 1 signature could not be read: sigstore-attachment-2 /);
     const forged = await verdictFor([[gpg(1, 'valid')], [lookasideTrouble(2)]], [[cosignLayer(1, true)], []]);
-    expect(forged.denial).toMatch(/^cryptographic signature verification failed: invalid signature when validating ASN\.1 encoded signature; additionally 1 signature could not be read: signature-2 /);
+    expect(forged.denial).toMatch(
+      /^cryptographic signature verification failed: invalid signature when validating ASN\.1 encoded signature; additionally 1 signature could not be read: signature-2 /,
+    );
   });
 });

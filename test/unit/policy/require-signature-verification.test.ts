@@ -12,8 +12,15 @@ import { ConfiguredTrust, TrustConfigurationHolder } from '../../../src/pull/tru
 import * as fx from '../../fixtures/signatures/fixtures.js';
 
 const image = fx.resolvedFixtureImage();
-const valid: UntrustedSignatureBlob = { location: { source: 'lookaside', index: 1, url: 'file:///sigs/signature-1' }, format: 'simple-signing', bytes: fx.signatureFixture('valid') };
-const lookaside: SignatureSource = { yields: 'simple-signing', fetch: async (): Promise<SignatureFetchReport> => ({ signatures: [valid], troubles: [], end: 'not-found', notices: [], retriedIndices: [] }) };
+const valid: UntrustedSignatureBlob = {
+  location: { source: 'lookaside', index: 1, url: 'file:///sigs/signature-1' },
+  format: 'simple-signing',
+  bytes: fx.signatureFixture('valid'),
+};
+const lookaside: SignatureSource = {
+  yields: 'simple-signing',
+  fetch: async (): Promise<SignatureFetchReport> => ({ signatures: [valid], troubles: [], end: 'not-found', notices: [], retriedIndices: [] }),
+};
 const load = (requirements: unknown[]) => loadPolicyFromText(JSON.stringify({ default: requirements }), 'policy.json');
 const signedBy = { type: 'signedBy', keyType: 'GPGKeys', keyData: Buffer.from(fx.keyFixture('trusted.gpg')).toString('base64') };
 
@@ -36,7 +43,11 @@ describe('requireSignatureVerification', () => {
     const policy = await load([{ type: 'insecureAcceptAnything' }]);
     const trust = (requireSignatureVerification?: boolean) =>
       new TrustConfigurationHolder(
-        new ConfiguredTrust({ policies: { policyForNamespace: async () => policy }, signatureSources: [lookaside], ...(requireSignatureVerification !== undefined ? { requireSignatureVerification } : {}) }),
+        new ConfiguredTrust({
+          policies: { policyForNamespace: async () => policy },
+          signatureSources: [lookaside],
+          ...(requireSignatureVerification !== undefined ? { requireSignatureVerification } : {}),
+        }),
       );
     expect((await signaturePhaseUnder(trust())({ image })).verdict.allowed).toBe(true);
     expect((await signaturePhaseUnder(trust(true))({ image })).verdict.allowed).toBe(false);

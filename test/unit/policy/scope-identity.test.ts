@@ -46,7 +46,11 @@ describe('requirementsFor: most specific scope wins', () => {
   });
   test('namespaces strip the port before wildcards', () => {
     expect(policyNamespaces(parseReference('a.b.example:5000/ns/app:v1'))).toEqual([
-      'a.b.example:5000/ns/app', 'a.b.example:5000/ns', 'a.b.example:5000', '*.b.example', '*.example',
+      'a.b.example:5000/ns/app',
+      'a.b.example:5000/ns',
+      'a.b.example:5000',
+      '*.b.example',
+      '*.example',
     ]);
   });
 });
@@ -66,12 +70,42 @@ describe('matchesSignedIdentity', () => {
     ['matchRepoDigestOrExact normalises docker.io', { type: 'matchRepoDigestOrExact' }, parseReference('busybox'), 'docker.io/library/busybox:latest', true],
     ['matchRepository', { type: 'matchRepository' }, tagRef, 'registry.example/app:other', true],
     ['matchRepository other repo', { type: 'matchRepository' }, tagRef, 'registry.example/app2:v1', false],
-    ['exactReference', { type: 'exactReference', dockerReference: 'registry.example/app:v1' }, parseReference('mirror.example/x:y'), 'registry.example/app:v1', true],
+    [
+      'exactReference',
+      { type: 'exactReference', dockerReference: 'registry.example/app:v1' },
+      parseReference('mirror.example/x:y'),
+      'registry.example/app:v1',
+      true,
+    ],
     ['exactReference differs', { type: 'exactReference', dockerReference: 'registry.example/app:v1' }, tagRef, 'registry.example/app:v2', false],
-    ['exactRepository', { type: 'exactRepository', dockerRepository: 'registry.example/app' }, parseReference('mirror.example/x:y'), 'registry.example/app:v7', true],
-    ['remapIdentity', { type: 'remapIdentity', prefix: 'mirror.example/team', signedPrefix: 'registry.example' }, parseReference('mirror.example/team/app:v1'), 'registry.example/app:v1', true],
-    ['remapIdentity path boundary', { type: 'remapIdentity', prefix: 'mirror.example/app', signedPrefix: 'registry.example/app' }, parseReference('mirror.example/app-foo:v1'), 'registry.example/app-foo:v1', false],
-    ['remapIdentity no prefix match falls back to exact', { type: 'remapIdentity', prefix: 'mirror.example', signedPrefix: 'registry.example' }, tagRef, 'registry.example/app:v1', true],
+    [
+      'exactRepository',
+      { type: 'exactRepository', dockerRepository: 'registry.example/app' },
+      parseReference('mirror.example/x:y'),
+      'registry.example/app:v7',
+      true,
+    ],
+    [
+      'remapIdentity',
+      { type: 'remapIdentity', prefix: 'mirror.example/team', signedPrefix: 'registry.example' },
+      parseReference('mirror.example/team/app:v1'),
+      'registry.example/app:v1',
+      true,
+    ],
+    [
+      'remapIdentity path boundary',
+      { type: 'remapIdentity', prefix: 'mirror.example/app', signedPrefix: 'registry.example/app' },
+      parseReference('mirror.example/app-foo:v1'),
+      'registry.example/app-foo:v1',
+      false,
+    ],
+    [
+      'remapIdentity no prefix match falls back to exact',
+      { type: 'remapIdentity', prefix: 'mirror.example', signedPrefix: 'registry.example' },
+      tagRef,
+      'registry.example/app:v1',
+      true,
+    ],
     ['unparseable signed reference', { type: 'matchRepository' }, tagRef, 'Registry.Example/APP::', false],
     ['empty signed reference', { type: 'matchRepoDigestOrExact' }, tagRef, '', false],
   ];

@@ -17,7 +17,11 @@ const verdict: Verdict = {
   requirements: [],
   troubles: [],
   warnings: [
-    { code: 'PGW001', message: 'signature-2 could not be read: 503 Service Unavailable', location: { source: 'lookaside', index: 2, url: 'http://sigs.example/signature-2' } },
+    {
+      code: 'PGW001',
+      message: 'signature-2 could not be read: 503 Service Unavailable',
+      location: { source: 'lookaside', index: 2, url: 'http://sigs.example/signature-2' },
+    },
     { code: 'PGW003', message: 'signature-1 needed 2 attempts' },
   ],
 };
@@ -31,11 +35,15 @@ function capture(level = 'debug'): { log: ReturnType<typeof createLogger>; recor
     },
   });
   const lines = (): string[] => chunks.join('').split('\n').filter(Boolean);
-  return { log: createLogger({ level, destination: destination as never }), lines, records: () => lines().map((l) => JSON.parse(l) as Record<string, unknown>) };
+  return {
+    log: createLogger({ level, destination: destination as never }),
+    lines,
+    records: () => lines().map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
 }
 
 describe('PullLog', () => {
-  it('logs each warning of a successful pull once, under the caller\'s fields, with the image named once', () => {
+  it("logs each warning of a successful pull once, under the caller's fields, with the image named once", () => {
     const { log, lines, records } = capture();
     new PullLog(log).pullEnded({
       image: IMAGE,
@@ -49,7 +57,17 @@ describe('PullLog', () => {
     expect(lines()).toHaveLength(2);
     for (const line of lines()) expect(line.split('"image":').length - 1).toBe(1);
     expect(records()).toMatchObject([
-      { level: 40, rpc: 'PullImage', requestId: 3, image: IMAGE, manifestDigest: DIGEST, warningCode: 'PGW001', signatureIndex: 2, url: 'http://sigs.example/signature-2', msg: verdict.warnings[0]!.message },
+      {
+        level: 40,
+        rpc: 'PullImage',
+        requestId: 3,
+        image: IMAGE,
+        manifestDigest: DIGEST,
+        warningCode: 'PGW001',
+        signatureIndex: 2,
+        url: 'http://sigs.example/signature-2',
+        msg: verdict.warnings[0]!.message,
+      },
       { level: 40, warningCode: 'PGW003', msg: 'signature-1 needed 2 attempts' },
     ]);
   });
@@ -57,7 +75,14 @@ describe('PullLog', () => {
   it('names the image itself for a caller without fields, and says nothing of a pull without warnings', () => {
     const { log, records } = capture();
     const observer = new PullLog(log);
-    observer.pullEnded({ image: IMAGE, outcome: 'allowed_with_warnings', durationSeconds: 1, verdict, manifestDigest: DIGEST, warnings: verdict.warnings.slice(0, 1) });
+    observer.pullEnded({
+      image: IMAGE,
+      outcome: 'allowed_with_warnings',
+      durationSeconds: 1,
+      verdict,
+      manifestDigest: DIGEST,
+      warnings: verdict.warnings.slice(0, 1),
+    });
     observer.pullEnded({ image: IMAGE, outcome: 'allowed', durationSeconds: 1, verdict: { ...verdict, warnings: [] }, manifestDigest: DIGEST, warnings: [] });
     expect(records()).toMatchObject([{ image: IMAGE, warningCode: 'PGW001' }]);
   });

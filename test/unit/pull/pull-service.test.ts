@@ -19,7 +19,14 @@ import { SingleFlight } from '../../../src/pull/single-flight.js';
 import { openStore, type OpenedStore } from '../../../src/store/open-store.js';
 
 const digestOf = (bytes: Uint8Array): Digest => parseDigest(`sha256:${createHash('sha256').update(bytes).digest('hex')}`);
-const verdict = (allowed: boolean): Verdict => ({ allowed, scope: { policyFile: '/p.json', scope: 'default' }, requirements: [], troubles: [], warnings: [], ...(allowed ? {} : { denial: 'Running image docker://x is rejected by policy.' }) });
+const verdict = (allowed: boolean): Verdict => ({
+  allowed,
+  scope: { policyFile: '/p.json', scope: 'default' },
+  requirements: [],
+  troubles: [],
+  warnings: [],
+  ...(allowed ? {} : { denial: 'Running image docker://x is rejected by policy.' }),
+});
 
 /** An image source in memory: one image, whose blobs can be delayed or made to fail. */
 class MemorySource implements ImageSource {
@@ -46,7 +53,17 @@ class MemorySource implements ImageSource {
   async resolve(reference: ImageReference): Promise<ResolvedImage> {
     this.resolves += 1;
     const manifestDigest = digestOf(this.manifestBytes);
-    return { reference, physicalReference: reference, topDigest: manifestDigest, topMediaType: MEDIA_TYPES.ociManifest, manifestDigest, manifestMediaType: MEDIA_TYPES.ociManifest, manifestBytes: this.manifestBytes, config: this.config, layers: this.layers };
+    return {
+      reference,
+      physicalReference: reference,
+      topDigest: manifestDigest,
+      topMediaType: MEDIA_TYPES.ociManifest,
+      manifestDigest,
+      manifestMediaType: MEDIA_TYPES.ociManifest,
+      manifestBytes: this.manifestBytes,
+      config: this.config,
+      layers: this.layers,
+    };
   }
 
   async fetchBlob(_image: ResolvedImage, blob: Descriptor, writer: BlobWriter, options: { signal?: AbortSignal }): Promise<void> {
@@ -79,7 +96,11 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function service(source: ImageSource, phase: SignaturePhase = async () => ({ verdict: verdict(true), signatures: [] }), inFlight?: InFlightImages): PullService {
+function service(
+  source: ImageSource,
+  phase: SignaturePhase = async () => ({ verdict: verdict(true), signatures: [] }),
+  inFlight?: InFlightImages,
+): PullService {
   return new PullService({
     ...(inFlight !== undefined ? { inFlight } : {}),
     source,
@@ -96,9 +117,11 @@ function service(source: ImageSource, phase: SignaturePhase = async () => ({ ver
 /** An observer that keeps every event, in order, named by the method that was told. */
 function recordingObserver(): { observer: PullObserver; events: ({ kind: keyof PullObserver } & Record<string, unknown>)[]; ended: () => PullEnded[] } {
   const events: ({ kind: keyof PullObserver } & Record<string, unknown>)[] = [];
-  const keep = (kind: keyof PullObserver) => (event: object): void => {
-    events.push({ kind, ...event });
-  };
+  const keep =
+    (kind: keyof PullObserver) =>
+    (event: object): void => {
+      events.push({ kind, ...event });
+    };
   return {
     observer: { resolved: keep('resolved'), decided: keep('decided'), blobStored: keep('blobStored'), pullEnded: keep('pullEnded') },
     events,
@@ -153,7 +176,12 @@ describe('PullService', () => {
     const denied = new MemorySource([1000]);
     const inFlight = new InFlightImages();
     let told = 0;
-    await expect(service(denied, async () => ({ verdict: verdict(false), signatures: [] }), inFlight).pull({ image: 'registry.example/app:v1', onAllowed: () => (told += 1) })).rejects.toThrow();
+    await expect(
+      service(denied, async () => ({ verdict: verdict(false), signatures: [] }), inFlight).pull({
+        image: 'registry.example/app:v1',
+        onAllowed: () => (told += 1),
+      }),
+    ).rejects.toThrow();
     expect(told).toBe(0);
     expect(inFlight.list()).toEqual([]);
 
@@ -161,7 +189,10 @@ describe('PullService', () => {
     failing.failing.add(failing.layers[1]!.digest);
     let pending: Promise<boolean> | undefined;
     await expect(
-      service(failing, undefined, inFlight).pull({ image: 'registry.example/app:v1', onAllowed: () => (pending = inFlight.list()[0]!.ready(failing.layers[1]!.digest)) }),
+      service(failing, undefined, inFlight).pull({
+        image: 'registry.example/app:v1',
+        onAllowed: () => (pending = inFlight.list()[0]!.ready(failing.layers[1]!.digest)),
+      }),
     ).rejects.toThrow(/connection reset/);
     expect(await pending).toBe(false);
     expect(inFlight.list()).toEqual([]);
@@ -187,7 +218,10 @@ describe('PullService', () => {
     const pulls = service(source);
     await Promise.all([pulls.pull({ image: 'registry.example/app:v1' }), pulls.pull({ image: 'registry.example/app:v1' })]);
     expect(source.resolves).toBe(1);
-    await Promise.all([pulls.pull({ image: 'registry.example/app:v1', credentials: { username: 'a', password: '1' } }), pulls.pull({ image: 'registry.example/app:v1', credentials: { username: 'b', password: '2' } })]);
+    await Promise.all([
+      pulls.pull({ image: 'registry.example/app:v1', credentials: { username: 'a', password: '1' } }),
+      pulls.pull({ image: 'registry.example/app:v1', credentials: { username: 'b', password: '2' } }),
+    ]);
     expect(source.resolves).toBe(3);
   });
 
@@ -206,7 +240,9 @@ describe('PullService', () => {
     const source = new MemorySource([1000, 2000, 3000, 4000]);
     source.delayMs = 100;
     source.failing.add(source.layers[0]!.digest);
-    const err = await service(source).pull({ image: 'registry.example/app:v1' }).catch((e: unknown) => e);
+    const err = await service(source)
+      .pull({ image: 'registry.example/app:v1' })
+      .catch((e: unknown) => e);
     expect((err as PullguardError).code).toBe('REGISTRY_UNAVAILABLE');
     expect(await readdir(join(dir, 'ingest'))).toEqual([]);
     expect(store.images.list()).toEqual([]);
@@ -237,7 +273,11 @@ describe('PullService', () => {
 
   it('keeps one verification record per repository the same image was pulled from', async () => {
     const source = new MemorySource([100]);
-    const signature = (text: string) => ({ location: { source: 'lookaside' as const, index: 1, url: `http://sigs/${text}` }, format: 'simple-signing' as const, bytes: Buffer.from(text) });
+    const signature = (text: string) => ({
+      location: { source: 'lookaside' as const, index: 1, url: `http://sigs/${text}` },
+      format: 'simple-signing' as const,
+      bytes: Buffer.from(text),
+    });
     const phase: SignaturePhase = async ({ image }) => ({ verdict: verdict(true), signatures: [signature(image.reference.name)] });
     const pulls = service(source, phase);
     await pulls.pull({ image: 'registry.example/one:v1' });
@@ -245,18 +285,29 @@ describe('PullService', () => {
     const records = second.record.verification as Record<string, { image: string; signatures: { blob: string }[] }>;
     expect(Object.keys(records).sort()).toEqual(['registry.example/one', 'registry.example/two']);
     expect(records['registry.example/one']!.image).toBe('registry.example/one:v1');
-    expect([...second.record.signatureBlobs!].sort()).toEqual([records['registry.example/one']!.signatures[0]!.blob, records['registry.example/two']!.signatures[0]!.blob].sort());
+    expect([...second.record.signatureBlobs!].sort()).toEqual(
+      [records['registry.example/one']!.signatures[0]!.blob, records['registry.example/two']!.signatures[0]!.blob].sort(),
+    );
     expect(second.record.repoTags).toEqual(['registry.example/two:v1']);
     expect(store.images.get(second.imageId)?.repoTags.slice().sort()).toEqual(['registry.example/one:v1', 'registry.example/two:v1']);
   });
 
   it('records the policy source and the pod namespace the image was accepted under', async () => {
     const source = new MemorySource([100]);
-    const phase: SignaturePhase = async () => ({ verdict: verdict(true), signatures: [], policySource: { kind: 'namespace', file: '/etc/ns/team-a.json', namespace: 'team-a' } });
+    const phase: SignaturePhase = async () => ({
+      verdict: verdict(true),
+      signatures: [],
+      policySource: { kind: 'namespace', file: '/etc/ns/team-a.json', namespace: 'team-a' },
+    });
     const pulls = service(source, phase);
     const result = await pulls.pull({ image: 'registry.example/app:v1', namespace: 'team-a' });
     const record = (result.record.verification as Record<string, Record<string, unknown>>)['registry.example/app'];
-    expect(record).toMatchObject({ policyFile: '/p.json', scope: 'default', namespace: 'team-a', policySource: { kind: 'namespace', file: '/etc/ns/team-a.json', namespace: 'team-a' } });
+    expect(record).toMatchObject({
+      policyFile: '/p.json',
+      scope: 'default',
+      namespace: 'team-a',
+      policySource: { kind: 'namespace', file: '/etc/ns/team-a.json', namespace: 'team-a' },
+    });
     // A phase that does not say (and a pull without a namespace) leaves both out.
     const plain = await service(new MemorySource([200], '2000')).pull({ image: 'registry.example/other:v1' });
     const other = (plain.record.verification as Record<string, Record<string, unknown>>)['registry.example/other'];
@@ -264,10 +315,13 @@ describe('PullService', () => {
     expect(other).not.toHaveProperty('namespace');
   });
 
-  it('tells the observers the flight once and each caller\'s end once, timed on the monotonic clock', async () => {
+  it("tells the observers the flight once and each caller's end once, timed on the monotonic clock", async () => {
     const source = new MemorySource([1000, 2000]);
     let now = 1000;
-    const warned: Verdict = { ...verdict(true), warnings: [{ code: 'PGW001', message: 'signature-2 could not be read', location: { source: 'lookaside', index: 2, url: 'http://sigs/signature-2' } }] };
+    const warned: Verdict = {
+      ...verdict(true),
+      warnings: [{ code: 'PGW001', message: 'signature-2 could not be read', location: { source: 'lookaside', index: 2, url: 'http://sigs/signature-2' } }],
+    };
     const seen = recordingObserver();
     const pulls = new PullService({
       source,
@@ -293,7 +347,9 @@ describe('PullService', () => {
     expect(seen.events.filter((e) => e.kind === 'resolved')).toEqual([
       { kind: 'resolved', image: 'registry.example/app:v1', manifestDigest: result.manifestDigest, layers: 2, bytes: source.config.size + 3000 },
     ]);
-    expect(seen.events.filter((e) => e.kind === 'decided')).toEqual([{ kind: 'decided', image: 'registry.example/app:v1', manifestDigest: result.manifestDigest, verdict: warned, signaturePhaseSeconds: 0.25 }]);
+    expect(seen.events.filter((e) => e.kind === 'decided')).toEqual([
+      { kind: 'decided', image: 'registry.example/app:v1', manifestDigest: result.manifestDigest, verdict: warned, signaturePhaseSeconds: 0.25 },
+    ]);
     const blobs = seen.events.filter((e) => e.kind === 'blobStored');
     expect(blobs.map((e) => e['digest']).sort()).toEqual([source.config.digest, ...source.layers.map((l) => l.digest)].sort());
     expect(blobs.every((e) => e['fetched'] === true)).toBe(true);

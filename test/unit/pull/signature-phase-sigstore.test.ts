@@ -69,14 +69,22 @@ const sigstoreSigned = (extra: object = {}) => ({ type: 'sigstoreSigned', keyPat
 
 describe('signature phase with sigstoreSigned', () => {
   test('mixed policy: each requirement is satisfied by its own kind of signature', async () => {
-    const { verdict } = await runSignaturePhase({ policy: await load([signedBy(), sigstoreSigned()]), image, sources: [lookaside(), attachments([attachment(1, goodLayer)])] });
+    const { verdict } = await runSignaturePhase({
+      policy: await load([signedBy(), sigstoreSigned()]),
+      image,
+      sources: [lookaside(), attachments([attachment(1, goodLayer)])],
+    });
     expect(verdict).toMatchObject({ allowed: true, warnings: [] });
     expect(verdict.requirements.map((r) => r.satisfiedBy?.location.source)).toEqual(['lookaside', 'sigstore-attachment']);
   });
 
   test('mixed policy without an attachment: sigstoreSigned counts the simple-signing signature as non-sigstore', async () => {
     const attestation: AttachmentLayer = { ...goodLayer, mediaType: 'application/vnd.dsse.envelope.v1+json' };
-    const { verdict } = await runSignaturePhase({ policy: await load([signedBy(), sigstoreSigned()]), image, sources: [lookaside(), attachments([attachment(1, attestation)])] });
+    const { verdict } = await runSignaturePhase({
+      policy: await load([signedBy(), sigstoreSigned()]),
+      image,
+      sources: [lookaside(), attachments([attachment(1, attestation)])],
+    });
     expect(verdict.requirements.map((r) => r.satisfied)).toEqual([true, false]);
     expect(verdict.denial).toBe('A signature was required, but no signature exists (1 non-sigstore signatures, 1 sigstore non-signature attachments)');
   });
@@ -89,14 +97,27 @@ describe('signature phase with sigstoreSigned', () => {
   });
 
   test('partial sufficiency: an unreadable layer beside a valid one → allowed with PGW001 naming the attachment', async () => {
-    const { verdict } = await runSignaturePhase({ policy: await load([sigstoreSigned()]), image, sources: [lookaside([]), attachments([attachment(1, goodLayer)], [unreadable(2)])] });
+    const { verdict } = await runSignaturePhase({
+      policy: await load([sigstoreSigned()]),
+      image,
+      sources: [lookaside([]), attachments([attachment(1, goodLayer)], [unreadable(2)])],
+    });
     expect(verdict.allowed).toBe(true);
-    expect(verdict.warnings).toEqual([expect.objectContaining({ code: 'PGW001', message: expect.stringContaining(`sigstore-attachment-2 (docker://${reference.name}@sha256:2): reading blob: HTTP 500 (HTTP 500)`) })]);
+    expect(verdict.warnings).toEqual([
+      expect.objectContaining({
+        code: 'PGW001',
+        message: expect.stringContaining(`sigstore-attachment-2 (docker://${reference.name}@sha256:2): reading blob: HTTP 500 (HTTP 500)`),
+      }),
+    ]);
   });
 
   test('no valid signature: denied with the rejection and the trouble', async () => {
     const forged = signedLayer(cosign, { digest: fx.MANIFEST_DIGEST, reference: reference.name }, { signWith: sigstoreKey('other') });
-    const { verdict } = await runSignaturePhase({ policy: await load([sigstoreSigned()]), image, sources: [attachments([attachment(1, forged)], [unreadable(2)])] });
+    const { verdict } = await runSignaturePhase({
+      policy: await load([sigstoreSigned()]),
+      image,
+      sources: [attachments([attachment(1, forged)], [unreadable(2)])],
+    });
     expect(verdict.denial).toBe(
       `cryptographic signature verification failed: invalid signature when validating ASN.1 encoded signature; additionally 1 signature could not be read: sigstore-attachment-2 (docker://${reference.name}@sha256:2): reading blob: HTTP 500 (HTTP 500)`,
     );
@@ -105,7 +126,9 @@ describe('signature phase with sigstoreSigned', () => {
   test('a throwing attachment source is a sigstore-attachment trouble at index 0', async () => {
     const broken: SigstoreAttachmentSource = { yields: 'sigstore', fetch: async () => Promise.reject(new Error('boom')) };
     const { verdict } = await runSignaturePhase({ policy: await load([sigstoreSigned()]), image, sources: [lookaside([]), broken] });
-    expect(verdict.troubles).toEqual([expect.objectContaining({ location: expect.objectContaining({ source: 'sigstore-attachment', index: 0 }), message: 'reading signatures: boom' })]);
+    expect(verdict.troubles).toEqual([
+      expect.objectContaining({ location: expect.objectContaining({ source: 'sigstore-attachment', index: 0 }), message: 'reading signatures: boom' }),
+    ]);
     expect(verdict.allowed).toBe(false);
   });
 });
@@ -128,7 +151,9 @@ describe('policy loader: sigstore keys', () => {
       { type: 'sigstoreSigned', fulcio: { caData: b64(ca), oidcIssuer: 'https://issuer', subjectEmail: 'a@b' }, rekorPublicKeyData },
       { type: 'sigstoreSigned', pki: { caRootsData: b64(ca), caIntermediatesData: b64(ca), subjectHostname: 'build.example' } },
     ]);
-    expect([...(loaded.sigstoreKeys?.values() ?? [])].map((s) => [s.fulcio?.caCertificates.length, s.rekorKeys?.length, s.pki?.caIntermediateCertificates?.length])).toEqual([
+    expect(
+      [...(loaded.sigstoreKeys?.values() ?? [])].map((s) => [s.fulcio?.caCertificates.length, s.rekorKeys?.length, s.pki?.caIntermediateCertificates?.length]),
+    ).toEqual([
       [1, 1, undefined],
       [undefined, undefined, 1],
     ]);
@@ -139,7 +164,9 @@ describe('policy loader: sigstore keys', () => {
       code: 'KEY_LOAD_FAILED',
       message: expect.stringContaining(`reading PKI CA roots file "${join(dir, 'missing.pem')}"`),
     });
-    const err = await load([sigstoreSigned({ keyPath: join(dir, 'missing.pub') }), sigstoreSigned({ keyPath: join(dir, 'trusted.gpg') })]).catch((e: unknown) => e);
+    const err = await load([sigstoreSigned({ keyPath: join(dir, 'missing.pub') }), sigstoreSigned({ keyPath: join(dir, 'trusted.gpg') })]).catch(
+      (e: unknown) => e,
+    );
     expect(err).toMatchObject({ code: 'KEY_LOAD_FAILED' });
     expect((err as Error).message).toContain('missing.pub');
     expect((err as Error).message).toContain('trusted.gpg');

@@ -62,7 +62,11 @@ afterAll(async () => rm(dir, { recursive: true, force: true }));
 
 describe('runSignaturePhase', () => {
   test('valid skopeo signature + HTML page: allowed with a PGW001 warning', async () => {
-    const { verdict } = await runSignaturePhase({ policy: signedBy, image, sources: [staticSource({ signatures: [sig(1, 'valid')], troubles: [htmlTrouble(2)] })] });
+    const { verdict } = await runSignaturePhase({
+      policy: signedBy,
+      image,
+      sources: [staticSource({ signatures: [sig(1, 'valid')], troubles: [htmlTrouble(2)] })],
+    });
     expect(verdict).toMatchObject({ allowed: true, scope: { policyFile: 'policy.json', scope: 'registry.example' } });
     expect(verdict.warnings.map((w) => w.code)).toEqual(['PGW001']);
   });

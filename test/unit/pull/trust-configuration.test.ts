@@ -25,7 +25,10 @@ describe('ConfiguredTrust', () => {
     const global = await loadPolicyFromText(ACCEPT, '/etc/containers/policy.json');
     const teamA = await loadPolicyFromText(REJECT, '/etc/pullguard/ns/team-a.json');
     const trust = new ConfiguredTrust({ policies: chooser({ 'team-a': teamA }, global), namespaceDir: '/etc/pullguard/ns', signatureSources: [] });
-    expect(await trust.policyFor('team-a')).toEqual({ policy: teamA, source: { kind: 'namespace', file: '/etc/pullguard/ns/team-a.json', namespace: 'team-a' } });
+    expect(await trust.policyFor('team-a')).toEqual({
+      policy: teamA,
+      source: { kind: 'namespace', file: '/etc/pullguard/ns/team-a.json', namespace: 'team-a' },
+    });
     expect(await trust.policyFor('team-b')).toEqual({ policy: global, source: { kind: 'file', file: '/etc/containers/policy.json' } });
     expect(await trust.policyFor(undefined)).toEqual({ policy: global, source: { kind: 'file', file: '/etc/containers/policy.json' } });
     const embedded = new ConfiguredTrust({ policies: chooser({}, embeddedDefaultPolicy()), signatureSources: [] });
@@ -53,12 +56,18 @@ describe('signaturePhaseUnder', () => {
     const deciding = phase({ image });
     trust.replace(after);
     release();
-    expect(await deciding).toMatchObject({ verdict: { allowed: true, scope: { policyFile: '/etc/containers/old.json' } }, policySource: { kind: 'file', file: '/etc/containers/old.json' } });
-    expect(await phase({ image })).toMatchObject({ verdict: { allowed: false, scope: { policyFile: '/etc/containers/new.json' } }, policySource: { kind: 'file', file: '/etc/containers/new.json' } });
+    expect(await deciding).toMatchObject({
+      verdict: { allowed: true, scope: { policyFile: '/etc/containers/old.json' } },
+      policySource: { kind: 'file', file: '/etc/containers/old.json' },
+    });
+    expect(await phase({ image })).toMatchObject({
+      verdict: { allowed: false, scope: { policyFile: '/etc/containers/new.json' } },
+      policySource: { kind: 'file', file: '/etc/containers/new.json' },
+    });
     expect(trust.current()).toMatchObject({ trust: after, revision: { number: 2 } });
   });
 
-  it('reads signatures from the sources of the configuration in force, with the pull\'s credentials and signal', async () => {
+  it("reads signatures from the sources of the configuration in force, with the pull's credentials and signal", async () => {
     const seen: unknown[] = [];
     const source: SignatureSource = {
       yields: 'simple-signing',
@@ -67,7 +76,10 @@ describe('signaturePhaseUnder', () => {
         return { signatures: [], troubles: [], end: 'not-found', notices: [], retriedIndices: [] };
       },
     };
-    const signedBy = await loadPolicyFromText(JSON.stringify({ default: [{ type: 'signedBy', keyType: 'GPGKeys', keyData: Buffer.from(fx.keyFixture('trusted.gpg')).toString('base64') }] }), '/p.json');
+    const signedBy = await loadPolicyFromText(
+      JSON.stringify({ default: [{ type: 'signedBy', keyType: 'GPGKeys', keyData: Buffer.from(fx.keyFixture('trusted.gpg')).toString('base64') }] }),
+      '/p.json',
+    );
     const phase = signaturePhaseUnder(new TrustConfigurationHolder(new ConfiguredTrust({ policies: chooser({}, signedBy), signatureSources: [source] })));
     const signal = new AbortController().signal;
     const result = await phase({ image, credentials: { username: 'u', password: 'p' }, signal });
@@ -89,7 +101,10 @@ describe('signaturePhaseUnder with a verdict cache', () => {
     return { calls, source };
   };
   const signedByPolicy = () =>
-    loadPolicyFromText(JSON.stringify({ default: [{ type: 'signedBy', keyType: 'GPGKeys', keyData: Buffer.from(fx.keyFixture('trusted.gpg')).toString('base64') }] }), '/p.json');
+    loadPolicyFromText(
+      JSON.stringify({ default: [{ type: 'signedBy', keyType: 'GPGKeys', keyData: Buffer.from(fx.keyFixture('trusted.gpg')).toString('base64') }] }),
+      '/p.json',
+    );
 
   it('answers a second phase for the same digest, reference and revision without reading signatures, and says when and under which revision it was decided', async () => {
     const { calls, source } = counting();
@@ -126,10 +141,12 @@ describe('signaturePhaseUnder with a verdict cache', () => {
     expect(after.decision).toMatchObject({ cache: 'miss', revision: { number: 2 } });
   });
 
-  it('keeps verdicts per policy: a namespace with its own policy never gets another namespace\'s verdict', async () => {
+  it("keeps verdicts per policy: a namespace with its own policy never gets another namespace's verdict", async () => {
     const accept = await loadPolicyFromText(ACCEPT, '/etc/containers/policy.json');
     const reject = await loadPolicyFromText(REJECT, '/etc/pullguard/ns/locked.json');
-    const trust = new TrustConfigurationHolder(new ConfiguredTrust({ policies: chooser({ locked: reject }, accept), namespaceDir: '/etc/pullguard/ns', signatureSources: [] }));
+    const trust = new TrustConfigurationHolder(
+      new ConfiguredTrust({ policies: chooser({ locked: reject }, accept), namespaceDir: '/etc/pullguard/ns', signatureSources: [] }),
+    );
     const phase = signaturePhaseUnder(trust, { cache: new VerdictCache({ ttlMs: 60_000, denialTtlMs: 30_000 }) });
     expect((await phase({ image, namespace: 'open' })).verdict.allowed).toBe(true);
     expect((await phase({ image, namespace: 'locked' })).verdict.allowed).toBe(false);

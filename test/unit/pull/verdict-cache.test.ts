@@ -22,12 +22,23 @@ function verdict(allowed: boolean): CachedVerdict {
 
 function setup(options: { ttlMs?: number; denialTtlMs?: number; maxEntries?: number } = {}) {
   let now = 1_000;
-  const cache = new VerdictCache({ ttlMs: options.ttlMs ?? 60_000, denialTtlMs: options.denialTtlMs ?? 5_000, monotonicMs: () => now, ...(options.maxEntries !== undefined ? { maxEntries: options.maxEntries } : {}) });
+  const cache = new VerdictCache({
+    ttlMs: options.ttlMs ?? 60_000,
+    denialTtlMs: options.denialTtlMs ?? 5_000,
+    monotonicMs: () => now,
+    ...(options.maxEntries !== undefined ? { maxEntries: options.maxEntries } : {}),
+  });
   return { cache, advance: (ms: number) => (now += ms) };
 }
 
 const policy = {};
-const key = (over: Partial<VerdictCacheKey> = {}): VerdictCacheKey => ({ revision: 1, policy, reference: 'registry.example/app:v1', manifestDigest: DIGEST, ...over });
+const key = (over: Partial<VerdictCacheKey> = {}): VerdictCacheKey => ({
+  revision: 1,
+  policy,
+  reference: 'registry.example/app:v1',
+  manifestDigest: DIGEST,
+  ...over,
+});
 
 describe('VerdictCache', () => {
   it('answers an allowed verdict for the same revision, policy, reference and digest until its TTL', () => {

@@ -28,7 +28,9 @@ describe('WWW-Authenticate', () => {
     expect(new URLSearchParams(post.body).get('grant_type')).toBe('refresh_token');
     expect(new URLSearchParams(post.body).get('refresh_token')).toBe('r1');
     expect(post.url.search).toBe('');
-    expect(() => tokenRequest({ scheme: 'bearer', params: { realm: 'file:///etc/passwd' } }, 's', undefined, 'x')).toThrow(expect.objectContaining({ code: 'REGISTRY_PROTOCOL' }));
+    expect(() => tokenRequest({ scheme: 'bearer', params: { realm: 'file:///etc/passwd' } }, 's', undefined, 'x')).toThrow(
+      expect.objectContaining({ code: 'REGISTRY_PROTOCOL' }),
+    );
   });
 
   it('caches tokens until expiry minus slack (60 s default)', () => {
@@ -51,7 +53,12 @@ describe('WWW-Authenticate', () => {
   });
 });
 
-const d = (platform: Descriptor['platform'], n: number): Descriptor => ({ mediaType: MEDIA_TYPES.ociManifest, digest: `sha256:${String(n).repeat(64)}` as Descriptor['digest'], size: 1, ...(platform ? { platform } : {}) });
+const d = (platform: Descriptor['platform'], n: number): Descriptor => ({
+  mediaType: MEDIA_TYPES.ociManifest,
+  digest: `sha256:${String(n).repeat(64)}` as Descriptor['digest'],
+  size: 1,
+  ...(platform ? { platform } : {}),
+});
 
 describe('platform selection', () => {
   const index = [
@@ -74,7 +81,12 @@ describe('platform selection', () => {
   });
   it('arm/v6 node takes v6 and never v7; s390x finds nothing', () => {
     expect(selectInstance(index, { os: 'linux', architecture: 'arm', variant: 'v6' })?.digest).toBe(`sha256:${'4'.repeat(64)}`);
-    expect(selectInstance(index.filter((x) => x.platform?.variant !== 'v6'), { os: 'linux', architecture: 'arm', variant: 'v6' })).toBeUndefined();
+    expect(
+      selectInstance(
+        index.filter((x) => x.platform?.variant !== 'v6'),
+        { os: 'linux', architecture: 'arm', variant: 'v6' },
+      ),
+    ).toBeUndefined();
     expect(selectInstance(index, { os: 'linux', architecture: 's390x' })).toBeUndefined();
   });
   it('maps process.arch values', () => {
@@ -93,11 +105,15 @@ describe('manifest parsing', () => {
   });
   it('rejects schema1, unknown media types and bad descriptors with specific codes', () => {
     expect(() => parseManifest(Buffer.from('{"schemaVersion":1}'), 'application/json', 'r')).toThrow(expect.objectContaining({ code: 'MANIFEST_UNSUPPORTED' }));
-    expect(() => parseManifest(Buffer.from('not json'), MEDIA_TYPES.dockerSchema1Signed, 'r')).toThrow(expect.objectContaining({ code: 'MANIFEST_UNSUPPORTED' }));
-    expect(() => parseManifest(Buffer.from('{"schemaVersion":2,"mediaType":"application/x-foo"}'), undefined, 'r')).toThrow(expect.objectContaining({ code: 'MANIFEST_UNSUPPORTED' }));
-    expect(() => parseManifest(Buffer.from(JSON.stringify({ schemaVersion: 2, config: { ...cfg, digest: 'sha256:xyz' }, layers: [] })), undefined, 'r')).toThrow(
-      expect.objectContaining({ code: 'MANIFEST_INVALID' }),
+    expect(() => parseManifest(Buffer.from('not json'), MEDIA_TYPES.dockerSchema1Signed, 'r')).toThrow(
+      expect.objectContaining({ code: 'MANIFEST_UNSUPPORTED' }),
     );
+    expect(() => parseManifest(Buffer.from('{"schemaVersion":2,"mediaType":"application/x-foo"}'), undefined, 'r')).toThrow(
+      expect.objectContaining({ code: 'MANIFEST_UNSUPPORTED' }),
+    );
+    expect(() =>
+      parseManifest(Buffer.from(JSON.stringify({ schemaVersion: 2, config: { ...cfg, digest: 'sha256:xyz' }, layers: [] })), undefined, 'r'),
+    ).toThrow(expect.objectContaining({ code: 'MANIFEST_INVALID' }));
     expect(() => parseManifest(Buffer.from(JSON.stringify({ schemaVersion: 2, config: { ...cfg, size: -1 }, layers: [] })), undefined, 'r')).toThrow(/size/);
   });
 });
@@ -118,8 +134,12 @@ describe('error mapping', () => {
     expect(err.facts).toMatchObject({ host: 'reg.example', repository: 'app', status });
   });
   it('classifies undici/syscall errors through the cause chain', () => {
-    expect(classifyTransportError(Object.assign(new Error('fetch failed'), { cause: Object.assign(new Error('x'), { code: 'ECONNREFUSED' }) }))).toBe('refused');
-    expect(classifyTransportError(Object.assign(new Error('x'), { code: 'UND_ERR_SOCKET', cause: Object.assign(new Error('y'), { code: 'ECONNRESET' }) }))).toBe('reset');
+    expect(classifyTransportError(Object.assign(new Error('fetch failed'), { cause: Object.assign(new Error('x'), { code: 'ECONNREFUSED' }) }))).toBe(
+      'refused',
+    );
+    expect(
+      classifyTransportError(Object.assign(new Error('x'), { code: 'UND_ERR_SOCKET', cause: Object.assign(new Error('y'), { code: 'ECONNRESET' }) })),
+    ).toBe('reset');
     expect(classifyTransportError(Object.assign(new Error('x'), { code: 'ENOTFOUND' }))).toBe('dns');
     expect(classifyTransportError(Object.assign(new Error('x'), { code: 'UND_ERR_HEADERS_TIMEOUT' }))).toBe('headers-timeout');
   });

@@ -52,12 +52,14 @@ describe('pumpBody', () => {
     expect(lastWriteDone).toBe(true);
   });
 
-  it('ends with the sink\'s error and destroys the body, whether thrown or from a pending write', async () => {
+  it("ends with the sink's error and destroys the body, whether thrown or from a pending write", async () => {
     const thrown = bodyOf(['a', 'b', 'c']);
-    await expect(pumpBody(thrown, (chunk) => {
-      if (chunk.toString() === 'b') throw new Error('too large');
-      return undefined;
-    })).rejects.toThrow('too large');
+    await expect(
+      pumpBody(thrown, (chunk) => {
+        if (chunk.toString() === 'b') throw new Error('too large');
+        return undefined;
+      }),
+    ).rejects.toThrow('too large');
     expect(thrown.destroyed).toBe(true);
 
     const rejected = bodyOf(['a', 'b', 'c']);
@@ -65,12 +67,14 @@ describe('pumpBody', () => {
     expect(rejected.destroyed).toBe(true);
   });
 
-  it('ends with the body\'s own error (a reset mid-blob)', async () => {
+  it("ends with the body's own error (a reset mid-blob)", async () => {
     const seen: string[] = [];
-    await expect(pumpBody(bodyOf(['a', 'b'], Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' })), (chunk) => {
-      seen.push(chunk.toString());
-      return undefined;
-    })).rejects.toMatchObject({ code: 'UND_ERR_SOCKET' });
+    await expect(
+      pumpBody(bodyOf(['a', 'b'], Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' })), (chunk) => {
+        seen.push(chunk.toString());
+        return undefined;
+      }),
+    ).rejects.toMatchObject({ code: 'UND_ERR_SOCKET' });
     expect(seen).toEqual(['a', 'b']);
   });
 });

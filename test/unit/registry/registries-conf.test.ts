@@ -36,7 +36,9 @@ location = "cache.corp.example"
 const D = `sha256:${'b'.repeat(64)}`;
 
 function sources(ref: string, insecure: string[] = []) {
-  return pullSources(parseRegistriesConf(CONF), parseReference(ref), new Set(insecure)).map((s) => `${formatReference(s.reference)}${s.insecure ? ' (http)' : ''}${s.mirror ? ' mirror' : ''}`);
+  return pullSources(parseRegistriesConf(CONF), parseReference(ref), new Set(insecure)).map(
+    (s) => `${formatReference(s.reference)}${s.insecure ? ' (http)' : ''}${s.mirror ? ' mirror' : ''}`,
+  );
 }
 
 describe('registries.conf v2', () => {

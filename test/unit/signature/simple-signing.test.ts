@@ -107,7 +107,9 @@ describe('verifySimpleSigning against real skopeo/gpg signatures', () => {
     const bytes = fx.signatureFixture('expiring');
     const signedAt = (await fx.signatureCreatedAt('expiring')).getTime();
     expect((await verifySimpleSigning(blob(bytes), trusted, expectFor({ now: new Date(signedAt + HOUR_MS) }))).verdict).toBe('accepted');
-    expect(rejection(await verifySimpleSigning(blob(bytes), trusted, expectFor({ now: new Date(signedAt + 48 * HOUR_MS) })))).toMatchObject({ kind: 'expired' });
+    expect(rejection(await verifySimpleSigning(blob(bytes), trusted, expectFor({ now: new Date(signedAt + 48 * HOUR_MS) })))).toMatchObject({
+      kind: 'expired',
+    });
   });
   test('garbage that sniffs as OpenPGP is a rejection, not a throw', async () => {
     expect(rejection(await verifySimpleSigning(blob(new Uint8Array([0xa3, 1, 2, 3])), trusted, expectFor()))).toMatchObject({ kind: 'invalid-signature' });
@@ -125,13 +127,29 @@ describe('strict payload (openpgp.js-signed)', () => {
   const D = fx.MANIFEST_DIGEST;
   const R = fx.SIGNED_IDENTITY;
   test.each([
-    ['extra top-level key', `{"critical":{"type":"atomic container signature","image":{"docker-manifest-digest":"${D}"},"identity":{"docker-reference":"${R}"}},"optional":{},"x":1}`, 'Unknown key "x"'],
-    ['missing optional', `{"critical":{"type":"atomic container signature","image":{"docker-manifest-digest":"${D}"},"identity":{"docker-reference":"${R}"}}}`, 'Key "optional" missing in a JSON object'],
-    ['duplicate key', `{"critical":{"type":"atomic container signature","image":{"docker-manifest-digest":"${D}","docker-manifest-digest":"${D}"},"identity":{"docker-reference":"${R}"}},"optional":{}}`, 'Duplicate key "docker-manifest-digest"'],
-    ['wrong type', simpleSigningPayload(D, R).replace('atomic container signature', 'cosign container image signature'), 'Unrecognized signature type cosign container image signature'],
+    [
+      'extra top-level key',
+      `{"critical":{"type":"atomic container signature","image":{"docker-manifest-digest":"${D}"},"identity":{"docker-reference":"${R}"}},"optional":{},"x":1}`,
+      'Unknown key "x"',
+    ],
+    [
+      'missing optional',
+      `{"critical":{"type":"atomic container signature","image":{"docker-manifest-digest":"${D}"},"identity":{"docker-reference":"${R}"}}}`,
+      'Key "optional" missing in a JSON object',
+    ],
+    [
+      'duplicate key',
+      `{"critical":{"type":"atomic container signature","image":{"docker-manifest-digest":"${D}","docker-manifest-digest":"${D}"},"identity":{"docker-reference":"${R}"}},"optional":{}}`,
+      'Duplicate key "docker-manifest-digest"',
+    ],
+    [
+      'wrong type',
+      simpleSigningPayload(D, R).replace('atomic container signature', 'cosign container image signature'),
+      'Unrecognized signature type cosign container image signature',
+    ],
     ['float timestamp', simpleSigningPayload(D, R, { timestamp: 1.5 }), 'Field optional.timestamp is not an integer'],
     ['bad digest', simpleSigningPayload('sha256:xyz', R), 'invalid docker-manifest-digest value "sha256:xyz"'],
-    ['trailing data', simpleSigningPayload(D, R) + '{}', 'Unexpected data after JSON object'],
+    ['trailing data', `${simpleSigningPayload(D, R)}{}`, 'Unexpected data after JSON object'],
   ])('%s', async (_name, payload, reason) => {
     const check = await verifySimpleSigning(blob(await signPayload(key, payload)), keys, expectFor({ now: new Date() }));
     expect(check.verdict).toBe('rejected');
@@ -140,6 +158,10 @@ describe('strict payload (openpgp.js-signed)', () => {
   });
   test('optional may hold anything else', async () => {
     const payload = simpleSigningPayload(D, R, { creator: 'x', timestamp: 1700000000, anything: [1, { y: null }] });
-    expect(await verifySimpleSigning(blob(await signPayload(key, payload)), keys, expectFor({ now: new Date() }))).toMatchObject({ verdict: 'accepted', timestamp: 1700000000, creator: 'x' });
+    expect(await verifySimpleSigning(blob(await signPayload(key, payload)), keys, expectFor({ now: new Date() }))).toMatchObject({
+      verdict: 'accepted',
+      timestamp: 1700000000,
+      creator: 'x',
+    });
   });
 });

@@ -110,12 +110,19 @@ describe('the loop', () => {
     const verdict = decide({
       scope: { policyFile: '/etc/containers/policy.json', scope: 'registry.test' },
       reference: parseReference(`logical.test/${REPO}:v1`),
-      requirements: [{ requirement: { type: 'signedBy', keyType: 'GPGKeys', keys: { kind: 'path', path: '/k.gpg' }, signedIdentity: { type: 'matchRepoDigestOrExact' } }, checks: [] }],
+      requirements: [
+        {
+          requirement: { type: 'signedBy', keyType: 'GPGKeys', keys: { kind: 'path', path: '/k.gpg' }, signedIdentity: { type: 'matchRepoDigestOrExact' } },
+          checks: [],
+        },
+      ],
       troubles: report.troubles,
     });
     const url = `http://127.0.0.1:${port}/${REPO}@sha256=${HEX}/signature-1`;
     expect(verdict.denial).toMatch(
-      new RegExp(`^A signature was required, but no signature exists; additionally 1 signature could not be read: signature-1 \\(${url.replace(/[.?]/g, '\\$&')}\\) could not be reached: .*ECONNREFUSED.*; the read stopped after 3 consecutive failures$`),
+      new RegExp(
+        `^A signature was required, but no signature exists; additionally 1 signature could not be read: signature-1 \\(${url.replace(/[.?]/g, '\\$&')}\\) could not be reached: .*ECONNREFUSED.*; the read stopped after 3 consecutive failures$`,
+      ),
     );
     expect(verdict.denial).not.toMatch(/signature-[23]/);
   });
@@ -183,7 +190,13 @@ describe('the loop', () => {
 });
 
 describe('one trouble per fault kind (at signature-2, between two good signatures)', () => {
-  const cases: Array<{ name: string; fault: LookasideFault; options?: Partial<LookasideSourceOptions>; expected: Record<string, unknown>; message: string | RegExp }> = [
+  const cases: Array<{
+    name: string;
+    fault: LookasideFault;
+    options?: Partial<LookasideSourceOptions>;
+    expected: Record<string, unknown>;
+    message: string | RegExp;
+  }> = [
     {
       name: '500',
       fault: { status: 500 },
@@ -205,7 +218,14 @@ describe('one trouble per fault kind (at signature-2, between two good signature
     {
       name: 'HTML error page (revalidated once with no-cache)',
       fault: { html: true },
-      expected: { kind: 'unrecognized-format', httpStatus: 200, contentType: 'text/html; charset=UTF-8', firstByte: 0x3c, attempts: 2, bytesRead: CDN_ERROR_PAGE.length },
+      expected: {
+        kind: 'unrecognized-format',
+        httpStatus: 200,
+        contentType: 'text/html; charset=UTF-8',
+        firstByte: 0x3c,
+        attempts: 2,
+        bytesRead: CDN_ERROR_PAGE.length,
+      },
       message: 'parsing signature URL: unrecognized signature format, starting with binary 0x3c',
     },
     {
@@ -298,7 +318,7 @@ describe('one trouble per fault kind (at signature-2, between two good signature
     expect(server.requestsFor(2)).toHaveLength(11);
   });
 
-  it('accepts a signature served as text/html but records upstream\'s notice', async () => {
+  it("accepts a signature served as text/html but records upstream's notice", async () => {
     await seed(1);
     server.fault(1, { contentType: 'Text/HTML; charset=utf-8' });
     const report = await source().fetch(image(), {});
@@ -310,7 +330,10 @@ describe('one trouble per fault kind (at signature-2, between two good signature
     const report = await source({ lookaside: 'ftp://sigs.example/store' }).fetch(image(), {});
     expect(report.end).toBe('consecutive-troubles');
     expect(report.troubles.map((t) => [t.kind, t.message])).toEqual(
-      [1, 2, 3].map((n) => ['unsupported-scheme', `Unsupported scheme when reading signature from ftp://sigs.example/store/${REPO}@sha256=${HEX}/signature-${n}`]),
+      [1, 2, 3].map((n) => [
+        'unsupported-scheme',
+        `Unsupported scheme when reading signature from ftp://sigs.example/store/${REPO}@sha256=${HEX}/signature-${n}`,
+      ]),
     );
   });
 });
@@ -424,7 +447,7 @@ describe('credentials', () => {
   it('never sends registry credentials or URL userinfo, and never shows secrets in reports', async () => {
     await server.writeSignature(`root/${REPO}`, INSTANCE_DIGEST, 1, sig(1));
     server.fault(2, { status: 500 });
-    const lookaside = server.url.replace('http://', 'http://user:hunter2@') + '/root?token=s3cret';
+    const lookaside = `${server.url.replace('http://', 'http://user:hunter2@')}/root?token=s3cret`;
     const events: LookasideEvent[] = [];
     const report = await source({ lookaside, onEvent: (e) => events.push(e) }).fetch(image(), {
       credentials: { username: 'alice', password: 'registry-password', registryToken: 'tok' },

@@ -18,9 +18,7 @@ describe('lookaside URL building', () => {
 
   it('expands docker.io short names to library/<name>', () => {
     const base = lookasideImageBase('file:///var/lib/containers/sigstore', parseReference('busybox'));
-    expect(lookasideSignatureUrl(base, `sha256:${HEX}`, 1).href).toBe(
-      `file:///var/lib/containers/sigstore/library/busybox@sha256=${HEX}/signature-1`,
-    );
+    expect(lookasideSignatureUrl(base, `sha256:${HEX}`, 1).href).toBe(`file:///var/lib/containers/sigstore/library/busybox@sha256=${HEX}/signature-1`);
   });
 
   it('uses the digest it is given (the platform instance), not the one in the reference', () => {

@@ -159,7 +159,7 @@ describe('FsBlobStore on disk', () => {
     expect(v?.actual).not.toBe(desc.digest);
   });
 
-  it('serves as the pull use case\'s ContentStore port', async () => {
+  it("serves as the pull use case's ContentStore port", async () => {
     const port: ContentStore = await FsBlobStore.open({ root: await newRoot() });
     const bytes = randomBytes(64);
     const writer = await port.ingest(blobOf(bytes));

@@ -44,14 +44,24 @@ describe('FsImageIndex', () => {
     expect(images.get(v1.id)?.repoTags).toEqual(['docker.io/library/app:v1', 'docker.io/library/app:latest']);
     expect(images.get(v2.id)?.repoTags).toEqual([]);
     expect(images.get(v2.id)?.repoDigests).toEqual(v2.repoDigests);
-    expect(images.list().map((r) => r.id).sort()).toEqual([v1.id, v2.id].sort());
+    expect(
+      images
+        .list()
+        .map((r) => r.id)
+        .sort(),
+    ).toEqual([v1.id, v2.id].sort());
   });
 
   it('merges tags and digests when the same image is put again', async () => {
     const { blobs, images } = await open(await newRoot());
     const rec = await storeImageRecord(blobs, { repoTags: ['docker.io/library/app:v1'] });
     await images.put(rec);
-    const again = await images.put({ ...rec, repoTags: ['quay.io/org/app:v1'], repoDigests: [`quay.io/org/app@${rec.manifestDigest}`], pulledAt: '2024-02-02T00:00:00Z' });
+    const again = await images.put({
+      ...rec,
+      repoTags: ['quay.io/org/app:v1'],
+      repoDigests: [`quay.io/org/app@${rec.manifestDigest}`],
+      pulledAt: '2024-02-02T00:00:00Z',
+    });
     expect(again.repoTags).toEqual(['docker.io/library/app:v1', 'quay.io/org/app:v1']);
     expect(again.repoDigests).toEqual([...rec.repoDigests, `quay.io/org/app@${rec.manifestDigest}`]);
     expect(again.pulledAt).toBe('2024-02-02T00:00:00Z');
@@ -66,7 +76,9 @@ describe('FsImageIndex', () => {
     const impostor = { ...other, id: signed.id, configDigest: signed.configDigest };
     await expect(images.put(impostor)).rejects.toMatchObject({
       code: 'IMAGE_ID_CONFLICT',
-      message: expect.stringContaining(`registry.example/attacker/evil:v1 resolves to manifest ${other.manifestDigest}, whose config is that of the stored image registry.example/test/small:v2`),
+      message: expect.stringContaining(
+        `registry.example/attacker/evil:v1 resolves to manifest ${other.manifestDigest}, whose config is that of the stored image registry.example/test/small:v2`,
+      ),
     });
     expect(images.get(signed.id)).toEqual(signed);
     expect(images.resolve('registry.example/attacker/evil:v1')).toBeUndefined();
@@ -135,7 +147,12 @@ describe('FsImageIndex', () => {
     const root = await newRoot();
     const first = await open(root, 5);
     const records: ImageRecord[] = [];
-    for (let i = 0; i < 12; i++) records.push(await first.images.put(await storeImageRecord(first.blobs, { repoTags: [`docker.io/library/app:${i}`, 'docker.io/library/app:latest'], layerSizes: [16] })));
+    for (let i = 0; i < 12; i++)
+      records.push(
+        await first.images.put(
+          await storeImageRecord(first.blobs, { repoTags: [`docker.io/library/app:${i}`, 'docker.io/library/app:latest'], layerSizes: [16] }),
+        ),
+      );
     await first.images.remove(records[3]!.id);
     await first.images.put({ ...records[0]!, repoTags: ['docker.io/library/app:latest'], verification: { verdict: 'accepted', keys: ['abc'] } });
     const before = first.images.list();
@@ -196,7 +213,8 @@ describe('FsImageIndex', () => {
     const goneOnly = [gone.configDigest, gone.manifestDigest, gone.layers[1]!.digest, gone.layers[2]!.digest].sort();
     expect([...report.deleted].sort()).toEqual(goneOnly);
     expect(report.freedBytes).toBeGreaterThan(1024 + 4096);
-    for (const d of [kept.configDigest, kept.manifestDigest, ...kept.layers.map((l) => l.digest), signature, leasedDigest.digest]) expect(await blobs.has(d)).toBe(true);
+    for (const d of [kept.configDigest, kept.manifestDigest, ...kept.layers.map((l) => l.digest), signature, leasedDigest.digest])
+      expect(await blobs.has(d)).toBe(true);
     await writer.write(ingesting);
     await writer.commit();
     leasedDigest.lease.release();

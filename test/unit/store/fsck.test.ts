@@ -41,7 +41,9 @@ describe('fsck', () => {
     expect(report.ok).toBe(false);
     expect(report.corruptBlobs).toEqual([]);
     expect(report.brokenRecords).toHaveLength(1);
-    expect(report.brokenRecords[0]?.problems).toEqual([expect.stringContaining(`manifest ${a.manifestDigest} names layers [${a.layers.map((l) => `${l.digest}/${l.size}`).join(', ')}]`)]);
+    expect(report.brokenRecords[0]?.problems).toEqual([
+      expect.stringContaining(`manifest ${a.manifestDigest} names layers [${a.layers.map((l) => `${l.digest}/${l.size}`).join(', ')}]`),
+    ]);
   });
 
   it('reports corrupt blobs, broken records, stale temp files and unreachable blobs, then repairs only those', async () => {

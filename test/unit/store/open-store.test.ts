@@ -19,7 +19,9 @@ describe('openStore({ create: false })', () => {
     expect(existsSync(join(dir, 'state'))).toBe(false);
     const empty = join(dir, 'empty');
     await mkdir(empty);
-    await expect(openStore(empty, { create: false })).rejects.toMatchObject({ message: `no pullguard store at ${empty} (nothing was created); is the state directory right?` });
+    await expect(openStore(empty, { create: false })).rejects.toMatchObject({
+      message: `no pullguard store at ${empty} (nothing was created); is the state directory right?`,
+    });
     expect(existsSync(join(empty, 'lock'))).toBe(false);
   });
 

@@ -45,7 +45,9 @@ describe('store crash consistency', () => {
       maxRecords = Math.max(maxRecords, report.recordsChecked);
       await store.close();
     }
-    console.log(`crash test: ${KILLS} kills, up to ${maxRecords} records, ${staleRemoved} orphaned temp files removed on open, ${tornTails} torn journal tails cut`);
+    console.log(
+      `crash test: ${KILLS} kills, up to ${maxRecords} records, ${staleRemoved} orphaned temp files removed on open, ${tornTails} torn journal tails cut`,
+    );
     expect(maxRecords).toBeGreaterThan(0); // the child really did work before being killed
     const store = await openStore(root);
     const { blobs, images } = store;
@@ -62,7 +64,9 @@ async function runAndKill(root: string, afterMs: number): Promise<void> {
   const child = spawn(process.execPath, [CHILD, root], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => {
       if (d.toString().includes('ready')) resolve();

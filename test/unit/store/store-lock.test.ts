@@ -78,7 +78,10 @@ describe('store lock', () => {
       await new Promise((r) => setTimeout(r, 0));
       for (const racer of racers) racer.go();
       const answers = await Promise.all(racers.map((r) => r.answer));
-      expect(answers.filter((a) => a === 'locked'), `round ${round}: ${answers.join(' | ')}`).toHaveLength(1);
+      expect(
+        answers.filter((a) => a === 'locked'),
+        `round ${round}: ${answers.join(' | ')}`,
+      ).toHaveLength(1);
       for (const racer of racers) racer.child.stdin!.end();
       await Promise.all(racers.map((r) => ended(r.child)));
     }

@@ -273,7 +273,13 @@ describe('ClientStreamRewriter', () => {
     ]);
     expect(serverView(parseFrames(rewrite(input)))[1]!.fields).toEqual([[':authority', 'localhost']]);
     const stale = block({ kind: 'size', size: 100 }, { kind: 'indexed', index: 63 });
-    const bad = Buffer.concat([CLIENT_PREFACE, frameHeader(first.length, FRAME_TYPE.HEADERS, FLAG.END_HEADERS, 1), first, frameHeader(stale.length, FRAME_TYPE.HEADERS, FLAG.END_HEADERS, 3), stale]);
+    const bad = Buffer.concat([
+      CLIENT_PREFACE,
+      frameHeader(first.length, FRAME_TYPE.HEADERS, FLAG.END_HEADERS, 1),
+      first,
+      frameHeader(stale.length, FRAME_TYPE.HEADERS, FLAG.END_HEADERS, 3),
+      stale,
+    ]);
     expectConnectionError(bad, 'INVALID_ARGUMENT', 'COMPRESSION_ERROR');
   });
 
@@ -284,7 +290,8 @@ describe('ClientStreamRewriter', () => {
   });
 
   describe('closes the connection instead of guessing', () => {
-    const headers = (payload: Buffer, flags: number = FLAG.END_HEADERS): Buffer => Buffer.concat([frameHeader(payload.length, FRAME_TYPE.HEADERS, flags, 1), payload]);
+    const headers = (payload: Buffer, flags: number = FLAG.END_HEADERS): Buffer =>
+      Buffer.concat([frameHeader(payload.length, FRAME_TYPE.HEADERS, flags, 1), payload]);
     it.each<[string, Buffer, string, string, number?]>([
       ['an oversized header block', Buffer.concat([CLIENT_PREFACE, frameHeader(4000, FRAME_TYPE.HEADERS, 0, 1)]), 'TOO_LARGE', 'ENHANCE_YOUR_CALM'],
       [
@@ -293,15 +300,46 @@ describe('ClientStreamRewriter', () => {
         'TOO_LARGE',
         'ENHANCE_YOUR_CALM',
       ],
-      ['a DATA frame inside a header block', Buffer.concat([CLIENT_PREFACE, headers(block({ kind: 'indexed', index: 2 }), 0), frameHeader(0, FRAME_TYPE.DATA, 0, 1)]), 'INVALID_ARGUMENT', 'PROTOCOL_ERROR'],
-      ['a CONTINUATION on another stream', Buffer.concat([CLIENT_PREFACE, headers(block({ kind: 'indexed', index: 2 }), 0), frameHeader(1, FRAME_TYPE.CONTINUATION, FLAG.END_HEADERS, 3), Buffer.from([0x82])]), 'INVALID_ARGUMENT', 'PROTOCOL_ERROR'],
-      ['padding longer than the frame', Buffer.concat([CLIENT_PREFACE, frameHeader(2, FRAME_TYPE.HEADERS, FLAG.END_HEADERS | FLAG.PADDED, 1), Buffer.from([2, 0x82])]), 'INVALID_ARGUMENT', 'PROTOCOL_ERROR'],
+      [
+        'a DATA frame inside a header block',
+        Buffer.concat([CLIENT_PREFACE, headers(block({ kind: 'indexed', index: 2 }), 0), frameHeader(0, FRAME_TYPE.DATA, 0, 1)]),
+        'INVALID_ARGUMENT',
+        'PROTOCOL_ERROR',
+      ],
+      [
+        'a CONTINUATION on another stream',
+        Buffer.concat([
+          CLIENT_PREFACE,
+          headers(block({ kind: 'indexed', index: 2 }), 0),
+          frameHeader(1, FRAME_TYPE.CONTINUATION, FLAG.END_HEADERS, 3),
+          Buffer.from([0x82]),
+        ]),
+        'INVALID_ARGUMENT',
+        'PROTOCOL_ERROR',
+      ],
+      [
+        'padding longer than the frame',
+        Buffer.concat([CLIENT_PREFACE, frameHeader(2, FRAME_TYPE.HEADERS, FLAG.END_HEADERS | FLAG.PADDED, 1), Buffer.from([2, 0x82])]),
+        'INVALID_ARGUMENT',
+        'PROTOCOL_ERROR',
+      ],
       ['index outside the tables', Buffer.concat([CLIENT_PREFACE, headers(block({ kind: 'indexed', index: 62 }))]), 'INVALID_ARGUMENT', 'COMPRESSION_ERROR'],
       ['index 0', Buffer.concat([CLIENT_PREFACE, headers(Buffer.from([0x80]))]), 'INVALID_ARGUMENT', 'COMPRESSION_ERROR'],
       ['a table size above SETTINGS', Buffer.concat([CLIENT_PREFACE, headers(block({ kind: 'size', size: 4097 }))]), 'INVALID_ARGUMENT', 'COMPRESSION_ERROR'],
-      ['a table size update after a field', Buffer.concat([CLIENT_PREFACE, headers(block({ kind: 'indexed', index: 2 }, { kind: 'size', size: 0 }))]), 'INVALID_ARGUMENT', 'COMPRESSION_ERROR'],
+      [
+        'a table size update after a field',
+        Buffer.concat([CLIENT_PREFACE, headers(block({ kind: 'indexed', index: 2 }, { kind: 'size', size: 0 }))]),
+        'INVALID_ARGUMENT',
+        'COMPRESSION_ERROR',
+      ],
       ['a truncated string', Buffer.concat([CLIENT_PREFACE, headers(Buffer.from([0x41, 0x05, 0x61]))]), 'INVALID_ARGUMENT', 'COMPRESSION_ERROR'],
-      ['an HPACK bomb (decoded list over the cap)', Buffer.concat([CLIENT_PREFACE, headers(Buffer.concat([block({ kind: 'incremental', name: 'x', value: 'y'.repeat(4000) }), Buffer.alloc(900, 0xbe)]))]), 'TOO_LARGE', 'ENHANCE_YOUR_CALM', 64 * 1024],
+      [
+        'an HPACK bomb (decoded list over the cap)',
+        Buffer.concat([CLIENT_PREFACE, headers(Buffer.concat([block({ kind: 'incremental', name: 'x', value: 'y'.repeat(4000) }), Buffer.alloc(900, 0xbe)]))]),
+        'TOO_LARGE',
+        'ENHANCE_YOUR_CALM',
+        64 * 1024,
+      ],
     ])('%s', (_name, input, code, http2Error, maxHeaderBlockBytes) => {
       expectConnectionError(input, code, http2Error, maxHeaderBlockBytes);
     });

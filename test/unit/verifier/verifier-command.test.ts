@@ -21,7 +21,15 @@ afterEach(async () => {
 });
 
 async function verifier(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const environment: Environment = { cwd: dir, env: {}, exists: (p) => !p.startsWith('/etc/') && existsSync(p), isDirectory: () => true, readFile: (p) => readFileSync(p, 'utf8'), hostArch: 'x64', hostname: 'n' };
+  const environment: Environment = {
+    cwd: dir,
+    env: {},
+    exists: (p) => !p.startsWith('/etc/') && existsSync(p),
+    isDirectory: () => true,
+    readFile: (p) => readFileSync(p, 'utf8'),
+    hostArch: 'x64',
+    hostname: 'n',
+  };
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   let out = '';
@@ -33,31 +41,47 @@ async function verifier(args: string[]): Promise<{ code: number; stdout: string;
 }
 
 describe('pullguard verifier install', () => {
-  it('writes the script aimed at the configuration\'s verifier socket and prints containerd\'s settings', async () => {
+  it("writes the script aimed at the configuration's verifier socket and prints containerd's settings", async () => {
     const result = await verifier(['install', '--bin-dir', 'bin', '--state-dir', 'state', '--per-verifier-timeout', '45s']);
     expect(result.code).toBe(0);
     const script = readInstalledVerifier(await readFile(join(dir, 'bin', 'pullguard'), 'utf8'));
     expect(script).toEqual({ socket: join(dir, 'state', 'verifier.sock'), timeoutMs: 44_000, node: process.execPath, client: verifierClientPath() });
-    expect(result.stdout).toContain(`installed ${join(dir, 'bin', 'pullguard')}: asks pullguard on ${join(dir, 'state', 'verifier.sock')}, waits 44 s for a verdict`);
+    expect(result.stdout).toContain(
+      `installed ${join(dir, 'bin', 'pullguard')}: asks pullguard on ${join(dir, 'state', 'verifier.sock')}, waits 44 s for a verdict`,
+    );
     expect(result.stdout).toContain(`    bin_dir = "${join(dir, 'bin')}"\n    per_verifier_timeout = "45s"\n`);
     expect(result.stdout).not.toContain('note:');
   });
 
-  it('says when containerd\'s timeout is shorter than the signature budget, and refuses what cannot work', async () => {
+  it("says when containerd's timeout is shorter than the signature budget, and refuses what cannot work", async () => {
     const short = await verifier(['install', '--bin-dir', 'bin', '--state-dir', 'state', '--verifier-socket', '/run/pg/v.sock']);
     expect(short.code).toBe(0);
     expect(short.stdout).toContain("note: that is shorter than pullguard's signature budget (30 s)");
     expect(readInstalledVerifier(await readFile(join(dir, 'bin', 'pullguard'), 'utf8'))).toMatchObject({ socket: '/run/pg/v.sock', timeoutMs: 9000 });
-    expect(await verifier(['install', '--bin-dir', 'bin', '--verifier-socket', 'off'])).toMatchObject({ code: 1, stderr: expect.stringContaining('the verifier socket is off') });
-    expect(await verifier(['install', '--bin-dir', 'bin', '--per-verifier-timeout', '1s'])).toMatchObject({ code: 1, stderr: expect.stringContaining('is not a duration above 1s') });
+    expect(await verifier(['install', '--bin-dir', 'bin', '--verifier-socket', 'off'])).toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('the verifier socket is off'),
+    });
+    expect(await verifier(['install', '--bin-dir', 'bin', '--per-verifier-timeout', '1s'])).toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('is not a duration above 1s'),
+    });
     expect((await verifier(['uninstall'])).code).toBe(2);
     expect((await verifier(['install', '--bogus'])).code).toBe(2);
   });
 });
 
 describe('--verifier-socket', () => {
-  const environment: Environment = { cwd: '/srv', env: {}, exists: () => false, isDirectory: () => true, readFile: () => '{"verifierSocket":"off"}', hostArch: 'x64', hostname: 'n' };
-  it('defaults to verifier.sock in the state dir; a relative path is the working directory\'s; off turns it off', () => {
+  const environment: Environment = {
+    cwd: '/srv',
+    env: {},
+    exists: () => false,
+    isDirectory: () => true,
+    readFile: () => '{"verifierSocket":"off"}',
+    hostArch: 'x64',
+    hostname: 'n',
+  };
+  it("defaults to verifier.sock in the state dir; a relative path is the working directory's; off turns it off", () => {
     expect(loadDaemonConfig(['--state-dir', '/var/lib/pullguard'], environment).verifierSocket).toBe('/var/lib/pullguard/verifier.sock');
     expect(loadDaemonConfig(['--verifier-socket', 'run/v.sock'], environment).verifierSocket).toBe('/srv/run/v.sock');
     expect(loadDaemonConfig(['--verifier-socket', 'off'], environment).verifierSocket).toBeUndefined();

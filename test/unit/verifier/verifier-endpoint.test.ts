@@ -19,7 +19,8 @@ import { startVerifierServer, type RunningVerifierServer } from '../../../src/ve
 import type { JudgedQuestion } from '../../../src/verifier/verifier-verdicts.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
-const DENIAL = 'SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists; additionally 1 signature could not be read: signature-2 (http://l/x): HTTP 503';
+const DENIAL =
+  'SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists; additionally 1 signature could not be read: signature-2 (http://l/x): HTTP 503';
 
 let dir: string;
 let socket: string;
@@ -31,7 +32,8 @@ beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'pullguard-verifier-unit-'));
   socket = join(dir, 'state', 'verifier.sock');
   questions = [];
-  judge = async (q) => (q.name.includes('unsigned') ? { allowed: false, cached: false, message: DENIAL } : { allowed: true, cached: false, message: `pullguard allowed ${q.name}` });
+  judge = async (q) =>
+    q.name.includes('unsigned') ? { allowed: false, cached: false, message: DENIAL } : { allowed: true, cached: false, message: `pullguard allowed ${q.name}` };
 });
 afterEach(async () => {
   await server?.close(100);
@@ -60,30 +62,51 @@ async function client(args: readonly string[], stdin?: string): Promise<{ code: 
   return { code, stdout };
 }
 
-const containerdArgs = (name: string, digest = DIGEST): string[] => ['-name', name, '-digest', digest, '-stdin-media-type', 'application/vnd.oci.descriptor.v1+json'];
+const containerdArgs = (name: string, digest = DIGEST): string[] => [
+  '-name',
+  name,
+  '-digest',
+  digest,
+  '-stdin-media-type',
+  'application/vnd.oci.descriptor.v1+json',
+];
 const descriptor = (digest = DIGEST): string => `${JSON.stringify({ mediaType: 'application/vnd.oci.image.index.v1+json', digest, size: 1234 })}\n`;
 
 /** A raw HTTP exchange on the socket. */
 function raw(method: string, path: string, body?: Buffer): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, method, path, headers: body !== undefined ? { 'content-type': 'application/json', 'content-length': body.byteLength } : {} }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-    });
+    const req = request(
+      { socketPath: socket, method, path, headers: body !== undefined ? { 'content-type': 'application/json', 'content-length': body.byteLength } : {} },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
 }
 
 describe('the verifier client and the daemon endpoint', () => {
-  it('allowed: exit 0 with what allowed it; denied: exit 1 with pullguard\'s denial line, as containerd shows it', async () => {
+  it("allowed: exit 0 with what allowed it; denied: exit 1 with pullguard's denial line, as containerd shows it", async () => {
     await start();
-    expect(await client(['--socket', socket, ...containerdArgs('registry.example/app:v1')], descriptor())).toEqual({ code: 0, stdout: 'pullguard allowed registry.example/app:v1\n' });
+    expect(await client(['--socket', socket, ...containerdArgs('registry.example/app:v1')], descriptor())).toEqual({
+      code: 0,
+      stdout: 'pullguard allowed registry.example/app:v1\n',
+    });
     expect(await client(['--socket', socket, ...containerdArgs('registry.example/unsigned:v1')], descriptor())).toEqual({ code: 1, stdout: `${DENIAL}\n` });
     expect(questions.map((q) => [q.name, q.digest, q.logFields])).toEqual([
-      ['registry.example/app:v1', DIGEST, { verifier: { name: 'registry.example/app:v1', digest: DIGEST, mediaType: 'application/vnd.oci.image.index.v1+json' } }],
-      ['registry.example/unsigned:v1', DIGEST, { verifier: { name: 'registry.example/unsigned:v1', digest: DIGEST, mediaType: 'application/vnd.oci.image.index.v1+json' } }],
+      [
+        'registry.example/app:v1',
+        DIGEST,
+        { verifier: { name: 'registry.example/app:v1', digest: DIGEST, mediaType: 'application/vnd.oci.image.index.v1+json' } },
+      ],
+      [
+        'registry.example/unsigned:v1',
+        DIGEST,
+        { verifier: { name: 'registry.example/unsigned:v1', digest: DIGEST, mediaType: 'application/vnd.oci.image.index.v1+json' } },
+      ],
     ]);
   });
 
@@ -96,20 +119,29 @@ describe('the verifier client and the daemon endpoint', () => {
 
   it('no daemon, a late verdict, a refused question: exit 2 and a line that says why (fail closed)', async () => {
     const none = await client(['--socket', socket, ...containerdArgs('registry.example/app:v1')], descriptor());
-    expect(none).toEqual({ code: 2, stdout: `pullguard verifier: no pullguard daemon answers on ${socket} (ENOENT): is \`pullguard serve\` running with this --verifier-socket?; the pull is blocked\n` });
+    expect(none).toEqual({
+      code: 2,
+      stdout: `pullguard verifier: no pullguard daemon answers on ${socket} (ENOENT): is \`pullguard serve\` running with this --verifier-socket?; the pull is blocked\n`,
+    });
 
     // The client stops waiting before containerd's per-verifier timeout would kill it.
     judge = () => new Promise(() => undefined);
     await start();
     const late = await client(['--socket', socket, '--timeout-ms', '300', ...containerdArgs('registry.example/app:v1')], descriptor());
     expect(late.code).toBe(2);
-    expect(late.stdout).toBe(`pullguard verifier: no verdict from pullguard on ${socket} within 0.3 s (pullguard finishes a verification it started and answers the next attempt); the pull is blocked\n`);
+    expect(late.stdout).toBe(
+      `pullguard verifier: no verdict from pullguard on ${socket} within 0.3 s (pullguard finishes a verification it started and answers the next attempt); the pull is blocked\n`,
+    );
     await server!.close(50);
 
     // The daemon's own bound: a 504, and the client says so.
     await start({ answerTimeoutMs: 100 });
     const bounded = await client(['--socket', socket, ...containerdArgs('registry.example/app:v1')], descriptor());
-    expect(bounded).toEqual({ code: 2, stdout: 'pullguard verifier: pullguard answered HTTP 504: no verdict within 0.1 s; the verification goes on and answers the next attempt; the pull is blocked\n' });
+    expect(bounded).toEqual({
+      code: 2,
+      stdout:
+        'pullguard verifier: pullguard answered HTTP 504: no verdict within 0.1 s; the verification goes on and answers the next attempt; the pull is blocked\n',
+    });
   });
 
   it('refuses oversized, malformed and misdirected questions without judging them', async () => {
@@ -138,10 +170,18 @@ describe('the verifier client and the daemon endpoint', () => {
     server = undefined;
   });
 
-  it('reads containerd\'s arguments in Go flag syntax, skips flags it does not know, and blocks on what it cannot use', async () => {
-    expect(parseVerifierArguments(['--socket', '/s', '-future-flag', 'x', '-verbose', '-name=registry.example/a:v1', '--digest', DIGEST])).toEqual({ socket: '/s', timeoutMs: 9000, name: 'registry.example/a:v1', digest: DIGEST });
+  it("reads containerd's arguments in Go flag syntax, skips flags it does not know, and blocks on what it cannot use", async () => {
+    expect(parseVerifierArguments(['--socket', '/s', '-future-flag', 'x', '-verbose', '-name=registry.example/a:v1', '--digest', DIGEST])).toEqual({
+      socket: '/s',
+      timeoutMs: 9000,
+      name: 'registry.example/a:v1',
+      digest: DIGEST,
+    });
     await start();
-    expect(await client(['--socket', socket, '-name', 'registry.example/app:v1'])).toEqual({ code: 2, stdout: 'pullguard verifier: -name and -digest are required (containerd passes them); the pull is blocked\n' });
+    expect(await client(['--socket', socket, '-name', 'registry.example/app:v1'])).toEqual({
+      code: 2,
+      stdout: 'pullguard verifier: -name and -digest are required (containerd passes them); the pull is blocked\n',
+    });
     expect((await client(['--socket', socket, 'stray', ...containerdArgs('registry.example/app:v1')])).code).toBe(2);
     expect((await client(containerdArgs('registry.example/app:v1'))).stdout).toMatch(/^pullguard verifier: no --socket/);
     // The descriptor containerd wrote must be the digest it names.

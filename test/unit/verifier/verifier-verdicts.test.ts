@@ -56,7 +56,17 @@ class MemorySource implements ImageSource {
     this.resolved.push(formatReference(reference));
     if (reference.digest !== undefined && reference.digest !== this.manifestDigest) throw new Error(`unknown digest ${reference.digest}`);
     const d = this.manifestDigest;
-    return { reference, physicalReference: reference, topDigest: d, topMediaType: MEDIA_TYPES.ociManifest, manifestDigest: d, manifestMediaType: MEDIA_TYPES.ociManifest, manifestBytes: this.manifestBytes, config: this.config, layers: this.layers };
+    return {
+      reference,
+      physicalReference: reference,
+      topDigest: d,
+      topMediaType: MEDIA_TYPES.ociManifest,
+      manifestDigest: d,
+      manifestMediaType: MEDIA_TYPES.ociManifest,
+      manifestBytes: this.manifestBytes,
+      config: this.config,
+      layers: this.layers,
+    };
   }
 
   async fetchBlob(_image: ResolvedImage, blob: Descriptor, writer: BlobWriter): Promise<void> {
@@ -96,11 +106,12 @@ function setUp(source: MemorySource, verdictFor: (image: ResolvedImage) => Verdi
     version: 'test',
     observers: [{ pullEnded: (e) => ended.push(e) }],
   });
-  const judge = (name: string, digest: string) => judgeVerifierQuestion({ pulls, index: store.images, inFlight }, { name, digest, logFields: { verifier: { name } } });
+  const judge = (name: string, digest: string) =>
+    judgeVerifierQuestion({ pulls, index: store.images, inFlight }, { name, digest, logFields: { verifier: { name } } });
   return { pulls, judge, phases, ended, inFlight };
 }
 
-describe('the verdict for containerd\'s image verifier', () => {
+describe("the verdict for containerd's image verifier", () => {
   it('verifies what pullguard never saw: fetched by the given digest, judged under the tagged name, recorded without layers', async () => {
     const source = new MemorySource(1);
     const { judge, phases, ended } = setUp(source);
@@ -117,11 +128,19 @@ describe('the verdict for containerd\'s image verifier', () => {
     // The config only: the layers are containerd's to fetch.
     expect(source.fetched).toEqual([source.config.digest]);
     const record = store.images.get(source.config.digest);
-    expect(record).toMatchObject({ layersStored: false, repoTags: ['registry.example/app:v1'], repoDigests: [`registry.example/app@${source.manifestDigest}`] });
+    expect(record).toMatchObject({
+      layersStored: false,
+      repoTags: ['registry.example/app:v1'],
+      repoDigests: [`registry.example/app@${source.manifestDigest}`],
+    });
     expect(await store.blobs.has(source.layers[0]!.digest)).toBe(false);
     // Observers hear of it as of a pull (the log, metrics), with the caller's fields.
     expect(ended).toHaveLength(1);
-    expect(ended[0]).toMatchObject({ image: 'registry.example/app:v1', outcome: 'allowed_with_warnings', logFields: { verifier: { name: 'registry.example/app:v1' } } });
+    expect(ended[0]).toMatchObject({
+      image: 'registry.example/app:v1',
+      outcome: 'allowed_with_warnings',
+      logFields: { verifier: { name: 'registry.example/app:v1' } },
+    });
   });
 
   it('answers from the index at once: the digest in that repository, by digest or by a tag it was verified under', async () => {
@@ -131,7 +150,9 @@ describe('the verdict for containerd\'s image verifier', () => {
     expect(phases).toHaveLength(1);
     const byTag = await judge('registry.example/app:v1', source.manifestDigest);
     expect(byTag).toMatchObject({ allowed: true, cached: true });
-    expect(byTag.message).toBe(`pullguard verified registry.example/app:v1 (${source.manifestDigest}) already (2026-01-01T00:00:00.000Z, /etc/containers/policy.json [registry.example])`);
+    expect(byTag.message).toBe(
+      `pullguard verified registry.example/app:v1 (${source.manifestDigest}) already (2026-01-01T00:00:00.000Z, /etc/containers/policy.json [registry.example])`,
+    );
     expect(await judge(`registry.example/app@${source.manifestDigest}`, source.manifestDigest)).toMatchObject({ allowed: true, cached: true });
     expect(phases).toHaveLength(1);
     // Another tag: its signed identity was never checked for this manifest; another repository:
@@ -152,7 +173,11 @@ describe('the verdict for containerd\'s image verifier', () => {
         answer = await judge(`registry.example/app@${image.manifestDigest}`, image.manifestDigest);
       },
     });
-    expect(answer).toEqual({ allowed: true, cached: true, message: `pullguard allowed registry.example/app@${source.manifestDigest} and is pulling it through its CRI socket` });
+    expect(answer).toEqual({
+      allowed: true,
+      cached: true,
+      message: `pullguard allowed registry.example/app@${source.manifestDigest} and is pulling it through its CRI socket`,
+    });
     expect(phases).toEqual(['registry.example/app:v1']);
   });
 
@@ -170,11 +195,15 @@ describe('the verdict for containerd\'s image verifier', () => {
     expect(await store.blobs.has(source.layers[0]!.digest)).toBe(true);
   });
 
-  it('blocks with pullguard\'s denial line and records nothing', async () => {
+  it("blocks with pullguard's denial line and records nothing", async () => {
     const source = new MemorySource(5);
     const { judge } = setUp(source, () => denied);
     const answer = await judge('registry.example/app:v1', source.manifestDigest);
-    expect(answer).toEqual({ allowed: false, cached: false, message: 'SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists' });
+    expect(answer).toEqual({
+      allowed: false,
+      cached: false,
+      message: 'SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists',
+    });
     expect(store.images.list()).toEqual([]);
     expect(source.fetched).toEqual([]);
   });
@@ -184,7 +213,10 @@ describe('the verdict for containerd\'s image verifier', () => {
     const { judge, phases } = setUp(source);
     expect(await judge('registry.example/app:v1', 'sha256:xyz')).toMatchObject({ allowed: false, message: expect.stringMatching(/digest/) });
     const other = `sha256:${'1'.repeat(64)}`;
-    expect(await judge(`registry.example/app@${source.manifestDigest}`, other)).toMatchObject({ allowed: false, message: expect.stringContaining(`names another digest than the resolved ${other}`) });
+    expect(await judge(`registry.example/app@${source.manifestDigest}`, other)).toMatchObject({
+      allowed: false,
+      message: expect.stringContaining(`names another digest than the resolved ${other}`),
+    });
     expect(await judge('registry.example/app:v1', other)).toMatchObject({ allowed: false, message: `internal error: unknown digest ${other}` });
     expect(await judge('Not A Name', source.manifestDigest)).toMatchObject({ allowed: false, message: expect.stringMatching(/^invalid image reference/) });
     expect(phases).toEqual([]);

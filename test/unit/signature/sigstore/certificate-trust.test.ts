@@ -13,7 +13,20 @@ import {
   verifyPkiCertificate,
   type PkiTrustRoot,
 } from '../../../../src/signature/sigstore/certificate-trust.js';
-import { CODE_SIGNING, DAY, EKU_ANY, SERVER_AUTH, issueCertificate, newKeyPair, seq, testPki, tlv, toPem, utf8, type CertificateSpec } from '../../../fixtures/sigstore/test-ca.js';
+import {
+  CODE_SIGNING,
+  DAY,
+  EKU_ANY,
+  SERVER_AUTH,
+  issueCertificate,
+  newKeyPair,
+  seq,
+  testPki,
+  tlv,
+  toPem,
+  utf8,
+  type CertificateSpec,
+} from '../../../fixtures/sigstore/test-ca.js';
 
 /** The signing time every case is built around: 2030-06-01, far from any real date. */
 const AT = Date.UTC(2030, 5, 1);
@@ -34,7 +47,7 @@ describe('pki', () => {
   const { root, intermediate, leaf, chainPem } = testPki(AT, { emails: ['builder@example.com'], dnsNames: ['build.example.com', '*.ci.example.com'] });
   const trust = pkiTrust(root.pem, { subjectEmail: 'builder@example.com' });
 
-  test('a leaf that chains through the annotation\'s intermediates to the configured root, naming the email', () => {
+  test("a leaf that chains through the annotation's intermediates to the configured root, naming the email", () => {
     const cert = verifyPkiCertificate(trust, AT, leaf.pem, chainPem);
     expect(cert.spki).toEqual(new Uint8Array(leaf.publicKey.export({ format: 'der', type: 'spki' })));
   });
@@ -44,11 +57,15 @@ describe('pki', () => {
   });
 
   test('without intermediates, or with a chain of one certificate (its last is taken for the root and dropped): unknown authority', () => {
-    expect(rejection(() => verifyPkiCertificate(trust, AT, leaf.pem, undefined))).toBe('veryfing leaf certificate failed: x509: certificate signed by unknown authority');
-    expect(rejection(() => verifyPkiCertificate(trust, AT, leaf.pem, intermediate.pem))).toBe('veryfing leaf certificate failed: x509: certificate signed by unknown authority');
+    expect(rejection(() => verifyPkiCertificate(trust, AT, leaf.pem, undefined))).toBe(
+      'veryfing leaf certificate failed: x509: certificate signed by unknown authority',
+    );
+    expect(rejection(() => verifyPkiCertificate(trust, AT, leaf.pem, intermediate.pem))).toBe(
+      'veryfing leaf certificate failed: x509: certificate signed by unknown authority',
+    );
   });
 
-  test('another CA\'s roots: unknown authority, naming the candidate that failed', () => {
+  test("another CA's roots: unknown authority, naming the candidate that failed", () => {
     const other = testPki(AT, {}, { root: 'pullguard test root', intermediate: 'other intermediate' });
     // Same root name, different key: the candidate is found by name and its signature fails.
     expect(rejection(() => verifyPkiCertificate(pkiTrust(other.root.pem, { subjectEmail: 'builder@example.com' }), AT, leaf.pem, chainPem))).toBe(
@@ -60,10 +77,14 @@ describe('pki', () => {
     expect(rejection(() => verifyPkiCertificate(trust, AT + 31 * DAY, leaf.pem, chainPem))).toBe(
       'veryfing leaf certificate failed: x509: certificate has expired or is not yet valid: current time 2030-07-02T00:00:00Z is after 2030-07-01T00:00:00Z',
     );
-    expect(rejection(() => verifyPkiCertificate(trust, AT - 2 * DAY, leaf.pem, chainPem))).toMatch(/current time 2030-05-30T00:00:00Z is before 2030-05-31T00:00:00Z$/);
+    expect(rejection(() => verifyPkiCertificate(trust, AT - 2 * DAY, leaf.pem, chainPem))).toMatch(
+      /current time 2030-05-30T00:00:00Z is before 2030-05-31T00:00:00Z$/,
+    );
     const young = testPki(AT, { notBefore: AT - 20 * DAY, emails: ['builder@example.com'] });
     // The CAs start 10 days before AT: at AT - 15 days the leaf is valid and its issuer is not.
-    expect(rejection(() => verifyPkiCertificate(pkiTrust(young.root.pem, { subjectEmail: 'builder@example.com' }), AT - 15 * DAY, young.leaf.pem, young.chainPem))).toMatch(
+    expect(
+      rejection(() => verifyPkiCertificate(pkiTrust(young.root.pem, { subjectEmail: 'builder@example.com' }), AT - 15 * DAY, young.leaf.pem, young.chainPem)),
+    ).toMatch(
       /^veryfing leaf certificate failed: x509: certificate has expired or is not yet valid: current time 2030-05-17T00:00:00Z is before 2030-05-22T00:00:00Z$/,
     );
   });
@@ -78,9 +99,11 @@ describe('pki', () => {
     expect(rejection(() => verifyPkiCertificate(pkiTrust(root.pem, { subjectHostname: 'a.b.ci.example.com' }), AT, leaf.pem, chainPem))).toBe(
       'Unexpected subject hostname: x509: certificate is valid for build.example.com, *.ci.example.com, not a.b.ci.example.com',
     );
-    expect(rejection(() => verifyPkiCertificate(pkiTrust(root.pem, { subjectEmail: 'builder@example.com', subjectHostname: 'evil.example.com' }), AT, leaf.pem, chainPem))).toMatch(
-      /^Unexpected subject hostname: /,
-    );
+    expect(
+      rejection(() =>
+        verifyPkiCertificate(pkiTrust(root.pem, { subjectEmail: 'builder@example.com', subjectHostname: 'evil.example.com' }), AT, leaf.pem, chainPem),
+      ),
+    ).toMatch(/^Unexpected subject hostname: /);
     const ip = testPki(AT, { ips: ['192.0.2.7', '2001:db8::7'] });
     expect(() => verifyPkiCertificate(pkiTrust(ip.root.pem, { subjectHostname: '2001:db8:0::7' }), AT, ip.leaf.pem, ip.chainPem)).not.toThrow();
     expect(rejection(() => verifyPkiCertificate(pkiTrust(ip.root.pem, { subjectHostname: '192.0.2.8' }), AT, ip.leaf.pem, ip.chainPem))).toBe(
@@ -96,7 +119,14 @@ describe('pki', () => {
     );
     for (const extKeyUsage of [undefined, [EKU_ANY]]) {
       const { root: r, intermediate: i } = testPki(AT);
-      const l = issueCertificate({ subject: 'x', issuer: i, emails: ['a@example.com'], notBefore: AT - DAY, notAfter: AT + DAY, ...(extKeyUsage ? { extKeyUsage } : {}) });
+      const l = issueCertificate({
+        subject: 'x',
+        issuer: i,
+        emails: ['a@example.com'],
+        notBefore: AT - DAY,
+        notAfter: AT + DAY,
+        ...(extKeyUsage ? { extKeyUsage } : {}),
+      });
       expect(() => verifyPkiCertificate(pkiTrust(r.pem, email), AT, l.pem, i.pem + r.pem)).not.toThrow();
     }
     const r = issueCertificate({ subject: 'root', ca: {}, notBefore: AT - DAY, notAfter: AT + DAY });
@@ -120,7 +150,9 @@ describe('pki', () => {
       'veryfing leaf certificate failed: x509: too many intermediates for path length constraint',
     );
     const noSign = issueCertificate({ subject: 'crl only', issuer: r, ca: {}, keyUsage: ['cRLSign'], ...window });
-    expect(rejection(() => verifyPkiCertificate(pkiTrust(r.pem, email), AT, leafOf(noSign).pem, noSign.pem + r.pem))).toMatch(/parent certificate cannot sign this kind of certificate/);
+    expect(rejection(() => verifyPkiCertificate(pkiTrust(r.pem, email), AT, leafOf(noSign).pem, noSign.pem + r.pem))).toMatch(
+      /parent certificate cannot sign this kind of certificate/,
+    );
   });
 
   test('refused: unhandled critical extensions, a critical SAN without names, SHA-1 signatures, name constraints', () => {
@@ -129,11 +161,17 @@ describe('pki', () => {
     const r = issueCertificate({ subject: 'root', ca: {}, ...window });
     const leaf1 = (spec: Partial<CertificateSpec>) => issueCertificate({ subject: 'x', issuer: r, emails: ['a@example.com'], ...window, ...spec });
     const trustR = pkiTrust(r.pem, email);
-    expect(rejection(() => verifyPkiCertificate(trustR, AT, leaf1({ extraExtensions: [{ oid: '1.2.3.4', critical: true, value: Buffer.from([5, 0]) }] }).pem, undefined))).toBe(
-      'veryfing leaf certificate failed: x509: unhandled critical extension',
+    expect(
+      rejection(() =>
+        verifyPkiCertificate(trustR, AT, leaf1({ extraExtensions: [{ oid: '1.2.3.4', critical: true, value: Buffer.from([5, 0]) }] }).pem, undefined),
+      ),
+    ).toBe('veryfing leaf certificate failed: x509: unhandled critical extension');
+    expect(() =>
+      verifyPkiCertificate(trustR, AT, leaf1({ extraExtensions: [{ oid: '1.2.3.4', critical: false, value: Buffer.from([5, 0]) }] }).pem, undefined),
+    ).not.toThrow();
+    expect(rejection(() => verifyPkiCertificate(trustR, AT, leaf1({ emails: [], otherNameSan: true, sanCritical: true }).pem, undefined))).toMatch(
+      /unhandled critical extension$/,
     );
-    expect(() => verifyPkiCertificate(trustR, AT, leaf1({ extraExtensions: [{ oid: '1.2.3.4', critical: false, value: Buffer.from([5, 0]) }] }).pem, undefined)).not.toThrow();
-    expect(rejection(() => verifyPkiCertificate(trustR, AT, leaf1({ emails: [], otherNameSan: true, sanCritical: true }).pem, undefined))).toMatch(/unhandled critical extension$/);
     expect(rejection(() => verifyPkiCertificate(trustR, AT, leaf1({ sha1: true }).pem, undefined))).toMatch(/insecure algorithm ECDSA-SHA1/);
     const constrained = issueCertificate({ subject: 'constrained root', ca: {}, nameConstraints: true, ...window });
     const l = issueCertificate({ subject: 'x', issuer: constrained, emails: ['a@example.com'], ...window });
@@ -160,24 +198,40 @@ describe('pki', () => {
   test('malformed certificate annotations', () => {
     expect(rejection(() => verifyPkiCertificate(trust, AT, 'not pem', chainPem))).toBe('parsing leaf certificate: error during PEM decoding');
     expect(rejection(() => verifyPkiCertificate(trust, AT, '', chainPem))).toBe('no certificate found in signature certificate data');
-    expect(rejection(() => verifyPkiCertificate(trust, AT, leaf.pem + leaf.pem, chainPem))).toBe('unexpected multiple certificates present in signature certificate data');
-    expect(rejection(() => verifyPkiCertificate(trust, AT, toPem(Buffer.from('3003020101', 'hex')), chainPem))).toMatch(/^parsing leaf certificate: x509: malformed certificate/);
+    expect(rejection(() => verifyPkiCertificate(trust, AT, leaf.pem + leaf.pem, chainPem))).toBe(
+      'unexpected multiple certificates present in signature certificate data',
+    );
+    expect(rejection(() => verifyPkiCertificate(trust, AT, toPem(Buffer.from('3003020101', 'hex')), chainPem))).toMatch(
+      /^parsing leaf certificate: x509: malformed certificate/,
+    );
     expect(rejection(() => verifyPkiCertificate(trust, AT, leaf.pem, `${chainPem}junk`))).toBe('loading certificate chain: error during PEM decoding');
   });
 
   test('configuration: roots must hold a certificate; intermediates must all parse; an identity is required', () => {
     expect(() => loadPkiTrustRoot(pem('nothing here'), undefined, { subjectEmail: 'a@b' })).toThrow('error loading PKI CA Roots certificates');
-    expect(() => loadPkiTrustRoot(pem(root.pem), pem('junk'), { subjectEmail: 'a@b' })).toThrow('loading trusted intermediate certificates: error during PEM decoding');
+    expect(() => loadPkiTrustRoot(pem(root.pem), pem('junk'), { subjectEmail: 'a@b' })).toThrow(
+      'loading trusted intermediate certificates: error during PEM decoding',
+    );
     expect(() => loadPkiTrustRoot(pem(root.pem), undefined, {})).toThrow('Internal inconsistency: PKI use set up without subject email or subject hostname');
     // Go's AppendCertsFromPEM skips blocks that are not certificates.
-    expect(loadPkiTrustRoot(pem(`-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n${root.pem}`), undefined, { subjectEmail: 'a@b' }).caRootsCertificates).toHaveLength(1);
+    expect(
+      loadPkiTrustRoot(pem(`-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n${root.pem}`), undefined, { subjectEmail: 'a@b' }).caRootsCertificates,
+    ).toHaveLength(1);
   });
 });
 
 describe('fulcio', () => {
   const ISSUER = 'https://oidc.example.com';
   const fulcioLeaf = (spec: Partial<CertificateSpec> = {}) =>
-    testPki(AT, { emails: ['dev@example.com'], sanCritical: true, fulcioIssuerV1: ISSUER, fulcioIssuerV2: ISSUER, notBefore: AT - 60_000, notAfter: AT + 9 * 60_000, ...spec });
+    testPki(AT, {
+      emails: ['dev@example.com'],
+      sanCritical: true,
+      fulcioIssuerV1: ISSUER,
+      fulcioIssuerV2: ISSUER,
+      notBefore: AT - 60_000,
+      notAfter: AT + 9 * 60_000,
+      ...spec,
+    });
   const ca = fulcioLeaf();
   const trust = loadFulcioTrustRoot(pem(ca.root.pem), ISSUER, 'dev@example.com');
 
@@ -186,7 +240,9 @@ describe('fulcio', () => {
   });
 
   test('the integrated time decides, not the verification date: 11 minutes later the certificate has expired', () => {
-    expect(rejection(() => verifyFulcioCertificate(trust, AT + 11 * 60_000, ca.leaf.pem, ca.chainPem))).toMatch(/certificate has expired or is not yet valid: current time 2030-06-01T00:11:00Z is after 2030-06-01T00:09:00Z$/);
+    expect(rejection(() => verifyFulcioCertificate(trust, AT + 11 * 60_000, ca.leaf.pem, ca.chainPem))).toMatch(
+      /certificate has expired or is not yet valid: current time 2030-06-01T00:11:00Z is after 2030-06-01T00:09:00Z$/,
+    );
   });
 
   test('the OIDC issuer: v1 or v2 alone, both agreeing; disagreeing, missing or another issuer is refused', () => {
@@ -198,12 +254,19 @@ describe('fulcio', () => {
       const c = fulcioLeaf(spec);
       return rejection(() => verifyFulcioCertificate(loadFulcioTrustRoot(pem(c.root.pem), ISSUER, 'dev@example.com'), AT, c.leaf.pem, c.chainPem));
     };
-    expect(check({ fulcioIssuerV2: 'https://evil.example' })).toBe('inconsistent OIDC issuer extension values: v1 "https://oidc.example.com", v2 "https://evil.example"');
-    expect(check({ fulcioIssuerV1: undefined, fulcioIssuerV2: undefined })).toBe('Fulcio certificate is missing the issuer extension');
-    expect(check({ fulcioIssuerV1: 'https://accounts.example', fulcioIssuerV2: 'https://accounts.example' })).toBe('Unexpected Fulcio OIDC issuer "https://accounts.example"');
-    expect(check({ fulcioIssuerV2: undefined, extraExtensions: [{ oid: '1.3.6.1.4.1.57264.1.8', critical: false, value: Buffer.concat([utf8(ISSUER), Buffer.from([0])]) }] })).toBe(
-      'invalid ASN.1 in OIDC issuer v2 extension, trailing data',
+    expect(check({ fulcioIssuerV2: 'https://evil.example' })).toBe(
+      'inconsistent OIDC issuer extension values: v1 "https://oidc.example.com", v2 "https://evil.example"',
     );
+    expect(check({ fulcioIssuerV1: undefined, fulcioIssuerV2: undefined })).toBe('Fulcio certificate is missing the issuer extension');
+    expect(check({ fulcioIssuerV1: 'https://accounts.example', fulcioIssuerV2: 'https://accounts.example' })).toBe(
+      'Unexpected Fulcio OIDC issuer "https://accounts.example"',
+    );
+    expect(
+      check({
+        fulcioIssuerV2: undefined,
+        extraExtensions: [{ oid: '1.3.6.1.4.1.57264.1.8', critical: false, value: Buffer.concat([utf8(ISSUER), Buffer.from([0])]) }],
+      }),
+    ).toBe('invalid ASN.1 in OIDC issuer v2 extension, trailing data');
   });
 
   test('subjectEmail must be an email SAN; a critical SAN naming only an otherName is tolerated for Fulcio', () => {
@@ -211,14 +274,18 @@ describe('fulcio', () => {
       'Required email "else@example.com" not found (got ["dev@example.com"])',
     );
     const workflow = fulcioLeaf({ emails: [], otherNameSan: true });
-    expect(rejection(() => verifyFulcioCertificate(loadFulcioTrustRoot(pem(workflow.root.pem), ISSUER, 'dev@example.com'), AT, workflow.leaf.pem, workflow.chainPem))).toBe(
-      'Required email "dev@example.com" not found (got [])',
-    );
+    expect(
+      rejection(() =>
+        verifyFulcioCertificate(loadFulcioTrustRoot(pem(workflow.root.pem), ISSUER, 'dev@example.com'), AT, workflow.leaf.pem, workflow.chainPem),
+      ),
+    ).toBe('Required email "dev@example.com" not found (got [])');
   });
 
   test('a certificate from another Fulcio CA', () => {
     const other = fulcioLeaf();
-    expect(rejection(() => verifyFulcioCertificate(trust, AT, other.leaf.pem, other.chainPem))).toMatch(/^veryfing leaf certificate failed: x509: certificate signed by unknown authority/);
+    expect(rejection(() => verifyFulcioCertificate(trust, AT, other.leaf.pem, other.chainPem))).toMatch(
+      /^veryfing leaf certificate failed: x509: certificate signed by unknown authority/,
+    );
   });
 
   test('configuration errors', () => {
@@ -250,7 +317,12 @@ describe('certificate parsing', () => {
     expect(parseCertificatesFromPem(`\n${late.pem}\n\n${early.pem}`).map((c) => c.displayName)).toEqual(['late', 'early']);
   });
   test('a SAN that is not ASCII is malformed', () => {
-    const bad = issueCertificate({ subject: 'x', notBefore: AT, notAfter: AT + DAY, extraExtensions: [{ oid: '2.5.29.17', critical: false, value: seq(tlv(0x81, Buffer.from('é@example.com'))) }] });
+    const bad = issueCertificate({
+      subject: 'x',
+      notBefore: AT,
+      notAfter: AT + DAY,
+      extraExtensions: [{ oid: '2.5.29.17', critical: false, value: seq(tlv(0x81, Buffer.from('é@example.com'))) }],
+    });
     expect(() => parseCertificate(bad.der)).toThrow('x509: SAN rfc822Name is malformed');
   });
 });

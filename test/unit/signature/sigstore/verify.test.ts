@@ -8,7 +8,16 @@ import { parseCertificate } from '../../../../src/signature/sigstore/certificate
 import { loadFulcioTrustRoot, loadPkiTrustRoot } from '../../../../src/signature/sigstore/certificate-trust.js';
 import { parseSigstorePublicKey, type SigstoreKeySet } from '../../../../src/signature/sigstore/public-keys.js';
 import { verifySigstoreSignature } from '../../../../src/signature/sigstore/verify.js';
-import { cosignPayload, cosignSign, generatedKey, rekorBundle, signedLayer, sigstoreKey, type AttachmentLayer, type TestKey } from '../../../fixtures/sigstore/cosign.js';
+import {
+  cosignPayload,
+  cosignSign,
+  generatedKey,
+  rekorBundle,
+  signedLayer,
+  sigstoreKey,
+  type AttachmentLayer,
+  type TestKey,
+} from '../../../fixtures/sigstore/cosign.js';
 import { DAY, newKeyPair, testPki } from '../../../fixtures/sigstore/test-ca.js';
 
 const DIGEST = `sha256:${'1'.repeat(64)}` as Digest;
@@ -38,7 +47,10 @@ describe('verifySigstoreSignature', () => {
     expect(result.verdict === 'accepted' && result.signer.keyFingerprint).toBe(pub(key).fingerprint);
   });
   test('optional creator/timestamp are carried', () => {
-    expect(check(signedLayer(cosign, { ...claim, optional: { creator: 'me', timestamp: 1700000000, extra: 1 } }))).toMatchObject({ creator: 'me', timestamp: 1700000000 });
+    expect(check(signedLayer(cosign, { ...claim, optional: { creator: 'me', timestamp: 1700000000, extra: 1 } }))).toMatchObject({
+      creator: 'me',
+      timestamp: 1700000000,
+    });
   });
   test('a signature by another key: upstream crypto failure text, per key', () => {
     expect(check(signedLayer(cosign, claim, { signWith: other }), keysOf(cosign, sigstoreKey('ed25519')))).toMatchObject({
@@ -50,19 +62,37 @@ describe('verifySigstoreSignature', () => {
   test('missing annotation, bad base64', () => {
     const layer = signedLayer(cosign, claim);
     expect(check({ ...layer, annotations: {} })).toMatchObject({ reason: 'missing dev.cosignproject.cosign/signature annotation' });
-    expect(check({ ...layer, annotations: { 'dev.cosignproject.cosign/signature': 'ab$d' } })).toMatchObject({ reason: 'base64 decoding: illegal base64 data at input byte 2' });
+    expect(check({ ...layer, annotations: { 'dev.cosignproject.cosign/signature': 'ab$d' } })).toMatchObject({
+      reason: 'base64 decoding: illegal base64 data at input byte 2',
+    });
   });
   test('payload checked only after the signature: digest, identity, type, strictness', () => {
-    expect(check(signedLayer(cosign, { ...claim, digest: `sha256:${'2'.repeat(64)}` }))).toMatchObject({ kind: 'digest-mismatch', reason: `Signature for digest sha256:${'2'.repeat(64)} does not match` });
-    expect(check(signedLayer(cosign, { ...claim, reference: 'registry.example/other' }))).toMatchObject({ kind: 'identity-mismatch', reason: 'Signature for identity "registry.example/other" is not accepted' });
-    const retyped = Buffer.from(Buffer.from(cosignPayload(DIGEST, claim.reference)).toString().replace('cosign container image signature', 'atomic container signature'));
-    const layer = { mediaType: 'x', bytes: retyped, annotations: { 'dev.cosignproject.cosign/signature': cosignSign(cosign.privateKey, retyped).toString('base64') } };
+    expect(check(signedLayer(cosign, { ...claim, digest: `sha256:${'2'.repeat(64)}` }))).toMatchObject({
+      kind: 'digest-mismatch',
+      reason: `Signature for digest sha256:${'2'.repeat(64)} does not match`,
+    });
+    expect(check(signedLayer(cosign, { ...claim, reference: 'registry.example/other' }))).toMatchObject({
+      kind: 'identity-mismatch',
+      reason: 'Signature for identity "registry.example/other" is not accepted',
+    });
+    const retyped = Buffer.from(
+      Buffer.from(cosignPayload(DIGEST, claim.reference)).toString().replace('cosign container image signature', 'atomic container signature'),
+    );
+    const layer = {
+      mediaType: 'x',
+      bytes: retyped,
+      annotations: { 'dev.cosignproject.cosign/signature': cosignSign(cosign.privateKey, retyped).toString('base64') },
+    };
     expect(check(layer)).toMatchObject({ kind: 'invalid-payload', reason: 'Unrecognized signature type atomic container signature' });
     const extra = Buffer.from(JSON.stringify({ critical: {}, optional: null, more: 1 }));
-    expect(check({ ...layer, bytes: extra, annotations: { 'dev.cosignproject.cosign/signature': cosignSign(cosign.privateKey, extra).toString('base64') } })).toMatchObject({ kind: 'invalid-payload', reason: 'Unknown key "more"' });
+    expect(
+      check({ ...layer, bytes: extra, annotations: { 'dev.cosignproject.cosign/signature': cosignSign(cosign.privateKey, extra).toString('base64') } }),
+    ).toMatchObject({ kind: 'invalid-payload', reason: 'Unknown key "more"' });
   });
   test('a simple-signing blob is not handled', () => {
-    expect(verifySigstoreSignature({ ...blob(signedLayer(cosign, claim)), format: 'simple-signing' }, keysOf(cosign), expectations)).toMatchObject({ kind: 'unsupported' });
+    expect(verifySigstoreSignature({ ...blob(signedLayer(cosign, claim)), format: 'simple-signing' }, keysOf(cosign), expectations)).toMatchObject({
+      kind: 'unsupported',
+    });
   });
 });
 
@@ -77,7 +107,10 @@ describe('Rekor SET', () => {
     const both: SigstoreKeySet = { publicKeys: [pub(cosign)], rekorKeys: [pub(other), pub(rekor)] };
     expect(check(signedLayer(cosign, claim, { rekor }), both)).toMatchObject({ verdict: 'accepted' });
     expect(check(signedLayer(cosign, claim, { rekor: other }), both)).toMatchObject({ verdict: 'accepted' });
-    expect(check(signedLayer(cosign, claim, { rekor: cosign }), both)).toMatchObject({ verdict: 'rejected', reason: expect.stringContaining('No public key verified against the RekorSET') });
+    expect(check(signedLayer(cosign, claim, { rekor: cosign }), both)).toMatchObject({
+      verdict: 'rejected',
+      reason: expect.stringContaining('No public key verified against the RekorSET'),
+    });
   });
   test('SET signed by another log key, or with a changed payload field', () => {
     expect(check(signedLayer(cosign, claim, { rekor: other }), withRekor)).toMatchObject({
@@ -87,20 +120,33 @@ describe('Rekor SET', () => {
     const signature = Buffer.from(layer.annotations['dev.cosignproject.cosign/signature']!, 'base64');
     const bundle = (t: Parameters<typeof rekorBundle>[2]) => ({
       ...layer,
-      annotations: { ...layer.annotations, 'dev.sigstore.cosign/bundle': rekorBundle(rekor, { signature, publicPem: cosign.publicPem, payload: layer.bytes }, t) },
+      annotations: {
+        ...layer.annotations,
+        'dev.sigstore.cosign/bundle': rekorBundle(rekor, { signature, publicPem: cosign.publicPem, payload: layer.bytes }, t),
+      },
     });
-    expect(check(bundle({ integratedTime: 1 }), withRekor)).toMatchObject({ reason: expect.stringContaining('cryptographic signature verification of Rekor SET failed') });
-    expect(check(bundle({ publicPem: other.publicPem }), withRekor)).toMatchObject({ reason: expect.stringContaining('publicKey in Rekor SET does not match') });
+    expect(check(bundle({ integratedTime: 1 }), withRekor)).toMatchObject({
+      reason: expect.stringContaining('cryptographic signature verification of Rekor SET failed'),
+    });
+    expect(check(bundle({ publicPem: other.publicPem }), withRekor)).toMatchObject({
+      reason: expect.stringContaining('publicKey in Rekor SET does not match'),
+    });
     expect(check(bundle({ bodyHash: '00' }), withRekor)).toMatchObject({ reason: expect.stringContaining('payload in Rekor SET does not match') });
-    expect(check(bundle({ signature: Buffer.from('x') }), withRekor)).toMatchObject({ reason: expect.stringContaining('signature in Rekor SET does not match') });
+    expect(check(bundle({ signature: Buffer.from('x') }), withRekor)).toMatchObject({
+      reason: expect.stringContaining('signature in Rekor SET does not match'),
+    });
   });
 });
 
 describe('parseSigstorePublicKey', () => {
   test('refuses non-PEM data and non-ECDSA Rekor keys', () => {
     expect(() => parseSigstorePublicKey(Buffer.from('nope'), 'keyData')).toThrow('keyData: PEM decoding failed');
-    expect(() => parseSigstorePublicKey(readFileSync(sigstoreKey('rsa').publicPath), 'rekor', { ecdsaOnly: true })).toThrow('Rekor public key is not using ECDSA');
-    expect(() => parseSigstorePublicKey(readFileSync(sigstoreKey('rsa').publicPath.replace('.pub', '.key')), 'k')).toThrow(/unknown Public key PEM file type: PRIVATE KEY/);
+    expect(() => parseSigstorePublicKey(readFileSync(sigstoreKey('rsa').publicPath), 'rekor', { ecdsaOnly: true })).toThrow(
+      'Rekor public key is not using ECDSA',
+    );
+    expect(() => parseSigstorePublicKey(readFileSync(sigstoreKey('rsa').publicPath.replace('.pub', '.key')), 'k')).toThrow(
+      /unknown Public key PEM file type: PRIVATE KEY/,
+    );
   });
 });
 
@@ -111,14 +157,24 @@ describe('certificates: fulcio (with the Rekor SET) and pki', () => {
   const signerKey = newKeyPair().privateKey;
   const signer = generatedKey('signer', signerKey);
   const ISSUER = 'https://oidc.example.com';
-  const fulcioCa = testPki(at, { key: signerKey, emails: ['dev@example.com'], sanCritical: true, fulcioIssuerV2: ISSUER, notBefore: at - 60_000, notAfter: at + 540_000 });
+  const fulcioCa = testPki(at, {
+    key: signerKey,
+    emails: ['dev@example.com'],
+    sanCritical: true,
+    fulcioIssuerV2: ISSUER,
+    notBefore: at - 60_000,
+    notAfter: at + 540_000,
+  });
   const pkiCa = testPki(at, { key: signerKey, emails: ['dev@example.com'], dnsNames: ['builder.example.com'] });
   const fulcio = (email = 'dev@example.com', caPem = fulcioCa.root.pem): SigstoreKeySet => ({
     publicKeys: [],
     rekorKeys: [pub(rekor)],
     fulcio: loadFulcioTrustRoot(Buffer.from(caPem), ISSUER, email),
   });
-  const pki = (identity: { subjectEmail?: string; subjectHostname?: string } = { subjectEmail: 'dev@example.com' }, caPem = pkiCa.root.pem): SigstoreKeySet => ({
+  const pki = (
+    identity: { subjectEmail?: string; subjectHostname?: string } = { subjectEmail: 'dev@example.com' },
+    caPem = pkiCa.root.pem,
+  ): SigstoreKeySet => ({
     publicKeys: [],
     pki: loadPkiTrustRoot(Buffer.from(caPem), undefined, identity),
   });
@@ -147,14 +203,20 @@ describe('certificates: fulcio (with the Rekor SET) and pki', () => {
     const keyLogged = { ...layer, annotations: { ...layer.annotations, 'dev.sigstore.cosign/bundle': keySet } };
     expect(checkAt(keyLogged, fulcio())).toMatchObject({ reason: 'publicKey in Rekor SET does not match' });
     expect(checkAt(fulcioLayer({ integratedTime: SIGNED_AT + 600 }), fulcio())).toMatchObject({
-      reason: expect.stringMatching(/^veryfing leaf certificate failed: x509: certificate has expired or is not yet valid: current time 2030-03-17T17:56:40Z is after 2030-03-17T17:55:40Z$/),
+      reason: expect.stringMatching(
+        /^veryfing leaf certificate failed: x509: certificate has expired or is not yet valid: current time 2030-03-17T17:56:40Z is after 2030-03-17T17:55:40Z$/,
+      ),
     });
     expect(checkAt(fulcioLayer({ rekor: other }), fulcio())).toMatchObject({ reason: 'cryptographic signature verification of Rekor SET failed' });
   });
 
   test('fulcio: another identity, another CA, a payload signed by another key', () => {
-    expect(checkAt(fulcioLayer(), fulcio('else@example.com'))).toMatchObject({ reason: 'Required email "else@example.com" not found (got ["dev@example.com"])' });
-    expect(checkAt(fulcioLayer(), fulcio('dev@example.com', pkiCa.root.pem))).toMatchObject({ reason: expect.stringMatching(/^veryfing leaf certificate failed: x509: certificate signed by unknown authority/) });
+    expect(checkAt(fulcioLayer(), fulcio('else@example.com'))).toMatchObject({
+      reason: 'Required email "else@example.com" not found (got ["dev@example.com"])',
+    });
+    expect(checkAt(fulcioLayer(), fulcio('dev@example.com', pkiCa.root.pem))).toMatchObject({
+      reason: expect.stringMatching(/^veryfing leaf certificate failed: x509: certificate signed by unknown authority/),
+    });
     // Logged as made, certificate trusted: the payload signature itself is what fails.
     expect(checkAt(fulcioLayer({ signWith: cosign }), fulcio())).toMatchObject({
       reason: 'cryptographic signature verification failed: invalid signature when validating ASN.1 encoded signature',
@@ -165,17 +227,23 @@ describe('certificates: fulcio (with the Rekor SET) and pki', () => {
     const layer = signedLayer(signer, claim, { certificate: pkiCa.leaf.pem, chain: pkiCa.chainPem });
     expect(checkAt(layer, pki())).toMatchObject({ verdict: 'accepted' });
     expect(checkAt(layer, pki({ subjectHostname: 'builder.example.com' }))).toMatchObject({ verdict: 'accepted' });
-    expect(checkAt(layer, pki(), new Date(at + 31 * DAY))).toMatchObject({ reason: expect.stringContaining('x509: certificate has expired or is not yet valid') });
-    expect(checkAt(layer, pki({ subjectHostname: 'other.example.com' }))).toMatchObject({ reason: 'Unexpected subject hostname: x509: certificate is valid for builder.example.com, not other.example.com' });
+    expect(checkAt(layer, pki(), new Date(at + 31 * DAY))).toMatchObject({
+      reason: expect.stringContaining('x509: certificate has expired or is not yet valid'),
+    });
+    expect(checkAt(layer, pki({ subjectHostname: 'other.example.com' }))).toMatchObject({
+      reason: 'Unexpected subject hostname: x509: certificate is valid for builder.example.com, not other.example.com',
+    });
     expect(checkAt(layer, pki(undefined, fulcioCa.root.pem))).toMatchObject({ reason: expect.stringMatching(/unknown authority/) });
   });
 
-  test('pki: the payload must be signed by the certificate\'s key; the payload is then judged as usual', () => {
+  test("pki: the payload must be signed by the certificate's key; the payload is then judged as usual", () => {
     expect(checkAt(signedLayer(signer, claim, { certificate: pkiCa.leaf.pem, chain: pkiCa.chainPem, signWith: cosign }), pki())).toMatchObject({
       kind: 'invalid-signature',
       reason: 'cryptographic signature verification failed: invalid signature when validating ASN.1 encoded signature',
     });
-    expect(checkAt(signedLayer(signer, { ...claim, reference: 'registry.example/other' }, { certificate: pkiCa.leaf.pem, chain: pkiCa.chainPem }), pki())).toMatchObject({
+    expect(
+      checkAt(signedLayer(signer, { ...claim, reference: 'registry.example/other' }, { certificate: pkiCa.leaf.pem, chain: pkiCa.chainPem }), pki()),
+    ).toMatchObject({
       kind: 'identity-mismatch',
     });
     expect(checkAt(signedLayer(signer, claim), pki())).toMatchObject({ reason: 'missing dev.sigstore.cosign/certificate annotation' });
