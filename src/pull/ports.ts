@@ -171,6 +171,12 @@ export interface TrustRevision {
 export type SignaturePhase = (input: {
   readonly namespace?: string;
   readonly image: ResolvedImage;
+  /**
+   * The image is on the node already (recorded under this manifest digest): a re-pull, whose verdict
+   * may come from the verdict cache. An image pulled anew (or again after its removal) is always
+   * verified afresh.
+   */
+  readonly reuseVerdict?: boolean;
   readonly credentials?: RegistryCredentials;
   readonly signal?: AbortSignal;
 }) => Promise<SignaturePhaseResult>;

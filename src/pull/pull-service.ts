@@ -245,9 +245,12 @@ export class PullService {
 
     // The policy decides BEFORE any other blob is read (c/image copy/single.go, containerd transfer).
     const phaseStarted = this.#monotonicMs();
+    // On the node already (the same manifest recorded): a re-pull, which the verdict cache may answer.
+    const recorded = this.#options.images.get(imageIdOf(image));
     const { verdict, signatures, policySource, decision } = await signaturePhase({
       image,
       signal,
+      reuseVerdict: recorded !== undefined && recorded.manifestDigest === image.manifestDigest,
       ...(request.namespace !== undefined ? { namespace: request.namespace } : {}),
       ...(request.credentials !== undefined ? { credentials: request.credentials } : {}),
     });

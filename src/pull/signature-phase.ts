@@ -172,18 +172,18 @@ export async function runSignaturePhase(input: SignaturePhaseInput): Promise<Sig
 /**
  * The signature phase of PullService under the trust configuration in force. It asks for that
  * configuration once, as the phase starts: a reload meanwhile applies from the next pull on. With a
- * verdict cache, a verdict already reached for the same digest, reference, policy and revision is
- * answered without fetching or verifying anything (the pull has resolved the manifest with the
- * caller's credentials by then).
+ * verdict cache, a re-pull of an image on the node is answered with the verdict already reached for
+ * the same digest, reference, policy and revision, without fetching or verifying anything (the pull
+ * has resolved the manifest with the caller's credentials by then).
  */
 export function signaturePhaseUnder(trust: TrustConfiguration, options: { readonly cache?: VerdictCache; readonly clock?: () => Date } = {}): SignaturePhase {
   const { cache } = options;
   const clock = options.clock ?? (() => new Date());
-  return async ({ namespace, image, credentials, signal }) => {
+  return async ({ namespace, image, credentials, signal, reuseVerdict }) => {
     const { trust: loaded, revision } = trust.current();
     const { policy, source } = await loaded.policyFor(namespace);
     const key = { revision: revision.number, policy, reference: formatReference(image.reference), manifestDigest: image.manifestDigest };
-    const hit = cache?.get(key);
+    const hit = reuseVerdict === true ? cache?.get(key) : undefined;
     if (hit !== undefined) {
       return {
         verdict: hit.verdict,

@@ -67,6 +67,10 @@ beforeAll(async () => {
       `${LOOKASIDE_TIMEOUT_MS}ms`,
       '--signature-budget',
       `${BUDGET_MS}ms`,
+      // Each case pulls the same stored image again under other lookaside faults and checks what
+      // that signature phase decided: no verdict cache (its own tests: test/integration/re-pull.test.ts).
+      '--verdict-cache-ttl',
+      '0',
     ],
   });
 }, 120_000);

@@ -112,9 +112,9 @@ describe('signaturePhaseUnder with a verdict cache', () => {
     let wall = new Date('2030-01-01T00:00:00Z');
     const trust = new TrustConfigurationHolder(new ConfiguredTrust({ policies: chooser({}, accept), signatureSources: [source] }), { clock: () => wall });
     const phase = signaturePhaseUnder(trust, { cache: new VerdictCache({ ttlMs: 60_000, denialTtlMs: 30_000 }), clock: () => wall });
-    const first = await phase({ image });
+    const first = await phase({ image, reuseVerdict: true });
     wall = new Date('2030-01-01T00:01:00Z');
-    const second = await phase({ image, credentials: { username: 'other', password: 'secret' } });
+    const second = await phase({ image, reuseVerdict: true, credentials: { username: 'other', password: 'secret' } });
     expect(second.verdict).toBe(first.verdict);
     expect(first.decision).toMatchObject({ cache: 'miss', decidedAt: new Date('2030-01-01T00:00:00Z'), revision: { number: 1 } });
     expect(second.decision).toMatchObject({ cache: 'hit', decidedAt: new Date('2030-01-01T00:00:00Z'), revision: { number: 1 } });
@@ -122,11 +122,22 @@ describe('signaturePhaseUnder with a verdict cache', () => {
     // insecureAcceptAnything reads no signatures either way; a signedBy one does, once.
     const signedBy = await signedByPolicy();
     trust.replace(new ConfiguredTrust({ policies: chooser({}, signedBy), signatureSources: [source] }));
-    const denied = await phase({ image });
+    const denied = await phase({ image, reuseVerdict: true });
     expect(denied.decision).toMatchObject({ cache: 'miss', revision: { number: 2 } });
     expect(calls.fetches).toBe(1);
-    expect((await phase({ image })).decision?.cache).toBe('hit');
+    expect((await phase({ image, reuseVerdict: true })).decision?.cache).toBe('hit');
     expect(calls.fetches).toBe(1);
+  });
+
+  it('answers from the cache only for an image on the node (a re-pull); a pull anew verifies and refills it', async () => {
+    const { calls, source } = counting();
+    const trust = new TrustConfigurationHolder(new ConfiguredTrust({ policies: chooser({}, await signedByPolicy()), signatureSources: [source] }));
+    const phase = signaturePhaseUnder(trust, { cache: new VerdictCache({ ttlMs: 60_000, denialTtlMs: 30_000 }) });
+    await phase({ image });
+    expect((await phase({ image })).decision?.cache).toBe('miss');
+    expect(calls.fetches).toBe(2);
+    expect((await phase({ image, reuseVerdict: true })).decision?.cache).toBe('hit');
+    expect(calls.fetches).toBe(2);
   });
 
   it('after a reload, decides again under the new configuration', async () => {
@@ -134,9 +145,9 @@ describe('signaturePhaseUnder with a verdict cache', () => {
     const reject = await loadPolicyFromText(REJECT, '/etc/containers/new.json');
     const trust = new TrustConfigurationHolder(new ConfiguredTrust({ policies: chooser({}, accept), signatureSources: [] }));
     const phase = signaturePhaseUnder(trust, { cache: new VerdictCache({ ttlMs: 60_000, denialTtlMs: 30_000 }) });
-    expect((await phase({ image })).verdict.allowed).toBe(true);
+    expect((await phase({ image, reuseVerdict: true })).verdict.allowed).toBe(true);
     trust.replace(new ConfiguredTrust({ policies: chooser({}, reject), signatureSources: [] }));
-    const after = await phase({ image });
+    const after = await phase({ image, reuseVerdict: true });
     expect(after.verdict.allowed).toBe(false);
     expect(after.decision).toMatchObject({ cache: 'miss', revision: { number: 2 } });
   });
@@ -148,9 +159,9 @@ describe('signaturePhaseUnder with a verdict cache', () => {
       new ConfiguredTrust({ policies: chooser({ locked: reject }, accept), namespaceDir: '/etc/pullguard/ns', signatureSources: [] }),
     );
     const phase = signaturePhaseUnder(trust, { cache: new VerdictCache({ ttlMs: 60_000, denialTtlMs: 30_000 }) });
-    expect((await phase({ image, namespace: 'open' })).verdict.allowed).toBe(true);
-    expect((await phase({ image, namespace: 'locked' })).verdict.allowed).toBe(false);
-    expect((await phase({ image, namespace: 'other' })).decision?.cache).toBe('hit');
+    expect((await phase({ image, reuseVerdict: true, namespace: 'open' })).verdict.allowed).toBe(true);
+    expect((await phase({ image, reuseVerdict: true, namespace: 'locked' })).verdict.allowed).toBe(false);
+    expect((await phase({ image, reuseVerdict: true, namespace: 'other' })).decision?.cache).toBe('hit');
   });
 
   it('does not keep a phase that was cancelled', async () => {
@@ -164,7 +175,7 @@ describe('signaturePhaseUnder with a verdict cache', () => {
     };
     const trust = new TrustConfigurationHolder(new ConfiguredTrust({ policies: chooser({}, await signedByPolicy()), signatureSources: [source] }));
     const cache = new VerdictCache({ ttlMs: 60_000, denialTtlMs: 30_000 });
-    await expect(signaturePhaseUnder(trust, { cache })({ image, signal: controller.signal })).rejects.toMatchObject({ code: 'CANCELLED' });
+    await expect(signaturePhaseUnder(trust, { cache })({ image, reuseVerdict: true, signal: controller.signal })).rejects.toMatchObject({ code: 'CANCELLED' });
     expect(cache.size).toBe(0);
   });
 });
