@@ -1,9 +1,9 @@
 /**
  * Runs the real CRI-O (built by .ci/build-peers, as root) with everything under one temp dir: its
- * own storage root and runroot (storage driver `vfs`), listen socket, crio.conf plus `--config-dir`
- * drop-ins, policy.json, registries.conf and registries.d; Debian's conmon and runc, the built pinns;
- * cgroupfs; no CNI (an empty network dir and plugin dir: CRI-O 1.36 starts without a CNI
- * configuration and runs hostNetwork pods, never a pod network).
+ * own storage root and runroot (storage driver `vfs`, or `overlay`), listen socket, crio.conf plus
+ * `--config-dir` drop-ins, policy.json, registries.conf and registries.d; Debian's conmon and runc,
+ * the built pinns; cgroupfs; no CNI (an empty network dir and plugin dir: CRI-O 1.36 starts without
+ * a CNI configuration and runs hostNetwork pods, never a pod network).
  *
  *   const crio = await startCrio({
  *     policy: { default: [{ type: 'reject' }], transports: { docker: { '127.0.0.1:5000': [...] } } },
@@ -30,7 +30,7 @@
  * missing), or undefined when it can.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,6 +66,15 @@ export interface StartCrioOptions {
   readonly rootlessOom?: boolean;
   /** crio's --log-level; default info. */
   readonly logLevel?: 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /**
+   * containers/storage's driver; default `vfs` (no mounts, enough for the image service and pods).
+   * Image volumes of OCI images (KEP-4639) need `overlay`: CRI-O mounts the image read-only
+   * (MountImage with `ro,noexec,nosuid,nodev`, which vfs refuses: "vfs driver does not support
+   * mount options") and gives the container an overlay of it.
+   */
+  readonly storageDriver?: 'vfs' | 'overlay';
+  /** Also append everything crio logs (every start) to this file; `log()` keeps only the tail. */
+  readonly logFile?: string;
 }
 
 export interface RunningCrio {
@@ -75,7 +84,15 @@ export interface RunningCrio {
   /** CRI ImageService client on CRI-O's own socket. */
   readonly cri: CriImageClient;
   /** Paths of the files written for CRI-O (for tests that show or change them). */
-  readonly files: { readonly config: string; readonly configDir: string; readonly policy: string; readonly policyDir: string; readonly registriesConf: string; readonly registriesConfD: string; readonly registriesD: string };
+  readonly files: {
+    readonly config: string;
+    readonly configDir: string;
+    readonly policy: string;
+    readonly policyDir: string;
+    readonly registriesConf: string;
+    readonly registriesConfD: string;
+    readonly registriesD: string;
+  };
   /** crictl on CRI-O's socket: stdout; rejects with crictl's stderr on a non-zero exit. */
   crictl(args: readonly string[], options?: { timeoutMs?: number }): Promise<string>;
   /** The tail of CRI-O's log (for failure messages). */
@@ -109,7 +126,7 @@ function crioConf(dir: string, socketPath: string, options: StartCrioOptions): s
     '[crio]',
     `root = ${p('storage')}`,
     `runroot = ${p('run/storage')}`,
-    'storage_driver = "vfs"',
+    `storage_driver = ${toml(options.storageDriver ?? 'vfs')}`,
     `log_dir = ${p('pod-logs')}`,
     `version_file = ${p('run/version')}`,
     `version_file_persist = ${p('lib/version')}`,
@@ -188,7 +205,7 @@ function processesUnder(dir: string): number[] {
 }
 
 async function unmountUnder(dir: string): Promise<void> {
-  // Mount points under the dir, deepest first: pods' shm, pinns' namespace bind mounts, vfs leftovers.
+  // Mount points under the dir, deepest first: pods' shm, pinns' namespace bind mounts, overlay and vfs leftovers.
   const mounts = (await readFile('/proc/self/mounts', 'utf8'))
     .split('\n')
     .map((line) => line.split(' ')[1]?.replace(/\\040/g, ' '))
@@ -213,15 +230,34 @@ export async function startCrio(options: StartCrioOptions = {}): Promise<Running
     // containers/image reads $HOME/.config/containers/registries.d first when it exists.
     registriesD: join(dir, 'home/.config/containers/registries.d'),
   };
-  for (const sub of ['storage', 'run', 'lib', 'pod-logs', 'keys', 'hooks', 'cdi', 'cni', 'cni-bin', 'auth', 'crio.conf.d', 'policies', 'registries.conf.d', 'home/.config/containers/registries.d']) {
+  for (const sub of [
+    'storage',
+    'run',
+    'lib',
+    'pod-logs',
+    'keys',
+    'hooks',
+    'cdi',
+    'cni',
+    'cni-bin',
+    'auth',
+    'crio.conf.d',
+    'policies',
+    'registries.conf.d',
+    'home/.config/containers/registries.d',
+  ]) {
     await mkdir(join(dir, sub), { recursive: true });
   }
   const socketPath = join(dir, 'crio.sock');
   await writeFile(files.config, crioConf(dir, socketPath, options));
   for (const [name, text] of Object.entries(options.dropIns ?? {})) await writeFile(join(files.configDir, name), text);
   await writeFile(files.policy, asFileText(options.policy ?? { default: [{ type: 'insecureAcceptAnything' }] }));
-  for (const [namespace, policy] of Object.entries(options.namespacePolicies ?? {})) await writeFile(join(files.policyDir, `${namespace}.json`), asFileText(policy));
-  await writeFile(files.registriesConf, [options.registriesConf ?? 'unqualified-search-registries = []\n', insecureRegistriesToml(options.insecureRegistries ?? [])].join('\n'));
+  for (const [namespace, policy] of Object.entries(options.namespacePolicies ?? {}))
+    await writeFile(join(files.policyDir, `${namespace}.json`), asFileText(policy));
+  await writeFile(
+    files.registriesConf,
+    [options.registriesConf ?? 'unqualified-search-registries = []\n', insecureRegistriesToml(options.insecureRegistries ?? [])].join('\n'),
+  );
   for (const [name, text] of Object.entries(options.registriesConfD ?? {})) await writeFile(join(files.registriesConfD, name), text);
   for (const [name, text] of Object.entries(options.registriesD ?? {})) await writeFile(join(files.registriesD, name), text);
   const crictlConfig = join(dir, 'crictl.yaml');
@@ -230,17 +266,34 @@ export async function startCrio(options: StartCrioOptions = {}): Promise<Running
   let child: ChildProcess | undefined;
   let logTail = '';
   const cri = createCriImageClient(socketPath, { 'grpc.max_reconnect_backoff_ms': 500 });
-  const args = ['--config', files.config, '--config-dir', files.configDir, '--registries-conf', files.registriesConf, '--registries-conf-dir', files.registriesConfD, '--log-level', options.logLevel ?? 'info'];
+  const args = [
+    '--config',
+    files.config,
+    '--config-dir',
+    files.configDir,
+    '--registries-conf',
+    files.registriesConf,
+    '--registries-conf-dir',
+    files.registriesConfD,
+    '--log-level',
+    options.logLevel ?? 'info',
+  ];
   // No proxy variables: everything the tests reach is on loopback.
-  const env: Record<string, string> = { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: join(dir, 'home'), ...(options.rootlessOom === true ? { _CRIO_ROOTLESS: '1' } : {}) };
+  const env: Record<string, string> = {
+    PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: join(dir, 'home'),
+    ...(options.rootlessOom === true ? { _CRIO_ROOTLESS: '1' } : {}),
+  };
 
   const start = async (): Promise<void> => {
     if (child !== undefined && child.exitCode === null && child.signalCode === null) return;
     const proc = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
     child = proc;
     children.add(proc);
+    if (options.logFile !== undefined) appendFileSync(options.logFile, `=== ${binary} ${args.join(' ')}\n`);
     proc.stderr?.on('data', (chunk: Buffer) => {
       logTail = (logTail + chunk.toString()).slice(-16_000);
+      if (options.logFile !== undefined) appendFileSync(options.logFile, chunk);
     });
     proc.once('exit', () => children.delete(proc));
     const deadline = Date.now() + 30_000;
@@ -273,7 +326,10 @@ export async function startCrio(options: StartCrioOptions = {}): Promise<Running
 
   const crictl = async (crictlArgs: readonly string[], callOptions: { timeoutMs?: number } = {}): Promise<string> => {
     try {
-      const { stdout } = await execFileAsync(crictlBinary, ['--config', crictlConfig, ...crictlArgs], { timeout: callOptions.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 });
+      const { stdout } = await execFileAsync(crictlBinary, ['--config', crictlConfig, ...crictlArgs], {
+        timeout: callOptions.timeoutMs ?? 120_000,
+        maxBuffer: 16 * 1024 * 1024,
+      });
       return stdout;
     } catch (err) {
       const e = err as { stderr?: string; message: string };

@@ -1,23 +1,37 @@
 /**
  * A real Kubernetes node on this machine, for the node scenarios (test/node/*.test.ts): etcd,
- * kube-apiserver, containerd 2.x, pullguard (`serve --backend` in front of containerd) and kubelet
- * (imageServiceEndpoint = pullguard's socket), all as root under one temp dir, every server on
+ * kube-apiserver, a container runtime (containerd 2.x, or CRI-O), pullguard (`serve --backend` in
+ * front of the runtime) and kubelet (containerRuntimeEndpoint = the runtime's socket,
+ * imageServiceEndpoint = pullguard's socket), all as root under one temp dir, every server on
  * 127.0.0.1; plus two loopback registries (anonymous, htpasswd), a lookaside server and two GPG
  * signers. No scheduler, no controller manager, no CNI: pods name their node and use
  * `hostNetwork: true`; service-account tokens are off.
  *
- *   const node = await startNode();                    // ~30–60 s; binaries from .ci/build-peers
+ *   const node = await startNode({ runtime: 'crio' }); // default containerd; ~10 s; binaries from .ci/build-peers
  *   await node.pushApp('signed', { signers: [node.signer] });
  *   const pod = await node.createPod({ name: 'pg-signed', image: node.image('signed') });
  *   await node.waitForRunning('default', 'pg-signed');
- *   await node.restartPullguard(); await node.restartKubelet(); await node.containerd.stop(); …
+ *   await node.restartPullguard(); await node.restartKubelet(); await node.runtime.stop(); …
  *   await node.stop();                                  // every process by PID, temp dirs removed
  *
- * `nodeUnavailableReason()` says why the node cannot run here (not root, a peer not built, a
+ * The runtimes:
+ * - `containerd`: containerd 2.x (test/helpers/containerd.ts), its sandbox image the harness's
+ *   pause image, both registries mirrored to pullguard's mirror address in its certs.d.
+ * - `crio`: CRI-O (test/helpers/crio.ts; overlay storage, since image volumes of OCI images need
+ *   it — with vfs CRI-O fails them with "mount storage: vfs driver does not support mount options";
+ *   Debian conmon + runc; cgroupfs with `conmon_cgroup = "pod"`; `_CRIO_ROOTLESS=1` because this
+ *   machine has no CAP_SYS_RESOURCE), configured by deploy/crio/ verbatim but for the addresses
+ *   (test/integration/crio/deploy-config.ts: its own policy.json accepting both registries, no
+ *   lookaside for them, an empty signature_policy_dir); `pause_image` the harness's pause image
+ *   (`pause_command` /pause, its entrypoint), which CRI-O pulls itself over plain HTTP. kubelet
+ *   1.37 has no --pod-infra-container-image: the sandbox image is the runtime's.
+ * pullguard runs in its default `--runtime-fetch runtime` mode with both.
+ *
+ * `nodeUnavailableReason(runtime)` says why the node cannot run here (not root, a peer not built, a
  * program missing), or undefined.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -27,6 +41,8 @@ import * as k8s from '@kubernetes/client-node';
 import { parseAllDocuments, stringify } from 'yaml';
 import { packageRoot } from '../../src/util/package-root.js';
 import { containerdUnavailableReason, startContainerd, type RunningContainerd } from '../helpers/containerd.js';
+import { crioUnavailableReason, startCrio, type RunningCrio } from '../helpers/crio.js';
+import { deployedCrioConfig } from '../integration/crio/deploy-config.js';
 import { startLookasideServer, type LookasideServer } from '../helpers/lookaside-server.js';
 import { peerBinary, peerUnavailableReason, PEERS } from '../helpers/peers.js';
 import { MAIN, startPullguard, type RunningPullguard } from '../helpers/pullguard-server.js';
@@ -43,14 +59,38 @@ export const NODE_NAME = 'pullguard-node';
 /** The htpasswd registry's user; its password is random per run (`node.registryPassword`). */
 export const REGISTRY_USER = 'puller';
 
-export function nodeUnavailableReason(): string | undefined {
-  if (process.getuid?.() !== 0) return 'a node needs root (kubelet, containerd, runc)';
-  for (const peer of ['kubernetes', 'etcd', 'nodebins', 'containerd', 'containerd-shim', 'crictl'] as const) {
+export type NodeRuntimeName = 'containerd' | 'crio';
+
+/** The node's container runtime, whichever it is: what the scenarios stop, start and read. */
+export interface NodeRuntime {
+  readonly name: NodeRuntimeName;
+  /** `containerd v2.4.2`, `CRI-O v1.36.3` */
+  readonly display: string;
+  /** `unix://…` (kubelet's containerRuntimeEndpoint, pullguard's backend behind the recording proxy) */
+  readonly endpoint: string;
+  readonly socketPath: string;
+  /** The image id this runtime reports for an image with this config digest: containerd `sha256:<hex>`, CRI-O bare `<hex>`. */
+  imageId(configDigest: string): string;
+  /** Stops the runtime (SIGTERM; its pods' processes keep running), state kept. */
+  stop(): Promise<void>;
+  /** Starts it again on the same socket and state. */
+  start(): Promise<void>;
+  /** What the runtime logged (containerd: the tail; CRI-O: everything, all starts). */
+  log(): string;
+}
+
+export function nodeUnavailableReason(runtime: NodeRuntimeName = 'containerd'): string | undefined {
+  if (process.getuid?.() !== 0) return `a node needs root (kubelet, ${runtime}, runc)`;
+  const peers =
+    runtime === 'containerd'
+      ? (['kubernetes', 'etcd', 'nodebins', 'containerd', 'containerd-shim', 'crictl'] as const)
+      : (['kubernetes', 'etcd', 'nodebins', 'crictl'] as const);
+  for (const peer of peers) {
     const missing = peerUnavailableReason(peer);
     if (missing !== undefined) return missing;
   }
-  const containerd = containerdUnavailableReason('2');
-  if (containerd !== undefined) return containerd;
+  const runtimeMissing = runtime === 'containerd' ? containerdUnavailableReason('2') : crioUnavailableReason();
+  if (runtimeMissing !== undefined) return runtimeMissing;
   for (const program of ['/usr/bin/docker-registry', '/usr/bin/skopeo', '/usr/bin/gpg', '/usr/bin/openssl', '/usr/bin/htpasswd', '/usr/bin/unshare']) {
     if (!existsSync(program)) return `${program} is not installed (bash .ci/install-deps)`;
   }
@@ -83,15 +123,16 @@ export interface NodeHarness {
   readonly signer: GpgSigner;
   /** A key no policy trusts. */
   readonly untrustedSigner: GpgSigner;
-  readonly containerd: RunningContainerd;
+  /** The container runtime (kubelet's containerRuntimeEndpoint, pullguard's backend). */
+  readonly runtime: NodeRuntime;
   readonly pullguard: RunningPullguard;
-  /** The PullImage requests pullguard forwarded to containerd (AuthConfig user, sha256 of the password). */
+  /** The PullImage requests pullguard forwarded to the runtime (AuthConfig user, sha256 of the password). */
   readonly backendPulls: readonly RecordedPull[];
   /** Every log line of every pullguard process so far (restarts included). */
   pullguardLogs(): string[];
   kubeletLog(): string;
   apiserverLog(): string;
-  containerdLog(): string;
+  runtimeLog(): string;
   /** Seconds each start-up step took (for the report). */
   readonly timings: Readonly<Record<string, number>>;
   /** What kubelet reported for the node: its Ready condition's reason and message. */
@@ -99,7 +140,10 @@ export interface NodeHarness {
   /** `<registry>/<name>:v1` */
   image(name: string, registry?: StartedRegistry): string;
   /** Builds an app image named `name` (its own config), pushes it as `<name>:v1`: signed by `signers` in order, or with `creds`. */
-  pushApp(name: string, options?: { signers?: readonly GpgSigner[]; registry?: StartedRegistry; creds?: { username: string; password: string } }): Promise<ExecImage & { signatures: Uint8Array[]; repoPath: string }>;
+  pushApp(
+    name: string,
+    options?: { signers?: readonly GpgSigner[]; registry?: StartedRegistry; creds?: { username: string; password: string } },
+  ): Promise<ExecImage & { signatures: Uint8Array[]; repoPath: string }>;
   createNamespace(name: string): Promise<void>;
   createPod(input: PodSpecInput): Promise<k8s.V1Pod>;
   readPod(namespace: string, name: string): Promise<k8s.V1Pod>;
@@ -112,6 +156,11 @@ export interface NodeHarness {
   /** A `kubectl describe pod`-like text: status, container state and the Events table. */
   describePod(namespace: string, name: string): Promise<string>;
   deletePod(namespace: string, name: string): Promise<void>;
+  /**
+   * A file as the pod's running container sees it: the container's PID from the runtime
+   * (`crictl inspect` on the runtime's socket), then /proc/<pid>/root/<path>.
+   */
+  readContainerFile(namespace: string, name: string, path: string): Promise<string>;
   /** SIGTERM pullguard (state kept) and start it again on the same socket and store. */
   restartPullguard(options?: { signal?: NodeJS.Signals; beforeStart?: () => Promise<void> }): Promise<void>;
   restartKubelet(options?: { signal?: NodeJS.Signals }): Promise<void>;
@@ -182,8 +231,14 @@ async function kubeletWrapper(dir: string): Promise<string> {
   return wrapper;
 }
 
-export async function startNode(options: { namespacePolicies?: (ctx: { registryHost: string; authRegistryHost: string; keyPath: string }) => Readonly<Record<string, unknown>> } = {}): Promise<NodeHarness> {
-  const unavailable = nodeUnavailableReason();
+export async function startNode(
+  options: {
+    runtime?: NodeRuntimeName;
+    namespacePolicies?: (ctx: { registryHost: string; authRegistryHost: string; keyPath: string }) => Readonly<Record<string, unknown>>;
+  } = {},
+): Promise<NodeHarness> {
+  const runtimeName = options.runtime ?? 'containerd';
+  const unavailable = nodeUnavailableReason(runtimeName);
   if (unavailable !== undefined) throw new Error(`the node cannot run here: ${unavailable}`);
   const steps: Step[] = [];
   const startedAt = Date.now();
@@ -198,7 +253,7 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
   let etcd: LoggedProcess | undefined;
   let apiserver: LoggedProcess | undefined;
   let kubelet: LoggedProcess | undefined;
-  let containerd: RunningContainerd | undefined;
+  let runtime: NodeRuntime | undefined;
   let pullguard: RunningPullguard | undefined;
   const pullguardLines: string[] = [];
   let pullguardLinesSeen = 0;
@@ -237,57 +292,119 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
         makeNodePki(join(dir, 'pki'), nodeName),
       ]),
     );
-    cleanups.push({ name: 'registries', run: () => Promise.all([registry.stop(), authRegistry.stop(), lookaside.stop(), signer.dispose(), untrustedSigner.dispose()]) });
+    cleanups.push({
+      name: 'registries',
+      run: () => Promise.all([registry.stop(), authRegistry.stop(), lookaside.stop(), signer.dispose(), untrustedSigner.dispose()]),
+    });
 
     // 2. etcd.
-    const [etcdClientPort, etcdPeerPort, apiserverPort, kubeletPort, kubeletHealthzPort, mirrorPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
+    const [etcdClientPort, etcdPeerPort, apiserverPort, kubeletPort, kubeletHealthzPort, mirrorPort] = await Promise.all([
+      freePort(),
+      freePort(),
+      freePort(),
+      freePort(),
+      freePort(),
+      freePort(),
+    ]);
     const etcdUrl = `http://127.0.0.1:${etcdClientPort}`;
     await timed(steps, `etcd ${PEERS.etcd}`, async () => {
       const peerUrl = `http://127.0.0.1:${etcdPeerPort}`;
-      etcd = spawnLogged('etcd', bin('etcd', 'etcd'), ['--name', 'node', '--data-dir', join(dir, 'etcd'), '--listen-client-urls', etcdUrl, '--advertise-client-urls', etcdUrl, '--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl, '--initial-cluster', `node=${peerUrl}`, '--unsafe-no-fsync', '--log-level', 'warn'], logDir);
+      etcd = spawnLogged(
+        'etcd',
+        bin('etcd', 'etcd'),
+        [
+          '--name',
+          'node',
+          '--data-dir',
+          join(dir, 'etcd'),
+          '--listen-client-urls',
+          etcdUrl,
+          '--advertise-client-urls',
+          etcdUrl,
+          '--listen-peer-urls',
+          peerUrl,
+          '--initial-advertise-peer-urls',
+          peerUrl,
+          '--initial-cluster',
+          `node=${peerUrl}`,
+          '--unsafe-no-fsync',
+          '--log-level',
+          'warn',
+        ],
+        logDir,
+      );
       const proc = etcd;
       cleanups.push({ name: 'etcd', run: () => proc.stop() });
-      await waitFor('etcd /health', async () => {
-        if (proc.exited()) throw new Error(`etcd exited: ${proc.tail()}`);
-        const res = await fetch(`${etcdUrl}/health`);
-        const body = (await res.json()) as { health?: string };
-        return body.health === 'true' ? true : undefined;
-      }, { timeoutMs: 30_000, describe: () => proc.tail() });
+      await waitFor(
+        'etcd /health',
+        async () => {
+          if (proc.exited()) throw new Error(`etcd exited: ${proc.tail()}`);
+          const res = await fetch(`${etcdUrl}/health`);
+          const body = (await res.json()) as { health?: string };
+          return body.health === 'true' ? true : undefined;
+        },
+        { timeoutMs: 30_000, describe: () => proc.tail() },
+      );
     });
 
     // 3. kube-apiserver.
     const server = `https://127.0.0.1:${apiserverPort}`;
     await timed(steps, `kube-apiserver ${PEERS.kubernetes}`, async () => {
-      apiserver = spawnLogged('kube-apiserver', bin('kubernetes', 'kube-apiserver'), [
-        '--etcd-servers', etcdUrl,
-        '--bind-address', '127.0.0.1',
-        '--advertise-address', '127.0.0.1',
-        '--secure-port', String(apiserverPort),
-        '--tls-cert-file', pki.apiserverCert,
-        '--tls-private-key-file', pki.apiserverKey,
-        '--client-ca-file', pki.caCert,
-        '--service-account-issuer', server,
-        '--service-account-key-file', pki.serviceAccountPub,
-        '--service-account-signing-key-file', pki.serviceAccountKey,
-        '--authorization-mode', 'Node,RBAC',
-        '--enable-admission-plugins', 'NodeRestriction',
-        // No controller manager makes the `default` ServiceAccounts this plugin would demand.
-        '--disable-admission-plugins', 'ServiceAccount',
-        // The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints validation refuses.
-        '--endpoint-reconciler-type', 'none',
-        // Virtual addresses for Services, allocated in etcd only: nothing routes or sends to them
-        // (no kube-proxy, hostNetwork pods). RFC 2544's benchmarking range, so no private range.
-        '--service-cluster-ip-range', '198.18.0.0/24',
-        '--profiling=false',
-        '--v', '1',
-      ], logDir);
+      apiserver = spawnLogged(
+        'kube-apiserver',
+        bin('kubernetes', 'kube-apiserver'),
+        [
+          '--etcd-servers',
+          etcdUrl,
+          '--bind-address',
+          '127.0.0.1',
+          '--advertise-address',
+          '127.0.0.1',
+          '--secure-port',
+          String(apiserverPort),
+          '--tls-cert-file',
+          pki.apiserverCert,
+          '--tls-private-key-file',
+          pki.apiserverKey,
+          '--client-ca-file',
+          pki.caCert,
+          '--service-account-issuer',
+          server,
+          '--service-account-key-file',
+          pki.serviceAccountPub,
+          '--service-account-signing-key-file',
+          pki.serviceAccountKey,
+          '--authorization-mode',
+          'Node,RBAC',
+          '--enable-admission-plugins',
+          'NodeRestriction',
+          // No controller manager makes the `default` ServiceAccounts this plugin would demand.
+          '--disable-admission-plugins',
+          'ServiceAccount',
+          // The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints validation refuses.
+          '--endpoint-reconciler-type',
+          'none',
+          // Virtual addresses for Services, allocated in etcd only: nothing routes or sends to them
+          // (no kube-proxy, hostNetwork pods). RFC 2544's benchmarking range, so no private range.
+          '--service-cluster-ip-range',
+          '198.18.0.0/24',
+          '--profiling=false',
+          '--v',
+          '1',
+        ],
+        logDir,
+      );
       const proc = apiserver;
       cleanups.push({ name: 'kube-apiserver', run: () => proc.stop() });
-      await waitFor('kube-apiserver /readyz', async () => {
-        if (proc.exited()) throw new Error(`kube-apiserver exited: ${proc.tail()}`);
-        const res = await apiGet(`${server}/readyz`, pki);
-        return res.status === 200 ? true : undefined;
-      }, { timeoutMs: 90_000, intervalMs: 500, describe: () => proc.tail() });
+      await waitFor(
+        'kube-apiserver /readyz',
+        async () => {
+          if (proc.exited()) throw new Error(`kube-apiserver exited: ${proc.tail()}`);
+          const res = await apiGet(`${server}/readyz`, pki);
+          return res.status === 200 ? true : undefined;
+        },
+        { timeoutMs: 90_000, intervalMs: 500, describe: () => proc.tail() },
+      );
     });
 
     const adminKubeconfig = join(dir, 'admin.kubeconfig');
@@ -305,28 +422,58 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
         const object = doc.toJS() as k8s.KubernetesObject | null;
         if (object !== null) await objects.create(object);
       }
-      const token = await core.createNamespacedServiceAccountToken({ name: 'pullguard', namespace: 'pullguard-system', body: { spec: { audiences: [], expirationSeconds: 7200 } } });
+      const token = await core.createNamespacedServiceAccountToken({
+        name: 'pullguard',
+        namespace: 'pullguard-system',
+        body: { spec: { audiences: [], expirationSeconds: 7200 } },
+      });
       if (token.status?.token === undefined) throw new Error('TokenRequest returned no token');
       await writeFile(pullguardKubeconfig, kubeconfigYaml(server, pki.caCert, { name: 'pullguard', token: token.status.token }), { mode: 0o600 });
     });
 
-    // 5. containerd 2.x: the sandbox image from the loopback registry; both registries through pullguard's mirror.
+    // 5. The runtime: the sandbox image from the loopback registry. containerd 2.x: both registries
+    // through pullguard's mirror. CRI-O: deploy/crio/ for both registries, which it reaches itself.
     const pauseImage = `${registry.host}/pause:1`;
     await timed(steps, 'pause image (build + push)', async () => {
       const pause = await buildExecImage(join(dir, 'images', 'pause'), { tag: '1', binary: bin('nodebins', 'pause'), path: 'pause' });
       await pushImage(pause.dir, 'pause:1', registry);
     });
-    const mirror = `http://127.0.0.1:${mirrorPort}`;
-    // containerd finds its shim on PATH (it spawns with this process's environment): 2.x's own, not
-    // Debian's 1.6 one in /usr/bin.
-    const shimDir = join(peerBinary('containerd-shim', 'containerd-shim-runc-v2')!, '..');
-    if (!(process.env['PATH'] ?? '').startsWith(`${shimDir}:`)) process.env['PATH'] = `${shimDir}:${process.env['PATH'] ?? ''}`;
-    containerd = await timed(steps, `containerd ${PEERS.containerd}`, () => startContainerd({ release: '2', sandboxImage: pauseImage, mirrors: { [registry.host]: mirror, [authRegistry.host]: mirror } }));
-    const runningContainerd = containerd;
-    cleanups.push({ name: 'containerd', run: () => stopContainerdAndPods(runningContainerd) });
+    if (runtimeName === 'containerd') {
+      const mirror = `http://127.0.0.1:${mirrorPort}`;
+      // containerd finds its shim on PATH (it spawns with this process's environment): 2.x's own, not
+      // Debian's 1.6 one in /usr/bin.
+      const shimDir = join(peerBinary('containerd-shim', 'containerd-shim-runc-v2')!, '..');
+      if (!(process.env['PATH'] ?? '').startsWith(`${shimDir}:`)) process.env['PATH'] = `${shimDir}:${process.env['PATH'] ?? ''}`;
+      const containerd = await timed(steps, `containerd ${PEERS.containerd}`, () =>
+        startContainerd({ release: '2', sandboxImage: pauseImage, mirrors: { [registry.host]: mirror, [authRegistry.host]: mirror } }),
+      );
+      cleanups.push({ name: 'containerd', run: () => stopContainerdAndPods(containerd) });
+      runtime = containerdRuntime(containerd);
+    } else {
+      const crioLog = join(logDir, 'crio.log');
+      const crio = await timed(steps, `CRI-O ${PEERS.crio}`, async () => {
+        const deployed = await deployedCrioConfig(join(dir, 'crio-config'), { registry: registry.host, secondRegistry: authRegistry.host });
+        return startCrio({
+          ...deployed.options,
+          // Runtime-fetch mode: CRI-O pulls name@<verified digest> from the (plain HTTP) registries itself.
+          insecureRegistries: [registry.host, authRegistry.host],
+          pauseImage,
+          // buildExecImage puts the pause program at /pause (its Entrypoint).
+          pauseCommand: '/pause',
+          rootlessOom: true,
+          // overlay: image volumes of OCI images need it (vfs refuses CRI-O's read-only image mount).
+          storageDriver: 'overlay',
+          logFile: crioLog,
+        });
+      });
+      // Pods (crictl rmp on CRI-O's socket), crio by PID, conmon leftovers, mounts, its dir.
+      cleanups.push({ name: 'CRI-O', run: () => crio.destroy() });
+      runtime = crioRuntime(crio, crioLog);
+    }
+    const nodeRuntime = runtime;
 
-    // 6. pullguard in front of containerd (through a pass-through that records the PullImage calls).
-    const backendProxy = await startCriRecordingProxy(join(dir, 'backend.sock'), containerd.socketPath);
+    // 6. pullguard in front of the runtime (through a pass-through that records the PullImage calls).
+    const backendProxy = await startCriRecordingProxy(join(dir, 'backend.sock'), nodeRuntime.socketPath);
     cleanups.push({ name: 'backend proxy', run: () => backendProxy.close() });
     const policyDir = join(dir, 'policy');
     const namespacePolicyDir = join(policyDir, 'namespaces');
@@ -334,24 +481,43 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
     await mkdir(namespacePolicyDir, { recursive: true });
     await mkdir(registriesD, { recursive: true });
     const signedBy = [{ type: 'signedBy', keyType: 'GPGKeys', keyPath: signer.publicKeyPath }];
-    await writeFile(join(policyDir, 'policy.json'), JSON.stringify({ default: [{ type: 'reject' }], transports: { docker: { [registry.host]: signedBy, [authRegistry.host]: [{ type: 'insecureAcceptAnything' }] } } }, null, 2));
+    await writeFile(
+      join(policyDir, 'policy.json'),
+      JSON.stringify(
+        { default: [{ type: 'reject' }], transports: { docker: { [registry.host]: signedBy, [authRegistry.host]: [{ type: 'insecureAcceptAnything' }] } } },
+        null,
+        2,
+      ),
+    );
     await writeFile(join(registriesD, 'node.yaml'), `docker:\n  ${registry.host}:\n    lookaside: ${lookaside.url}\n`);
-    for (const [namespace, policy] of Object.entries(options.namespacePolicies?.({ registryHost: registry.host, authRegistryHost: authRegistry.host, keyPath: signer.publicKeyPath }) ?? {})) {
+    for (const [namespace, policy] of Object.entries(
+      options.namespacePolicies?.({ registryHost: registry.host, authRegistryHost: authRegistry.host, keyPath: signer.publicKeyPath }) ?? {},
+    )) {
       await writeFile(join(namespacePolicyDir, `${namespace}.json`), JSON.stringify(policy, null, 2));
     }
     const pullguardState = join(dir, 'pullguard');
     await mkdir(pullguardState, { recursive: true });
     const pullguardArgs = [
-      '--backend', `unix://${backendProxy.socketPath}`,
-      '--mirror-address', `127.0.0.1:${mirrorPort}`,
-      '--signature-policy', join(policyDir, 'policy.json'),
-      '--signature-policy-dir', namespacePolicyDir,
-      '--registries-d', registriesD,
-      '--insecure-registry', registry.host,
-      '--insecure-registry', authRegistry.host,
-      '--kubeconfig', pullguardKubeconfig,
-      '--node-name', nodeName,
-      '--lookaside-timeout', '5s',
+      '--backend',
+      `unix://${backendProxy.socketPath}`,
+      '--mirror-address',
+      `127.0.0.1:${mirrorPort}`,
+      '--signature-policy',
+      join(policyDir, 'policy.json'),
+      '--signature-policy-dir',
+      namespacePolicyDir,
+      '--registries-d',
+      registriesD,
+      '--insecure-registry',
+      registry.host,
+      '--insecure-registry',
+      authRegistry.host,
+      '--kubeconfig',
+      pullguardKubeconfig,
+      '--node-name',
+      nodeName,
+      '--lookaside-timeout',
+      '5s',
     ];
     const launchPullguard = (): Promise<RunningPullguard> => startPullguard({ stateDir: pullguardState, args: pullguardArgs });
     pullguard = await timed(steps, 'pullguard serve --backend', launchPullguard);
@@ -369,7 +535,11 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
     const kubeletDir = join(dir, 'kubelet');
     await mkdir(join(kubeletDir, 'pki'), { recursive: true });
     const kubeletKubeconfig = join(dir, 'kubelet.kubeconfig');
-    await writeFile(kubeletKubeconfig, kubeconfigYaml(server, pki.caCert, { name: `system:node:${nodeName}`, certFile: pki.kubeletCert, keyFile: pki.kubeletKey }), { mode: 0o600 });
+    await writeFile(
+      kubeletKubeconfig,
+      kubeconfigYaml(server, pki.caCert, { name: `system:node:${nodeName}`, certFile: pki.kubeletCert, keyFile: pki.kubeletKey }),
+      { mode: 0o600 },
+    );
     const kubeletConfig = join(dir, 'kubelet-config.yaml');
     await writeFile(
       kubeletConfig,
@@ -391,7 +561,7 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
         failSwapOn: false,
         // Lowering oom_score_adj needs CAP_SYS_RESOURCE, which this machine lacks.
         oomScoreAdj: 0,
-        containerRuntimeEndpoint: containerd.endpoint,
+        containerRuntimeEndpoint: nodeRuntime.endpoint,
         imageServiceEndpoint: `unix://${pullguardSocket}`,
         podLogsDir: join(dir, 'pod-logs'),
         volumePluginDir: join(kubeletDir, 'volume-plugins'),
@@ -410,27 +580,45 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
     );
     const wrapper = await kubeletWrapper(dir);
     const kubeletArgs = [
-      '--mount', '--propagation', 'private', '--', wrapper, bin('kubernetes', 'kubelet'),
-      '--config', kubeletConfig,
-      '--kubeconfig', kubeletKubeconfig,
-      '--root-dir', kubeletDir,
-      '--cert-dir', join(kubeletDir, 'pki'),
-      '--hostname-override', nodeName,
-      '--v', '2',
+      '--mount',
+      '--propagation',
+      'private',
+      '--',
+      wrapper,
+      bin('kubernetes', 'kubelet'),
+      '--config',
+      kubeletConfig,
+      '--kubeconfig',
+      kubeletKubeconfig,
+      '--root-dir',
+      kubeletDir,
+      '--cert-dir',
+      join(kubeletDir, 'pki'),
+      '--hostname-override',
+      nodeName,
+      '--v',
+      '2',
     ];
     const launchKubelet = async (): Promise<void> => {
       kubelet = spawnLogged('kubelet', '/usr/bin/unshare', kubeletArgs, logDir);
       const proc = kubelet;
-      await waitFor('kubelet /healthz', async () => {
-        if (proc.exited()) throw new Error(`kubelet exited: ${proc.tail()}`);
-        const res = await fetch(`http://127.0.0.1:${kubeletHealthzPort}/healthz`);
-        return res.status === 200 ? true : undefined;
-      }, { timeoutMs: 60_000, intervalMs: 500, describe: () => proc.tail() });
+      await waitFor(
+        'kubelet /healthz',
+        async () => {
+          if (proc.exited()) throw new Error(`kubelet exited: ${proc.tail()}`);
+          const res = await fetch(`http://127.0.0.1:${kubeletHealthzPort}/healthz`);
+          return res.status === 200 ? true : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 500, describe: () => proc.tail() },
+      );
     };
     await timed(steps, `kubelet ${PEERS.kubernetes}`, async () => {
       cleanups.push({ name: 'kubelet', run: () => kubelet?.stop() ?? Promise.resolve() });
       await launchKubelet();
-      await waitFor('the Node object', async () => (await core.readNode({ name: nodeName })).metadata?.name, { timeoutMs: 60_000, describe: () => kubelet?.tail() ?? '' });
+      await waitFor('the Node object', async () => (await core.readNode({ name: nodeName })).metadata?.name, {
+        timeoutMs: 60_000,
+        describe: () => kubelet?.tail() ?? '',
+      });
     });
     steps.push({ name: 'total', seconds: (Date.now() - startedAt) / 1000 });
 
@@ -459,7 +647,7 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
       lookaside,
       signer,
       untrustedSigner,
-      containerd,
+      runtime: nodeRuntime,
       backendPulls: backendProxy.pulls,
       get pullguard() {
         return pullguard!;
@@ -470,7 +658,7 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
       },
       kubeletLog: () => kubelet?.log() ?? '',
       apiserverLog: () => apiserver?.log() ?? '',
-      containerdLog: () => runningContainerd.log(),
+      runtimeLog: () => nodeRuntime.log(),
       timings: Object.fromEntries(steps.map((s) => [s.name, s.seconds])),
       async nodeReadiness() {
         const node = await core.readNode({ name: nodeName });
@@ -479,7 +667,13 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
       },
       image: (name, reg = registry) => `${reg.host}/${name}:v1`,
       async pushApp(name, { signers = [], registry: reg = registry, creds } = {}) {
-        const built = await buildExecImage(join(dir, 'images', name), { tag: 'v1', binary: bin('nodebins', 'app'), path: 'app', env: [`PULLGUARD_APP_MESSAGE=${name}`], args: [name] });
+        const built = await buildExecImage(join(dir, 'images', name), {
+          tag: 'v1',
+          binary: bin('nodebins', 'app'),
+          path: 'app',
+          env: [`PULLGUARD_APP_MESSAGE=${name}`],
+          args: [name],
+        });
         if (signers.length > 0) {
           const pushed = await pushSignedImage(built.dir, `${name}:v1`, reg, signers);
           return { ...built, manifestDigest: pushed.manifestDigest, signatures: pushed.signatures, repoPath: pushed.repoPath };
@@ -518,19 +712,29 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
       },
       readPod,
       waitForRunning(namespace, name, timeoutMs = 90_000) {
-        return waitFor(`pod ${namespace}/${name} Running`, async () => {
-          const pod = await readPod(namespace, name);
-          return pod.status?.phase === 'Running' && pod.status.containerStatuses?.every((c) => c.state?.running !== undefined) === true ? pod : undefined;
-        }, { timeoutMs, intervalMs: 500, describe: () => `(see kubelet log ${kubelet?.logPath})` }).catch(async (err: Error) => {
+        return waitFor(
+          `pod ${namespace}/${name} Running`,
+          async () => {
+            const pod = await readPod(namespace, name);
+            return pod.status?.phase === 'Running' && pod.status.containerStatuses?.every((c) => c.state?.running !== undefined) === true ? pod : undefined;
+          },
+          { timeoutMs, intervalMs: 500, describe: () => `(see kubelet log ${kubelet?.logPath})` },
+        ).catch(async (err: Error) => {
           throw new Error(`${err.message}\n${await describeState(namespace, name)}`);
         });
       },
       waitForWaiting(namespace, name, reasons, timeoutMs = 90_000, message) {
-        return waitFor(`pod ${namespace}/${name} waiting with ${reasons.join('|')}`, async () => {
-          const pod = await readPod(namespace, name);
-          const waiting = pod.status?.containerStatuses?.[0]?.state?.waiting;
-          return waiting?.reason !== undefined && reasons.includes(waiting.reason) && (message === undefined || message.test(waiting.message ?? '')) ? pod : undefined;
-        }, { timeoutMs, intervalMs: 500 }).catch(async (err: Error) => {
+        return waitFor(
+          `pod ${namespace}/${name} waiting with ${reasons.join('|')}`,
+          async () => {
+            const pod = await readPod(namespace, name);
+            const waiting = pod.status?.containerStatuses?.[0]?.state?.waiting;
+            return waiting?.reason !== undefined && reasons.includes(waiting.reason) && (message === undefined || message.test(waiting.message ?? ''))
+              ? pod
+              : undefined;
+          },
+          { timeoutMs, intervalMs: 500 },
+        ).catch(async (err: Error) => {
           throw new Error(`${err.message}\n${await describeState(namespace, name)}`);
         });
       },
@@ -547,14 +751,31 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
       },
       async deletePod(namespace, name) {
         await core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }).catch(() => undefined);
-        await waitFor(`pod ${namespace}/${name} gone`, async () => {
-          try {
-            await readPod(namespace, name);
-            return undefined;
-          } catch {
-            return true;
-          }
-        }, { timeoutMs: 60_000, intervalMs: 500 });
+        await waitFor(
+          `pod ${namespace}/${name} gone`,
+          async () => {
+            try {
+              await readPod(namespace, name);
+              return undefined;
+            } catch {
+              return true;
+            }
+          },
+          { timeoutMs: 60_000, intervalMs: 500 },
+        );
+      },
+      async readContainerFile(namespace, name, path) {
+        const pod = await readPod(namespace, name);
+        const containerId = pod.status?.containerStatuses?.[0]?.containerID?.replace(/^[a-z-]+:\/\//, '');
+        if (containerId === undefined || containerId === '') throw new Error(`pod ${namespace}/${name} has no container yet`);
+        const { stdout } = await execFileAsync(
+          peerBinary('crictl')!,
+          ['--runtime-endpoint', nodeRuntime.endpoint, '--timeout', '20s', 'inspect', containerId],
+          { timeout: 60_000, maxBuffer: 16 * 1024 * 1024 },
+        );
+        const pid = (JSON.parse(stdout) as { info?: { pid?: number } }).info?.pid;
+        if (pid === undefined || pid <= 0) throw new Error(`crictl inspect ${containerId}: no pid`);
+        return readFile(`/proc/${pid}/root/${path.replace(/^\/+/, '')}`, 'utf8');
       },
       async restartPullguard({ signal = 'SIGTERM', beforeStart } = {}) {
         await pullguard?.stop({ keepState: true, signal });
@@ -572,9 +793,42 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
     return harness;
   } catch (err) {
     const tails = [etcd, apiserver, kubelet].filter((p): p is LoggedProcess => p !== undefined).map((p) => `--- ${p.name} (pid ${p.pid}):\n${p.tail(3000)}`);
+    if (runtime !== undefined) tails.push(`--- ${runtime.display}:\n${runtime.log().slice(-3000)}`);
     await stopAll().catch(() => undefined);
     throw new Error(`${(err as Error).message}\n${tails.join('\n')}`);
   }
+}
+
+function containerdRuntime(containerd: RunningContainerd): NodeRuntime {
+  return {
+    name: 'containerd',
+    display: `containerd ${PEERS.containerd}`,
+    endpoint: containerd.endpoint,
+    socketPath: containerd.socketPath,
+    imageId: (configDigest) => configDigest,
+    stop: () => containerd.stop(),
+    start: () => containerd.start(),
+    log: () => containerd.log(),
+  };
+}
+
+function crioRuntime(crio: RunningCrio, logFile: string): NodeRuntime {
+  return {
+    name: 'crio',
+    display: `CRI-O ${PEERS.crio}`,
+    endpoint: crio.endpoint,
+    socketPath: crio.socketPath,
+    imageId: (configDigest) => configDigest.replace(/^sha256:/, ''),
+    stop: () => crio.stop(),
+    start: () => crio.start(),
+    log: () => {
+      try {
+        return readFileSync(logFile, 'utf8');
+      } catch {
+        return crio.log();
+      }
+    },
+  };
 }
 
 /**
@@ -584,7 +838,9 @@ export async function startNode(options: { namespacePolicies?: (ctx: { registryH
 async function stopContainerdAndPods(containerd: RunningContainerd): Promise<void> {
   const crictl = peerBinary('crictl');
   if (crictl !== undefined) {
-    await execFileAsync(crictl, ['--runtime-endpoint', containerd.endpoint, '--timeout', '20s', 'rmp', '--all', '--force'], { timeout: 60_000 }).catch(() => undefined);
+    await execFileAsync(crictl, ['--runtime-endpoint', containerd.endpoint, '--timeout', '20s', 'rmp', '--all', '--force'], { timeout: 60_000 }).catch(
+      () => undefined,
+    );
   }
   const shims = await shimPids(containerd.socketPath);
   await containerd.destroy();
@@ -636,15 +892,36 @@ export function describePodText(pod: k8s.V1Pod, events: readonly k8s.CoreV1Event
     lines.push(`  ${container.name}:`, `    Image:          ${container.image}`);
     if (status?.imageID !== undefined && status.imageID !== '') lines.push(`    Image ID:       ${status.imageID}`);
     const state = status?.state;
-    if (state?.running !== undefined) lines.push('    State:          Running', `      Started:      ${new Date(state.running.startedAt as unknown as string).toUTCString()}`);
+    if (state?.running !== undefined)
+      lines.push('    State:          Running', `      Started:      ${new Date(state.running.startedAt as unknown as string).toUTCString()}`);
     else if (state?.waiting !== undefined) {
       lines.push('    State:          Waiting', `      Reason:       ${state.waiting.reason}`);
       if (state.waiting.message !== undefined) lines.push(`      Message:      ${state.waiting.message}`);
     } else if (state?.terminated !== undefined) lines.push('    State:          Terminated', `      Reason:       ${state.terminated.reason}`);
     lines.push(`    Ready:          ${status?.ready === true ? 'True' : 'False'}`);
+    const mounts = container.volumeMounts ?? [];
+    if (mounts.length > 0) lines.push('    Mounts:', ...mounts.map((m) => `      ${m.mountPath} from ${m.name} (${m.readOnly === true ? 'ro' : 'rw'})`));
+  }
+  const imageVolumes = (pod.spec?.volumes ?? []).filter((v) => v.image !== undefined);
+  if (imageVolumes.length > 0) {
+    lines.push('Volumes:');
+    for (const volume of imageVolumes) {
+      lines.push(
+        `  ${volume.name}:`,
+        '    Type:        Image (a container image or OCI artifact)',
+        `    Reference:   ${volume.image?.reference}`,
+        `    PullPolicy:  ${volume.image?.pullPolicy}`,
+      );
+    }
   }
   lines.push('Events:');
-  const rows = events.map((e) => [e.type ?? '', e.reason ?? '', e.count !== undefined && e.count > 1 ? `${age(e, now)} (x${e.count})` : age(e, now), e.source?.component ?? e.reportingComponent ?? '', e.message ?? '']);
+  const rows = events.map((e) => [
+    e.type ?? '',
+    e.reason ?? '',
+    e.count !== undefined && e.count > 1 ? `${age(e, now)} (x${e.count})` : age(e, now),
+    e.source?.component ?? e.reportingComponent ?? '',
+    e.message ?? '',
+  ]);
   const header = ['Type', 'Reason', 'Age', 'From', 'Message'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const format = (r: readonly string[]): string => `  ${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 2))).join('')}`.trimEnd();

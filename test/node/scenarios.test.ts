@@ -1,10 +1,13 @@
 /**
- * pullguard on a real node: kubelet's imageServiceEndpoint is pullguard, pullguard fronts
- * containerd, and everything is asserted through the API server (pods, their container states and
- * Events), as a user would see it. The node is test/node/harness.ts; run with `npm run test:node`
- * (test/node/vitest.config.ts). Scenarios run in order on one node; the restarts come last.
+ * pullguard on a real node: kubelet's imageServiceEndpoint is pullguard, pullguard fronts the
+ * container runtime, and everything is asserted through the API server (pods, their container
+ * states and Events), as a user would see it. The node is test/node/harness.ts; run with
+ * `npm run test:node` (test/node/vitest.config.ts). The same scenarios run twice, on a node with
+ * containerd 2.x and then on one with CRI-O (one node at a time); on each, in order, the restarts
+ * last. Where the runtimes differ (image ids, artifact volumes) the test names say so.
  *
- * PULLGUARD_NODE_REPORT=FILE writes the `kubectl describe`-like text of the three README pods there.
+ * PULLGUARD_NODE_REPORT=FILE writes the `kubectl describe`-like text of the README pods there,
+ * for each runtime that ran (the runtime named in every block).
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -15,10 +18,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushArtifact } from '../helpers/oras.js';
 import { peerBinary, PEERS } from '../helpers/peers.js';
 import { signManifest } from '../helpers/signed-images.js';
-import { nodeUnavailableReason, REGISTRY_USER, startNode, type NodeHarness } from './harness.js';
+import { nodeUnavailableReason, REGISTRY_USER, startNode, type NodeHarness, type NodeRuntimeName } from './harness.js';
 
 const enabled = process.env['PULLGUARD_NODE_SCENARIOS'] === '1';
-const unavailable = enabled ? nodeUnavailableReason() : 'run with npm run test:node (PULLGUARD_NODE_SCENARIOS=1)';
+const RUNTIMES: readonly { name: NodeRuntimeName; display: string }[] = [
+  { name: 'containerd', display: `containerd ${PEERS.containerd}` },
+  { name: 'crio', display: `CRI-O ${PEERS.crio}` },
+];
 
 const OPEN_NS = 'team-open';
 const STRICT_NS = 'team-strict';
@@ -27,29 +33,49 @@ function failedPullEvent(e: k8s.CoreV1Event): boolean {
   return e.reason === 'Failed' && (e.source?.component ?? e.reportingComponent) === 'kubelet' && /^Failed to pull image/.test(e.message ?? '');
 }
 
-describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â†’ containerd${unavailable ? ` (skipped: ${unavailable})` : ''}`, () => {
+// Both runtimes' blocks, in the order they ran; written once every node is gone.
+const report: string[] = [];
+afterAll(async () => {
+  if (process.env['PULLGUARD_NODE_REPORT'] !== undefined && report.length > 0)
+    await writeFile(process.env['PULLGUARD_NODE_REPORT'], `${report.join('\n\n')}\n`);
+});
+
+for (const { name: runtime, display: runtimeDisplay } of RUNTIMES) {
+  const unavailable = enabled ? nodeUnavailableReason(runtime) : 'run with npm run test:node (PULLGUARD_NODE_SCENARIOS=1)';
+  describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â†’ ${runtimeDisplay}${unavailable ? ` (skipped: ${unavailable})` : ''}`, () => {
+    scenarios(runtime, runtimeDisplay);
+  });
+}
+
+function scenarios(runtime: NodeRuntimeName, runtimeDisplay: string): void {
   let node: NodeHarness;
-  const report: string[] = [];
+  let startedAt = 0;
+  const runtimeTitle = runtime === 'crio' ? 'CRI-O' : 'containerd';
 
   beforeAll(async () => {
+    startedAt = Date.now();
     node = await startNode({
+      runtime,
       namespacePolicies: ({ registryHost, keyPath }) => ({
         [OPEN_NS]: { default: [{ type: 'insecureAcceptAnything' }] },
         [STRICT_NS]: { default: [{ type: 'reject' }], transports: { docker: { [registryHost]: [{ type: 'signedBy', keyType: 'GPGKeys', keyPath }] } } },
       }),
     });
-    console.log(`node harness up: ${JSON.stringify(node.timings)}; ${await node.nodeReadiness()}`);
+    console.log(`node harness (${runtimeDisplay}) up: ${JSON.stringify(node.timings)}; ${await node.nodeReadiness()}`);
   }, 300_000);
 
   afterAll(async () => {
-    if (process.env['PULLGUARD_NODE_REPORT'] !== undefined && report.length > 0) await writeFile(process.env['PULLGUARD_NODE_REPORT'], `${report.join('\n\n')}\n`);
+    const stopping = Date.now();
     await node?.stop();
+    console.log(
+      `node (${runtimeDisplay}): scenarios and start-up ${((stopping - startedAt) / 1000).toFixed(1)} s, stop ${((Date.now() - stopping) / 1000).toFixed(1)} s`,
+    );
   }, 120_000);
 
   async function record(namespace: string, name: string): Promise<void> {
     const text = await node.describePod(namespace, name);
-    report.push(`$ kubectl describe pod ${name}   # (the status and Events part)\n${text}`);
-    console.log(text);
+    report.push(`$ kubectl describe pod ${name}   # runtime: ${runtimeDisplay} (the status and Events part)\n${text}`);
+    console.log(`[${runtimeDisplay}]\n${text}`);
   }
 
   it('signed image: the pod runs', async () => {
@@ -86,8 +112,24 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â
     expect(managers).not.toContain('kubelet');
     const authz = node.kubeConfig.makeApiClient(k8sApi.AuthorizationV1Api);
     const may = async (verb: string, resource: string): Promise<boolean | undefined> =>
-      (await authz.createSubjectAccessReview({ body: { spec: { user: 'system:serviceaccount:pullguard-system:pullguard', groups: ['system:serviceaccounts', 'system:serviceaccounts:pullguard-system', 'system:authenticated'], resourceAttributes: { namespace: 'default', verb, resource } } } })).status?.allowed;
-    expect({ createEvents: await may('create', 'events'), patchEvents: await may('patch', 'events'), getPods: await may('get', 'pods'), listEvents: await may('list', 'events'), getSecrets: await may('get', 'secrets') }).toEqual({ createEvents: true, patchEvents: true, getPods: false, listEvents: false, getSecrets: false });
+      (
+        await authz.createSubjectAccessReview({
+          body: {
+            spec: {
+              user: 'system:serviceaccount:pullguard-system:pullguard',
+              groups: ['system:serviceaccounts', 'system:serviceaccounts:pullguard-system', 'system:authenticated'],
+              resourceAttributes: { namespace: 'default', verb, resource },
+            },
+          },
+        })
+      ).status?.allowed;
+    expect({
+      createEvents: await may('create', 'events'),
+      patchEvents: await may('patch', 'events'),
+      getPods: await may('get', 'pods'),
+      listEvents: await may('list', 'events'),
+      getSecrets: await may('get', 'secrets'),
+    }).toEqual({ createEvents: true, patchEvents: true, getPods: false, listEvents: false, getSecrets: false });
     // Only this pod got it.
     const signedPod = await node.readPod('default', 'pg-signed');
     expect((await node.podEvents(signedPod)).some((e) => e.reason === 'SignatureRetrievalDegraded')).toBe(false);
@@ -101,17 +143,21 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â
     expect(event.message).toContain(`the policy was satisfied by signature-1 (key ${node.signer.fingerprint})`);
   });
 
-  it('unsigned: the container waits with SignatureValidationFailed and kubelet\'s Failed Event carries pullguard\'s message', async () => {
+  it("unsigned: the container waits with SignatureValidationFailed and kubelet's Failed Event carries pullguard's message", async () => {
     await node.pushApp('unsigned');
     await node.createPod({ name: 'pg-unsigned', image: node.image('unsigned') });
     const pod = await node.waitForWaiting('default', 'pg-unsigned', ['SignatureValidationFailed']);
     const waiting = pod.status?.containerStatuses?.[0]?.state?.waiting;
     // kubelet 1.37 rewords the container's waiting message around the part after pullguard's prefix.
-    expect(waiting?.message).toBe(`image pull failed for ${node.image('unsigned')} because the signature validation failed: Source image rejected: A signature was required, but no signature exists`);
-    const failed = await node.waitForEvent(pod, failedPullEvent, 'kubelet\'s Failed Event on pg-unsigned');
+    expect(waiting?.message).toBe(
+      `image pull failed for ${node.image('unsigned')} because the signature validation failed: Source image rejected: A signature was required, but no signature exists`,
+    );
+    const failed = await node.waitForEvent(pod, failedPullEvent, "kubelet's Failed Event on pg-unsigned");
     expect(failed.type).toBe('Warning');
     // The Event carries pullguard's message as pullguard sent it.
-    expect(failed.message).toBe(`Failed to pull image "${node.image('unsigned')}": SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists`);
+    expect(failed.message).toBe(
+      `Failed to pull image "${node.image('unsigned')}": SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists`,
+    );
     // Never Running, never Created.
     expect((await node.podEvents(pod)).map((e) => e.reason)).not.toContain('Started');
     await record('default', 'pg-unsigned');
@@ -124,11 +170,13 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â
     node.lookaside.fault(2, { html: true }, pushed.repoPath);
     await node.createPod({ name: 'pg-untrusted', image: node.image('untrusted') });
     const pod = await node.waitForWaiting('default', 'pg-untrusted', ['SignatureValidationFailed']);
-    const failed = await node.waitForEvent(pod, failedPullEvent, 'kubelet\'s Failed Event on pg-untrusted');
+    const failed = await node.waitForEvent(pod, failedPullEvent, "kubelet's Failed Event on pg-untrusted");
     expect(failed.message).toMatch(/SignatureValidationFailed: Source image rejected: /);
     // signature-1 is named by its key (why it was not trusted), signature-2 by its index and URL (why it could not be read).
     expect(failed.message).toContain(`signature by key ${node.untrustedSigner.fingerprint} is not accepted`);
-    expect(failed.message).toMatch(/additionally 1 signature could not be read: signature-2 \(http:\/\/127\.0\.0\.1:\d+\/untrusted@sha256=[0-9a-f]{64}\/signature-2\): unrecognized signature format, starting with binary 0x3c \(HTTP 200, Content-Type text\/html/);
+    expect(failed.message).toMatch(
+      /additionally 1 signature could not be read: signature-2 \(http:\/\/127\.0\.0\.1:\d+\/untrusted@sha256=[0-9a-f]{64}\/signature-2\): unrecognized signature format, starting with binary 0x3c \(HTTP 200, Content-Type text\/html/,
+    );
     await record('default', 'pg-untrusted');
   });
 
@@ -141,7 +189,10 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â
       node.createPod({ namespace: OPEN_NS, name: 'pg-shared', image, pullPolicy: 'Always' }),
       node.createPod({ namespace: STRICT_NS, name: 'pg-shared', image, pullPolicy: 'Always' }),
     ]);
-    const [open, strict] = await Promise.all([node.waitForRunning(OPEN_NS, 'pg-shared'), node.waitForWaiting(STRICT_NS, 'pg-shared', ['SignatureValidationFailed'])]);
+    const [open, strict] = await Promise.all([
+      node.waitForRunning(OPEN_NS, 'pg-shared'),
+      node.waitForWaiting(STRICT_NS, 'pg-shared', ['SignatureValidationFailed']),
+    ]);
     expect(open.status?.phase).toBe('Running');
     const failed = await node.waitForEvent(strict, failedPullEvent, 'the Failed Event in the strict namespace');
     expect(failed.message).toMatch(/SignatureValidationFailed: /);
@@ -151,14 +202,24 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â
     expect(again.status?.containerStatuses?.[0]?.state?.running).toBeUndefined();
   });
 
-  it('image pull secret on an htpasswd registry: the pod\'s credentials reach pullguard; a wrong secret fails with the registry\'s answer and no credential anywhere', async () => {
+  it("image pull secret on an htpasswd registry: the pod's credentials reach pullguard; a wrong secret fails with the registry's answer and no credential anywhere", async () => {
     const creds = { username: REGISTRY_USER, password: node.registryPassword };
     await node.pushApp('private', { registry: node.authRegistry, creds });
     const dockerConfig = (password: string): string =>
-      Buffer.from(JSON.stringify({ auths: { [node.authRegistry.host]: { username: REGISTRY_USER, password, auth: Buffer.from(`${REGISTRY_USER}:${password}`).toString('base64') } } })).toString('base64');
+      Buffer.from(
+        JSON.stringify({
+          auths: { [node.authRegistry.host]: { username: REGISTRY_USER, password, auth: Buffer.from(`${REGISTRY_USER}:${password}`).toString('base64') } },
+        }),
+      ).toString('base64');
     const wrongPassword = `wrong-${node.registryPassword.slice(3)}-x`;
-    for (const [name, password] of [['reg-good', node.registryPassword], ['reg-wrong', wrongPassword]] as const) {
-      await node.core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerConfig(password) } } });
+    for (const [name, password] of [
+      ['reg-good', node.registryPassword],
+      ['reg-wrong', wrongPassword],
+    ] as const) {
+      await node.core.createNamespacedSecret({
+        namespace: 'default',
+        body: { metadata: { name }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerConfig(password) } },
+      });
     }
     const image = node.image('private', node.authRegistry);
     await node.createPod({ name: 'pg-private', image, pullSecrets: ['reg-good'], pullPolicy: 'Always' });
@@ -175,17 +236,22 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â
       expect(failed.message).toMatch(/unauthori[sz]ed|authentication required/i);
     }
     // No credential in any Event, pod status or log.
-    const secrets = [node.registryPassword, wrongPassword, Buffer.from(`${REGISTRY_USER}:${node.registryPassword}`).toString('base64'), Buffer.from(`${REGISTRY_USER}:${wrongPassword}`).toString('base64')];
+    const secrets = [
+      node.registryPassword,
+      wrongPassword,
+      Buffer.from(`${REGISTRY_USER}:${node.registryPassword}`).toString('base64'),
+      Buffer.from(`${REGISTRY_USER}:${wrongPassword}`).toString('base64'),
+    ];
     const everything = [
       JSON.stringify((await node.core.listNamespacedEvent({ namespace: 'default' })).items),
       JSON.stringify(await node.readPod('default', 'pg-private-wrong')),
       ...node.pullguardLogs(),
       node.kubeletLog(),
-      node.containerdLog(),
+      node.runtimeLog(),
     ].join('\n');
     for (const secret of secrets) expect(everything.includes(secret), `a credential leaked (${secret.slice(0, 4)}â€¦)`).toBe(false);
     // The pod's credentials reached pullguard (it pulled from the htpasswd registry) and, with its
-    // PullImage, the runtime: containerd got the AuthConfig kubelet built from the secret.
+    // PullImage, the runtime: it got the AuthConfig kubelet built from the secret.
     const sha256 = (t: string): string => createHash('sha256').update(t).digest('hex');
     const toRuntime = node.backendPulls.filter((p) => p.image.startsWith(`${node.authRegistry.host}/private@sha256:`));
     expect(toRuntime.length).toBeGreaterThan(0);
@@ -195,7 +261,11 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â
     console.log(`wrong secret: ${(await node.podEvents(wrong)).filter(failedPullEvent).at(-1)?.message}`);
   });
 
-  it('image volumes (KEP-4639): a signed image volume â†’ the pod runs; an unsigned OCI artifact volume â†’ SignatureValidationFailed; a signed artifact is allowed, and containerd cannot mount it', async () => {
+  const artifactVolumeOutcome =
+    runtime === 'containerd'
+      ? 'a signed artifact is allowed, and containerd cannot mount it (containerd/containerd#11907)'
+      : 'a signed artifact volume is allowed and mounted, and the pod runs';
+  it(`image volumes (KEP-4639): a signed image volume â†’ the pod runs; an unsigned OCI artifact volume â†’ SignatureValidationFailed; ${artifactVolumeOutcome}`, async () => {
     const artifactType = { artifactType: 'application/vnd.pullguard.test.model.v1' };
     const signed = await pushArtifact(node.registry.host, 'volume-signed:v1', { 'model.bin': 'verified weights\n' }, artifactType);
     await node.lookaside.writeSignature('volume-signed', signed.digest, 1, await signManifest(node.signer, signed.manifest, node.image('volume-signed')));
@@ -208,25 +278,44 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â
     await node.waitForRunning('default', 'pg-volume-image');
 
     const refused = await node.waitForWaiting('default', 'pg-volume-unsigned', ['SignatureValidationFailed']);
-    const failed = await node.waitForEvent(refused, (e) => e.reason === 'Failed' && /volume-unsigned/.test(e.message ?? ''), 'kubelet\'s Failed Event on pg-volume-unsigned');
+    const failed = await node.waitForEvent(
+      refused,
+      (e) => e.reason === 'Failed' && /volume-unsigned/.test(e.message ?? ''),
+      "kubelet's Failed Event on pg-volume-unsigned",
+    );
     expect(failed.message).toContain('SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists');
     expect((await node.podEvents(refused)).map((e) => e.reason)).not.toContain('Started');
     await record('default', 'pg-volume-unsigned');
 
-    // pullguard verified the signed artifact and containerd pulled it; containerd 2 cannot mount an
-    // artifact as a volume (containerd/containerd#11907): the container waits with its error.
-    const unmountable = await node.waitForWaiting('default', 'pg-volume-artifact', ['CreateContainerError'], 90_000, /ImageVolumeMountFailed/);
-    expect(unmountable.status?.containerStatuses?.[0]?.state?.waiting?.message).toContain('mismatched image rootfs and manifest layers');
-    expect(node.pullguardLogs().some((l) => l.includes('PullImage ok') && l.includes('volume-signed'))).toBe(true);
-    // Not a pull failure: gone before the closing check that no pod is stuck.
-    await node.deletePod('default', 'pg-volume-artifact');
+    if (runtime === 'containerd') {
+      // pullguard verified the signed artifact and containerd pulled it; containerd 2 cannot mount an
+      // artifact as a volume (containerd/containerd#11907): the container waits with its error.
+      const unmountable = await node.waitForWaiting('default', 'pg-volume-artifact', ['CreateContainerError'], 90_000, /ImageVolumeMountFailed/);
+      expect(unmountable.status?.containerStatuses?.[0]?.state?.waiting?.message).toContain('mismatched image rootfs and manifest layers');
+      expect(node.pullguardLogs().some((l) => l.includes('PullImage ok') && l.includes('volume-signed'))).toBe(true);
+      // Not a pull failure: gone before the closing check that no pod is stuck.
+      await node.deletePod('default', 'pg-volume-artifact');
+    } else {
+      // CRI-O keeps artifacts in its artifact store and bind-mounts their files: the pod runs, and
+      // its container reads the verified artifact's file at the mount path; the image volume holds
+      // the image's files (CRI-O mounts images read-only: the harness runs it on overlay storage).
+      const running = await node.waitForRunning('default', 'pg-volume-artifact');
+      expect(node.pullguardLogs().some((l) => l.includes('PullImage ok') && l.includes('volume-signed'))).toBe(true);
+      expect(await node.readContainerFile('default', 'pg-volume-artifact', '/content/model.bin')).toBe('verified weights\n');
+      expect((await node.readContainerFile('default', 'pg-volume-image', '/content/app')).length).toBeGreaterThan(0);
+      expect((await node.podEvents(running)).filter((e) => e.type === 'Warning')).toEqual([]);
+      await record('default', 'pg-volume-artifact');
+    }
   });
 
   it(`crictl ${PEERS.crictl} against pullguard's socket on the node: images, pull (signed / unsigned), inspecti, imagefsinfo, rmi`, async () => {
     const crictl = (...args: string[]): Promise<{ code: number; out: string }> =>
       new Promise((resolve) => {
-        execFile(peerBinary('crictl')!, ['--image-endpoint', `unix://${node.pullguard.socket}`, '--timeout', '30s', ...args], { timeout: 60_000 }, (err, stdout, stderr) =>
-          resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, out: `${stdout}${stderr}` }),
+        execFile(
+          peerBinary('crictl')!,
+          ['--image-endpoint', `unix://${node.pullguard.socket}`, '--timeout', '30s', ...args],
+          { timeout: 60_000 },
+          (err, stdout, stderr) => resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, out: `${stdout}${stderr}` }),
         );
       });
     const signed = await node.pushApp('crictl-signed', { signers: [node.signer] });
@@ -234,7 +323,8 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â
     await node.pushApp('crictl-unsigned');
     const pulled = await crictl('pull', node.image('crictl-signed'));
     expect(pulled).toMatchObject({ code: 0 });
-    expect(pulled.out).toContain(`Image is up to date for ${signed.configDigest}`);
+    // The runtime's own image id (containerd sha256:<hex>, CRI-O bare hex), as kubelet would get it.
+    expect(pulled.out).toContain(`Image is up to date for ${node.runtime.imageId(signed.configDigest)}`);
     const refused = await crictl('pull', node.image('crictl-unsigned'));
     expect(refused.code).not.toBe(0);
     expect(refused.out).toContain('SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists');
@@ -244,7 +334,7 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â
     expect(images.out).not.toContain('crictl-unsigned');
     const inspected = await crictl('inspecti', node.image('crictl-signed'));
     expect(inspected.code).toBe(0);
-    expect(inspected.out).toContain(signed.configDigest);
+    expect(inspected.out).toContain(node.runtime.imageId(signed.configDigest));
     const fsinfo = await crictl('imagefsinfo');
     expect(fsinfo.code).toBe(0);
     expect(fsinfo.out).toMatch(/mountpoint/i);
@@ -277,12 +367,14 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â
     await node.waitForRunning('default', 'pg-slow-c', 120_000);
   });
 
-  it('containerd restarted: running pods keep running, a pod created while it was down runs once it is back', async () => {
-    await node.pushApp('during-runtime-restart', { signers: [node.signer] }).then((p) => node.lookaside.writeSignature(p.repoPath, p.manifestDigest, 1, p.signatures[0]!));
-    await node.containerd.stop();
+  it(`${runtimeTitle} restarted: running pods keep running, a pod created while it was down runs once it is back`, async () => {
+    await node
+      .pushApp('during-runtime-restart', { signers: [node.signer] })
+      .then((p) => node.lookaside.writeSignature(p.repoPath, p.manifestDigest, 1, p.signatures[0]!));
+    await node.runtime.stop();
     await node.createPod({ name: 'pg-during-runtime-restart', image: node.image('during-runtime-restart') });
     await new Promise((r) => setTimeout(r, 5000));
-    await node.containerd.start();
+    await node.runtime.start();
     await node.waitForRunning('default', 'pg-during-runtime-restart', 150_000);
     for (const name of ['pg-signed', 'pg-seed']) expect((await node.readPod('default', name)).status?.containerStatuses?.[0]?.state?.running).toBeDefined();
   });
@@ -306,7 +398,10 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â
           for (const status of pod.status?.containerStatuses ?? [{ name: '?', state: undefined } as unknown as k8s.V1ContainerStatus]) {
             const { running, waiting } = status.state ?? {};
             if (running !== undefined) continue;
-            const ok = waiting?.reason !== undefined && ['SignatureValidationFailed', 'ImagePullBackOff', 'ErrImagePull'].includes(waiting.reason) && (waiting.message ?? '') !== '';
+            const ok =
+              waiting?.reason !== undefined &&
+              ['SignatureValidationFailed', 'ImagePullBackOff', 'ErrImagePull'].includes(waiting.reason) &&
+              (waiting.message ?? '') !== '';
             if (!ok) stuck.push(`${namespace}/${pod.metadata?.name}: ${JSON.stringify(status.state)}`);
           }
         }
@@ -314,11 +409,12 @@ describe.skipIf(unavailable !== undefined)(`a real node: kubelet â†’ pullguard â
       return stuck;
     };
     let stuck = await stuckPods();
-    for (const deadline = Date.now() + 90_000; stuck.length > 0 && Date.now() < deadline; stuck = await stuckPods()) await new Promise((r) => setTimeout(r, 1000));
+    for (const deadline = Date.now() + 90_000; stuck.length > 0 && Date.now() < deadline; stuck = await stuckPods())
+      await new Promise((r) => setTimeout(r, 1000));
     expect(stuck).toEqual([]);
-    report.push(`node ${node.nodeName}: ${await node.nodeReadiness()}`);
+    report.push(`node ${node.nodeName} (runtime: ${runtimeDisplay}): ${await node.nodeReadiness()}`);
   });
-});
+}
 
 async function waitUntil(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;

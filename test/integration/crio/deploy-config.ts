@@ -23,13 +23,18 @@ export interface DeployedCrioConfig {
   readonly policyDir: string;
 }
 
-export async function deployedCrioConfig(work: string, addresses: { registry: string; mirror?: string }): Promise<DeployedCrioConfig> {
+/**
+ * `registry` takes the place of `registry.redhat.io`, `secondRegistry` (optional) that of
+ * `registry.access.redhat.com`, `mirror` that of `127.0.0.1:5050`.
+ */
+export async function deployedCrioConfig(work: string, addresses: { registry: string; secondRegistry?: string; mirror?: string }): Promise<DeployedCrioConfig> {
   const installed = join(work, 'etc-crio-pullguard');
   const emptyLookaside = join(work, 'crio-lookaside-empty');
   const template = (text: string): string =>
     text
       .replaceAll('/etc/crio/pullguard/', `${installed}/`)
       .replaceAll('/var/lib/pullguard/crio-lookaside-empty', emptyLookaside)
+      .replaceAll('registry.access.redhat.com', addresses.secondRegistry ?? 'registry.access.redhat.com')
       .replaceAll('registry.redhat.io', addresses.registry)
       .replaceAll('127.0.0.1:5050', addresses.mirror ?? '127.0.0.1:5050');
   const read = async (path: string): Promise<string> => template(await readFile(join(DEPLOY_CRIO, path), 'utf8'));
