@@ -344,30 +344,11 @@ export class PullService {
             },
             (both) => runtimeFetch(allowedImage, both),
           ]);
-          return await this.#record({
-            image,
-            reference,
-            namespace: request.namespace,
-            verdict,
-            policySource,
-            decision,
-            signatures,
-            signatureDigests,
-            layersStored: false,
-          });
+        } else {
+          await this.#fetchBlobs(image, blobs, request.credentials, signal, { runtimeOrder: runtimeWaits, inFlight });
         }
-        await this.#fetchBlobs(image, blobs, request.credentials, signal, { runtimeOrder: runtimeWaits, inFlight });
-        return await this.#record({
-          image,
-          reference,
-          namespace: request.namespace,
-          verdict,
-          policySource,
-          decision,
-          signatures,
-          signatureDigests,
-          layersStored: true,
-        });
+        const layersStored = runtimeFetch === undefined;
+        return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, decision, signatures, signatureDigests, layersStored });
       } finally {
         // After the record is in the index (or the pull failed): the mirror now goes by the index.
         inFlight?.end();
