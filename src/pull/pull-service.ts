@@ -348,7 +348,17 @@ export class PullService {
           await this.#fetchBlobs(image, blobs, request.credentials, signal, { runtimeOrder: runtimeWaits, inFlight });
         }
         const layersStored = runtimeFetch === undefined;
-        return await this.#record({ image, reference, namespace: request.namespace, verdict, policySource, decision, signatures, signatureDigests, layersStored });
+        return await this.#record({
+          image,
+          reference,
+          namespace: request.namespace,
+          verdict,
+          policySource,
+          decision,
+          signatures,
+          signatureDigests,
+          layersStored,
+        });
       } finally {
         // After the record is in the index (or the pull failed): the mirror now goes by the index.
         inFlight?.end();

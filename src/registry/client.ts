@@ -4,46 +4,27 @@
  * the platform instance of an index, and streams blobs into a BlobWriter with retries and Range
  * resumes. All I/O goes through an injected undici Dispatcher; time, sleep and jitter are injectable.
  */
-import { lookupCredentials, type AuthFile } from './auth-file.js';
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { rootCertificates } from 'node:tls';
 import { setTimeout as delay } from 'node:timers/promises';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { digestAlgorithm, type Digest } from '../domain/digest.js';
 import { isPullguardError, PullguardError, type ErrorCode } from '../domain/errors.js';
 import type { Descriptor, Platform } from '../domain/image.js';
 import { formatReference, type ImageReference } from '../domain/reference.js';
-import type { BlobWriter, ImageSource, RegistryCredentials, ResolvedImage, ResolveOptions } from '../pull/ports.js';
-import { basicAuthorization, credentialIdentity, parseTokenResponse, parseWwwAuthenticate, TokenCache, tokenRequest, type Challenge } from './bearer-auth.js';
-import { DEFAULT_TIMEOUTS, header, pumpBody, readCapped, readErrorBody, send, type HttpResponse, type Timeouts } from './http.js';
+import type { BlobWriter, ImageSource, ResolvedImage, ResolveOptions } from '../pull/ports.js';
+import type { AuthFile } from './auth-file.js';
+import { RegistryConnections } from './connections.js';
+import { DEFAULT_TIMEOUTS, header, pumpBody, readCapped, readErrorBody, type HttpResponse, type Timeouts } from './http.js';
 import { MANIFEST_ACCEPT, parseManifest } from './manifest.js';
 import { formatPlatform, selectInstance } from './platform.js';
-import { ReadDeadline } from './read-deadline.js';
 import { EMPTY_REGISTRIES_CONFIG, isInsecureHost, pullSources, type PullSource, type RegistriesConfig } from './registries-conf.js';
-import {
-  cancelledError,
-  classifyTransportError,
-  isRetryableTransport,
-  readDeadlineError,
-  statusError,
-  transportError,
-  type RequestSubject,
-} from './registry-errors.js';
+import { RegistryAuth, type Endpoint } from './registry-auth.js';
+import { cancelledError, classifyTransportError, isRetryableTransport, statusError, transportError, type RequestSubject } from './registry-errors.js';
+import { DEFAULT_RETRY, RegistryRequests, type ReadOptions, type RetryPolicy } from './registry-requests.js';
 
-export interface RetryPolicy {
-  /** Attempts per request, including the first. */
-  readonly maxAttempts: number;
-  readonly baseDelayMs: number;
-  readonly maxDelayMs: number;
-  /** Longest Retry-After honoured; longer values are clamped to this. */
-  readonly maxRetryAfterMs: number;
-}
+export { DEFAULT_RETRY, type RetryPolicy } from './registry-requests.js';
 
-export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ maxAttempts: 4, baseDelayMs: 250, maxDelayMs: 8_000, maxRetryAfterMs: 30_000 });
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-const MAX_TOKEN_BYTES = 1024 * 1024;
 /**
  * A blob must arrive at 64 KiB/s on average after the `readMs` allowance (0.5 Mbit/s; four layers at
  * once need 2 Mbit/s). Drips and stalls fail shortly after the allowance whatever this is, so it only
@@ -117,23 +98,12 @@ export interface ImageArtifactReader {
   fetchBlobBytes(image: ResolvedImage, blob: Pick<Descriptor, 'digest' | 'size' | 'mediaType'>, opts: ResolveOptions, maxBytes: number): Promise<Uint8Array>;
 }
 
-/** Internal: the caller's options plus the deadline of the read in progress (its abort signal is `signal`). */
-interface ReadOptions extends ResolveOptions {
-  readonly deadline?: ReadDeadline;
-}
-
 /** Internal: a client error passed through repoRequest to fetchManifestByTag. */
 class ClientErrorAnswer {
   constructor(
     readonly status: number,
     readonly body: Uint8Array | undefined,
   ) {}
-}
-
-interface Endpoint {
-  readonly host: string;
-  /** `https://host` or `http://host` (docker.io → registry-1.docker.io). */
-  readonly base: string;
 }
 
 /** Where a resolved image's blobs come from. */
@@ -160,280 +130,56 @@ const FALL_THROUGH = new Set<ErrorCode>([
   'REGISTRY_PROTOCOL',
   'REGISTRY_TLS',
 ]);
-const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
 
 export function createRegistryClient(options: RegistryClientOptions): RegistryImageSource {
   return new RegistryClient(options);
 }
 
 class RegistryClient implements RegistryImageSource {
-  private readonly timeouts: Timeouts;
-  private readonly retry: RetryPolicy;
   private readonly registries: RegistriesConfig;
   private readonly insecure: ReadonlySet<string>;
-  private readonly base: Dispatcher;
-  private readonly owned: Dispatcher[] = [];
-  private readonly caAgents = new Map<string, Promise<Dispatcher>>();
-  private readonly challenges = new Map<string, Promise<Challenge | undefined>>();
-  private readonly tokens: TokenCache;
-  private readonly now: () => number;
-  private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
-  private readonly random: () => number;
+  private readonly connections: RegistryConnections;
+  private readonly requests: RegistryRequests;
+  private readonly auth: RegistryAuth;
   private readonly maxManifestBytes: number;
-  private readonly minBlobRate: number;
-  private readonly userAgent: string;
   /** Aborted by close(): reads no caller can cancel (the shared ping) must not hold the Agents open. */
   private readonly lifetime = new AbortController();
 
   constructor(private readonly options: RegistryClientOptions) {
-    this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    const now = options.clock ?? Date.now;
+    const userAgent = options.userAgent ?? 'pullguard';
     this.registries = options.registries ?? EMPTY_REGISTRIES_CONFIG;
     this.insecure = new Set(options.insecureRegistries ?? []);
-    if (options.dispatcher !== undefined) this.base = options.dispatcher;
-    else {
-      this.base = new Agent({ connect: { timeout: this.timeouts.connectMs } });
-      this.owned.push(this.base);
-    }
-    this.now = options.clock ?? Date.now;
-    this.tokens = new TokenCache(this.now);
-    this.sleep = options.sleep ?? ((ms, signal) => delay(ms, undefined, signal === undefined ? undefined : { signal }));
-    this.random = options.random ?? Math.random;
+    this.connections = new RegistryConnections({
+      ...(options.dispatcher !== undefined ? { dispatcher: options.dispatcher } : {}),
+      ...(options.tls !== undefined ? { tls: options.tls } : {}),
+      connectMs: timeouts.connectMs,
+    });
+    this.requests = new RegistryRequests({
+      connections: this.connections,
+      timeouts,
+      retry: { ...DEFAULT_RETRY, ...options.retry },
+      minBlobRate: options.minBlobBytesPerSecond ?? DEFAULT_MIN_BLOB_BYTES_PER_SECOND,
+      userAgent,
+      now,
+      sleep: options.sleep ?? ((ms, signal) => delay(ms, undefined, signal === undefined ? undefined : { signal })),
+      random: options.random ?? Math.random,
+      ...(options.onEvent !== undefined ? { onEvent: options.onEvent } : {}),
+    });
+    this.auth = new RegistryAuth({
+      requests: this.requests,
+      ...(options.authFile !== undefined ? { authFile: options.authFile } : {}),
+      userAgent,
+      now,
+      lifetime: this.lifetime.signal,
+    });
     this.maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
-    this.minBlobRate = options.minBlobBytesPerSecond ?? DEFAULT_MIN_BLOB_BYTES_PER_SECOND;
-    this.userAgent = options.userAgent ?? 'pullguard';
   }
 
   async close(): Promise<void> {
     this.lifetime.abort();
-    await Promise.all(this.owned.map((d) => d.close().catch(() => undefined)));
-  }
-
-  // ---- dispatchers and TLS ---------------------------------------------------------------------
-
-  private dispatcherFor = (url: URL): Promise<Dispatcher> => {
-    if (url.protocol !== 'https:' || this.options.tls === undefined) return Promise.resolve(this.base);
-    let agent = this.caAgents.get(url.host);
-    if (agent === undefined) {
-      agent = this.loadCaAgent(url.host);
-      this.caAgents.set(url.host, agent);
-    }
-    return agent;
-  };
-
-  private async loadCaAgent(host: string): Promise<Dispatcher> {
-    const files = [...(this.options.tls?.caFiles?.[host] ?? [])];
-    const certsDir = this.options.tls?.certsDir;
-    if (certsDir !== undefined) {
-      try {
-        const dir = join(certsDir, host);
-        for (const name of (await readdir(dir)).sort()) if (name.endsWith('.crt')) files.push(join(dir, name));
-      } catch (err) {
-        if ((err as { code?: unknown }).code !== 'ENOENT') throw new PullguardError('INVALID_CONFIG', `cannot read CA directory for ${host}`, { cause: err });
-      }
-    }
-    if (files.length === 0) return this.base;
-    const pems: string[] = [];
-    for (const file of files) {
-      try {
-        pems.push(await readFile(file, 'utf8'));
-      } catch (err) {
-        throw new PullguardError('INVALID_CONFIG', `cannot read CA file ${file} for ${host}`, { cause: err });
-      }
-    }
-    const agent = new Agent({ connect: { timeout: this.timeouts.connectMs, ca: [...rootCertificates, ...pems] } });
-    this.owned.push(agent);
-    return agent;
-  }
-
-  // ---- auth ------------------------------------------------------------------------------------
-
-  private credentials(endpoint: Endpoint, repository: string, explicit: RegistryCredentials | undefined): RegistryCredentials | undefined {
-    if (explicit !== undefined || this.options.authFile === undefined) return explicit;
-    return lookupCredentials(this.options.authFile, endpoint.host, repository);
-  }
-
-  /**
-   * `/v2/` once per endpoint: proves it is a registry and learns its auth challenge. Shared by every
-   * read on the endpoint, so it runs under its own deadline: one caller's cancellation or deadline
-   * must not fail the others waiting on it.
-   */
-  private ping(endpoint: Endpoint, signal: AbortSignal | undefined): Promise<Challenge | undefined> {
-    const subject: RequestSubject = { host: endpoint.host, kind: 'ping', display: `${endpoint.host}/v2/` };
-    let pending = this.challenges.get(endpoint.base);
-    if (pending === undefined) {
-      pending = this.withDeadline(subject, { signal: this.lifetime.signal }, undefined, (opts) => this.doPing(endpoint, subject, opts));
-      this.challenges.set(endpoint.base, pending);
-      pending.catch(() => this.challenges.delete(endpoint.base));
-    }
-    return signal === undefined ? pending : untilAborted(pending, signal, subject);
-  }
-
-  private async doPing(endpoint: Endpoint, subject: RequestSubject, opts: ReadOptions): Promise<Challenge | undefined> {
-    const signal = opts.signal;
-    const res = await this.withRetries(
-      subject,
-      signal,
-      async () => this.sendOnce(new URL(`${endpoint.base}/v2/`), { method: 'GET', headers: {}, signal, maxRedirects: 3 }, subject),
-      opts.deadline,
-    );
-    const body = await readErrorBody(res);
-    if (res.status === 200) return undefined;
-    if (res.status === 401) return this.pickChallenge(res);
-    throw statusError(subject, res.status, body);
-  }
-
-  private pickChallenge(res: HttpResponse): Challenge | undefined {
-    const raw = header(res, 'www-authenticate');
-    const all = raw === undefined ? [] : parseWwwAuthenticate(raw);
-    return all.find((c) => c.scheme === 'bearer') ?? all.find((c) => c.scheme === 'basic');
-  }
-
-  private async authorization(
-    endpoint: Endpoint,
-    challenge: Challenge | undefined,
-    scope: string,
-    creds: RegistryCredentials | undefined,
-    subject: RequestSubject,
-    opts: ReadOptions,
-  ): Promise<string | undefined> {
-    const signal = opts.signal;
-    if (challenge === undefined) return undefined;
-    if (challenge.scheme === 'basic') return basicAuthorization(creds);
-    if (challenge.scheme !== 'bearer') return undefined;
-    if (creds?.registryToken !== undefined) return `Bearer ${creds.registryToken}`;
-    const key = TokenCache.key(endpoint.host, scope, credentialIdentity(creds));
-    const cached = this.tokens.get(key);
-    if (cached !== undefined) return `Bearer ${cached}`;
-    const req = tokenRequest(challenge, scope, creds, this.userAgent);
-    const tokenSubject: RequestSubject = {
-      host: endpoint.host,
-      repository: subject.repository,
-      kind: 'token',
-      display: `${subject.display} (token from ${req.url.host})`,
-    };
-    const res = await this.withRetries(
-      tokenSubject,
-      signal,
-      () =>
-        this.sendOnce(
-          req.url,
-          { method: req.method, headers: req.headers, ...(req.body !== undefined ? { body: req.body } : {}), signal, maxRedirects: 3 },
-          tokenSubject,
-        ),
-      opts.deadline,
-    );
-    if (res.status !== 200) {
-      const body = await readErrorBody(res);
-      if (res.status === 401 || res.status === 403) {
-        throw new PullguardError(
-          'REGISTRY_UNAUTHORIZED',
-          `unauthorized: token server ${req.url.host} refused ${creds === undefined ? 'anonymous access' : 'the credentials'} for ${subject.repository ?? endpoint.host} on ${endpoint.host}`,
-          {
-            facts: {
-              host: endpoint.host,
-              repository: subject.repository,
-              status: res.status,
-              tokenHost: req.url.host,
-              credentials: creds === undefined ? 'none' : 'provided',
-            },
-          },
-        );
-      }
-      throw statusError(tokenSubject, res.status, body);
-    }
-    const { token, expiresIn } = parseTokenResponse(await readCapped(res, MAX_TOKEN_BYTES, `token response from ${req.url.host}`), req.url.host);
-    this.tokens.set(key, token, expiresIn);
-    return `Bearer ${token}`;
-  }
-
-  // ---- requests with retries ---------------------------------------------------------------------
-
-  private async sendOnce(url: URL, init: Parameters<typeof send>[3], subject: RequestSubject): Promise<HttpResponse> {
-    try {
-      const res = await send(this.dispatcherFor, this.timeouts, url, { ...init, headers: { 'user-agent': this.userAgent, ...init.headers } });
-      if (res.url.host !== url.host) this.options.onEvent?.({ type: 'redirect', host: subject.host, toHost: res.url.host });
-      return res;
-    } catch (err) {
-      if (isPullguardError(err)) throw err;
-      throw new TransportFailure(err);
-    }
-  }
-
-  private backoff(attempt: number): number {
-    const exp = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
-    return Math.round(exp * (0.5 + this.random() * 0.5));
-  }
-
-  private retryAfterMs(res: HttpResponse): number | undefined {
-    const raw = header(res, 'retry-after');
-    if (raw === undefined) return undefined;
-    const secs = Number(raw);
-    const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(raw) - this.now();
-    if (!Number.isFinite(ms)) return undefined;
-    return Math.max(0, Math.min(this.retry.maxRetryAfterMs, ms));
-  }
-
-  private async pause(ms: number, signal: AbortSignal | undefined, subject: RequestSubject): Promise<void> {
-    try {
-      await this.sleep(ms, signal);
-    } catch (err) {
-      throw cancelledError(subject, err);
-    }
-  }
-
-  /**
-   * Runs `attempt` until a non-retryable answer: retries 429/5xx (Retry-After honoured) and dropped
-   * links. A retry that could not even start before the read's deadline is not waited for: the
-   * failure so far is the answer.
-   */
-  private async withRetries(
-    subject: RequestSubject,
-    signal: AbortSignal | undefined,
-    attempt: () => Promise<HttpResponse>,
-    deadline?: ReadDeadline,
-  ): Promise<HttpResponse> {
-    for (let n = 1; ; n++) {
-      let res: HttpResponse;
-      try {
-        res = await attempt();
-      } catch (err) {
-        if (!(err instanceof TransportFailure)) throw err;
-        const kind = classifyTransportError(err.cause);
-        if (kind === 'aborted' || signal?.aborted === true) throw cancelledError(subject, err.cause);
-        if (!isRetryableTransport(kind) || n >= this.retry.maxAttempts) throw transportError(subject, kind, err.cause, n);
-        const ms = this.backoff(n);
-        if (deadline !== undefined && ms >= deadline.remainingMs()) throw transportError(subject, kind, err.cause, n);
-        this.options.onEvent?.({
-          type: 'retry',
-          host: subject.host,
-          repository: subject.repository,
-          kind: subject.kind,
-          attempt: n,
-          delayMs: ms,
-          reason: kind,
-        });
-        await this.pause(ms, signal, subject);
-        continue;
-      }
-      if (!RETRY_STATUS.has(res.status) || n >= this.retry.maxAttempts) {
-        if (RETRY_STATUS.has(res.status)) throw statusError(subject, res.status, await readErrorBody(res), n);
-        return res;
-      }
-      const body = await readErrorBody(res);
-      const ms = (res.status === 429 || res.status === 503 ? this.retryAfterMs(res) : undefined) ?? this.backoff(n);
-      if (deadline !== undefined && ms >= deadline.remainingMs()) throw statusError(subject, res.status, body, n);
-      this.options.onEvent?.({
-        type: 'retry',
-        host: subject.host,
-        repository: subject.repository,
-        kind: subject.kind,
-        attempt: n,
-        delayMs: ms,
-        reason: `HTTP ${res.status}`,
-      });
-      await this.pause(ms, signal, subject);
-    }
+    await this.connections.close();
   }
 
   /**
@@ -449,16 +195,16 @@ class RegistryClient implements RegistryImageSource {
     opts: ReadOptions,
     passClientErrors = false,
   ): Promise<HttpResponse> {
-    const creds = this.credentials(endpoint, repository, opts.credentials);
-    let challenge = await this.ping(endpoint, opts.signal);
+    const creds = this.auth.credentials(endpoint, repository, opts.credentials);
+    let challenge = await this.auth.ping(endpoint, opts.signal);
     const scope = `repository:${repository}:pull`;
     for (let reauth = 0; ; reauth++) {
-      const authz = await this.authorization(endpoint, challenge, scope, creds, subject, opts);
-      const res = await this.withRetries(
+      const authz = await this.auth.authorization(endpoint, challenge, scope, creds, subject, opts);
+      const res = await this.requests.withRetries(
         subject,
         opts.signal,
         () =>
-          this.sendOnce(
+          this.requests.sendOnce(
             new URL(`${endpoint.base}${path}`),
             { method: 'GET', headers: { ...headers, ...(authz !== undefined ? { authorization: authz } : {}) }, signal: opts.signal, maxRedirects: 5 },
             subject,
@@ -469,8 +215,8 @@ class RegistryClient implements RegistryImageSource {
       const body = await readErrorBody(res);
       if (res.status === 401 && reauth === 0) {
         // The token may have expired or the scope changed: drop it and take the fresh challenge.
-        this.tokens.delete(TokenCache.key(endpoint.host, scope, credentialIdentity(creds)));
-        challenge = this.pickChallenge(res) ?? challenge;
+        this.auth.forgetToken(endpoint.host, scope, creds);
+        challenge = this.auth.pickChallenge(res) ?? challenge;
         if (challenge !== undefined && (challenge.scheme === 'bearer' || creds !== undefined)) continue;
       }
       if (passClientErrors && res.status >= 400 && res.status < 500 && res.status !== 401) throw new ClientErrorAnswer(res.status, body);
@@ -497,7 +243,7 @@ class RegistryClient implements RegistryImageSource {
   ): Promise<{ bytes: Uint8Array; contentType: string | undefined; dcd: string | undefined }> {
     const display = ref.includes(':') ? `${physical.name}@${ref}` : `${physical.name}:${ref}`;
     const subject: RequestSubject = { host: endpoint.host, repository: physical.path, kind: 'manifest', display };
-    return this.withDeadline(subject, opts, undefined, async (read) => {
+    return this.requests.withDeadline(subject, opts, undefined, async (read) => {
       const res = await this.repoRequest(endpoint, physical.path, `/v2/${physical.path}/manifests/${ref}`, { accept: MANIFEST_ACCEPT }, subject, read);
       const bytes = await this.readManifestBody(res, subject, read);
       return { bytes, contentType: header(res, 'content-type'), dcd: header(res, 'docker-content-digest') };
@@ -509,39 +255,6 @@ class RegistryClient implements RegistryImageSource {
       if (isPullguardError(err)) throw err;
       throw transportError(subject, read.signal?.aborted === true ? 'aborted' : classifyTransportError(err), err);
     });
-  }
-
-  /**
-   * Runs one whole read (with its authentication and retries) under its deadline
-   * (read-deadline.ts); the deadline's abort comes out as REGISTRY_UNAVAILABLE. `blobSize`: a blob
-   * read, whose deadline moves with the bytes received at the minimum rate.
-   */
-  private async withDeadline<T>(
-    subject: RequestSubject,
-    opts: ResolveOptions,
-    blobSize: number | undefined,
-    read: (opts: ReadOptions) => Promise<T>,
-  ): Promise<T> {
-    const allowanceMs = this.timeouts.readMs;
-    const rate = blobSize !== undefined ? { minBytesPerSecond: this.minBlobRate } : {};
-    const deadline = new ReadDeadline({ allowanceMs, ...rate, ...(opts.signal !== undefined ? { parent: opts.signal } : {}) });
-    try {
-      return await read({ ...opts, signal: deadline.signal, deadline });
-    } catch (err) {
-      if (!deadline.expired || opts.signal?.aborted === true) throw err;
-      throw readDeadlineError(
-        subject,
-        {
-          elapsedMs: deadline.elapsedMs(),
-          allowanceMs,
-          receivedBytes: deadline.receivedBytes,
-          ...(blobSize !== undefined ? { sizeBytes: blobSize, ...rate } : {}),
-        },
-        err,
-      );
-    } finally {
-      deadline.dispose();
-    }
   }
 
   async resolve(reference: ImageReference, opts: ResolveOptions): Promise<ResolvedImage> {
@@ -660,7 +373,7 @@ class RegistryClient implements RegistryImageSource {
     const endpoint = this.endpointForImage(image);
     const display = `${physical.name}:${tag}`;
     const subject: RequestSubject = { host: endpoint.host, repository: physical.path, kind: 'manifest', display };
-    return this.withDeadline(subject, opts, undefined, async (read): Promise<TaggedManifest> => {
+    return this.requests.withDeadline(subject, opts, undefined, async (read): Promise<TaggedManifest> => {
       let res: HttpResponse;
       try {
         res = await this.repoRequest(
@@ -705,7 +418,7 @@ class RegistryClient implements RegistryImageSource {
     const subject: RequestSubject = { host: endpoint.host, repository: physical.path, kind: 'blob', display: `${physical.name}@${blob.digest}` };
     try {
       // The transfer is bounded; the commit after it is local work (hashing, fsync).
-      await this.withDeadline(subject, opts, blob.size, (read) => this.streamBlob(image, endpoint, subject, blob, writer, read));
+      await this.requests.withDeadline(subject, opts, blob.size, (read) => this.streamBlob(image, endpoint, subject, blob, writer, read));
       await writer.commit();
     } catch (err) {
       await writer.abort().catch(() => undefined);
@@ -764,39 +477,13 @@ class RegistryClient implements RegistryImageSource {
         if (isPullguardError(err)) throw err;
         const kind = classifyTransportError(err);
         if (kind === 'aborted' || opts.signal?.aborted === true) throw cancelledError(subject, err);
-        if (!isRetryableTransport(kind) || attempt >= this.retry.maxAttempts) throw transportError(subject, kind, err, attempt);
-        const ms = this.backoff(attempt);
+        if (!isRetryableTransport(kind) || attempt >= this.requests.retry.maxAttempts) throw transportError(subject, kind, err, attempt);
+        const ms = this.requests.backoff(attempt);
         if (opts.deadline !== undefined && ms >= opts.deadline.remainingMs()) throw transportError(subject, kind, err, attempt);
         this.options.onEvent?.({ type: 'retry', host: endpoint.host, repository: physical.path, kind: 'blob', attempt, delayMs: ms, reason: kind });
-        await this.pause(ms, opts.signal, subject);
+        await this.requests.pause(ms, opts.signal, subject);
       }
     }
-  }
-}
-
-/** `p`, or CANCELLED as soon as `signal` aborts (`p` itself goes on for its other waiters). */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal, subject: RequestSubject): Promise<T> {
-  if (signal.aborted) return Promise.reject(cancelledError(subject, signal.reason));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(cancelledError(subject, signal.reason));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
-}
-
-/** Marks a failure from the transport (as opposed to a coded error) inside the retry loop. */
-class TransportFailure extends Error {
-  constructor(override readonly cause: unknown) {
-    super('transport failure');
   }
 }
 

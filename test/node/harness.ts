@@ -2,7 +2,8 @@
  * A real Kubernetes node on this machine, for the node scenarios (test/node/*.test.ts): etcd,
  * kube-apiserver, a container runtime (containerd 2.x, or CRI-O), pullguard (`serve --backend` in
  * front of the runtime) and kubelet (containerRuntimeEndpoint = the runtime's socket,
- * imageServiceEndpoint = pullguard's socket), all as root under one temp dir, every server on
+ * imageServiceEndpoint = pullguard's socket; or, with `deployment: 'verifier'`, both containerd's,
+ * pullguard its image verifier — see below), all as root under one temp dir, every server on
  * 127.0.0.1; plus two loopback registries (anonymous, htpasswd), a lookaside server and two GPG
  * signers. No scheduler, no controller manager, no CNI: pods name their node and use
  * `hostNetwork: true`; service-account tokens are off.
@@ -26,6 +27,18 @@
  *   (`pause_command` /pause, its entrypoint), which CRI-O pulls itself over plain HTTP. kubelet
  *   1.37 has no --pod-infra-container-image: the sandbox image is the runtime's.
  * pullguard runs in its default `--runtime-fetch runtime` mode with both.
+ *
+ * The deployments (README "Two deployments"):
+ * - `image-service` (default, deployment A): kubelet's imageServiceEndpoint is pullguard's socket,
+ *   pullguard `serve --backend` in front of the runtime (through a PullImage-recording pass-through).
+ * - `verifier` (deployment B, containerd only): kubelet's imageServiceEndpoint and
+ *   containerRuntimeEndpoint are both containerd's socket; containerd runs pullguard as its image
+ *   verifier (the script `pullguard verifier install --per-verifier-timeout 60s` writes into its
+ *   image-verifier bin dir, `per_verifier_timeout = "60s"`), reaches both registries itself over
+ *   plain HTTP (hosts.toml, no mirror), and `pullguard serve` runs without --backend, answering the
+ *   verifier socket (`<state-dir>/verifier.sock`) under the same policy, registries.d and lookaside,
+ *   with its own `--auth-file` for the htpasswd registry (containerd gives verifiers no credentials).
+ *   The sandbox image is verified too, so the pause image is signed by the trusted key.
  *
  * `nodeUnavailableReason(runtime)` says why the node cannot run here (not root, a peer not built, a
  * program missing), or undefined.
@@ -60,6 +73,8 @@ export const NODE_NAME = 'pullguard-node';
 export const REGISTRY_USER = 'puller';
 
 export type NodeRuntimeName = 'containerd' | 'crio';
+/** `image-service`: kubelet → pullguard → runtime (A); `verifier`: kubelet → containerd, pullguard its image verifier (B). */
+export type NodeDeployment = 'image-service' | 'verifier';
 
 /** The node's container runtime, whichever it is: what the scenarios stop, start and read. */
 export interface NodeRuntime {
@@ -125,9 +140,12 @@ export interface NodeHarness {
   readonly untrustedSigner: GpgSigner;
   /** The container runtime (kubelet's containerRuntimeEndpoint, pullguard's backend). */
   readonly runtime: NodeRuntime;
+  readonly deployment: NodeDeployment;
   readonly pullguard: RunningPullguard;
-  /** The PullImage requests pullguard forwarded to the runtime (AuthConfig user, sha256 of the password). */
+  /** The PullImage requests pullguard forwarded to the runtime (AuthConfig user, sha256 of the password); always empty with `verifier`. */
   readonly backendPulls: readonly RecordedPull[];
+  /** `verifier`: the verdicts pullguard's verifier endpoint logged so far (every pullguard process). */
+  verifierAnswers(): readonly VerifierAnswer[];
   /** Every log line of every pullguard process so far (restarts included). */
   pullguardLogs(): string[];
   kubeletLog(): string;
@@ -165,6 +183,16 @@ export interface NodeHarness {
   restartPullguard(options?: { signal?: NodeJS.Signals; beforeStart?: () => Promise<void> }): Promise<void>;
   restartKubelet(options?: { signal?: NodeJS.Signals }): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** One `image verifier: allowed|blocked` line of pullguard's log. */
+export interface VerifierAnswer {
+  /** The name containerd gave (`-name`), tag included. */
+  readonly name: string;
+  readonly digest: string;
+  readonly allowed: boolean;
+  readonly cached: boolean;
+  readonly reason?: string;
 }
 
 interface Step {
@@ -234,10 +262,14 @@ async function kubeletWrapper(dir: string): Promise<string> {
 export async function startNode(
   options: {
     runtime?: NodeRuntimeName;
+    /** Default `image-service`; `verifier` needs containerd. */
+    deployment?: NodeDeployment;
     namespacePolicies?: (ctx: { registryHost: string; authRegistryHost: string; keyPath: string }) => Readonly<Record<string, unknown>>;
   } = {},
 ): Promise<NodeHarness> {
   const runtimeName = options.runtime ?? 'containerd';
+  const deployment = options.deployment ?? 'image-service';
+  if (deployment === 'verifier' && runtimeName !== 'containerd') throw new Error(`deployment 'verifier' needs containerd, not ${runtimeName}`);
   const unavailable = nodeUnavailableReason(runtimeName);
   if (unavailable !== undefined) throw new Error(`the node cannot run here: ${unavailable}`);
   const steps: Step[] = [];
@@ -298,14 +330,7 @@ export async function startNode(
     });
 
     // 2. etcd.
-    const [etcdClientPort, etcdPeerPort, apiserverPort, kubeletPort, kubeletHealthzPort, mirrorPort] = await Promise.all([
-      freePort(),
-      freePort(),
-      freePort(),
-      freePort(),
-      freePort(),
-      freePort(),
-    ]);
+    const [etcdClientPort, etcdPeerPort, apiserverPort, mirrorPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     const etcdUrl = `http://127.0.0.1:${etcdClientPort}`;
     await timed(steps, `etcd ${PEERS.etcd}`, async () => {
       const peerUrl = `http://127.0.0.1:${etcdPeerPort}`;
@@ -432,13 +457,49 @@ export async function startNode(
     });
 
     // 5. The runtime: the sandbox image from the loopback registry. containerd 2.x: both registries
-    // through pullguard's mirror. CRI-O: deploy/crio/ for both registries, which it reaches itself.
+    // through pullguard's mirror (image-service), or reached directly with pullguard as its image
+    // verifier (verifier). CRI-O: deploy/crio/ for both registries, which it reaches itself.
     const pauseImage = `${registry.host}/pause:1`;
     await timed(steps, 'pause image (build + push)', async () => {
       const pause = await buildExecImage(join(dir, 'images', 'pause'), { tag: '1', binary: bin('nodebins', 'pause'), path: 'pause' });
-      await pushImage(pause.dir, 'pause:1', registry);
+      if (deployment === 'verifier') {
+        // containerd's verifier judges the sandbox image too: signed by the trusted key, like any app.
+        const pushed = await pushSignedImage(pause.dir, 'pause:1', registry, [signer]);
+        await lookaside.writeSignature(pushed.repoPath, pushed.manifestDigest, 1, pushed.signatures[0]!);
+      } else await pushImage(pause.dir, 'pause:1', registry);
     });
-    if (runtimeName === 'containerd') {
+    const pullguardState = join(dir, 'pullguard');
+    await mkdir(pullguardState, { recursive: true });
+    if (runtimeName === 'containerd' && deployment === 'verifier') {
+      const shimDir = join(peerBinary('containerd-shim', 'containerd-shim-runc-v2')!, '..');
+      if (!(process.env['PATH'] ?? '').startsWith(`${shimDir}:`)) process.env['PATH'] = `${shimDir}:${process.env['PATH'] ?? ''}`;
+      const verifierBinDir = join(dir, 'image-verifier', 'bin');
+      const containerd = await timed(steps, `containerd ${PEERS.containerd} + pullguard verifier install`, async () => {
+        // The script containerd runs for every pull: asks pullguard on <state>/verifier.sock, waits 59 s.
+        await execFileAsync(process.execPath, [
+          MAIN,
+          'verifier',
+          'install',
+          '--bin-dir',
+          verifierBinDir,
+          '--state-dir',
+          pullguardState,
+          '--per-verifier-timeout',
+          '60s',
+        ]);
+        return startContainerd({
+          release: '2',
+          sandboxImage: pauseImage,
+          // containerd fetches everything itself, over plain HTTP, once the verifier allowed the digest.
+          plainHttp: [registry.host, authRegistry.host],
+          verifierBinDir,
+          // Appended to the verifier plugin's table (README: the default 10 s is shorter than pullguard's budget).
+          extraToml: '  per_verifier_timeout = "60s"',
+        });
+      });
+      cleanups.push({ name: 'containerd', run: () => stopContainerdAndPods(containerd) });
+      runtime = containerdRuntime(containerd);
+    } else if (runtimeName === 'containerd') {
       const mirror = `http://127.0.0.1:${mirrorPort}`;
       // containerd finds its shim on PATH (it spawns with this process's environment): 2.x's own, not
       // Debian's 1.6 one in /usr/bin.
@@ -472,9 +533,10 @@ export async function startNode(
     }
     const nodeRuntime = runtime;
 
-    // 6. pullguard in front of the runtime (through a pass-through that records the PullImage calls).
-    const backendProxy = await startCriRecordingProxy(join(dir, 'backend.sock'), nodeRuntime.socketPath);
-    cleanups.push({ name: 'backend proxy', run: () => backendProxy.close() });
+    // 6. pullguard: in front of the runtime (through a pass-through that records the PullImage
+    // calls), or without a backend, answering containerd's verifier on its verifier socket.
+    const backendProxy = deployment === 'image-service' ? await startCriRecordingProxy(join(dir, 'backend.sock'), nodeRuntime.socketPath) : undefined;
+    if (backendProxy !== undefined) cleanups.push({ name: 'backend proxy', run: () => backendProxy.close() });
     const policyDir = join(dir, 'policy');
     const namespacePolicyDir = join(policyDir, 'namespaces');
     const registriesD = join(policyDir, 'registries.d');
@@ -495,13 +557,19 @@ export async function startNode(
     )) {
       await writeFile(join(namespacePolicyDir, `${namespace}.json`), JSON.stringify(policy, null, 2));
     }
-    const pullguardState = join(dir, 'pullguard');
-    await mkdir(pullguardState, { recursive: true });
+    // A verifier learns no credentials: pullguard reads the htpasswd registry with its own auth file.
+    const authFile = join(policyDir, 'auth.json');
+    if (deployment === 'verifier') {
+      await writeFile(
+        authFile,
+        JSON.stringify({ auths: { [authRegistry.host]: { auth: Buffer.from(`${REGISTRY_USER}:${registryPassword}`).toString('base64') } } }),
+        { mode: 0o600 },
+      );
+    }
     const pullguardArgs = [
-      '--backend',
-      `unix://${backendProxy.socketPath}`,
-      '--mirror-address',
-      `127.0.0.1:${mirrorPort}`,
+      ...(backendProxy !== undefined
+        ? ['--backend', `unix://${backendProxy.socketPath}`, '--mirror-address', `127.0.0.1:${mirrorPort}`]
+        : ['--auth-file', authFile]),
       '--signature-policy',
       join(policyDir, 'policy.json'),
       '--signature-policy-dir',
@@ -520,7 +588,7 @@ export async function startNode(
       '5s',
     ];
     const launchPullguard = (): Promise<RunningPullguard> => startPullguard({ stateDir: pullguardState, args: pullguardArgs });
-    pullguard = await timed(steps, 'pullguard serve --backend', launchPullguard);
+    pullguard = await timed(steps, deployment === 'verifier' ? 'pullguard serve (verifier endpoint)' : 'pullguard serve --backend', launchPullguard);
     cleanups.push({
       name: 'pullguard',
       run: async () => {
@@ -531,7 +599,9 @@ export async function startNode(
     });
     const pullguardSocket = pullguard.socket;
 
-    // 7. kubelet.
+    // 7. kubelet. Its ports are chosen only now: a free port chosen earlier could meanwhile be taken
+    // by a port-0 listener of a process started since (containerd's CRI streaming server).
+    const [kubeletPort, kubeletHealthzPort] = await Promise.all([freePort(), freePort()]);
     const kubeletDir = join(dir, 'kubelet');
     await mkdir(join(kubeletDir, 'pki'), { recursive: true });
     const kubeletKubeconfig = join(dir, 'kubelet.kubeconfig');
@@ -562,7 +632,7 @@ export async function startNode(
         // Lowering oom_score_adj needs CAP_SYS_RESOURCE, which this machine lacks.
         oomScoreAdj: 0,
         containerRuntimeEndpoint: nodeRuntime.endpoint,
-        imageServiceEndpoint: `unix://${pullguardSocket}`,
+        imageServiceEndpoint: deployment === 'verifier' ? nodeRuntime.endpoint : `unix://${pullguardSocket}`,
         podLogsDir: join(dir, 'pod-logs'),
         volumePluginDir: join(kubeletDir, 'volume-plugins'),
         makeIPTablesUtilChains: false,
@@ -648,13 +718,35 @@ export async function startNode(
       signer,
       untrustedSigner,
       runtime: nodeRuntime,
-      backendPulls: backendProxy.pulls,
+      deployment,
+      backendPulls: backendProxy?.pulls ?? [],
       get pullguard() {
         return pullguard!;
       },
       pullguardLogs() {
         collectPullguardLogs();
         return [...pullguardLines];
+      },
+      verifierAnswers() {
+        collectPullguardLogs();
+        return pullguardLines.flatMap((line): VerifierAnswer[] => {
+          if (!line.includes('image verifier: ')) return [];
+          try {
+            const r = JSON.parse(line) as { verifier?: { name?: string; digest?: string }; allowed?: unknown; cached?: unknown; reason?: unknown };
+            if (r.verifier?.name === undefined || typeof r.allowed !== 'boolean') return [];
+            return [
+              {
+                name: r.verifier.name,
+                digest: r.verifier.digest ?? '',
+                allowed: r.allowed,
+                cached: r.cached === true,
+                ...(typeof r.reason === 'string' ? { reason: r.reason } : {}),
+              },
+            ];
+          } catch {
+            return [];
+          }
+        });
       },
       kubeletLog: () => kubelet?.log() ?? '',
       apiserverLog: () => apiserver?.log() ?? '',
@@ -780,6 +872,8 @@ export async function startNode(
       async restartPullguard({ signal = 'SIGTERM', beforeStart } = {}) {
         await pullguard?.stop({ keepState: true, signal });
         collectPullguardLogs();
+        // No pullguard until the next one is up: beforeStart may read the logs (collected once only).
+        pullguard = undefined;
         pullguardLinesSeen = 0;
         await beforeStart?.();
         pullguard = await launchPullguard();
