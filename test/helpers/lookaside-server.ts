@@ -121,7 +121,7 @@ export async function startLookasideServer(): Promise<LookasideServer> {
   const requests: RecordedRequest[] = [];
   const faults = new Map<number, LookasideFault>();
   const repoFaults = new Map<string, LookasideFault>(); // `${index} ${repoPath}`
-  const served = new Map<number, number>();
+  const served = new Map<string, number>();
   const timers = new Set<NodeJS.Timeout>();
   const later = (ms: number, fn: () => void): void => {
     const t = setTimeout(() => {
@@ -237,10 +237,14 @@ export async function startLookasideServer(): Promise<LookasideServer> {
     requests.push({ method: req.method ?? 'GET', path, ...(index !== undefined ? { index } : {}), headers: req.headers, at: Date.now() });
     // Redirect hops do not count as attempts of `failTimes`.
     const isHop = /[?&](loop|hop)=/.test(path);
-    const attempt = index === undefined || isHop ? 0 : (served.get(index) ?? 0) + 1;
-    if (index !== undefined && !isHop) served.set(index, attempt);
     const repoPath = index === undefined ? undefined : repositoryPath(path);
-    const fault = index === undefined ? undefined : ((repoPath !== undefined ? repoFaults.get(`${index} ${repoPath}`) : undefined) ?? faults.get(index));
+    const repoKey = repoPath !== undefined ? `${index} ${repoPath}` : undefined;
+    const repoFault = repoKey !== undefined ? repoFaults.get(repoKey) : undefined;
+    // A repository's own fault counts that repository's requests; an index-wide one, every repository's.
+    const counter = repoFault !== undefined ? (repoKey as string) : String(index);
+    const attempt = index === undefined || isHop ? 0 : (served.get(counter) ?? 0) + 1;
+    if (index !== undefined && !isHop) served.set(counter, attempt);
+    const fault = index === undefined ? undefined : (repoFault ?? faults.get(index));
     apply(req, res, fault, attempt).catch(() => req.socket.destroy());
   });
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
