@@ -218,28 +218,7 @@ function scenarios(runtime: NodeRuntimeName, runtimeDisplay: string): void {
   });
 
   it("image pull secret on an htpasswd registry: the pod's credentials reach pullguard; a wrong secret fails with the registry's answer and no credential anywhere", async () => {
-    const creds = { username: REGISTRY_USER, password: node.registryPassword };
-    await node.pushApp('private', { registry: node.authRegistry, creds });
-    const dockerConfig = (password: string): string =>
-      Buffer.from(
-        JSON.stringify({
-          auths: { [node.authRegistry.host]: { username: REGISTRY_USER, password, auth: Buffer.from(`${REGISTRY_USER}:${password}`).toString('base64') } },
-        }),
-      ).toString('base64');
-    const wrongPassword = `wrong-${node.registryPassword.slice(3)}-x`;
-    for (const [name, password] of [
-      ['reg-good', node.registryPassword],
-      ['reg-wrong', wrongPassword],
-    ] as const) {
-      await node.core.createNamespacedSecret({
-        namespace: 'default',
-        body: { metadata: { name }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerConfig(password) } },
-      });
-    }
-    const image = node.image('private', node.authRegistry);
-    await node.createPod({ name: 'pg-private', image, pullSecrets: ['reg-good'], pullPolicy: 'Always' });
-    await node.createPod({ name: 'pg-private-nosecret', image, pullPolicy: 'Always' });
-    await node.createPod({ name: 'pg-private-wrong', image, pullSecrets: ['reg-wrong'], pullPolicy: 'Always' });
+    const { wrongPassword } = await createPullSecretPods(node);
     await node.waitForRunning('default', 'pg-private');
     const [nosecret, wrong] = await Promise.all([
       node.waitForWaiting('default', 'pg-private-nosecret', ['ErrImagePull', 'ImagePullBackOff']),
@@ -565,28 +544,7 @@ function verifierScenarios(runtimeDisplay: string): void {
   });
 
   it("image pull secret on an htpasswd registry: the right secret runs (pullguard reads the registry with its own auth file), a wrong one fails with the registry's answer, no credential anywhere", async () => {
-    const creds = { username: REGISTRY_USER, password: node.registryPassword };
-    await node.pushApp('private', { registry: node.authRegistry, creds });
-    const dockerConfig = (password: string): string =>
-      Buffer.from(
-        JSON.stringify({
-          auths: { [node.authRegistry.host]: { username: REGISTRY_USER, password, auth: Buffer.from(`${REGISTRY_USER}:${password}`).toString('base64') } },
-        }),
-      ).toString('base64');
-    const wrongPassword = `wrong-${node.registryPassword.slice(3)}-x`;
-    for (const [name, password] of [
-      ['reg-good', node.registryPassword],
-      ['reg-wrong', wrongPassword],
-    ] as const) {
-      await node.core.createNamespacedSecret({
-        namespace: 'default',
-        body: { metadata: { name }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerConfig(password) } },
-      });
-    }
-    const image = node.image('private', node.authRegistry);
-    await node.createPod({ name: 'pg-private', image, pullSecrets: ['reg-good'], pullPolicy: 'Always' });
-    await node.createPod({ name: 'pg-private-nosecret', image, pullPolicy: 'Always' });
-    await node.createPod({ name: 'pg-private-wrong', image, pullSecrets: ['reg-wrong'], pullPolicy: 'Always' });
+    const { image, wrongPassword } = await createPullSecretPods(node);
     await node.waitForRunning('default', 'pg-private');
     const [nosecret, wrong] = await Promise.all([
       node.waitForWaiting('default', 'pg-private-nosecret', pullFailed),
@@ -690,4 +648,35 @@ async function waitUntil(condition: () => boolean, timeoutMs: number, what: stri
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * The private image on the htpasswd registry, the secrets `reg-good` and `reg-wrong`, and three pods
+ * pulling it: with the right secret (`pg-private`), none (`pg-private-nosecret`), the wrong one
+ * (`pg-private-wrong`).
+ */
+async function createPullSecretPods(node: NodeHarness): Promise<{ readonly image: string; readonly wrongPassword: string }> {
+  const creds = { username: REGISTRY_USER, password: node.registryPassword };
+  await node.pushApp('private', { registry: node.authRegistry, creds });
+  const dockerConfig = (password: string): string =>
+    Buffer.from(
+      JSON.stringify({
+        auths: { [node.authRegistry.host]: { username: REGISTRY_USER, password, auth: Buffer.from(`${REGISTRY_USER}:${password}`).toString('base64') } },
+      }),
+    ).toString('base64');
+  const wrongPassword = `wrong-${node.registryPassword.slice(3)}-x`;
+  for (const [name, password] of [
+    ['reg-good', node.registryPassword],
+    ['reg-wrong', wrongPassword],
+  ] as const) {
+    await node.core.createNamespacedSecret({
+      namespace: 'default',
+      body: { metadata: { name }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': dockerConfig(password) } },
+    });
+  }
+  const image = node.image('private', node.authRegistry);
+  await node.createPod({ name: 'pg-private', image, pullSecrets: ['reg-good'], pullPolicy: 'Always' });
+  await node.createPod({ name: 'pg-private-nosecret', image, pullPolicy: 'Always' });
+  await node.createPod({ name: 'pg-private-wrong', image, pullSecrets: ['reg-wrong'], pullPolicy: 'Always' });
+  return { image, wrongPassword };
 }

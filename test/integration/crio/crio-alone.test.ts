@@ -11,6 +11,7 @@
  * signature-2 was requested. The table is printed and written as markdown to
  * $PULLGUARD_ANCHOR_TABLE (default <tmpdir>/pullguard-crio-anchor-table.md) for the README.
  */
+import { GRPC_CODE_NAMES } from '../../../src/metrics/pullguard-metrics.js';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,26 +66,6 @@ interface Outcome {
   readonly ms: number;
   readonly signature2Requests: number;
 }
-
-const GRPC_CODE_NAMES = [
-  'OK',
-  'CANCELLED',
-  'UNKNOWN',
-  'INVALID_ARGUMENT',
-  'DEADLINE_EXCEEDED',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED',
-  'FAILED_PRECONDITION',
-  'ABORTED',
-  'OUT_OF_RANGE',
-  'UNIMPLEMENTED',
-  'INTERNAL',
-  'UNAVAILABLE',
-  'DATA_LOSS',
-  'UNAUTHENTICATED',
-];
 
 const results = { crio: new Map<string, Outcome>(), pullguard: new Map<string, Outcome>() };
 
