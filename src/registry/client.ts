@@ -20,7 +20,7 @@ import { formatPlatform, selectInstance } from './platform.js';
 import { EMPTY_REGISTRIES_CONFIG, isInsecureHost, pullSources, type PullSource, type RegistriesConfig } from './registries-conf.js';
 import { RegistryAuth, type Endpoint } from './registry-auth.js';
 import { cancelledError, classifyTransportError, isRetryableTransport, statusError, transportError, type RequestSubject } from './registry-errors.js';
-import { DEFAULT_RETRY, RegistryRequests, type ReadOptions, type RetryPolicy } from './registry-requests.js';
+import { DEFAULT_RETRY, RegistryRequests, type ReadOptions, type RegistryRequestEvent, type RetryPolicy } from './registry-requests.js';
 
 export { DEFAULT_RETRY, type RetryPolicy } from './registry-requests.js';
 
@@ -33,20 +33,11 @@ export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
  */
 export const DEFAULT_MIN_BLOB_BYTES_PER_SECOND = 64 * 1024;
 
-/** Credential-free notes for logs. */
+/** Credential-free notes for logs: the request layer's retries and redirects, and the client's own. */
 export type RegistryEvent =
-  | {
-      readonly type: 'retry';
-      readonly host: string;
-      readonly repository?: string;
-      readonly kind: RequestSubject['kind'];
-      readonly attempt: number;
-      readonly delayMs: number;
-      readonly reason: string;
-    }
+  | RegistryRequestEvent
   | { readonly type: 'resume'; readonly host: string; readonly repository: string; readonly digest: string; readonly offset: number; readonly status: number }
   | { readonly type: 'source-failed'; readonly host: string; readonly repository: string; readonly mirror: boolean; readonly code: ErrorCode }
-  | { readonly type: 'redirect'; readonly host: string; readonly toHost: string }
   | { readonly type: 'digest-hint-mismatch'; readonly host: string; readonly repository: string; readonly header: string; readonly computed: string };
 
 export interface RegistryClientOptions {
