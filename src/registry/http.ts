@@ -1,12 +1,14 @@
 /**
  * One HTTP exchange on an injected undici Dispatcher: per-request header/idle-body timeouts, manual
- * redirects (Authorization is dropped when the origin changes), and capped body reads. The overall
+ * redirects and capped body reads under the shared policies of src/http/policy.ts (Authorization is
+ * dropped when the origin changes; no other scheme, no https → http). The overall
  * bound on a whole read (`readMs`, a slow drip never trips the idle timeout) is the caller's abort
  * signal: see read-deadline.ts.
  */
 import { finished } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { PullguardError } from '../domain/errors.js';
+import { REDIRECT_STATUSES, readBodyCapped, redirectTarget } from '../http/policy.js';
 
 export interface Timeouts {
   /** TCP+TLS connect (set on the Agent the factory builds). */
@@ -41,8 +43,6 @@ export interface SendInit {
   readonly maxRedirects: number;
 }
 
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-
 export function header(res: Pick<HttpResponse, 'headers'>, name: string): string | undefined {
   const v = res.headers[name.toLowerCase()];
   return Array.isArray(v) ? v[0] : v;
@@ -67,17 +67,13 @@ export async function send(dispatcherFor: (url: URL) => Promise<Dispatcher>, tim
     });
     const location = res.headers.location;
     const loc = Array.isArray(location) ? location[0] : location;
-    if (!REDIRECTS.has(res.statusCode) || loc === undefined || hop >= init.maxRedirects) {
+    if (!REDIRECT_STATUSES.has(res.statusCode) || loc === undefined || hop >= init.maxRedirects) {
       return { status: res.statusCode, headers: res.headers, body: res.body, url: current };
     }
     await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
-    const next = new URL(loc, current);
-    if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-      throw new PullguardError('REGISTRY_PROTOCOL', `redirect from ${current.host} to an unsupported scheme ${next.protocol}`, {
-        facts: { host: current.host },
-      });
-    }
-    if (next.origin !== current.origin) {
+    const next = redirectTarget(current, loc);
+    if (!next.follow) throw new PullguardError('REGISTRY_PROTOCOL', next.message, { facts: { host: current.host } });
+    if (!next.sameOrigin) {
       // Blob storage on another host must never see the registry's credentials.
       const { authorization: _dropped, ...rest } = headers;
       void _dropped;
@@ -87,29 +83,18 @@ export async function send(dispatcherFor: (url: URL) => Promise<Dispatcher>, tim
       method = 'GET';
       body = undefined;
     }
-    current = next;
+    current = next.url;
   }
 }
 
 /** Reads a whole body, failing with TOO_LARGE beyond `cap` bytes (and destroying the stream). */
 export async function readCapped(res: HttpResponse, cap: number, what: string, onBytes?: (n: number) => void): Promise<Uint8Array> {
   const declared = Number(header(res, 'content-length'));
-  if (Number.isFinite(declared) && declared > cap) {
-    res.body.destroy();
-    throw new PullguardError('TOO_LARGE', `${what} is larger than the ${cap}-byte limit (Content-Length ${declared})`, { facts: { cap, declared } });
-  }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    onBytes?.(chunk.length);
-    if (total > cap) {
-      res.body.destroy();
-      throw new PullguardError('TOO_LARGE', `${what} is larger than the ${cap}-byte limit`, { facts: { cap } });
-    }
-    chunks.push(chunk);
-  }
-  return new Uint8Array(Buffer.concat(chunks));
+  const read = await readBodyCapped(res.body as AsyncIterable<Buffer> & { destroy(): unknown }, Number.isFinite(declared) ? declared : undefined, cap, onBytes);
+  if (read.ok) return read.bytes;
+  throw new PullguardError('TOO_LARGE', `${what} is larger than the ${cap}-byte limit${read.bytesRead === 0 ? ` (Content-Length ${declared})` : ''}`, {
+    facts: read.bytesRead === 0 ? { cap, declared } : { cap },
+  });
 }
 
 /** Drains a small error body (for the distribution error code) without failing. */

@@ -5,6 +5,7 @@
  * deadline itself (read-deadline.ts: a whole read, or a blob at its minimum rate after an allowance).
  */
 import { isPullguardError } from '../domain/errors.js';
+import { backoffMs, parseRetryAfter } from '../http/policy.js';
 import type { ResolveOptions } from '../pull/ports.js';
 import type { RegistryConnections } from './connections.js';
 import { header, readErrorBody, send, type HttpResponse, type Timeouts } from './http.js';
@@ -102,17 +103,12 @@ export class RegistryRequests {
   }
 
   backoff(attempt: number): number {
-    const exp = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
-    return Math.round(exp * (0.5 + this.random() * 0.5));
+    return backoffMs(attempt, this.retry.baseDelayMs, this.retry.maxDelayMs, this.random);
   }
 
   private retryAfterMs(res: HttpResponse): number | undefined {
-    const raw = header(res, 'retry-after');
-    if (raw === undefined) return undefined;
-    const secs = Number(raw);
-    const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(raw) - this.now();
-    if (!Number.isFinite(ms)) return undefined;
-    return Math.max(0, Math.min(this.retry.maxRetryAfterMs, ms));
+    const ms = parseRetryAfter(header(res, 'retry-after'), this.now());
+    return ms === undefined ? undefined : Math.min(this.retry.maxRetryAfterMs, ms);
   }
 
   async pause(ms: number, signal: AbortSignal | undefined, subject: RequestSubject): Promise<void> {

@@ -3,6 +3,7 @@
  * a signature, missing (404 / ENOENT: the end of the list), or a trouble with upstream-compatible
  * wording. Never throws for the index; bounded retries live here, the list loop does not retry.
  */
+import { backoffMs, parseRetryAfter, REDIRECT_STATUSES, readBodyCapped, redirectTarget } from '../http/policy.js';
 import { open } from 'node:fs/promises';
 import { STATUS_CODES } from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +19,6 @@ export const MAX_SIGNATURE_BYTES = 4 * 1024 * 1024;
 export const MAX_REDIRECTS = 10;
 const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
 const RETRYABLE_TRANSPORT_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET']);
-const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
 const FILE_CHUNK = 64 * 1024;
 
 /** Why the list loop stopped an index early; carried as the abort reason of the index signal. */
@@ -70,20 +70,11 @@ type Attempt =
   | { readonly type: 'stopped'; readonly cause: FetchStop['cause']; readonly bytesRead?: number }
   | { readonly type: 'too-large'; readonly bytesRead: number; readonly contentType?: string }
   | { readonly type: 'redirects'; readonly lastUrl: URL }
-  | { readonly type: 'unsupported-redirect'; readonly target: URL }
+  | { readonly type: 'unsupported-redirect'; readonly target: URL; readonly why: 'scheme' | 'downgrade' }
   | { readonly type: 'io'; readonly message: string };
 
 function firstHeader(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
-}
-
-/** Retry-After as seconds or an HTTP date; undefined when absent or unparsable. */
-export function parseRetryAfter(value: string | undefined, nowMs: number): number | undefined {
-  if (value === undefined) return undefined;
-  const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  const date = Date.parse(trimmed);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs);
 }
 
 function isHtml(contentType: string | undefined): boolean {
@@ -133,13 +124,14 @@ async function httpAttempt(ctx: ReadContext, url: URL, noCache: boolean, signal:
       const status = response.statusCode;
       const contentType = firstHeader(response.headers['content-type']);
       const location = firstHeader(response.headers['location']);
-      if (REDIRECT_STATUS.has(status) && location !== undefined) {
+      if (REDIRECT_STATUSES.has(status) && location !== undefined) {
         await response.body.dump().catch(() => undefined);
         if (redirects >= MAX_REDIRECTS) return { type: 'redirects', lastUrl: current };
-        const target = new URL(location, current);
-        // A lookaside redirect must not be able to point the reader at file:// or anything else.
-        if (target.protocol !== 'http:' && target.protocol !== 'https:') return { type: 'unsupported-redirect', target };
-        current = target;
+        // A lookaside redirect must not be able to point the reader at file:// or anything else, nor
+        // down from https to plain http (the shared policy); no credential is ever sent here anyway.
+        const next = redirectTarget(current, location);
+        if (!next.follow) return { type: 'unsupported-redirect', target: next.url, why: next.why };
+        current = next.url;
         continue;
       }
       if (status === 404) {
@@ -158,20 +150,16 @@ async function httpAttempt(ctx: ReadContext, url: URL, noCache: boolean, signal:
         };
       }
       const declared = Number(firstHeader(response.headers['content-length']));
-      if (Number.isFinite(declared) && declared > MAX_SIGNATURE_BYTES) {
-        response.body.destroy();
-        return { type: 'too-large', bytesRead: 0, ...(contentType !== undefined ? { contentType } : {}) };
-      }
-      const chunks: Buffer[] = [];
-      for await (const chunk of response.body as AsyncIterable<Buffer>) {
-        bytesRead += chunk.length;
-        if (bytesRead > MAX_SIGNATURE_BYTES) {
-          response.body.destroy();
-          return { type: 'too-large', bytesRead, ...(contentType !== undefined ? { contentType } : {}) };
-        }
-        chunks.push(chunk);
-      }
-      return { type: 'body', bytes: new Uint8Array(Buffer.concat(chunks)), status, ...(contentType !== undefined ? { contentType } : {}) };
+      const read = await readBodyCapped(
+        response.body as AsyncIterable<Buffer> & { destroy(): unknown },
+        Number.isFinite(declared) ? declared : undefined,
+        MAX_SIGNATURE_BYTES,
+        (n) => {
+          bytesRead += n;
+        },
+      );
+      if (!read.ok) return { type: 'too-large', bytesRead: read.bytesRead, ...(contentType !== undefined ? { contentType } : {}) };
+      return { type: 'body', bytes: read.bytes, status, ...(contentType !== undefined ? { contentType } : {}) };
     }
   } catch (err) {
     if (timedOut) return { type: 'timeout', bytesRead };
@@ -263,7 +251,7 @@ export async function readSignatureIndex(ctx: ReadContext, url: URL, index: numb
     // Transient failures: back off with jitter (or as Retry-After says) while the budget allows.
     const retryable = (result.type === 'status' && RETRYABLE_STATUS.has(result.status)) || (result.type === 'transport' && result.retryable);
     if (retryable && transientRetries < ctx.retries) {
-      const backoff = ctx.retryBaseMs * 2 ** transientRetries * (0.5 + ctx.random());
+      const backoff = backoffMs(transientRetries + 1, ctx.retryBaseMs, Number.POSITIVE_INFINITY, ctx.random);
       const delayMs = Math.round(result.type === 'status' && result.retryAfterMs !== undefined ? result.retryAfterMs : backoff);
       // A wait that cannot finish inside the budget is pointless: report the failure now instead.
       if (ctx.timers.now() + delayMs < ctx.deadline) {
@@ -341,11 +329,17 @@ export async function readSignatureIndex(ctx: ReadContext, url: URL, index: numb
           `stopped after ${MAX_REDIRECTS} redirects`,
         );
       case 'unsupported-redirect':
-        return trouble(
-          'unsupported-scheme',
-          `Unsupported scheme when reading signature from ${redactUrl(result.target)} (redirected from ${shown})`,
-          `redirected to unsupported scheme ${result.target.protocol}`,
-        );
+        return result.why === 'downgrade'
+          ? trouble(
+              'unsupported-scheme',
+              `Refused redirect from https down to plain http when reading signature from ${redactUrl(result.target)} (redirected from ${shown})`,
+              `redirected from https down to plain http (${redactUrl(result.target)})`,
+            )
+          : trouble(
+              'unsupported-scheme',
+              `Unsupported scheme when reading signature from ${redactUrl(result.target)} (redirected from ${shown})`,
+              `redirected to unsupported scheme ${result.target.protocol}`,
+            );
       case 'io':
         // fs messages name the path themselves (`EACCES: permission denied, open '/…/signature-1'`).
         return trouble('io', result.message, undefined);

@@ -32,6 +32,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['log'],
   ['sources'],
   ['config', 'registry', 'store'],
+  ['http'],
   ['pull'],
   ['policy', 'signature'],
   ['util', 'node-flags'],
