@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from 'undici';
 import { runClientCommand, CLIENT_HELP } from './cli/commands.js';
-import { describeError, runFsck, runVerify } from './cli/offline-commands.js';
+import { runFsck, runVerify } from './cli/offline-commands.js';
 import { acceptLocalAuthority } from './transport/authority.js';
 import { createBackendHandlers, backendServiceDefinitions } from './cri/backend-handlers.js';
 import { createImageServiceHandlers, criServiceDefinitions } from './cri/image-service.js';
@@ -22,7 +22,7 @@ import { createPullguardMetrics, observeLookasideEvents, PullMetrics } from './m
 import { startMirror } from './mirror/mirror-server.js';
 import { InFlightImages } from './pull/in-flight-images.js';
 import { startCriServer } from './cri/server.js';
-import { isCommandLineError, parseCommandLine } from './config/command-line.js';
+import { describeError, isCommandLineError, parseCommandLine } from './config/command-line.js';
 import {
   defaultClientSocket,
   policySelection,

@@ -5,11 +5,10 @@
  * and they never create a store: a mistyped state directory is an error, not an empty store.
  */
 import { join } from 'node:path';
-import { isCommandLineError, parseCommandLine } from '../config/command-line.js';
+import { parseCommandLine, reportErrors } from '../config/command-line.js';
 import { policySelection, resolveDaemonConfig, type DaemonConfig, type Environment } from '../config/daemon-config.js';
 import { formatSettingsHelp, parseOptionsFor, SERVE_SETTINGS, type ParseArgsOptions } from '../config/flag-table.js';
 import { describeEmbeddedDefault, PolicySelector, type LoadedPolicy } from '../config/policy-loader.js';
-import { isPullguardError, ValidationError } from '../domain/errors.js';
 import { ImageCatalog } from '../images/image-catalog.js';
 import { repositoryNamed, reverifyStoredImage } from '../pull/reverify.js';
 import {
@@ -158,26 +157,4 @@ async function currentPolicy(config: DaemonConfig, namespace: string | undefined
       ? { name: namespace, file: join(selection.namespaceDir, `${namespace}.json`) }
       : undefined;
   return { policy, source: policySourceOf({ embedded: policy.embedded, file: policy.policy.source }, namespaceFile) };
-}
-
-/** Usage errors: the message and the usage, exit 2. Anything else: the message (each problem on a line), exit 1. */
-async function reportErrors(command: string, usage: string, io: OfflineIo, run: () => Promise<number>): Promise<number> {
-  try {
-    return await run();
-  } catch (err) {
-    if (isCommandLineError(err)) {
-      io.stderr.write(`pullguard ${command}: ${err.message}\n\n${usage}\n`);
-      return 2;
-    }
-    io.stderr.write(`pullguard ${command}: ${describeError(err)}\n`);
-    return 1;
-  }
-}
-
-/** One line, or for a configuration with several problems, one line per problem. */
-export function describeError(err: unknown): string {
-  if (err instanceof ValidationError && err.problems.length > 1)
-    return `${err.message.slice(0, err.message.indexOf(':'))}:\n${err.problems.map((p) => `  - ${p}`).join('\n')}`;
-  if (isPullguardError(err)) return err.message;
-  return err instanceof Error ? err.message : String(err);
 }

@@ -3,7 +3,7 @@
  * `as in '-- "--sokcet"` with the quote never closed, and names the internals (`<value>`).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { PullguardError } from '../domain/errors.js';
+import { isPullguardError, PullguardError, ValidationError } from '../domain/errors.js';
 
 /** A command line that does not parse: the caller prints the message and the command's usage, exit 2. */
 export class CommandLineError extends PullguardError<'INVALID_ARGUMENT'> {
@@ -47,4 +47,31 @@ function describeParseError(err: unknown): string {
 /** `-c, --creds <value>` → `--creds` */
 function longName(token: string): string {
   return token.replace(/ <value>$/, '').replace(/^-\w, /, '');
+}
+
+/** Usage errors: the message and the usage, exit 2. Anything else: the message (each problem on a line), exit 1. */
+export async function reportErrors(
+  command: string,
+  usage: string,
+  io: { readonly stderr: { write(text: string): unknown } },
+  run: () => Promise<number>,
+): Promise<number> {
+  try {
+    return await run();
+  } catch (err) {
+    if (isCommandLineError(err)) {
+      io.stderr.write(`pullguard ${command}: ${err.message}\n\n${usage}\n`);
+      return 2;
+    }
+    io.stderr.write(`pullguard ${command}: ${describeError(err)}\n`);
+    return 1;
+  }
+}
+
+/** One line, or for a configuration with several problems, one line per problem. */
+export function describeError(err: unknown): string {
+  if (err instanceof ValidationError && err.problems.length > 1)
+    return `${err.message.slice(0, err.message.indexOf(':'))}:\n${err.problems.map((p) => `  - ${p}`).join('\n')}`;
+  if (isPullguardError(err)) return err.message;
+  return err instanceof Error ? err.message : String(err);
 }

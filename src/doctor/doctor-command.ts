@@ -7,11 +7,11 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { isCommandLineError, parseCommandLine } from '../config/command-line.js';
+import { parseCommandLine, reportErrors } from '../config/command-line.js';
 import { resolveDaemonConfig, type Environment } from '../config/daemon-config.js';
 import { formatSettingsHelp, parseOptionsFor, SERVE_SETTINGS, type ParseArgsOptions } from '../config/flag-table.js';
 import { embeddedDefaultPolicy } from '../config/policy-loader.js';
-import { isPullguardError, ValidationError } from '../domain/errors.js';
+import { ValidationError } from '../domain/errors.js';
 import { parsePolicy } from '../policy/parse-policy.js';
 import { loadContainerdConfig } from './containerd-config.js';
 import { loadRegistriesD } from '../config/registries-d.js';
@@ -54,7 +54,7 @@ ${formatSettingsHelp(
 
 export async function runDoctor(argv: readonly string[], io: DoctorIo): Promise<number> {
   const env = io.environment;
-  try {
+  return reportErrors('doctor', DOCTOR_HELP, io, async () => {
     const options: ParseArgsOptions = {
       ...parseOptionsFor(),
       'containerd-config': { type: 'string' },
@@ -143,20 +143,7 @@ export async function runDoctor(argv: readonly string[], io: DoctorIo): Promise<
     );
     io.stdout.write(`${lines.join('\n')}\n`);
     return reported.length === 0 ? 0 : 1;
-  } catch (err) {
-    if (isCommandLineError(err)) {
-      io.stderr.write(`pullguard doctor: ${err.message}\n\n${DOCTOR_HELP}\n`);
-      return 2;
-    }
-    const message =
-      err instanceof ValidationError && err.problems.length > 0
-        ? `${err.message}: ${err.problems.join('; ')}`
-        : isPullguardError(err) || err instanceof Error
-          ? err.message
-          : String(err);
-    io.stderr.write(`pullguard doctor: ${message}\n`);
-    return 1;
-  }
+  });
 }
 
 function dropInFiles(dir: string): string[] {

@@ -3,10 +3,10 @@
  * bin dir, pointed at the verifier socket `pullguard serve` uses under the same configuration.
  */
 import { isAbsolute, resolve } from 'node:path';
-import { isCommandLineError, parseCommandLine } from '../config/command-line.js';
+import { parseCommandLine, reportErrors } from '../config/command-line.js';
 import { parseDuration, resolveDaemonConfig, type Environment } from '../config/daemon-config.js';
 import { formatSettingsHelp, parseOptionsFor, SERVE_SETTINGS, type ParseArgsOptions } from '../config/flag-table.js';
-import { isPullguardError, PullguardError, ValidationError } from '../domain/errors.js';
+import { PullguardError } from '../domain/errors.js';
 import {
   CONTAINERD_DEFAULT_VERIFIER_BIN_DIR,
   CONTAINERD_DEFAULT_VERIFIER_TIMEOUT_MS,
@@ -53,7 +53,7 @@ export async function runVerifierCommand(argv: readonly string[], io: VerifierCo
     io.stderr.write(`pullguard verifier: unknown subcommand ${JSON.stringify(sub)}\n\n${VERIFIER_HELP}\n`);
     return 2;
   }
-  try {
+  return reportErrors('verifier', VERIFIER_HELP, io, async () => {
     const options: ParseArgsOptions = {
       ...parseOptionsFor(),
       'bin-dir': { type: 'string' },
@@ -103,20 +103,7 @@ export async function runVerifierCommand(argv: readonly string[], io: VerifierCo
       ].join('\n'),
     );
     return 0;
-  } catch (err) {
-    if (isCommandLineError(err)) {
-      io.stderr.write(`pullguard verifier: ${err.message}\n\n${VERIFIER_HELP}\n`);
-      return 2;
-    }
-    const message =
-      err instanceof ValidationError && err.problems.length > 0
-        ? `${err.message}: ${err.problems.join('; ')}`
-        : isPullguardError(err) || err instanceof Error
-          ? err.message
-          : String(err);
-    io.stderr.write(`pullguard verifier: ${message}\n`);
-    return 1;
-  }
+  });
 }
 
 function resolvePath(cwd: string, path: string): string {
