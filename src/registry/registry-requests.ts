@@ -119,6 +119,12 @@ export class RegistryRequests {
     }
   }
 
+  /** Reports retry number `attempt` of `subject` and waits `ms` for it. */
+  private async retryAfterWait(subject: RequestSubject, attempt: number, ms: number, reason: string, signal: AbortSignal | undefined): Promise<void> {
+    this.onEvent?.({ type: 'retry', host: subject.host, repository: subject.repository, kind: subject.kind, attempt, delayMs: ms, reason });
+    await this.pause(ms, signal, subject);
+  }
+
   /**
    * Runs `attempt` until a non-retryable answer: retries 429/5xx (Retry-After honoured) and dropped
    * links. A retry that could not even start before the read's deadline is not waited for: the
@@ -141,16 +147,7 @@ export class RegistryRequests {
         if (!isRetryableTransport(kind) || n >= this.retry.maxAttempts) throw transportError(subject, kind, err.cause, n);
         const ms = this.backoff(n);
         if (deadline !== undefined && ms >= deadline.remainingMs()) throw transportError(subject, kind, err.cause, n);
-        this.onEvent?.({
-          type: 'retry',
-          host: subject.host,
-          repository: subject.repository,
-          kind: subject.kind,
-          attempt: n,
-          delayMs: ms,
-          reason: kind,
-        });
-        await this.pause(ms, signal, subject);
+        await this.retryAfterWait(subject, n, ms, kind, signal);
         continue;
       }
       if (!RETRY_STATUS.has(res.status) || n >= this.retry.maxAttempts) {
@@ -160,16 +157,7 @@ export class RegistryRequests {
       const body = await readErrorBody(res);
       const ms = (res.status === 429 || res.status === 503 ? this.retryAfterMs(res) : undefined) ?? this.backoff(n);
       if (deadline !== undefined && ms >= deadline.remainingMs()) throw statusError(subject, res.status, body, n);
-      this.onEvent?.({
-        type: 'retry',
-        host: subject.host,
-        repository: subject.repository,
-        kind: subject.kind,
-        attempt: n,
-        delayMs: ms,
-        reason: `HTTP ${res.status}`,
-      });
-      await this.pause(ms, signal, subject);
+      await this.retryAfterWait(subject, n, ms, `HTTP ${res.status}`, signal);
     }
   }
 

@@ -5,6 +5,7 @@
  * `pullguard serve`. An artifact is judged exactly as an image is: a volume is no way around the
  * policy.
  */
+import type { CriImage } from '../../src/cri/cri-types.js';
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -84,15 +85,6 @@ async function pull(repository: string): Promise<Outcome> {
   } catch (err) {
     return { denial: (err as grpc.ServiceError).details };
   }
-}
-
-interface CriImage {
-  id: string;
-  repo_tags: string[];
-  repo_digests: string[];
-  size: string;
-  uid: { value: string } | null;
-  username: string;
 }
 
 async function status(name: string): Promise<CriImage | null> {
