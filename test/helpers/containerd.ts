@@ -17,6 +17,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCriImageClient, type CriImageClient } from '../../src/cli/cri-client.js';
+import { stopDaemon, waitForCri } from './runtime-daemon.js';
 import { peerBinary, peerUnavailableReason } from './peers.js';
 
 export const CONTAINERD_BIN = '/usr/bin/containerd';
@@ -202,34 +203,13 @@ export async function startContainerd(options: StartContainerdOptions = {}): Pro
     proc.stderr?.on('data', (chunk: Buffer) => {
       logTail = (logTail + chunk.toString()).slice(-8000);
     });
-    const deadline = Date.now() + 20_000;
-    let lastError = '';
-    while (Date.now() < deadline) {
-      if (proc.exitCode !== null) throw new Error(`containerd exited with ${proc.exitCode}: ${logTail}`);
-      try {
-        // The CRI liveness probe kubelet uses; it answers only once the CRI plugin is up.
-        await cri.call('ImageFsInfo', {}, { deadlineMs: 1000 });
-        return;
-      } catch (err) {
-        lastError = (err as Error).message;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    proc.kill('SIGKILL');
-    throw new Error(`containerd did not answer CRI ImageFsInfo within 20 s (${lastError}): ${logTail}`);
+    await waitForCri('containerd', proc, cri, 20000, () => logTail);
   };
 
   const stop = async (): Promise<void> => {
     const proc = child;
-    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGKILL');
-      await exited;
-    }
-    children.delete(proc);
+    await stopDaemon(proc, 5000);
+    if (proc !== undefined) children.delete(proc);
   };
 
   await start();

@@ -36,6 +36,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createCriImageClient, type CriImageClient } from '../../src/cli/cri-client.js';
+import { stopDaemon, waitForCri } from './runtime-daemon.js';
 import { peerBinary, peerUnavailableReason } from './peers.js';
 
 const execFileAsync = promisify(execFile);
@@ -296,33 +297,10 @@ export async function startCrio(options: StartCrioOptions = {}): Promise<Running
       if (options.logFile !== undefined) appendFileSync(options.logFile, chunk);
     });
     proc.once('exit', () => children.delete(proc));
-    const deadline = Date.now() + 30_000;
-    let lastError = '';
-    while (Date.now() < deadline) {
-      if (proc.exitCode !== null) throw new Error(`crio exited with ${proc.exitCode}: ${logTail}`);
-      try {
-        await cri.call('ImageFsInfo', {}, { deadlineMs: 1000 });
-        return;
-      } catch (err) {
-        lastError = (err as Error).message;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    proc.kill('SIGKILL');
-    throw new Error(`crio did not answer CRI ImageFsInfo within 30 s (${lastError}): ${logTail}`);
+    await waitForCri('crio', proc, cri, 30000, () => logTail);
   };
 
-  const stop = async (): Promise<void> => {
-    const proc = child;
-    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGKILL');
-      await exited;
-    }
-  };
+  const stop = (): Promise<void> => stopDaemon(child, 10000);
 
   const crictl = async (crictlArgs: readonly string[], callOptions: { timeoutMs?: number } = {}): Promise<string> => {
     try {
