@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cosignEnvironment } from '../helpers/cosign.js';
 import { startLookasideServer, type LookasideServer } from '../helpers/lookaside-server.js';
 import { pushArtifact, type ArtifactOptions, type PushedArtifact } from '../helpers/oras.js';
 import { PEERS, peerBinary, peerUnavailableReason } from '../helpers/peers.js';
@@ -101,15 +102,7 @@ beforeAll(async () => {
     if (missing !== undefined) throw new Error(`${peer} ${PEERS[peer]} cannot run: ${missing}`);
   }
   work = await mkdtemp(join(tmpdir(), 'pullguard-artifacts-'));
-  await mkdir(join(work, 'home'));
-  cosignEnv = {
-    PATH: process.env.PATH ?? '',
-    HOME: join(work, 'home'),
-    TUF_ROOT: join(work, 'tuf'),
-    COSIGN_PASSWORD: 'pullguard-test',
-    COSIGN_YES: 'true',
-    LD_PRELOAD: '',
-  };
+  cosignEnv = await cosignEnvironment(work);
   [registry, lookaside, signer] = await Promise.all([startRegistry(), startLookasideServer(), createGpgSigner('Artifact Signer')]);
   await execFileAsync(peerBinary('cosign') as string, ['generate-key-pair', '--output-key-prefix', join(work, 'cosign')], { env: cosignEnv, cwd: work });
 

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cosignEnvironment } from '../../helpers/cosign.js';
 import { rekorBundle, sigstoreKey } from '../../fixtures/sigstore/cosign.js';
 import { CODE_SIGNING, DAY, issueCertificate, testPki } from '../../fixtures/sigstore/test-ca.js';
 import { buildOciImage, type BuiltImage } from '../../helpers/oci-image.js';
@@ -190,15 +191,7 @@ beforeAll(async () => {
   // A missing cosign fails the run rather than skipping it: .ci/run builds it.
   if (missing !== undefined) throw new Error(`cosign ${PEERS.cosign} cannot run: ${missing}`);
   work = await mkdtemp(join(tmpdir(), 'pullguard-cosign-'));
-  await mkdir(join(work, 'home'));
-  cosignEnv = {
-    PATH: process.env.PATH ?? '',
-    HOME: join(work, 'home'),
-    TUF_ROOT: join(work, 'tuf'),
-    COSIGN_PASSWORD: 'pullguard-test',
-    COSIGN_YES: 'true',
-    LD_PRELOAD: '',
-  };
+  cosignEnv = await cosignEnvironment(work);
   registry = await startRegistry();
   image = await buildOciImage(join(work, 'img'), { tag: 'v1', layers: [{ size: 2_000 }], seed: 303 });
 
