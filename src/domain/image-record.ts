@@ -28,6 +28,12 @@ export interface ImageRecord {
    * (older records, mirror mode): every layer is in the store.
    */
   readonly layersStored?: false;
+  /**
+   * false when the config is not in the store either: a verification for containerd's image
+   * verifier (the runtime fetches config and layers; pullguard never serves the image, so it needs
+   * no `user`). Only with `layersStored: false`. Absent: the config is stored.
+   */
+  readonly configStored?: false;
   /** config + manifest (+ index) + layers as stored. */
   readonly size: number;
   /** config.config.User */

@@ -40,8 +40,8 @@ export function buildAllowSet(records: readonly ImageRecord[]): AllowSet {
       const content = contentOf(name);
       content.manifests.set(record.manifestDigest, record.manifestMediaType);
       content.manifests.set(record.topDigest, record.topMediaType);
-      content.blobs.add(record.configDigest);
-      // Layers the runtime fetched itself are not here to serve (and must not be served from elsewhere).
+      // What the runtime fetched itself is not here to serve (and must not be served from elsewhere).
+      if (record.configStored !== false) content.blobs.add(record.configDigest);
       if (record.layersStored !== false) for (const layer of record.layers) content.blobs.add(layer.digest);
     }
   }

@@ -125,6 +125,13 @@ const DEFAULT_LAYER_CONCURRENCY = 4;
  */
 const RUNTIME_ORDER_CONCURRENCY = 2;
 
+/**
+ * What the store keeps of an allowed image; the runtime fetches the rest itself. `all`: standalone
+ * and the verified mirror; `manifests-and-config`: runtime fetches (the config for the record's
+ * user); `manifests`: a verification for containerd's image verifier. Signatures always.
+ */
+type KeptBlobs = 'all' | 'manifests-and-config' | 'manifests';
+
 /** The onAllowed callers of one pull in flight (joiners included): state shared by the flight. */
 interface AllowedListeners {
   readonly callbacks: Set<(image: AllowedImage) => void>;
@@ -157,8 +164,9 @@ export class PullService {
 
   /**
    * Verifies an image another party fetches (containerd 2.x's image verifier): resolve the given
-   * digest → signature phase → manifests, config and signatures into the store → the record
-   * (`layersStored: false`, as a pull whose runtime fetches the layers). No layer is fetched. The
+   * digest → signature phase → manifests and signatures into the store → the record
+   * (`layersStored: false, configStored: false`). Neither config nor layer is fetched: the runtime
+   * is waiting for the answer to fetch them itself, and pullguard never serves this image. The
    * observers are told as of a pull; flights are never shared with pulls (a pull must fetch what a
    * verification does not). A name that carries a digest is judged by that digest (CRI drops the tag
    * then), which must be the one given.
@@ -168,7 +176,6 @@ export class PullService {
       image: request.image,
       ...(request.logFields !== undefined ? { logFields: request.logFields } : {}),
       ...(request.signal !== undefined ? { signal: request.signal } : {}),
-      runtimeFetch: async () => undefined,
     };
     return this.#observed(asPull, () => this.#join(asPull, 'verify', request.digest));
   }
@@ -219,14 +226,22 @@ export class PullService {
       else listeners.callbacks.add(onAllowed);
     };
     try {
-      return await this.#pulls.run(key, request.signal, (signal, listeners) => this.#pull(reference, request, signal, listeners, pinned), listen);
+      const keeps: KeptBlobs = mode === 'verify' ? 'manifests' : request.runtimeFetch !== undefined ? 'manifests-and-config' : 'all';
+      return await this.#pulls.run(key, request.signal, (signal, listeners) => this.#pull(reference, request, signal, listeners, keeps, pinned), listen);
     } finally {
       // A caller that gave up while the flight goes on is not told later.
       if (onAllowed !== undefined) joined?.callbacks.delete(onAllowed);
     }
   }
 
-  async #pull(reference: ImageReference, request: PullRequest, signal: AbortSignal, listeners: AllowedListeners, pinned?: Digest): Promise<PullResult> {
+  async #pull(
+    reference: ImageReference,
+    request: PullRequest,
+    signal: AbortSignal,
+    listeners: AllowedListeners,
+    keeps: KeptBlobs,
+    pinned?: Digest,
+  ): Promise<PullResult> {
     const { source, signaturePhase } = this.#options;
     const transport = { credentials: request.credentials, signal };
     // Pinned (verify): fetched by the digest the caller resolved, judged under the name it gave.
@@ -283,6 +298,7 @@ export class PullService {
         signatureDigests,
         leased,
         listeners,
+        keeps,
       });
     } catch (err) {
       // A failed pull keeps nothing it fetched (a disk-full pull must give its space back). Run
@@ -305,8 +321,9 @@ export class PullService {
     readonly signatureDigests: readonly Digest[];
     readonly leased: readonly Digest[];
     readonly listeners: AllowedListeners;
+    readonly keeps: KeptBlobs;
   }): Promise<PullResult> {
-    const { image, reference, request, signal, verdict, policySource, decision, signatures, signatureDigests, leased, listeners } = allowed;
+    const { image, reference, request, signal, verdict, policySource, decision, signatures, signatureDigests, leased, listeners, keeps } = allowed;
     const runtimeFetch = request.runtimeFetch;
     const storeManifestsAndSignatures = async (): Promise<void> => {
       await this.#storeBytes(image.manifestDigest, image.manifestMediaType, image.manifestBytes);
@@ -315,7 +332,13 @@ export class PullService {
         await this.#storeBytes(signatureDigests[i]!, 'application/vnd.pullguard.signature', signature.bytes);
       }
     };
+    const recordAs = { image, reference, namespace: request.namespace, verdict, policySource, decision, signatures, signatureDigests, keeps };
     return this.#options.leases.withLease(leased, async () => {
+      if (keeps === 'manifests') {
+        // A verification: whoever asked fetches config and layers once it has the answer.
+        await storeManifestsAndSignatures();
+        return await this.#record(recordAs);
+      }
       // The mirror serves manifests from the store, so they must be there before a runtime is told;
       // a runtime that fetches for itself needs nothing of ours, and they are stored meanwhile.
       if (runtimeFetch === undefined) await storeManifestsAndSignatures();
@@ -347,18 +370,7 @@ export class PullService {
         } else {
           await this.#fetchBlobs(image, blobs, request.credentials, signal, { runtimeOrder: runtimeWaits, inFlight });
         }
-        const layersStored = runtimeFetch === undefined;
-        return await this.#record({
-          image,
-          reference,
-          namespace: request.namespace,
-          verdict,
-          policySource,
-          decision,
-          signatures,
-          signatureDigests,
-          layersStored,
-        });
+        return await this.#record(recordAs);
       } finally {
         // After the record is in the index (or the pull failed): the mirror now goes by the index.
         inFlight?.end();
@@ -375,25 +387,25 @@ export class PullService {
     readonly decision: VerdictDecision | undefined;
     readonly signatures: readonly UntrustedSignatureBlob[];
     readonly signatureDigests: readonly Digest[];
-    /** false: the runtime holds the layers (runtimeFetch), the store does not. */
-    readonly layersStored: boolean;
+    /** What this pull put into the store (the runtime holds the rest). */
+    readonly keeps: KeptBlobs;
   }): Promise<PullResult> {
-    const { image, reference, namespace, verdict, policySource, decision, signatures, signatureDigests } = fetched;
-    // Recorded again without layers (a verification) while they are stored: they stay stored and kept.
+    const { image, reference, namespace, verdict, policySource, decision, signatures, signatureDigests, keeps } = fetched;
     const id = imageIdOf(image);
     const previous = this.#options.images.get(id);
-    const layersStored =
-      fetched.layersStored || (previous !== undefined && previous.manifestDigest === image.manifestDigest && previous.layersStored !== false);
     const clock = this.#clock;
     const samePrevious = previous !== undefined && previous.manifestDigest === image.manifestDigest ? previous : undefined;
+    // Recorded again with less (a verification, a runtime fetch) while more is stored: it stays stored and kept.
+    const layersStored = keeps === 'all' || (samePrevious !== undefined && samePrevious.layersStored !== false);
+    const configStoredBefore = samePrevious !== undefined && samePrevious.configStored !== false;
+    const configStored = keeps !== 'manifests' || configStoredBefore;
     // An artifact's config is not an image config: it names no user (and need not be JSON). The
     // same manifest recorded before has the same config, and so the same user.
-    const user =
-      samePrevious !== undefined
-        ? samePrevious.user
-        : isArtifact(image.config)
-          ? undefined
-          : configUser(await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES));
+    const user = configStoredBefore
+      ? samePrevious.user
+      : keeps === 'manifests' || isArtifact(image.config)
+        ? undefined
+        : configUser(await this.#options.content.readAll(image.config.digest, MAX_CONFIG_BYTES));
     // Kept per repository: the same image pulled from elsewhere keeps its own record.
     const verification = withVerificationRecord(
       previous?.verification,
@@ -420,6 +432,7 @@ export class PullService {
       configDigest: image.config.digest,
       layers: image.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
       ...(layersStored ? {} : { layersStored: false as const }),
+      ...(configStored ? {} : { configStored: false as const }),
       size: image.config.size + image.manifestBytes.byteLength + image.layers.reduce((sum, l) => sum + l.size, 0),
       ...optionalUser(user),
       pulledAt: clock().toISOString(),
@@ -525,6 +538,7 @@ function recordsTheSame(stored: ImageRecord, next: ImageRecord): boolean {
     includes(stored.repoTags, next.repoTags) &&
     includes(stored.repoDigests, next.repoDigests) &&
     stored.layersStored === next.layersStored &&
+    stored.configStored === next.configStored &&
     stored.user === next.user &&
     stored.size === next.size &&
     comparable(stored.verification) === comparable(next.verification)

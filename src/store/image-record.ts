@@ -5,7 +5,8 @@ import { ValidationError } from '../domain/errors.js';
 /** Every blob a record needs in the store; garbage collection keeps exactly these. */
 export function referencedBlobs(record: ImageRecord): Digest[] {
   const layers = record.layersStored === false ? [] : record.layers.map((l) => l.digest);
-  return [...new Set([record.configDigest, record.manifestDigest, record.topDigest, ...layers, ...(record.signatureBlobs ?? [])])];
+  const config = record.configStored === false ? [] : [record.configDigest];
+  return [...new Set([...config, record.manifestDigest, record.topDigest, ...layers, ...(record.signatureBlobs ?? [])])];
 }
 
 /** Checks a record's shape, reporting every problem at once (INVALID_ARGUMENT). */
@@ -50,6 +51,8 @@ export function validateImageRecord(record: ImageRecord): void {
     });
   }
   if (record.layersStored !== undefined && record.layersStored !== false) problems.push('layersStored is false or absent');
+  if (record.configStored !== undefined && record.configStored !== false) problems.push('configStored is false or absent');
+  if (record.configStored === false && record.layersStored !== false) problems.push('configStored is false only where layersStored is false');
   for (const [i, d] of (record.signatureBlobs ?? []).entries()) digestField(`signatureBlobs[${i}]`, d);
   if (!Number.isSafeInteger(record.size) || record.size < 0) problems.push('size is not a size');
   if (typeof record.pulledAt !== 'string' || Number.isNaN(Date.parse(record.pulledAt))) problems.push('pulledAt is not an ISO time');

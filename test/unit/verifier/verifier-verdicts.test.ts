@@ -125,15 +125,22 @@ describe("the verdict for containerd's image verifier", () => {
     // Resolved by digest (a tag moved meanwhile cannot slip through); the policy saw the tag.
     expect(source.resolved).toEqual([`registry.example/app@${source.manifestDigest}`]);
     expect(phases).toEqual(['registry.example/app:v1']);
-    // The config only: the layers are containerd's to fetch.
-    expect(source.fetched).toEqual([source.config.digest]);
+    // No blob at all: containerd fetches config and layers once it has the answer.
+    expect(source.fetched).toEqual([]);
     const record = store.images.get(source.config.digest);
     expect(record).toMatchObject({
       layersStored: false,
+      configStored: false,
       repoTags: ['registry.example/app:v1'],
       repoDigests: [`registry.example/app@${source.manifestDigest}`],
     });
+    expect(record?.user).toBeUndefined();
+    expect(await store.blobs.has(source.manifestDigest)).toBe(true);
+    expect(await store.blobs.has(source.config.digest)).toBe(false);
     expect(await store.blobs.has(source.layers[0]!.digest)).toBe(false);
+    // GC keeps the manifest, and a pull through the CRI socket later stores the config and reads its user.
+    await store.images.collectGarbage();
+    expect(await store.blobs.has(source.manifestDigest)).toBe(true);
     // Observers hear of it as of a pull (the log, metrics), with the caller's fields.
     expect(ended).toHaveLength(1);
     expect(ended[0]).toMatchObject({
@@ -193,6 +200,20 @@ describe("the verdict for containerd's image verifier", () => {
     const gc = await store.images.collectGarbage();
     expect(gc).toBeDefined();
     expect(await store.blobs.has(source.layers[0]!.digest)).toBe(true);
+  });
+
+  it('stores the config and reads its user when the image is pulled after a verification recorded it without', async () => {
+    const source = new MemorySource(9);
+    const { judge, pulls } = setUp(source);
+    await judge('registry.example/app:v1', source.manifestDigest);
+    expect(store.images.get(source.config.digest)).toMatchObject({ configStored: false, layersStored: false });
+    await pulls.pull({ image: 'registry.example/app:v1' });
+    const record = store.images.get(source.config.digest);
+    expect(record?.configStored).toBeUndefined();
+    expect(record?.layersStored).toBeUndefined();
+    expect(record?.user).toBe('1000');
+    await store.images.collectGarbage();
+    expect(await store.blobs.has(source.config.digest)).toBe(true);
   });
 
   it("blocks with pullguard's denial line and records nothing", async () => {
