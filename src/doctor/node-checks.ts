@@ -165,14 +165,11 @@ export function checkContainerd({ config, pullguard, versionOutput }: Containerd
         message: `containerd: pullguard's verifier ${path} asks ${script.socket}, but pullguard serve (this configuration) answers on ${pullguard.verifierSocket}: every pull is blocked; reinstall it with the server's --config or --state-dir`,
       });
     }
-    for (const [what, file] of [
-      ['node', script.node],
-      ['the verifier client', script.client],
-    ] as const) {
+    for (const file of script.runs) {
       if (!existsSync(file))
         findings.push({
           code: 'PGD007',
-          message: `containerd: pullguard's verifier ${path} runs ${what} ${file}, which does not exist: every pull is blocked; reinstall it`,
+          message: `containerd: pullguard's verifier ${path} runs ${file}, which does not exist: every pull is blocked; reinstall it`,
         });
     }
   }

@@ -1,48 +1,57 @@
 /**
- * The wire between containerd's image verifier (verifier-client.ts, one short process per pull) and
- * the pullguard daemon (verifier-server.ts): one JSON request and one JSON answer over HTTP/1.1 on a
- * unix socket of its own (mode 0600, next to the CRI socket). Shared by both sides; imports nothing,
- * so the client starts fast.
+ * The wire between containerd's image verifier (a short process per pull: perl-client.ts, or
+ * verifier-client.ts on node) and the pullguard daemon (verifier-server.ts): HTTP/1.1 on a unix
+ * socket of its own (mode 0600, next to the CRI socket), plain enough for a client that has no JSON
+ * parser and starts in a few milliseconds.
+ *
+ *   POST /v1/verify?name=<containerd's -name>&digest=<containerd's -digest>   (percent-encoded)
+ *   body: the descriptor containerd wrote on stdin, as it wrote it (may be empty)
+ *
+ * The answer is one line of text/plain. Its status is the verdict:
+ *   200  allowed: what allowed it                           → the verifier exits 0
+ *   403  denied: pullguard's denial line, as its CRI socket would answer PullImage
+ *        (`SignatureValidationFailed: Source image rejected: …`, `RegistryUnavailable: …`) → exit 1
+ *   any other: not judged (malformed, too large, late, shutting down): why   → exit 2
+ * Shared by both sides; imports nothing, so the node client starts fast.
  */
 
-/** The one endpoint: POST a VerifyQuestion, get a VerifyAnswer (HTTP 200) or an ErrorAnswer. */
+/** The one endpoint. */
 export const VERIFY_PATH = '/v1/verify';
 
-/** A question is a name and a digest (and the descriptor containerd gave): far below this. */
+/** The descriptor containerd writes is a few hundred bytes: far below this. */
 export const MAX_QUESTION_BYTES = 64 * 1024;
 
-/** An answer's message is one line of at most 2 KiB (cri/status.ts bounds it); this bounds the body. */
+/** An answer (status line, headers, one line of body) is far below this. */
 export const MAX_ANSWER_BYTES = 64 * 1024;
 
 /** The daemon sends at most this much of a message, as one line (pullguard's own messages are ≤ 2 KiB). */
 export const MAX_MESSAGE_BYTES = 8 * 1024;
 
-/** containerd cuts a verifier's stdout at 32 KiB: the client never prints more than this. */
+/** containerd cuts a verifier's stdout at 32 KiB: a client never prints more than this. */
 export const MAX_REASON_BYTES = 32 * 1024 - 64;
 
-export interface VerifyQuestion {
-  /** containerd's `-name`: the reference as the pull named it. */
-  readonly name: string;
-  /** containerd's `-digest`: what that name resolved to (an index digest for a multi-platform image). */
-  readonly digest: string;
-  /** The descriptor containerd wrote on stdin, when it parsed: media type and size (for the log). */
-  readonly mediaType?: string;
-  readonly size?: number;
-}
+/** A client reads the descriptor on stdin for at most this long (or a quarter of its timeout): containerd writes it at once. */
+export const STDIN_WAIT_MS = 1000;
 
+/** The statuses that carry a verdict. */
+export const STATUS_ALLOWED = 200;
+export const STATUS_DENIED = 403;
+
+/** The verifier's exit codes, as containerd reads them: 0 allows, anything else blocks. */
+export const EXIT_ALLOWED = 0;
+export const EXIT_DENIED = 1;
+export const EXIT_NO_VERDICT = 2;
+
+/** What the daemon decided on one question. */
 export interface VerifyAnswer {
   readonly allowed: boolean;
-  /**
-   * One line. Denied: pullguard's denial line, as its CRI socket would answer PullImage
-   * (`SignatureValidationFailed: Source image rejected: …`, `RegistryUnavailable: …`).
-   * Allowed: what allowed it.
-   */
+  /** One line: what allowed it, or pullguard's denial line. */
   readonly message: string;
   /** True when pullguard had already allowed that digest (its index or a pull in flight): no new signature phase. */
   readonly cached: boolean;
 }
 
-/** Any status but 200: the question was not judged (malformed, too large, server shutting down). */
-export interface ErrorAnswer {
-  readonly error: string;
+/** `1 s`, `0.3 s`: how a client says how long it waited. */
+export function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
 }

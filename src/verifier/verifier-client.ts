@@ -1,23 +1,36 @@
 /**
- * containerd 2.x's image verifier, the pullguard side: the program an installed verifier script
- * (install.ts) runs for every pull containerd's transfer service makes, after resolving and before
- * fetching. containerd passes `-name <ref> -digest <digest> -stdin-media-type <type>` and the
- * descriptor as JSON on stdin; exit 0 allows, anything else blocks, and stdout is the reason.
+ * containerd 2.x's image verifier on node, the fallback where no perl is installed (perl-client.ts
+ * is the default: node takes ~100 ms to start, perl ~3 ms, and containerd runs a verifier for every
+ * pull). An installed verifier script (install.ts) runs it for every pull containerd's transfer
+ * service makes, after resolving and before fetching: containerd passes `-name <ref> -digest
+ * <digest> -stdin-media-type <type>` and the descriptor as JSON on stdin; exit 0 allows, anything
+ * else blocks, and stdout is the reason.
  *
- * It asks the running daemon (verifier-server.ts) and prints its answer: allowed → exit 0 with what
- * allowed it; denied → exit 1 with pullguard's one-line denial (`SignatureValidationFailed: …`).
+ * It asks the running daemon (verifier-server.ts, protocol.ts) and prints its answer: allowed → exit
+ * 0 with what allowed it; denied → exit 1 with pullguard's one-line denial (`SignatureValidationFailed: …`).
  * Anything that keeps it from a verdict — no daemon, a refused or garbled answer, no answer within
  * `--timeout-ms` (set below containerd's per-verifier timeout, so the reason is printed before
- * containerd kills the process) — blocks too: exit 2 with a line that says why. Fail closed.
+ * containerd kills the process) — blocks too: exit 2 with a line that says why. Fail closed. The
+ * perl client says the same in the same words; test/unit/verifier holds both to it.
  *
- * Imports only node:http and the protocol: it starts in a few milliseconds.
+ * Imports only node:http and the protocol: it starts as fast as node can.
  */
 import { request } from 'node:http';
-import { MAX_ANSWER_BYTES, MAX_QUESTION_BYTES, MAX_REASON_BYTES, VERIFY_PATH, type VerifyQuestion } from './protocol.js';
+import {
+  EXIT_ALLOWED,
+  EXIT_DENIED,
+  EXIT_NO_VERDICT,
+  formatSeconds,
+  MAX_ANSWER_BYTES,
+  MAX_QUESTION_BYTES,
+  MAX_REASON_BYTES,
+  STATUS_ALLOWED,
+  STATUS_DENIED,
+  STDIN_WAIT_MS,
+  VERIFY_PATH,
+} from './protocol.js';
 
-export const EXIT_ALLOWED = 0;
-export const EXIT_DENIED = 1;
-export const EXIT_NO_VERDICT = 2;
+export { EXIT_ALLOWED, EXIT_DENIED, EXIT_NO_VERDICT };
 
 export interface VerifierClientIo {
   readonly stdout: NodeJS.WritableStream;
@@ -36,8 +49,6 @@ interface Arguments {
 }
 
 const DEFAULT_TIMEOUT_MS = 9000;
-/** The descriptor is written at once; a stdin that is not containerd's pipe must not hold the verdict up. */
-const STDIN_WAIT_MS = 1000;
 
 /** Go's flag syntax as containerd uses it (`-name X`, also `--name X` and `-name=X`); unknown flags are skipped with their value. */
 export function parseVerifierArguments(argv: readonly string[]): Arguments | string {
@@ -79,34 +90,19 @@ export async function runVerifierClient(argv: readonly string[], io: VerifierCli
   if (parsed.name === undefined || parsed.digest === undefined)
     return block(EXIT_NO_VERDICT, 'pullguard verifier: -name and -digest are required (containerd passes them); the pull is blocked');
   const deadline = Date.now() + parsed.timeoutMs;
+  // The descriptor goes to the daemon as containerd wrote it; a stdin that is not containerd's pipe must not hold the verdict up.
   const descriptor =
-    parsed.stdinMediaType !== undefined && io.stdin !== undefined ? await readDescriptor(io.stdin, Math.min(STDIN_WAIT_MS, parsed.timeoutMs / 4)) : undefined;
-  if (descriptor?.digest !== undefined && descriptor.digest !== parsed.digest) {
-    return block(
-      EXIT_NO_VERDICT,
-      `pullguard verifier: the descriptor on stdin names ${descriptor.digest.slice(0, 100)}, not -digest ${parsed.digest.slice(0, 100)}; the pull is blocked`,
-    );
-  }
-  const question: VerifyQuestion = {
-    name: parsed.name,
-    digest: parsed.digest,
-    ...(descriptor?.mediaType !== undefined ? { mediaType: descriptor.mediaType } : {}),
-    ...(descriptor?.size !== undefined ? { size: descriptor.size } : {}),
-  };
-  const answer = await ask(parsed.socket, question, Math.max(1, deadline - Date.now()));
+    parsed.stdinMediaType !== undefined && io.stdin !== undefined ? await readStdin(io.stdin, Math.min(STDIN_WAIT_MS, parsed.timeoutMs / 4)) : undefined;
+  const answer = await ask(parsed.socket, parsed.name, parsed.digest, descriptor ?? Buffer.alloc(0), Math.max(1, deadline - Date.now()));
   if ('failure' in answer) return block(EXIT_NO_VERDICT, `pullguard verifier: ${answer.failure}; the pull is blocked`);
-  if (answer.allowed) {
-    io.stdout.write(`${bounded(answer.message)}\n`);
-    return EXIT_ALLOWED;
-  }
-  return block(EXIT_DENIED, answer.message);
+  if (answer.status === STATUS_ALLOWED) return block(EXIT_ALLOWED, answer.line);
+  if (answer.status === STATUS_DENIED) return block(EXIT_DENIED, answer.line);
+  return block(EXIT_NO_VERDICT, `pullguard verifier: pullguard answered HTTP ${answer.status}: ${answer.line || 'no reason given'}; the pull is blocked`);
 }
 
-type Answer = { readonly allowed: boolean; readonly message: string } | { readonly failure: string };
+type Answer = { readonly status: number; readonly line: string } | { readonly failure: string };
 
-function ask(socket: string, question: VerifyQuestion, timeoutMs: number): Promise<Answer> {
-  const body = Buffer.from(JSON.stringify(question));
-  if (body.byteLength > MAX_QUESTION_BYTES) return Promise.resolve({ failure: `the question is larger than ${MAX_QUESTION_BYTES} bytes` });
+function ask(socket: string, name: string, digest: string, descriptor: Buffer, timeoutMs: number): Promise<Answer> {
   return new Promise<Answer>((resolve) => {
     let settled = false;
     const settle = (answer: Answer): void => {
@@ -127,8 +123,8 @@ function ask(socket: string, question: VerifyQuestion, timeoutMs: number): Promi
       {
         socketPath: socket,
         method: 'POST',
-        path: VERIFY_PATH,
-        headers: { 'content-type': 'application/json', 'content-length': body.byteLength, connection: 'close' },
+        path: `${VERIFY_PATH}?${new URLSearchParams({ name, digest }).toString()}`,
+        headers: { host: 'pullguard', 'content-type': 'application/json', 'content-length': descriptor.byteLength, connection: 'close' },
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -139,23 +135,7 @@ function ask(socket: string, question: VerifyQuestion, timeoutMs: number): Promi
           else chunks.push(chunk);
         });
         res.once('error', (err) => settle({ failure: `reading pullguard's answer on ${socket}: ${err.message}` }));
-        res.once('end', () => {
-          let parsed: unknown;
-          try {
-            parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          } catch {
-            settle({ failure: `pullguard answered HTTP ${res.statusCode} with something that is not JSON` });
-            return;
-          }
-          const object = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
-          if (res.statusCode !== 200) {
-            settle({ failure: `pullguard answered HTTP ${res.statusCode}: ${typeof object['error'] === 'string' ? object['error'] : 'no reason given'}` });
-          } else if (typeof object['allowed'] !== 'boolean' || typeof object['message'] !== 'string') {
-            settle({ failure: 'pullguard answered without a verdict' });
-          } else {
-            settle({ allowed: object['allowed'], message: object['message'] });
-          }
-        });
+        res.once('end', () => settle({ status: res.statusCode ?? 0, line: Buffer.concat(chunks).toString('utf8').trim() }));
       },
     );
     req.once('error', (err: NodeJS.ErrnoException) => {
@@ -167,16 +147,16 @@ function ask(socket: string, question: VerifyQuestion, timeoutMs: number): Promi
             : `asking pullguard on ${socket}: ${err.message}`;
       settle({ failure: why });
     });
-    req.end(body);
+    req.end(descriptor);
   });
 }
 
-/** The descriptor containerd wrote: media type, digest and size when it parses; undefined otherwise. */
-async function readDescriptor(stdin: NodeJS.ReadableStream, waitMs: number): Promise<{ mediaType?: string; digest?: string; size?: number } | undefined> {
-  const text = await new Promise<string | undefined>((resolve) => {
+/** What containerd wrote on stdin, once it is closed; undefined when it is larger than a question may be or not closed in time. */
+function readStdin(stdin: NodeJS.ReadableStream, waitMs: number): Promise<Buffer | undefined> {
+  return new Promise<Buffer | undefined>((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const done = (value: string | undefined): void => {
+    const done = (value: Buffer | undefined): void => {
       clearTimeout(timer);
       stdin.removeAllListeners('data');
       stdin.pause();
@@ -189,20 +169,9 @@ async function readDescriptor(stdin: NodeJS.ReadableStream, waitMs: number): Pro
       if (size > MAX_QUESTION_BYTES) done(undefined);
       else chunks.push(buffer);
     });
-    stdin.once('end', () => done(Buffer.concat(chunks).toString('utf8')));
+    stdin.once('end', () => done(Buffer.concat(chunks)));
     stdin.once('error', () => done(undefined));
   });
-  if (text === undefined) return undefined;
-  try {
-    const parsed = JSON.parse(text) as Record<string, unknown>;
-    return {
-      ...(typeof parsed['mediaType'] === 'string' ? { mediaType: parsed['mediaType'] } : {}),
-      ...(typeof parsed['digest'] === 'string' ? { digest: parsed['digest'] } : {}),
-      ...(typeof parsed['size'] === 'number' ? { size: parsed['size'] } : {}),
-    };
-  } catch {
-    return undefined;
-  }
 }
 
 /** One line, within what containerd keeps of stdout. */
@@ -213,8 +182,4 @@ function bounded(text: string): string {
     .subarray(0, MAX_REASON_BYTES - 4)
     .toString('utf8')
     .replace(/\uFFFD$/, '')}…`;
-}
-
-function formatSeconds(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
 }

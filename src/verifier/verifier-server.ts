@@ -1,7 +1,8 @@
 /**
- * The daemon's endpoint for containerd's image verifier: HTTP/1.1 with one JSON request and one JSON
- * answer (protocol.ts) on a unix socket of its own, mode 0600 (bound under umask 0177, so never
- * wider even for an instant).
+ * The daemon's endpoint for containerd's image verifier: HTTP/1.1, the name and digest in the query,
+ * containerd's descriptor as the body, one line of text as the answer whose status is the verdict
+ * (protocol.ts), on a unix socket of its own, mode 0600 (bound under umask 0177, so never wider even
+ * for an instant).
  *
  * Why its own socket and not a method on the CRI socket: the CRI socket is mode 0660 for kubelet's
  * group, and its model is "whoever may open it may pull". A verifier question makes pullguard
@@ -21,7 +22,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Socket } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { listenOnUnixSocket, prepareSocketPath } from '../util/unix-socket.js';
-import { MAX_MESSAGE_BYTES, MAX_QUESTION_BYTES, VERIFY_PATH, type ErrorAnswer, type VerifyAnswer } from './protocol.js';
+import { MAX_MESSAGE_BYTES, MAX_QUESTION_BYTES, STATUS_ALLOWED, STATUS_DENIED, VERIFY_PATH } from './protocol.js';
 import type { JudgedQuestion } from './verifier-verdicts.js';
 
 export interface VerifierServerOptions {
@@ -58,23 +59,25 @@ export async function startVerifierServer(options: VerifierServerOptions): Promi
   let idle: (() => void) | undefined;
   const sockets = new Set<Socket>();
 
-  const send = (res: ServerResponse, status: number, body: VerifyAnswer | ErrorAnswer): void => {
+  /** One line of text; the status is the verdict (protocol.ts). */
+  const send = (res: ServerResponse, status: number, line: string): void => {
     if (res.headersSent || res.destroyed) return;
-    const bytes = Buffer.from(JSON.stringify(body));
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': bytes.byteLength, connection: 'close' });
+    const bytes = Buffer.from(`${oneLineWithin(line, MAX_MESSAGE_BYTES)}\n`);
+    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': bytes.byteLength, connection: 'close' });
     res.end(bytes);
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    if (closing) return send(res, 503, { error: 'pullguard is shutting down' });
-    if (req.url !== VERIFY_PATH) return send(res, 404, { error: `no such endpoint ${JSON.stringify(String(req.url).slice(0, 64))}` });
-    if (req.method !== 'POST') return send(res, 405, { error: 'POST only' });
+    if (closing) return send(res, 503, 'pullguard is shutting down');
+    const url = new URL(req.url ?? '/', 'http://pullguard');
+    if (url.pathname !== VERIFY_PATH) return send(res, 404, `no such endpoint ${JSON.stringify(url.pathname.slice(0, 64))}`);
+    if (req.method !== 'POST') return send(res, 405, 'POST only');
     const declared = Number(req.headers['content-length'] ?? NaN);
-    if (declared > MAX_QUESTION_BYTES) return send(res, 413, { error: `question larger than ${MAX_QUESTION_BYTES} bytes` });
+    if (declared > MAX_QUESTION_BYTES) return send(res, 413, `descriptor larger than ${MAX_QUESTION_BYTES} bytes`);
     const body = await readBounded(req, MAX_QUESTION_BYTES);
-    if (body === undefined) return send(res, 413, { error: `question larger than ${MAX_QUESTION_BYTES} bytes` });
-    const question = parseQuestion(body);
-    if (typeof question === 'string') return send(res, 400, { error: question });
+    if (body === undefined) return send(res, 413, `descriptor larger than ${MAX_QUESTION_BYTES} bytes`);
+    const question = parseQuestion(url.searchParams, body);
+    if (typeof question === 'string') return send(res, 400, question);
     const started = performance.now();
     const logFields = {
       verifier: {
@@ -92,7 +95,7 @@ export async function startVerifierServer(options: VerifierServerOptions): Promi
     const ms = Math.round(performance.now() - started);
     if (answer === undefined) {
       logger.warn({ ...logFields, ms }, 'image verifier: no verdict in time; the verification goes on');
-      return send(res, 504, { error: `no verdict within ${answerTimeoutMs / 1000} s; the verification goes on and answers the next attempt` });
+      return send(res, 504, `no verdict within ${answerTimeoutMs / 1000} s; the verification goes on and answers the next attempt`);
     }
     logger.info(
       {
@@ -105,7 +108,7 @@ export async function startVerifierServer(options: VerifierServerOptions): Promi
       },
       answer.allowed ? 'image verifier: allowed' : 'image verifier: blocked',
     );
-    send(res, 200, { allowed: answer.allowed, message: oneLineWithin(answer.message, MAX_MESSAGE_BYTES), cached: answer.cached });
+    send(res, answer.allowed ? STATUS_ALLOWED : STATUS_DENIED, answer.message);
   };
 
   const server = createServer(
@@ -115,7 +118,7 @@ export async function startVerifierServer(options: VerifierServerOptions): Promi
       handle(req, res)
         .catch((err: unknown) => {
           logger.error({ err: err instanceof Error ? err.message : String(err) }, 'image verifier endpoint failed');
-          send(res, 500, { error: 'internal error' });
+          send(res, 500, 'internal error');
         })
         .finally(() => {
           active -= 1;
@@ -186,16 +189,25 @@ function readBounded(req: IncomingMessage, max: number): Promise<Buffer | undefi
   });
 }
 
-function parseQuestion(body: Buffer): { name: string; digest: string; mediaType?: string } | string {
-  let parsed: unknown;
+/**
+ * The name and digest from the query; containerd's descriptor from the body, when it parses (its
+ * media type goes to the log). A descriptor that names another digest than `digest` is refused:
+ * containerd never sends one, so something else is asking.
+ */
+function parseQuestion(query: URLSearchParams, body: Buffer): { name: string; digest: string; mediaType?: string } | string {
+  const name = query.get('name');
+  const digest = query.get('digest');
+  if (name === null || name === '') return 'name: a non-empty query parameter expected';
+  if (digest === null || digest === '') return 'digest: a non-empty query parameter expected';
+  let descriptor: Record<string, unknown> = {};
   try {
-    parsed = JSON.parse(body.toString('utf8'));
+    const parsed: unknown = body.byteLength === 0 ? {} : JSON.parse(body.toString('utf8'));
+    if (typeof parsed === 'object' && parsed !== null) descriptor = parsed as Record<string, unknown>;
   } catch {
-    return 'the question is not JSON';
+    // Not containerd's descriptor: judged by name and digest alone, as when there is none.
   }
-  if (typeof parsed !== 'object' || parsed === null) return 'the question is not a JSON object';
-  const { name, digest, mediaType } = parsed as Record<string, unknown>;
-  if (typeof name !== 'string' || name === '') return 'name: a non-empty string expected';
-  if (typeof digest !== 'string' || digest === '') return 'digest: a non-empty string expected';
+  const { digest: described, mediaType } = descriptor;
+  if (typeof described === 'string' && described !== digest)
+    return `the descriptor on stdin names ${described.slice(0, 100)}, not -digest ${digest.slice(0, 100)}`;
   return { name, digest, ...(typeof mediaType === 'string' && mediaType.length <= 256 ? { mediaType } : {}) };
 }

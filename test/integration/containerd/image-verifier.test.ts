@@ -42,10 +42,18 @@ interface ListedImage {
   readonly repo_digests: string[];
 }
 
+/** `pullguard verifier install` into the test's bin dir, as an operator runs it; its stdout. */
+async function installVerifierInto(binDir: string, stateDir: string, ...extra: string[]): Promise<string> {
+  // Timeouts well above what a verification takes, however busy the machine (README: 60s).
+  const args = [MAIN, 'verifier', 'install', '--bin-dir', binDir, '--state-dir', stateDir, '--per-verifier-timeout', '60s', ...extra];
+  return (await execFileAsync(process.execPath, args)).stdout;
+}
+
 describe.skipIf(unavailable !== undefined)(`pullguard as containerd 2.x's image verifier${unavailable ? ` (skipped: ${unavailable})` : ''}`, () => {
   let work: string;
   let stateDir: string;
   let binDir: string;
+  const installVerifier = (...extra: string[]): Promise<string> => installVerifierInto(binDir, stateDir, ...extra);
   let registry: StartedRegistry;
   let lookaside: LookasideServer;
   let signer: GpgSigner;
@@ -94,28 +102,16 @@ describe.skipIf(unavailable !== undefined)(`pullguard as containerd 2.x's image 
     const seed = signed.get('seed')!.push;
     await lookaside.writeSignature(seed.repoPath, seed.manifestDigest, 2, seed.signatures[0]!);
     lookaside.fault(2, { html: true }, seed.repoPath);
-    for (const [i, repo] of ['unsigned', 'unsigned-ctr', 'bypassed', 'unsigned-down'].entries()) {
+    for (const [i, repo] of ['unsigned', 'unsigned-ctr', 'bypassed', 'unsigned-down', 'unsigned-node'].entries()) {
       const image = await buildOciImage(join(work, repo), { tag: 'v1', layers: [{ size: 3000 + i * 100 }], seed: 320 + i });
       await pushImage(image.dir, `${repo}:v1`, registry);
     }
     ({ policy, registriesD } = await writeSigningConfig(work, { publicKeyPath: signer.publicKeyPath, lookasideUrl: lookaside.url }));
 
     // `pullguard verifier install` writes the script containerd runs; pullguard serve answers it.
-    // Timeouts well above what a verification takes, however busy the machine (README: 60s).
-    const installed = await execFileAsync(process.execPath, [
-      MAIN,
-      'verifier',
-      'install',
-      '--bin-dir',
-      binDir,
-      '--state-dir',
-      stateDir,
-      '--per-verifier-timeout',
-      '60s',
-    ]);
-    expect(installed.stdout).toContain(
-      `installed ${join(binDir, 'pullguard')}: asks pullguard on ${join(stateDir, 'verifier.sock')}, waits 59 s for a verdict`,
-    );
+    const installed = await installVerifier();
+    expect(installed).toContain(`installed ${join(binDir, 'pullguard')} (perl, `);
+    expect(installed).toContain(`): asks pullguard on ${join(stateDir, 'verifier.sock')}, waits 59 s for a verdict`);
     containerd = await startContainerd({ release: '2', plainHttp: [registry.host], verifierBinDir: binDir, extraToml: VERIFIER_TIMEOUT });
     pullguard = await startPullguard({
       stateDir,
@@ -291,6 +287,22 @@ describe.skipIf(unavailable !== undefined)(`pullguard as containerd 2.x's image 
       ]);
     } finally {
       await fallback.destroy();
+    }
+  });
+
+  it('the node client, where no perl is installed, gives containerd the same verdicts', async () => {
+    expect(await installVerifier('--client', 'node')).toContain('(node: no perl on PATH');
+    try {
+      const err = await pullError(`${registry.host}/unsigned-node:v1`);
+      expect(err.details).toMatch(
+        /verifier pullguard rejected image \(exit code 1\): SignatureValidationFailed: Source image rejected: A signature was required, but no signature exists/,
+      );
+      expect(await inContainerd('unsigned-node')).toEqual([]);
+      const { image } = signed.get('seed')!;
+      await containerd.cri.call('RemoveImage', { image: { image: image.configDigest } });
+      expect((await containerdPull(`${registry.host}/seed:v1`)).image_ref).toBe(image.configDigest);
+    } finally {
+      await installVerifier();
     }
   });
 

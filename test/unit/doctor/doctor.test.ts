@@ -41,9 +41,9 @@ const pullguardSide = (overrides: Partial<PullguardSide> = {}): PullguardSide =>
   ...overrides,
 });
 
-async function installScript(name = 'pullguard', overrides: Partial<{ socket: string; timeoutMs: number; node: string; client: string }> = {}): Promise<void> {
+async function installScript(name = 'pullguard', overrides: Partial<{ socket: string; timeoutMs: number }> = {}): Promise<void> {
   await mkdir(binDir, { recursive: true });
-  await writeFile(join(binDir, name), verifierScript({ socket, timeoutMs: 44_000, node: process.execPath, client, ...overrides }));
+  await writeFile(join(binDir, name), verifierScript({ client: 'node', socket, timeoutMs: 44_000, runs: [process.execPath, client], ...overrides }));
   await chmod(join(binDir, name), 0o755);
 }
 
@@ -202,7 +202,7 @@ describe('pullguard doctor: containerd', () => {
     await installScript();
     expect(codes(await containerdFindings(v3(), { side: { verifierSocket: undefined } }))).toEqual(['PGD007']);
     await rm(client);
-    expect((await containerdFindings(v3()))[0]?.message).toContain(`runs the verifier client ${client}, which does not exist`);
+    expect((await containerdFindings(v3()))[0]?.message).toContain(`runs ${client}, which does not exist`);
   });
 
   it('warns PGD008 for a containerd older than 2.1', async () => {

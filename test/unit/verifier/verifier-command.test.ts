@@ -20,7 +20,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function verifier(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function verifier(args: string[], perlPath: string | null = '/usr/bin/perl'): Promise<{ code: number; stdout: string; stderr: string }> {
   const environment: Environment = {
     cwd: dir,
     env: {},
@@ -36,7 +36,7 @@ async function verifier(args: string[]): Promise<{ code: number; stdout: string;
   let err = '';
   stdout.on('data', (c: Buffer) => (out += c.toString()));
   stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await runVerifierCommand(args, { stdout, stderr, environment, nodePath: process.execPath });
+  const code = await runVerifierCommand(args, { stdout, stderr, environment, nodePath: process.execPath, perlPath });
   return { code, stdout: out, stderr: err };
 }
 
@@ -45,12 +45,31 @@ describe('pullguard verifier install', () => {
     const result = await verifier(['install', '--bin-dir', 'bin', '--state-dir', 'state', '--per-verifier-timeout', '45s']);
     expect(result.code).toBe(0);
     const script = readInstalledVerifier(await readFile(join(dir, 'bin', 'pullguard'), 'utf8'));
-    expect(script).toEqual({ socket: join(dir, 'state', 'verifier.sock'), timeoutMs: 44_000, node: process.execPath, client: verifierClientPath() });
+    expect(script).toEqual({ client: 'perl', socket: join(dir, 'state', 'verifier.sock'), timeoutMs: 44_000, runs: ['/usr/bin/perl'] });
     expect(result.stdout).toContain(
-      `installed ${join(dir, 'bin', 'pullguard')}: asks pullguard on ${join(dir, 'state', 'verifier.sock')}, waits 44 s for a verdict`,
+      `installed ${join(dir, 'bin', 'pullguard')} (perl, /usr/bin/perl): asks pullguard on ${join(dir, 'state', 'verifier.sock')}, waits 44 s for a verdict`,
     );
     expect(result.stdout).toContain(`    bin_dir = "${join(dir, 'bin')}"\n    per_verifier_timeout = "45s"\n`);
     expect(result.stdout).not.toContain('note:');
+  });
+
+  it('installs the node client where there is no perl, or when asked, and says what that costs', async () => {
+    const socketPath = join(dir, 'state', 'verifier.sock');
+    const nodeClient = { client: 'node', socket: socketPath, timeoutMs: 9000, runs: [process.execPath, verifierClientPath()] };
+    const noPerl = await verifier(['install', '--bin-dir', 'bin', '--state-dir', 'state'], null);
+    expect(noPerl.code).toBe(0);
+    expect(noPerl.stdout).toContain('(node: no perl on PATH; a pull takes ~100 ms longer than with perl)');
+    expect(readInstalledVerifier(await readFile(join(dir, 'bin', 'pullguard'), 'utf8'))).toEqual(nodeClient);
+    expect((await verifier(['install', '--bin-dir', 'bin', '--state-dir', 'state', '--client', 'node'])).code).toBe(0);
+    expect(readInstalledVerifier(await readFile(join(dir, 'bin', 'pullguard'), 'utf8'))).toEqual(nodeClient);
+    expect(await verifier(['install', '--bin-dir', 'bin', '--client', 'perl'], null)).toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('--client perl: no perl on PATH'),
+    });
+    expect(await verifier(['install', '--bin-dir', 'bin', '--client', 'go'])).toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('--client "go": perl or node'),
+    });
   });
 
   it("says when containerd's timeout is shorter than the signature budget, and refuses what cannot work", async () => {
