@@ -7,9 +7,11 @@
  *   (c) `crictl --image-endpoint <containerd> pull REF` with pullguard as containerd 2's image verifier
  *       (`pullguard verifier install`; `pullguard serve` answers the verifier socket): the deployment
  *       where kubelet talks to containerd only. Compared with (b): what the verifier costs.
- * Three shapes: 4 × 64 MiB, 40 × 1 MiB, 2 × 1 MiB (random, incompressible layers). Medians of five
- * runs each; ratios (a)/(b) and (c)/(b) for the large shapes and the added milliseconds for the small one;
- * pullguard's state directory after (a) as a share of the image; pullguard's peak RSS during (a).
+ * Three shapes: 4 × 64 MiB, 40 × 1 MiB, 2 × 1 MiB (random, incompressible layers). Five runs, each
+ * with the three stacks fresh and side by side, pulling 1, 3 and 6 distinct images of the shape on
+ * each stack in turn (the order rotated from image to image): medians of 5, 15 and 30 pulls per path.
+ * Ratios (a)/(b) and (c)/(b) for the large shapes and the added milliseconds for the small one;
+ * what (a) added to pullguard's state directory as a share of the image; pullguard's peak RSS during (a).
  * Each path first pulls three small unrelated images (untimed): a node's pullguard and containerd
  * are long-running, so connections are open and V8 has optimised the pull path by the time kubelet
  * asks (the first pulls of a fresh process run 2-3x slower); both paths get the same warm-up.
@@ -42,12 +44,14 @@ interface Shape {
   readonly target: Target;
   /** The same for (c)/(b): containerd with pullguard as its image verifier. */
   readonly verifierTarget: Target;
+  /** Distinct images of this shape, each pulled once per stack and run: more samples where a pull is short. */
+  readonly imagesPerRun: number;
 }
 
 const SHAPES: readonly Shape[] = [
-  { name: '4x64MiB', layerSizes: Array.from({ length: 4 }, () => 64 * MiB), target: { ratio: 1.05 }, verifierTarget: { ratio: 1.03 } },
-  { name: '40x1MiB', layerSizes: Array.from({ length: 40 }, () => MiB), target: { ratio: 1.1 }, verifierTarget: { ratio: 1.05 } },
-  { name: '2x1MiB', layerSizes: [MiB, MiB], target: { addedMs: 20 }, verifierTarget: { addedMs: 30 } },
+  { name: '4x64MiB', layerSizes: Array.from({ length: 4 }, () => 64 * MiB), target: { ratio: 1.05 }, verifierTarget: { ratio: 1.03 }, imagesPerRun: 1 },
+  { name: '40x1MiB', layerSizes: Array.from({ length: 40 }, () => MiB), target: { ratio: 1.1 }, verifierTarget: { ratio: 1.05 }, imagesPerRun: 3 },
+  { name: '2x1MiB', layerSizes: [MiB, MiB], target: { addedMs: 20 }, verifierTarget: { addedMs: 30 }, imagesPerRun: 6 },
 ];
 const VERIFIER_TIMEOUT = '  per_verifier_timeout = "60s"';
 
@@ -72,79 +76,79 @@ interface Sample {
   readonly viaMs: number;
   readonly directMs: number;
   readonly verifierMs: number;
+  /** What the via-pullguard pull added to pullguard's state directory. */
   readonly stateBytes: number;
   readonly peakRssMiB: number;
 }
 
-async function onePair(
+interface ShapeImage {
+  readonly reference: string;
+  readonly image: LargeImage;
+}
+
+/**
+ * One run: the three stacks side by side — (a) pullguard in front of a fresh containerd, (b) a fresh
+ * containerd alone, (c) a fresh containerd whose image verifier is pullguard — each warmed up, then
+ * every image of the shape pulled once on each, alternating, the order rotated from image to image.
+ */
+async function oneRun(
   registry: StartedRegistry,
-  reference: string,
+  images: readonly ShapeImage[],
   warmUp: readonly string[],
-  image: LargeImage,
   config: { policy: string; registriesD: string },
   work: string,
   run: number,
-): Promise<Sample> {
-  // (a) through pullguard
-  await touchFreeMemory(TOUCH_BYTES);
-  const viaContainerd = await startContainerd({ release: '2', plainHttp: [registry.host] });
-  let via: { ms: number; imageId: string };
-  let stateBytes: number;
-  let peakRssMiB: number;
-  const stateDir = join(work, `state-${run}`);
-  const server = await startBenchServer({ registryHost: registry.host, ...config, stateDir, extraArgs: ['--backend', viaContainerd.endpoint] });
+): Promise<Sample[]> {
+  const stops: (() => Promise<unknown>)[] = [];
   try {
-    for (const warm of warmUp) await crictlPull(`unix://${server.socket}`, warm);
-    const rss = sampleRss(serverPid(server));
-    via = await crictlPull(`unix://${server.socket}`, reference);
-    peakRssMiB = rss.stop().peakSampledMiB;
-    stateBytes = await dirBytes(join(stateDir, 'store'));
-  } finally {
-    await server.stop({ keepState: true });
-    await viaContainerd.destroy();
-    await removeDir(stateDir);
-  }
-  if (via.imageId !== image.configDigest) throw new Error(`crictl through pullguard pulled ${via.imageId}, expected ${image.configDigest}`);
-  let directMs: number;
-  // (b) straight at containerd
-  await touchFreeMemory(TOUCH_BYTES);
-  const direct = await startContainerd({ release: '2', plainHttp: [registry.host] });
-  try {
-    for (const warm of warmUp) await crictlPull(direct.endpoint, warm);
-    const pulled = await crictlPull(direct.endpoint, reference);
-    if (pulled.imageId !== image.configDigest) throw new Error(`crictl straight at containerd pulled ${pulled.imageId}, expected ${image.configDigest}`);
-    directMs = pulled.ms;
-  } finally {
-    await direct.destroy();
-  }
-  // (c) straight at containerd, which asks pullguard (its image verifier) before every pull
-  await touchFreeMemory(TOUCH_BYTES);
-  const verifierState = join(work, `verifier-state-${run}`);
-  const binDir = join(work, `verifier-bin-${run}`);
-  const verifying = await startBenchServer({ registryHost: registry.host, ...config, stateDir: verifierState });
-  try {
+    const viaContainerd = await startContainerd({ release: '2', plainHttp: [registry.host] });
+    stops.push(() => viaContainerd.destroy());
+    const stateDir = join(work, `state-${run}`);
+    const front = await startBenchServer({ registryHost: registry.host, ...config, stateDir, extraArgs: ['--backend', viaContainerd.endpoint] });
+    stops.unshift(() => front.stop());
+    const direct = await startContainerd({ release: '2', plainHttp: [registry.host] });
+    stops.push(() => direct.destroy());
+    const verifierState = join(work, `verifier-state-${run}`);
+    const binDir = join(work, `verifier-bin-${run}`);
+    const verifying = await startBenchServer({ registryHost: registry.host, ...config, stateDir: verifierState });
+    stops.push(
+      () => verifying.stop(),
+      () => removeDir(binDir),
+    );
     await execFileAsync(process.execPath, [MAIN, 'verifier', 'install', '--bin-dir', binDir, '--state-dir', verifierState, '--per-verifier-timeout', '60s']);
     const withVerifier = await startContainerd({ release: '2', plainHttp: [registry.host], verifierBinDir: binDir, extraToml: VERIFIER_TIMEOUT });
-    try {
-      for (const warm of warmUp) await crictlPull(withVerifier.endpoint, warm);
-      const pulled = await crictlPull(withVerifier.endpoint, reference);
-      if (pulled.imageId !== image.configDigest)
-        throw new Error(`crictl at containerd with the verifier pulled ${pulled.imageId}, expected ${image.configDigest}`);
-      // The verifier really ran: pullguard answered containerd for this image.
-      if (
-        !verifying
-          .logRecords()
-          .some((r) => r['verifier'] !== undefined && String((r['verifier'] as { name?: unknown }).name) === reference && r['allowed'] === true)
-      ) {
-        throw new Error(`pullguard's verifier was not asked about ${reference}`);
+    stops.unshift(() => withVerifier.destroy());
+    const endpoints = { via: `unix://${front.socket}`, direct: direct.endpoint, verifier: withVerifier.endpoint };
+    for (const endpoint of Object.values(endpoints)) for (const warm of warmUp) await crictlPull(endpoint, warm);
+
+    const samples: Sample[] = [];
+    for (const [k, { reference, image }] of images.entries()) {
+      const ms: Partial<Record<keyof typeof endpoints, number>> = {};
+      let stateBytes = 0;
+      let peakRssMiB = 0;
+      const arms = (['via', 'direct', 'verifier'] as const).map((_, i, all) => all[(i + k + run) % all.length]!);
+      for (const arm of arms) {
+        if (image.totalBytes > 32 * MiB) await touchFreeMemory(TOUCH_BYTES);
+        const before = arm === 'via' ? await dirBytes(join(stateDir, 'store')) : 0;
+        const rss = arm === 'via' ? sampleRss(serverPid(front)) : undefined;
+        const pulled = await crictlPull(endpoints[arm], reference);
+        if (rss !== undefined) peakRssMiB = rss.stop().peakSampledMiB;
+        if (arm === 'via') stateBytes = (await dirBytes(join(stateDir, 'store'))) - before;
+        if (pulled.imageId !== image.configDigest) throw new Error(`crictl (${arm}) pulled ${pulled.imageId}, expected ${image.configDigest}`);
+        ms[arm] = pulled.ms;
       }
-      return { viaMs: via.ms, directMs, verifierMs: pulled.ms, stateBytes, peakRssMiB };
-    } finally {
-      await withVerifier.destroy();
+      // The verifier really ran: pullguard answered containerd for this image.
+      const asked = verifying
+        .logRecords()
+        .some((r) => r['verifier'] !== undefined && String((r['verifier'] as { name?: unknown }).name) === reference && r['allowed'] === true);
+      if (!asked) throw new Error(`pullguard's verifier was not asked about ${reference}`);
+      samples.push({ viaMs: ms.via!, directMs: ms.direct!, verifierMs: ms.verifier!, stateBytes, peakRssMiB });
     }
+    return samples;
   } finally {
-    await verifying.stop();
-    await removeDir(binDir);
+    for (const stop of stops) await stop();
+    await removeDir(join(work, `state-${run}`));
+    await removeDir(join(work, `verifier-state-${run}`));
   }
 }
 
@@ -168,16 +172,23 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
     // PULLGUARD_BENCH_SHAPES=2x1MiB,… runs only those (a quick look); the full part runs all three.
     const only = process.env['PULLGUARD_BENCH_SHAPES']?.split(',');
     for (const shape of SHAPES.filter((s) => only === undefined || only.includes(s.name))) {
-      const image = await buildLargeOciImage(join(work, shape.name), { tag: 'v1', layerSizes: shape.layerSizes });
-      const reference = `${registry.host}/bench/${shape.name.toLowerCase()}:v1`;
-      await pushLayout(image.dir, 'v1', registry.host, `bench/${shape.name.toLowerCase()}:v1`);
+      const images: ShapeImage[] = [];
+      for (let k = 0; k < shape.imagesPerRun; k++) {
+        const repository = `bench/${shape.name.toLowerCase()}-${k}`;
+        const image = await buildLargeOciImage(join(work, `${shape.name}-${k}`), { tag: 'v1', layerSizes: shape.layerSizes });
+        await pushLayout(image.dir, 'v1', registry.host, `${repository}:v1`);
+        await removeDir(image.dir);
+        images.push({ reference: `${registry.host}/${repository}:v1`, image });
+      }
+      const image = images[0]!.image;
       const samples: Sample[] = [];
       for (let run = 0; run < RUNS; run++) {
-        samples.push(await onePair(registry, reference, warmUp, image, config, work, run));
-        const last = samples.at(-1)!;
-        log(
-          `runtime-fetch ${shape.name} run ${run + 1}: via ${round(last.viaMs)} ms, direct ${round(last.directMs)} ms, with verifier ${round(last.verifierMs)} ms`,
-        );
+        for (const last of await oneRun(registry, images, warmUp, config, work, run)) {
+          samples.push(last);
+          log(
+            `runtime-fetch ${shape.name} run ${run + 1}: via ${round(last.viaMs)} ms, direct ${round(last.directMs)} ms, with verifier ${round(last.verifierMs)} ms`,
+          );
+        }
       }
       const via = median(samples.map((s) => s.viaMs));
       const direct = median(samples.map((s) => s.directMs));
@@ -233,7 +244,6 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
         `${round(rss, 1)} MiB`,
       ]);
       details[shape.name] = { samples, imageBytes: image.totalBytes };
-      await removeDir(image.dir);
     }
   } finally {
     await registry.stop();
