@@ -8,7 +8,7 @@
  * - otherwise the **full verification**, as a pull that bypassed pullguard needs it (kubelet straight
  *   at containerd, `ctr`, `nerdctl`): PullService.verify resolves that digest, runs the same signature
  *   phase under the global policy (a verifier learns no pod namespace and no credentials), decides
- *   with the same partial sufficiency, and records it as a pull whose runtime fetches the layers.
+ *   with the same partial sufficiency, and records it with its manifests and signatures (containerd fetches config and layers).
  *
  * A denial or any failure is a block whose reason is the one line pullguard's CRI socket would answer
  * (`cri/status.ts`): the same bounded messages, never credentials.

@@ -8,10 +8,11 @@
  *       (`pullguard verifier install`; `pullguard serve` answers the verifier socket): the deployment
  *       where kubelet talks to containerd only. Compared with (b): what the verifier costs.
  * Three shapes: 4 × 64 MiB, 40 × 1 MiB, 2 × 1 MiB (random, incompressible layers). Five runs, each
- * with the three stacks fresh and side by side, pulling 1, 3 and 6 distinct images of the shape on
- * each stack in turn (the order rotated from image to image): medians of 5, 15 and 30 pulls per path.
+ * with the three stacks fresh and side by side, pulling 2, 3 and 6 distinct images of the shape on
+ * each stack in turn (the order rotated from image to image): medians of 10, 15 and 30 pulls per path.
  * Ratios (a)/(b) and (c)/(b) for the large shapes and the added milliseconds for the small one;
- * what (a) added to pullguard's state directory as a share of the image; pullguard's peak RSS during (a).
+ * what (a) added to pullguard's state directory as a share of the image; pullguard's peak RSS during (a),
+ * and the verifying pullguard's during (c).
  * Each path first pulls three small unrelated images (untimed): a node's pullguard and containerd
  * are long-running, so connections are open and V8 has optimised the pull path by the time kubelet
  * asks (the first pulls of a fresh process run 2-3x slower); both paths get the same warm-up.
@@ -49,7 +50,7 @@ interface Shape {
 }
 
 const SHAPES: readonly Shape[] = [
-  { name: '4x64MiB', layerSizes: Array.from({ length: 4 }, () => 64 * MiB), target: { ratio: 1.05 }, verifierTarget: { ratio: 1.03 }, imagesPerRun: 1 },
+  { name: '4x64MiB', layerSizes: Array.from({ length: 4 }, () => 64 * MiB), target: { ratio: 1.05 }, verifierTarget: { ratio: 1.03 }, imagesPerRun: 2 },
   { name: '40x1MiB', layerSizes: Array.from({ length: 40 }, () => MiB), target: { ratio: 1.1 }, verifierTarget: { ratio: 1.05 }, imagesPerRun: 3 },
   { name: '2x1MiB', layerSizes: [MiB, MiB], target: { addedMs: 20 }, verifierTarget: { addedMs: 30 }, imagesPerRun: 6 },
 ];
@@ -78,7 +79,9 @@ interface Sample {
   readonly verifierMs: number;
   /** What the via-pullguard pull added to pullguard's state directory. */
   readonly stateBytes: number;
+  /** pullguard's peak RSS during (a), and the verifying pullguard's during (c). */
   readonly peakRssMiB: number;
+  readonly verifierPeakRssMiB: number;
 }
 
 interface ShapeImage {
@@ -126,13 +129,20 @@ async function oneRun(
       const ms: Partial<Record<keyof typeof endpoints, number>> = {};
       let stateBytes = 0;
       let peakRssMiB = 0;
+      let verifierPeakRssMiB = 0;
       const arms = (['via', 'direct', 'verifier'] as const).map((_, i, all) => all[(i + k + run) % all.length]!);
       for (const arm of arms) {
+        // Every timed pull starts with the earlier pulls' writes on disk, not still being written back.
+        await execFileAsync('sync');
         if (image.totalBytes > 32 * MiB) await touchFreeMemory(TOUCH_BYTES);
         const before = arm === 'via' ? await dirBytes(join(stateDir, 'store')) : 0;
-        const rss = arm === 'via' ? sampleRss(serverPid(front)) : undefined;
+        const rss = arm === 'direct' ? undefined : sampleRss(serverPid(arm === 'via' ? front : verifying));
         const pulled = await crictlPull(endpoints[arm], reference);
-        if (rss !== undefined) peakRssMiB = rss.stop().peakSampledMiB;
+        if (rss !== undefined) {
+          const peak = rss.stop().peakSampledMiB;
+          if (arm === 'via') peakRssMiB = peak;
+          else verifierPeakRssMiB = peak;
+        }
         if (arm === 'via') stateBytes = (await dirBytes(join(stateDir, 'store'))) - before;
         if (pulled.imageId !== image.configDigest) throw new Error(`crictl (${arm}) pulled ${pulled.imageId}, expected ${image.configDigest}`);
         ms[arm] = pulled.ms;
@@ -142,7 +152,7 @@ async function oneRun(
         .logRecords()
         .some((r) => r['verifier'] !== undefined && String((r['verifier'] as { name?: unknown }).name) === reference && r['allowed'] === true);
       if (!asked) throw new Error(`pullguard's verifier was not asked about ${reference}`);
-      samples.push({ viaMs: ms.via!, directMs: ms.direct!, verifierMs: ms.verifier!, stateBytes, peakRssMiB });
+      samples.push({ viaMs: ms.via!, directMs: ms.direct!, verifierMs: ms.verifier!, stateBytes, peakRssMiB, verifierPeakRssMiB });
     }
     return samples;
   } finally {
@@ -195,6 +205,7 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
       const verifier = median(samples.map((s) => s.verifierMs));
       const state = median(samples.map((s) => s.stateBytes));
       const rss = Math.max(...samples.map((s) => s.peakRssMiB));
+      const verifierRss = Math.max(...samples.map((s) => s.verifierPeakRssMiB));
       if ('ratio' in shape.target) {
         figures.push({
           name: `${shape.name} crictl via-pullguard/direct`,
@@ -232,6 +243,7 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
         target: { op: '<', value: 5 },
       });
       figures.push({ name: `${shape.name} pullguard peak RSS during pull`, value: round(rss, 1), unit: 'MiB' });
+      figures.push({ name: `${shape.name} verifying pullguard peak RSS during pull`, value: round(verifierRss, 1), unit: 'MiB' });
       rows.push([
         shape.name,
         `${round(via)} ms`,
@@ -241,7 +253,7 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
         `${round(via - direct, 1)} ms`,
         `${round(verifier / direct, 2)}`,
         `${round(state / 1024, 1)} KiB`,
-        `${round(rss, 1)} MiB`,
+        `${round(rss, 1)} / ${round(verifierRss, 1)} MiB`,
       ]);
       details[shape.name] = { samples, imageBytes: image.totalBytes };
     }
@@ -249,6 +261,9 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
     await registry.stop();
     await removeDir(work);
   }
-  printTable(['image', 'via pullguard', 'direct', 'with verifier', 'via/direct', 'via added', 'verifier/direct', 'pullguard state', 'peak RSS'], rows);
+  printTable(
+    ['image', 'via pullguard', 'direct', 'with verifier', 'via/direct', 'via added', 'verifier/direct', 'pullguard state', 'peak RSS (a) / (c)'],
+    rows,
+  );
   return { part: 'runtime-fetch', figures, details, seconds: Math.round((Date.now() - started) / 1000) };
 }
