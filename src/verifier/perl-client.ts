@@ -31,6 +31,7 @@ export function perlVerifierBody(options: { readonly socket: string; readonly ti
 
 my $socket_path = ${perlQuote(socket)};
 my $waited = ${perlQuote(formatSeconds(timeoutMs))};
+my $closed_early = "pullguard on $socket_path closed the connection without an answer (did it stop?)";
 # Seconds left for a verdict: every select() below takes its wait from here and gives back the rest.
 my $left = ${timeoutMs / 1000};
 my ($max_question, $max_answer, $max_reason) = (${MAX_QUESTION_BYTES}, ${MAX_ANSWER_BYTES}, ${MAX_REASON_BYTES});
@@ -117,11 +118,12 @@ while (1) {
     $left = $rest;
     blocked("no verdict from pullguard on $socket_path within $waited (pullguard finishes a verification it started and answers the next attempt)") unless $ready;
     my $n = sysread($daemon, my $chunk, 65536);
-    blocked("reading pullguard's answer on $socket_path: $!") unless defined $n;
+    blocked($!{ECONNRESET} ? $closed_early : "reading pullguard's answer on $socket_path: $!") unless defined $n;
     last if $n == 0;
     $reply .= $chunk;
     blocked("pullguard's answer is larger than $max_answer bytes") if length($reply) > $max_answer;
 }
+blocked($closed_early) if $reply eq '';
 my ($head, $body) = split /\\r\\n\\r\\n/, $reply, 2;
 my ($status) = ($head // '') =~ /\\AHTTP\\/1\\.[01] (\\d{3}) /;
 blocked("pullguard answered on $socket_path with something that is not HTTP") unless defined $status && defined $body;

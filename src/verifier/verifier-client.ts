@@ -140,11 +140,13 @@ function ask(socket: string, name: string, digest: string, descriptor: Buffer, t
     );
     req.once('error', (err: NodeJS.ErrnoException) => {
       const why =
-        err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
-          ? `no pullguard daemon answers on ${socket} (${err.code}): is \`pullguard serve\` running with this --verifier-socket?`
-          : err.code === 'EACCES'
-            ? `may not open ${socket} (EACCES): the verifier must run as the daemon's user (containerd runs it as root)`
-            : `asking pullguard on ${socket}: ${err.message}`;
+        err.code === 'ECONNRESET'
+          ? `pullguard on ${socket} closed the connection without an answer (did it stop?)`
+          : err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+            ? `no pullguard daemon answers on ${socket} (${err.code}): is \`pullguard serve\` running with this --verifier-socket?`
+            : err.code === 'EACCES'
+              ? `may not open ${socket} (EACCES): the verifier must run as the daemon's user (containerd runs it as root)`
+              : `asking pullguard on ${socket}: ${err.message}`;
       settle({ failure: why });
     });
     req.end(descriptor);

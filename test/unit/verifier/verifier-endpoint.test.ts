@@ -7,8 +7,9 @@
  * the same words.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { request } from 'node:http';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -161,6 +162,20 @@ describe.each(['perl', 'node'] as const)('the %s verifier client and the daemon 
       stdout:
         'pullguard verifier: pullguard answered HTTP 504: no verdict within 0.1 s; the verification goes on and answers the next attempt; the pull is blocked\n',
     });
+  });
+
+  it('a daemon that dies mid-question (killed): exit 2, it closed the connection without an answer', async () => {
+    await mkdir(join(dir, 'state'), { recursive: true });
+    const dying = createServer((connection) => connection.once('data', () => connection.destroy()));
+    await new Promise<void>((resolve) => dying.listen(socket, resolve));
+    try {
+      expect(await client(containerdArgs('registry.example/app:v1'), descriptor())).toEqual({
+        code: 2,
+        stdout: `pullguard verifier: pullguard on ${socket} closed the connection without an answer (did it stop?); the pull is blocked\n`,
+      });
+    } finally {
+      await new Promise((resolve) => dying.close(resolve));
+    }
   });
 
   it("reads containerd's arguments in Go flag syntax, skips flags it does not know, and blocks on what it cannot use", async () => {
