@@ -8,9 +8,10 @@
  *       (`pullguard verifier install`; `pullguard serve` answers the verifier socket): the deployment
  *       where kubelet talks to containerd only. Compared with (b): what the verifier costs.
  * Three shapes: 4 × 64 MiB, 40 × 1 MiB, 2 × 1 MiB (random, incompressible layers). Five runs, each
- * with the three stacks fresh and side by side, pulling 4, 4 and 6 distinct images of the shape on
- * each stack in turn (the order rotated from image to image): medians of 20, 20 and 30 pulls per path (a
- * 4 × 64 MiB pull varies by ±20 % from one to the next on this VM's disk).
+ * with the three stacks fresh and side by side, pulling 6 distinct images of the shape on
+ * each stack in turn (the order rotated from image to image, so each
+ * path takes each place equally often): medians of 30 pulls per path (a 4 × 64 MiB pull varies
+ * by ±20 % from one to the next on this VM's disk).
  * Ratios (a)/(b) and (c)/(b) for the large shapes and the added milliseconds for the small one;
  * what (a) added to pullguard's state directory as a share of the image; pullguard's peak RSS during (a),
  * and the verifying pullguard's during (c).
@@ -35,6 +36,8 @@ import { median, MiB, round, timed } from './stats.js';
 
 const execFileAsync = promisify(execFile);
 const RUNS = 5;
+/** Distinct images of each shape, each pulled once per stack and run; a multiple of 3, so each path takes each place in the rotation equally often. */
+const IMAGES_PER_RUN = 6;
 const TOUCH_BYTES = 768 * MiB;
 
 type Target = { readonly ratio: number } | { readonly addedMs: number };
@@ -46,14 +49,12 @@ interface Shape {
   readonly target: Target;
   /** The same for (c)/(b): containerd with pullguard as its image verifier. */
   readonly verifierTarget: Target;
-  /** Distinct images of this shape, each pulled once per stack and run: more samples where a pull is short. */
-  readonly imagesPerRun: number;
 }
 
 const SHAPES: readonly Shape[] = [
-  { name: '4x64MiB', layerSizes: Array.from({ length: 4 }, () => 64 * MiB), target: { ratio: 1.05 }, verifierTarget: { ratio: 1.03 }, imagesPerRun: 4 },
-  { name: '40x1MiB', layerSizes: Array.from({ length: 40 }, () => MiB), target: { ratio: 1.1 }, verifierTarget: { ratio: 1.05 }, imagesPerRun: 4 },
-  { name: '2x1MiB', layerSizes: [MiB, MiB], target: { addedMs: 20 }, verifierTarget: { addedMs: 30 }, imagesPerRun: 6 },
+  { name: '4x64MiB', layerSizes: Array.from({ length: 4 }, () => 64 * MiB), target: { ratio: 1.05 }, verifierTarget: { ratio: 1.03 } },
+  { name: '40x1MiB', layerSizes: Array.from({ length: 40 }, () => MiB), target: { ratio: 1.1 }, verifierTarget: { ratio: 1.05 } },
+  { name: '2x1MiB', layerSizes: [MiB, MiB], target: { addedMs: 20 }, verifierTarget: { addedMs: 30 } },
 ];
 const VERIFIER_TIMEOUT = '  per_verifier_timeout = "60s"';
 
@@ -189,7 +190,7 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
     const only = process.env['PULLGUARD_BENCH_SHAPES']?.split(',');
     for (const shape of SHAPES.filter((s) => only === undefined || only.includes(s.name))) {
       const images: ShapeImage[] = [];
-      for (let k = 0; k < shape.imagesPerRun; k++) {
+      for (let k = 0; k < IMAGES_PER_RUN; k++) {
         const repository = `bench/${shape.name.toLowerCase()}-${k}`;
         const image = await buildLargeOciImage(join(work, `${shape.name}-${k}`), { tag: 'v1', layerSizes: shape.layerSizes });
         await pushLayout(image.dir, 'v1', registry.host, `${repository}:v1`);
