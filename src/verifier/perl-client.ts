@@ -8,10 +8,10 @@
  * words (test/unit/verifier holds both to it), and speaks protocol.ts to verifier-server.ts.
  */
 import {
+  clientSays,
   EXIT_ALLOWED,
   EXIT_DENIED,
   EXIT_NO_VERDICT,
-  formatSeconds,
   MAX_ANSWER_BYTES,
   MAX_QUESTION_BYTES,
   MAX_REASON_BYTES,
@@ -24,14 +24,21 @@ import {
 /** A perl single-quoted string: only `\` and `'` are special there. */
 const perlQuote = (text: string): string => `'${text.replace(/[\\']/g, (c) => `\\${c}`)}'`;
 
-/** The script's body after its `#!` line and header comments: everything it needs is baked in. */
+/** A message of protocol.ts's clientSays as a perl expression, its holes (written `\0`) filled by the perl expressions given. */
+function perlMessage(message: string, ...holes: readonly string[]): string {
+  return message
+    .split('\0')
+    .map((part, i) => (i === 0 ? perlQuote(part) : ` . ${holes[i - 1]}${part === '' ? '' : ` . ${perlQuote(part)}`}`))
+    .join('');
+}
+
+/** The script's body after its `#!` line and header comments: everything it needs is baked in, its words from clientSays. */
 export function perlVerifierBody(options: { readonly socket: string; readonly timeoutMs: number }): string {
   const { socket, timeoutMs } = options;
   return `use strict;
 
 my $socket_path = ${perlQuote(socket)};
-my $waited = ${perlQuote(formatSeconds(timeoutMs))};
-my $closed_early = "pullguard on $socket_path closed the connection without an answer (did it stop?)";
+my $closed_early = ${perlQuote(clientSays.closedEarly(socket))};
 # Seconds left for a verdict: every select() below takes its wait from here and gives back the rest.
 my $left = ${timeoutMs / 1000};
 my ($max_question, $max_answer, $max_reason) = (${MAX_QUESTION_BYTES}, ${MAX_ANSWER_BYTES}, ${MAX_REASON_BYTES});
@@ -49,7 +56,7 @@ sub answer {
     syswrite(STDOUT, "$line\\n");
     exit $code;
 }
-sub blocked { answer(${EXIT_NO_VERDICT}, "pullguard verifier: $_[0]; the pull is blocked") }
+sub blocked { answer(${EXIT_NO_VERDICT}, ${perlMessage(clientSays.blocked('\0'), '$_[0]')}) }
 
 # Go's flag syntax as containerd uses it (-name X, also --name X and -name=X); unknown flags are skipped with their value.
 my %takes_value = map { $_ => 1 } qw(name digest stdin-media-type);
@@ -65,7 +72,7 @@ for (my $i = 0; $i < @ARGV; $i++) {
     $flag{$name} = $value;
 }
 my ($image, $digest) = ($flag{name} // '', $flag{digest} // '');
-blocked('-name and -digest are required (containerd passes them)') if $image eq '' || $digest eq '';
+blocked(${perlQuote(clientSays.missingArguments)}) if $image eq '' || $digest eq '';
 
 # Waits until $handle can be read or the time is up; false when it is up.
 sub readable {
@@ -97,10 +104,10 @@ if (($flag{'stdin-media-type'} // '') ne '') {
 socket(my $daemon, 1, 1, 0) or blocked("asking pullguard on $socket_path: $!");    # AF_UNIX, SOCK_STREAM
 if (!connect($daemon, pack('S Z*', 1, $socket_path))) {
     blocked(
-          $!{ENOENT} || $!{ECONNREFUSED}
-        ? "no pullguard daemon answers on $socket_path (" . ($!{ENOENT} ? 'ENOENT' : 'ECONNREFUSED') . '): is \`pullguard serve\` running with this --verifier-socket?'
-        : $!{EACCES} ? "may not open $socket_path (EACCES): the verifier must run as the daemon's user (containerd runs it as root)"
-        :              "asking pullguard on $socket_path: $!"
+          $!{ENOENT}       ? ${perlQuote(clientSays.noDaemon(socket, 'ENOENT'))}
+        : $!{ECONNREFUSED} ? ${perlQuote(clientSays.noDaemon(socket, 'ECONNREFUSED'))}
+        : $!{EACCES}       ? ${perlQuote(clientSays.mayNotOpen(socket))}
+        :                    "asking pullguard on $socket_path: $!"
     );
 }
 sub query { my $text = shift; $text =~ s/([^A-Za-z0-9._~-])/sprintf('%%%02X', ord $1)/ge; $text }
@@ -116,12 +123,12 @@ my $reply = '';
 while (1) {
     my ($ready, $rest) = readable($daemon, $left);
     $left = $rest;
-    blocked("no verdict from pullguard on $socket_path within $waited (pullguard finishes a verification it started and answers the next attempt)") unless $ready;
+    blocked(${perlQuote(clientSays.noVerdictWithin(socket, timeoutMs))}) unless $ready;
     my $n = sysread($daemon, my $chunk, 65536);
     blocked($!{ECONNRESET} ? $closed_early : "reading pullguard's answer on $socket_path: $!") unless defined $n;
     last if $n == 0;
     $reply .= $chunk;
-    blocked("pullguard's answer is larger than $max_answer bytes") if length($reply) > $max_answer;
+    blocked(${perlQuote(clientSays.answerTooLarge)}) if length($reply) > $max_answer;
 }
 blocked($closed_early) if $reply eq '';
 my ($head, $body) = split /\\r\\n\\r\\n/, $reply, 2;
@@ -130,6 +137,6 @@ blocked("pullguard answered on $socket_path with something that is not HTTP") un
 $body =~ s/\\s+\\z//;
 answer(${EXIT_ALLOWED}, $body) if $status == ${STATUS_ALLOWED};
 answer(${EXIT_DENIED}, $body) if $status == ${STATUS_DENIED};
-blocked("pullguard answered HTTP $status: " . ($body ne '' ? $body : 'no reason given'));
+blocked(${perlMessage(clientSays.answeredStatus('\0', '\0'), '$status', `($body ne '' ? $body : ${perlQuote(clientSays.noReason)})`)});
 `;
 }

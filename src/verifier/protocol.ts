@@ -51,7 +51,26 @@ export interface VerifyAnswer {
   readonly cached: boolean;
 }
 
+/**
+ * What a client says when it gives containerd no verdict: the node client calls these, and the perl
+ * client has them written into it at install (perl-client.ts), so both say the same in the same words.
+ */
+export const clientSays = {
+  /** Every line that blocks a pull without a verdict (exit 2). */
+  blocked: (why: string): string => `pullguard verifier: ${why}; the pull is blocked`,
+  missingArguments: '-name and -digest are required (containerd passes them)',
+  noDaemon: (socket: string, code: 'ENOENT' | 'ECONNREFUSED'): string =>
+    `no pullguard daemon answers on ${socket} (${code}): is \`pullguard serve\` running with this --verifier-socket?`,
+  mayNotOpen: (socket: string): string => `may not open ${socket} (EACCES): the verifier must run as the daemon's user (containerd runs it as root)`,
+  closedEarly: (socket: string): string => `pullguard on ${socket} closed the connection without an answer (did it stop?)`,
+  noVerdictWithin: (socket: string, timeoutMs: number): string =>
+    `no verdict from pullguard on ${socket} within ${formatSeconds(timeoutMs)} (pullguard finishes a verification it started and answers the next attempt)`,
+  answerTooLarge: `pullguard's answer is larger than ${MAX_ANSWER_BYTES} bytes`,
+  noReason: 'no reason given',
+  answeredStatus: (status: number | string, line: string): string => `pullguard answered HTTP ${status}: ${line || clientSays.noReason}`,
+} as const;
+
 /** `1 s`, `0.3 s`: how a client says how long it waited. */
-export function formatSeconds(ms: number): string {
+function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
 }

@@ -17,10 +17,10 @@
  */
 import { request } from 'node:http';
 import {
+  clientSays,
   EXIT_ALLOWED,
   EXIT_DENIED,
   EXIT_NO_VERDICT,
-  formatSeconds,
   MAX_ANSWER_BYTES,
   MAX_QUESTION_BYTES,
   MAX_REASON_BYTES,
@@ -29,8 +29,6 @@ import {
   STDIN_WAIT_MS,
   VERIFY_PATH,
 } from './protocol.js';
-
-export { EXIT_ALLOWED, EXIT_DENIED, EXIT_NO_VERDICT };
 
 export interface VerifierClientIo {
   readonly stdout: NodeJS.WritableStream;
@@ -84,20 +82,18 @@ export async function runVerifierClient(argv: readonly string[], io: VerifierCli
     io.stdout.write(`${bounded(line)}\n`);
     return code;
   };
-  if (typeof parsed === 'string') return block(EXIT_NO_VERDICT, `pullguard verifier: ${parsed}; the pull is blocked`);
-  if (parsed.socket === undefined)
-    return block(EXIT_NO_VERDICT, 'pullguard verifier: no --socket (reinstall it with `pullguard verifier install`); the pull is blocked');
-  if (parsed.name === undefined || parsed.digest === undefined)
-    return block(EXIT_NO_VERDICT, 'pullguard verifier: -name and -digest are required (containerd passes them); the pull is blocked');
+  if (typeof parsed === 'string') return block(EXIT_NO_VERDICT, clientSays.blocked(parsed));
+  if (parsed.socket === undefined) return block(EXIT_NO_VERDICT, clientSays.blocked('no --socket (reinstall it with `pullguard verifier install`)'));
+  if (parsed.name === undefined || parsed.digest === undefined) return block(EXIT_NO_VERDICT, clientSays.blocked(clientSays.missingArguments));
   const deadline = Date.now() + parsed.timeoutMs;
   // The descriptor goes to the daemon as containerd wrote it; a stdin that is not containerd's pipe must not hold the verdict up.
   const descriptor =
     parsed.stdinMediaType !== undefined && io.stdin !== undefined ? await readStdin(io.stdin, Math.min(STDIN_WAIT_MS, parsed.timeoutMs / 4)) : undefined;
   const answer = await ask(parsed.socket, parsed.name, parsed.digest, descriptor ?? Buffer.alloc(0), Math.max(1, deadline - Date.now()));
-  if ('failure' in answer) return block(EXIT_NO_VERDICT, `pullguard verifier: ${answer.failure}; the pull is blocked`);
+  if ('failure' in answer) return block(EXIT_NO_VERDICT, clientSays.blocked(answer.failure));
   if (answer.status === STATUS_ALLOWED) return block(EXIT_ALLOWED, answer.line);
   if (answer.status === STATUS_DENIED) return block(EXIT_DENIED, answer.line);
-  return block(EXIT_NO_VERDICT, `pullguard verifier: pullguard answered HTTP ${answer.status}: ${answer.line || 'no reason given'}; the pull is blocked`);
+  return block(EXIT_NO_VERDICT, clientSays.blocked(clientSays.answeredStatus(answer.status, answer.line)));
 }
 
 type Answer = { readonly status: number; readonly line: string } | { readonly failure: string };
@@ -112,13 +108,7 @@ function ask(socket: string, name: string, digest: string, descriptor: Buffer, t
       req.destroy();
       resolve(answer);
     };
-    const timer = setTimeout(
-      () =>
-        settle({
-          failure: `no verdict from pullguard on ${socket} within ${formatSeconds(timeoutMs)} (pullguard finishes a verification it started and answers the next attempt)`,
-        }),
-      timeoutMs,
-    );
+    const timer = setTimeout(() => settle({ failure: clientSays.noVerdictWithin(socket, timeoutMs) }), timeoutMs);
     const req = request(
       {
         socketPath: socket,
@@ -131,7 +121,7 @@ function ask(socket: string, name: string, digest: string, descriptor: Buffer, t
         let size = 0;
         res.on('data', (chunk: Buffer) => {
           size += chunk.byteLength;
-          if (size > MAX_ANSWER_BYTES) settle({ failure: `pullguard's answer is larger than ${MAX_ANSWER_BYTES} bytes` });
+          if (size > MAX_ANSWER_BYTES) settle({ failure: clientSays.answerTooLarge });
           else chunks.push(chunk);
         });
         res.once('error', (err) => settle({ failure: `reading pullguard's answer on ${socket}: ${err.message}` }));
@@ -141,11 +131,11 @@ function ask(socket: string, name: string, digest: string, descriptor: Buffer, t
     req.once('error', (err: NodeJS.ErrnoException) => {
       const why =
         err.code === 'ECONNRESET'
-          ? `pullguard on ${socket} closed the connection without an answer (did it stop?)`
+          ? clientSays.closedEarly(socket)
           : err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
-            ? `no pullguard daemon answers on ${socket} (${err.code}): is \`pullguard serve\` running with this --verifier-socket?`
+            ? clientSays.noDaemon(socket, err.code)
             : err.code === 'EACCES'
-              ? `may not open ${socket} (EACCES): the verifier must run as the daemon's user (containerd runs it as root)`
+              ? clientSays.mayNotOpen(socket)
               : `asking pullguard on ${socket}: ${err.message}`;
       settle({ failure: why });
     });

@@ -4,7 +4,8 @@
  * stdin in, the verdict out (verifier-client.ts). Exits as soon as it has answered, whatever is
  * left on stdin; an unexpected failure blocks the pull too (exit 2).
  */
-import { EXIT_NO_VERDICT, runVerifierClient } from './verifier-client.js';
+import { clientSays, EXIT_NO_VERDICT } from './protocol.js';
+import { runVerifierClient } from './verifier-client.js';
 
 function exit(code: number): void {
   // Flush stdout (a pipe to containerd) before exiting.
@@ -12,6 +13,6 @@ function exit(code: number): void {
 }
 
 runVerifierClient(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin }).then(exit, (err: unknown) => {
-  process.stdout.write(`pullguard verifier: ${err instanceof Error ? err.message : String(err)}; the pull is blocked\n`);
+  process.stdout.write(`${clientSays.blocked(err instanceof Error ? err.message : String(err))}\n`);
   exit(EXIT_NO_VERDICT);
 });
