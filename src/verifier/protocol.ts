@@ -70,6 +70,16 @@ export const clientSays = {
   answeredStatus: (status: number | string, line: string): string => `pullguard answered HTTP ${status}: ${line || clientSays.noReason}`,
 } as const;
 
+/** `text` as one line of at most `maxBytes` of UTF-8, cut with `…` (never inside a character): what the daemon sends, what a client prints. */
+export function oneLineWithin(text: string, maxBytes: number): string {
+  const line = text.replace(/[\r\n]+/g, ' ');
+  if (Buffer.byteLength(line) <= maxBytes) return line;
+  return `${Buffer.from(line)
+    .subarray(0, maxBytes - 4)
+    .toString('utf8')
+    .replace(/\uFFFD$/, '')}…`;
+}
+
 /** `1 s`, `0.3 s`: how a client says how long it waited. */
 function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;

@@ -24,6 +24,7 @@ import {
   MAX_ANSWER_BYTES,
   MAX_QUESTION_BYTES,
   MAX_REASON_BYTES,
+  oneLineWithin,
   STATUS_ALLOWED,
   STATUS_DENIED,
   STDIN_WAIT_MS,
@@ -79,7 +80,8 @@ export function parseVerifierArguments(argv: readonly string[]): Arguments | str
 export async function runVerifierClient(argv: readonly string[], io: VerifierClientIo): Promise<number> {
   const parsed = parseVerifierArguments(argv);
   const block = (code: number, line: string): number => {
-    io.stdout.write(`${bounded(line)}\n`);
+    // One line, within what containerd keeps of stdout.
+    io.stdout.write(`${oneLineWithin(line, MAX_REASON_BYTES)}\n`);
     return code;
   };
   if (typeof parsed === 'string') return block(EXIT_NO_VERDICT, clientSays.blocked(parsed));
@@ -164,14 +166,4 @@ function readStdin(stdin: NodeJS.ReadableStream, waitMs: number): Promise<Buffer
     stdin.once('end', () => done(Buffer.concat(chunks)));
     stdin.once('error', () => done(undefined));
   });
-}
-
-/** One line, within what containerd keeps of stdout. */
-function bounded(text: string): string {
-  const line = text.replace(/[\r\n]+/g, ' ');
-  if (Buffer.byteLength(line) <= MAX_REASON_BYTES) return line;
-  return `${Buffer.from(line)
-    .subarray(0, MAX_REASON_BYTES - 4)
-    .toString('utf8')
-    .replace(/\uFFFD$/, '')}…`;
 }

@@ -22,7 +22,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Socket } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import { listenOnUnixSocket, prepareSocketPath } from '../util/unix-socket.js';
-import { MAX_MESSAGE_BYTES, MAX_QUESTION_BYTES, STATUS_ALLOWED, STATUS_DENIED, VERIFY_PATH } from './protocol.js';
+import { MAX_MESSAGE_BYTES, MAX_QUESTION_BYTES, oneLineWithin, STATUS_ALLOWED, STATUS_DENIED, VERIFY_PATH } from './protocol.js';
 import type { JudgedQuestion } from './verifier-verdicts.js';
 
 export interface VerifierServerOptions {
@@ -159,15 +159,6 @@ export async function startVerifierServer(options: VerifierServerOptions): Promi
       return closed;
     },
   };
-}
-
-function oneLineWithin(text: string, maxBytes: number): string {
-  const line = text.replace(/[\r\n]+/g, ' ');
-  if (Buffer.byteLength(line) <= maxBytes) return line;
-  return `${Buffer.from(line)
-    .subarray(0, maxBytes - 4)
-    .toString('utf8')
-    .replace(/\uFFFD$/, '')}…`;
 }
 
 /** The body, or undefined once it passes `max` bytes (the rest is not read). */
