@@ -24,7 +24,7 @@ import { execFile } from 'node:child_process';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { containerdUnavailableReason, startContainerd } from '../helpers/containerd.js';
+import { containerdUnavailableReason, startContainerd, type RunningContainerd } from '../helpers/containerd.js';
 import { peerBinary, peerUnavailableReason } from '../helpers/peers.js';
 import { MAIN } from '../helpers/pullguard-server.js';
 import { startRegistry, type StartedRegistry } from '../helpers/registry.js';
@@ -35,7 +35,8 @@ import { sampleRss } from './rss.js';
 import { median, MiB, round, timed } from './stats.js';
 
 const execFileAsync = promisify(execFile);
-const RUNS = 5;
+/** PULLGUARD_BENCH_RUNS=N overrides it for a quick look. */
+const RUNS = Number(process.env['PULLGUARD_BENCH_RUNS'] ?? 5);
 /** Distinct images of each shape, each pulled once per stack and run; a multiple of 3, so each path takes each place in the rotation equally often. */
 const IMAGES_PER_RUN = 6;
 const TOUCH_BYTES = 768 * MiB;
@@ -67,6 +68,28 @@ async function crictlPull(endpoint: string, reference: string): Promise<{ ms: nu
   return { ms, imageId };
 }
 
+/**
+ * containerd's own time for its last pull of `reference`, from its CRI log line
+ * `Pulled image "REF" with image id … in 1.234s` (Go's time.Duration; the whole PullImage handler).
+ * Set beside crictl's wall time it splits what pullguard (or the verifier) adds from what the runtime's
+ * own pull took on this disk this time.
+ */
+export function runtimePullMs(log: string, reference: string): number {
+  let found: number | undefined;
+  for (const m of log.matchAll(/Pulled image \\"([^"\\]+)\\" with image id [^\n]*? in ((?:\d+h)?(?:\d+m(?!s))?[\d.]+(?:ns|µs|us|ms|s))"/g)) {
+    if (m[1] === reference) found = goDurationMs(m[2]!);
+  }
+  if (found === undefined) throw new Error(`containerd's log has no "Pulled image" line for ${reference}`);
+  return found;
+}
+
+function goDurationMs(text: string): number {
+  const units: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 1e-3, µs: 1e-3, ns: 1e-6 };
+  let ms = 0;
+  for (const [, value, unit] of text.matchAll(/([\d.]+)(h|ms|m|s|us|µs|ns)/g)) ms += Number(value) * units[unit!]!;
+  return ms;
+}
+
 async function dirBytes(dir: string): Promise<number> {
   let total = 0;
   for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
@@ -79,6 +102,8 @@ interface Sample {
   readonly viaMs: number;
   readonly directMs: number;
   readonly verifierMs: number;
+  /** containerd's own PullImage time in each arm (its log), the rest of each arm's time is crictl's and pullguard's. */
+  readonly runtimeMs: { readonly via: number; readonly direct: number; readonly verifier: number };
   /** What the via-pullguard pull added to pullguard's state directory. */
   readonly stateBytes: number;
   /** pullguard's peak RSS during (a), and the verifying pullguard's during (c). */
@@ -129,11 +154,15 @@ async function oneRun(
     });
     stops.unshift(() => withVerifier.destroy());
     const endpoints = { via: `unix://${front.socket}`, direct: direct.endpoint, verifier: withVerifier.endpoint };
+    const runtimes: Record<keyof typeof endpoints, RunningContainerd> = { via: viaContainerd, direct, verifier: withVerifier };
     for (const endpoint of Object.values(endpoints)) for (const warm of warmUp) await crictlPull(endpoint, warm);
 
     const samples: Sample[] = [];
     for (const [k, { reference, image }] of images.entries()) {
       const ms: Partial<Record<keyof typeof endpoints, number>> = {};
+      const runtimeMs: Partial<Record<keyof typeof endpoints, number>> = {};
+      // pullguard asks its runtime for the verified digest, crictl asks for the tag.
+      const pinned = `${reference.slice(0, reference.lastIndexOf(':'))}@${image.manifestDigest}`;
       let stateBytes = 0;
       let peakRssMiB = 0;
       let verifierPeakRssMiB = 0;
@@ -153,13 +182,22 @@ async function oneRun(
         if (arm === 'via') stateBytes = (await dirBytes(join(stateDir, 'store'))) - before;
         if (pulled.imageId !== image.configDigest) throw new Error(`crictl (${arm}) pulled ${pulled.imageId}, expected ${image.configDigest}`);
         ms[arm] = pulled.ms;
+        runtimeMs[arm] = runtimePullMs(runtimes[arm].log(), arm === 'via' ? pinned : reference);
       }
       // The verifier really ran: pullguard answered containerd for this image.
       const asked = verifying
         .logRecords()
         .some((r) => r['verifier'] !== undefined && String((r['verifier'] as { name?: unknown }).name) === reference && r['allowed'] === true);
       if (!asked) throw new Error(`pullguard's verifier was not asked about ${reference}`);
-      samples.push({ viaMs: ms.via!, directMs: ms.direct!, verifierMs: ms.verifier!, stateBytes, peakRssMiB, verifierPeakRssMiB });
+      samples.push({
+        viaMs: ms.via!,
+        directMs: ms.direct!,
+        verifierMs: ms.verifier!,
+        runtimeMs: { via: runtimeMs.via!, direct: runtimeMs.direct!, verifier: runtimeMs.verifier! },
+        stateBytes,
+        peakRssMiB,
+        verifierPeakRssMiB,
+      });
     }
     return samples;
   } finally {
@@ -203,7 +241,7 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
         for (const last of await oneRun(registry, images, warmUp, config, work, run)) {
           samples.push(last);
           log(
-            `runtime-fetch ${shape.name} run ${run + 1}: via ${round(last.viaMs)} ms, direct ${round(last.directMs)} ms, with verifier ${round(last.verifierMs)} ms`,
+            `runtime-fetch ${shape.name} run ${run + 1}: via ${round(last.viaMs)} ms (containerd ${round(last.runtimeMs.via)}), direct ${round(last.directMs)} ms (${round(last.runtimeMs.direct)}), with verifier ${round(last.verifierMs)} ms (${round(last.runtimeMs.verifier)})`,
           );
         }
       }
@@ -248,6 +286,24 @@ export async function runRuntimeFetchBench(): Promise<PartResult> {
         value: round((100 * state) / image.totalBytes, 2),
         unit: '%',
         target: { op: '<', value: 5 },
+      });
+      // Where the difference comes from: what pullguard adds outside the runtime's own pull (crictl's
+      // own overhead, the same in both arms, cancels), and how the runtime's own pulls compared.
+      const outside = (total: number, runtime: number): number => total - runtime;
+      figures.push({
+        name: `${shape.name} pullguard's own time around the runtime's pull`,
+        value: round(median(samples.map((s) => outside(s.viaMs, s.runtimeMs.via) - outside(s.directMs, s.runtimeMs.direct))), 1),
+        unit: 'ms',
+      });
+      figures.push({
+        name: `${shape.name} containerd's own pull asked by pullguard/by crictl`,
+        value: round(median(samples.map((s) => s.runtimeMs.via)) / median(samples.map((s) => s.runtimeMs.direct)), 2),
+        unit: '',
+      });
+      figures.push({
+        name: `${shape.name} containerd's own pull with the verifier/without`,
+        value: round(median(samples.map((s) => s.runtimeMs.verifier)) / median(samples.map((s) => s.runtimeMs.direct)), 2),
+        unit: '',
       });
       figures.push({ name: `${shape.name} pullguard peak RSS during pull`, value: round(rss, 1), unit: 'MiB' });
       figures.push({ name: `${shape.name} verifying pullguard peak RSS during pull`, value: round(verifierRss, 1), unit: 'MiB' });
